@@ -1,0 +1,186 @@
+"""Benchmark: suitkaise ``Pool`` against multiprocessing, concurrent.futures, loky, mpire, joblib.
+
+Run: ``python benchmarks/pool.py [--rounds N] [--quick]``. All pools use 2 workers
+and the platform's default start method. Every scenario runs each contender once
+per round, interleaved (A B C ... A B C ...), and prints the median per
+contender and its ratio to the anchor (``multiprocessing.Pool``).
+
+Scenarios (targets from the sk-processing brief):
+  tiny-map / tiny-imap / tiny-unordered: 10,000 x f(x)=x*x (function defined
+      here, so it travels by value for suitkaise) -- target <= 2x mp.Pool
+  sleep-1ms: 500 tasks sleeping 1 ms -- target within 10% of the floor
+      (500 x measured task duration / 2 workers)
+  startup: construct the pool, get the first result, shut down -- <= 1.2x mp.Pool
+  numpy-20MB: 8 x 20 MB float64 arrays through map(a + 1) -- faster than mp.Pool
+
+Everything started here is shut down before the script exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import multiprocessing as mp
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from suitkaise.processing import Pool
+
+WORKERS = 2
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def sleep_1ms(x: int) -> int:
+    time.sleep(0.001)
+    return x
+
+
+def plus_one(a: Any) -> Any:
+    return a + 1
+
+
+def _timeit(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def run_scenario(name: str, contenders: dict[str, Callable[[], object]], rounds: int,
+                 floor: float | None = None, anchor: str = "mp.Pool") -> None:
+    times: dict[str, list[float]] = {k: [] for k in contenders}
+    for fn in contenders.values():  # warm-up (imports, worker start, caches)
+        fn()
+    for _ in range(rounds):
+        for key, fn in contenders.items():
+            times[key].append(_timeit(fn))
+    print(f"\n== {name} (median of {rounds}) ==")
+    base = statistics.median(times[anchor]) if anchor in times else None
+    for key, ts in times.items():
+        med = statistics.median(ts)
+        ratio = f"{med / base:6.2f}x {anchor}" if base else ""
+        extra = f"  {med / floor:5.2f}x floor" if floor else ""
+        print(f"  {key:<22} {med * 1000:9.2f} ms  {ratio}{extra}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="skip the slow anchors on tiny tasks")
+    parser.add_argument("--only", default="tiny,sleep,numpy,startup",
+                        help="comma-separated scenarios: tiny, sleep, numpy, startup")
+    args = parser.parse_args()
+    rounds = args.rounds
+    only = set(args.only.split(","))
+
+    import joblib  # type: ignore[import-untyped]
+    import loky  # type: ignore[import-untyped]
+    from mpire import WorkerPool
+
+    print(f"start method: {mp.get_start_method()}, workers: {WORKERS}")
+    sk = Pool(WORKERS)
+    mpp = mp.Pool(WORKERS)
+    cfp = cf.ProcessPoolExecutor(WORKERS)
+    lk = loky.get_reusable_executor(max_workers=WORKERS)
+    mpw = WorkerPool(n_jobs=WORKERS, keep_alive=True)
+    jl = joblib.Parallel(n_jobs=WORKERS, backend="loky")
+    jl.__enter__()  # reuse its workers; __exit__ removes its memmapping folder
+    try:
+        if "tiny" in only:
+            xs = list(range(10_000))
+            tiny_map: dict[str, Callable[[], object]] = {
+                "suitkaise.map": lambda: sk.map(square, xs),
+                "mp.Pool": lambda: mpp.map(square, xs),
+                "mpire.map": lambda: mpw.map(square, xs),
+                "joblib": lambda: jl(joblib.delayed(square)(x) for x in xs),
+            }
+            if not args.quick:
+                tiny_map["cf.map(chunksize=1)"] = lambda: list(cfp.map(square, xs))
+                tiny_map["loky.map(chunksize=1)"] = lambda: list(lk.map(square, xs))
+            run_scenario("tiny-map: 10,000 x x*x", tiny_map, rounds)
+            run_scenario("tiny-imap: 10,000 x x*x (mp.Pool.imap default chunksize=1)", {
+                "suitkaise.imap": lambda: list(sk.imap(square, xs)),
+                "mp.Pool": lambda: list(mpp.imap(square, xs)),
+                "mpire.imap": lambda: list(mpw.imap(square, xs)),
+            }, rounds)
+            run_scenario("tiny-unordered: 10,000 x x*x", {
+                "suitkaise.unordered_map": lambda: sk.unordered_map(square, xs),
+                "suitkaise.unordered_imap": lambda: list(sk.unordered_imap(square, xs)),
+                "mp.Pool": lambda: list(mpp.imap_unordered(square, xs)),
+                "mp.Pool.map_async": lambda: mpp.map_async(square, xs).get(),
+            }, rounds)
+
+        if "sleep" in only:
+            one = statistics.median(_timeit(lambda: sleep_1ms(0)) for _ in range(200))
+            floor = 500 * one / WORKERS
+            print(f"\n(one 1 ms sleep task measures {one * 1000:.3f} ms; floor = {floor * 1000:.1f} ms)")
+            ys = list(range(500))
+            run_scenario("sleep-1ms: 500 x sleep(0.001)", {
+                "suitkaise.map": lambda: sk.map(sleep_1ms, ys),
+                "suitkaise.imap": lambda: list(sk.imap(sleep_1ms, ys)),
+                "mp.Pool": lambda: mpp.map(sleep_1ms, ys),
+                "cf.map": lambda: list(cfp.map(sleep_1ms, ys)),
+                "loky.map": lambda: list(lk.map(sleep_1ms, ys)),
+                "mpire.map": lambda: mpw.map(sleep_1ms, ys),
+                "joblib": lambda: jl(joblib.delayed(sleep_1ms)(y) for y in ys),
+            }, rounds, floor=floor)
+
+        if "numpy" in only:
+            arrays = [np.full(20 * 1024 * 1024 // 8, float(i)) for i in range(8)]
+
+            def check(out: list[Any]) -> None:
+                assert len(out) == 8 and all(float(o[0]) == i + 1 for i, o in enumerate(out))
+
+            run_scenario("numpy-20MB: 8 x 20 MB through map(a + 1)", {
+                "suitkaise.map": lambda: check(sk.map(plus_one, arrays)),
+                "mp.Pool": lambda: check(mpp.map(plus_one, arrays)),
+                "cf.map": lambda: check(list(cfp.map(plus_one, arrays))),
+                "loky.map": lambda: check(list(lk.map(plus_one, arrays))),
+                "mpire.map": lambda: check(mpw.map(plus_one, [(a,) for a in arrays], concatenate_numpy_output=False)),
+                "joblib": lambda: check(jl(joblib.delayed(plus_one)(a) for a in arrays)),
+            }, rounds)
+    finally:
+        sk.terminate()
+        mpp.terminate()
+        mpp.join()
+        cfp.shutdown(wait=True)
+        lk.shutdown(wait=True)
+        mpw.terminate()
+        jl.__exit__(None, None, None)
+
+    def sk_startup() -> None:
+        with Pool(WORKERS) as p:
+            assert p.map(square, [3]) == [9]
+
+    def mp_startup() -> None:
+        with mp.Pool(WORKERS) as p:
+            assert p.map(square, [3]) == [9]
+            p.close()
+            p.join()
+
+    def cf_startup() -> None:
+        with cf.ProcessPoolExecutor(WORKERS) as ex:
+            assert list(ex.map(square, [3])) == [9]
+
+    def mpire_startup() -> None:
+        with WorkerPool(n_jobs=WORKERS) as p:
+            assert p.map(square, [3]) == [9]
+
+    if "startup" not in only:
+        return
+    run_scenario("startup: construct + first result + shutdown", {
+        "suitkaise": sk_startup,
+        "mp.Pool": mp_startup,
+        "cf": cf_startup,
+        "mpire": mpire_startup,
+    }, rounds)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""cucumber: serialize nearly any Python object, including live resources.
+
+Built on cloudpickle. What pickle and cloudpickle cannot move (locks, open
+files, loggers, queues, threads, sockets, database connections, ...) goes
+through one registry of handlers: resources that can be recreated safely come
+back live, and connections come back as *Reconnectors* that
+:func:`reconnect_all` turns into new live connections.
+
+Scope: payloads move between Python processes running the same code (a
+parent and its children, workers of a pool). They are not an archive format,
+and like pickle they must never be loaded from an untrusted source.
+
+>>> from suitkaise import cucumber
+>>> add = cucumber.deserialize(cucumber.serialize(lambda a, b: a + b))
+>>> add(2, 3)
+5
+"""
+
+from __future__ import annotations
+
+from suitkaise.cucumber import _exceptions as _exceptions  # registers the exception handler
+from suitkaise.cucumber import _handlers as _handlers  # registers resource handlers
+from suitkaise.cucumber._api import deserialize, serialize
+from suitkaise.cucumber._errors import DeserializationError, SerializationError
+from suitkaise.cucumber._inspect import ir_to_json, ir_to_jsonable, serialize_ir, to_json, to_jsonable
+from suitkaise.cucumber._reconnect import reconnect_all
+
+__version__ = "0.5.0"
+
+__all__ = [
+    "DeserializationError",
+    "SerializationError",
+    "deserialize",
+    "ir_to_json",
+    "ir_to_jsonable",
+    "reconnect_all",
+    "serialize",
+    "serialize_ir",
+    "to_json",
+    "to_jsonable",
+]

@@ -1,0 +1,141 @@
+"""``serialize`` and ``deserialize``: the two calls everything else is built on."""
+
+from __future__ import annotations
+
+import pickle
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from suitkaise.cucumber._deep import TooDeepError, call_deep, is_recursion_error
+from suitkaise.cucumber._diagnose import locate
+from suitkaise.cucumber._errors import DeserializationError, SerializationError
+from suitkaise.cucumber._pickler import dumps, loads
+
+__all__ = ["deserialize", "serialize"]
+
+BufferCallback = Callable[[pickle.PickleBuffer], Any]
+
+
+def _type_name(obj: Any) -> str:
+    t = type(obj)
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
+def _hint_for(exc: BaseException, culprit: Any) -> str:
+    if isinstance(exc, (TypeError, pickle.PicklingError)) and "pickle" in str(exc):
+        return (
+            f"cucumber has no handler for {_type_name(culprit)}. Leave it out of what you send, "
+            "or give its owner __serialize__()/__deserialize__(state) to choose what travels."
+        )
+    return ""
+
+
+class _Tracer:
+    """``verbose=True``: one line per object that a cucumber handler takes care of."""
+
+    def __init__(self) -> None:
+        self.color = sys.stdout.isatty()
+
+    def say(self, text: str) -> None:
+        if self.color:
+            text = f"\x1b[38;5;208m[CUCUMBER]\x1b[0m {text}"
+        else:
+            text = f"[CUCUMBER] {text}"
+        print(text)
+
+    def __call__(self, obj: Any, reducer: Any) -> None:
+        self.say(f"  {_type_name(obj)} -> handler {getattr(reducer, '__name__', reducer)}")
+
+
+def serialize(
+    obj: Any,
+    debug: bool = False,
+    verbose: bool = False,
+    *,
+    buffer_callback: BufferCallback | None = None,
+) -> bytes:
+    """Turn ``obj`` into bytes that :func:`deserialize` turns back into an equivalent object.
+
+    Anything pickle or cloudpickle can carry, plus the live resources in
+    cucumber's handler table (locks, files, loggers, queues, database
+    connections, ...). With ``buffer_callback`` (pickle protocol 5), large
+    buffers such as numpy arrays are handed to the callback instead of being
+    copied into the payload. Raises :class:`SerializationError` naming the path
+    to the first object that cannot be serialized.
+    """
+    tracer = _Tracer() if verbose else None
+    if tracer:
+        tracer.say(f"Starting serialization of {_type_name(obj)}")
+    buffers: list[pickle.PickleBuffer] | None = [] if buffer_callback is not None else None
+    collect = buffers.append if buffers is not None else None
+    try:
+        try:
+            data = dumps(obj, buffer_callback=collect, trace=tracer)
+        except Exception as exc:
+            # Deep nesting: retry on a thread with a large stack (no fixed depth cap).
+            if not is_recursion_error(exc):
+                raise
+            if buffers is not None:
+                buffers.clear()
+            data = call_deep(dumps, obj, buffer_callback=collect, trace=tracer)
+    except SerializationError:
+        raise
+    except TooDeepError as exc:
+        raise SerializationError(
+            str(exc), type_name=_type_name(obj), hint="flatten the structure or split it into parts"
+        ) from exc
+    except Exception as exc:
+        path, culprit, cause = locate(obj, exc)
+        type_name = _type_name(culprit)
+        if debug:
+            type_name += f"@{id(culprit):#x}"
+        raise SerializationError(
+            f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__,
+            path=path,
+            type_name=type_name,
+            hint=_hint_for(cause, culprit),
+        ) from cause
+    if buffers is not None and buffer_callback is not None:
+        for buf in buffers:
+            buffer_callback(buf)
+    if tracer:
+        tracer.say(f"Serialization complete, bytes: {len(data)}")
+    return data
+
+
+def deserialize(
+    data: Any,
+    debug: bool = False,
+    verbose: bool = False,
+    *,
+    buffers: Any = None,
+) -> Any:
+    """Rebuild the object that :func:`serialize` turned into ``data``.
+
+    Live resources come back live where that is safe (locks, files, loggers)
+    or as Reconnectors (database connections, sockets, threads) that
+    :func:`reconnect_all` turns into live objects. Raises
+    :class:`DeserializationError` for anything that is not a valid payload.
+
+    Like pickle, this runs code named by the payload: never deserialize
+    bytes from a source you do not trust.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise DeserializationError(
+            f"a bytes-like object is required, not '{type(data).__name__}'",
+            hint="pass the bytes that serialize() returned",
+        )
+    try:
+        obj = loads(data, buffers=buffers)
+    except DeserializationError:
+        raise
+    except Exception as exc:
+        detail = str(exc) or type(exc).__name__
+        raise DeserializationError(
+            f"{detail}" if isinstance(exc, pickle.UnpicklingError) else f"{type(exc).__name__}: {detail}",
+            hint="the data is truncated, corrupted or not a cucumber payload",
+        ) from exc
+    if verbose:
+        _Tracer().say(f"Deserialized {_type_name(obj)} from {len(data)} bytes")
+    return obj

@@ -1,0 +1,54 @@
+"""Exceptions travel with their type, ``args``, attributes, cause and context.
+
+Plain pickle rebuilds an exception by calling ``cls(*args)``, which breaks for
+user exceptions whose ``__init__`` takes other arguments, and it drops the
+traceback. cucumber rebuilds without calling ``__init__`` and keeps the
+formatted traceback as the string attribute ``__remote_traceback__``.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+from suitkaise.cucumber._registry import register
+
+__all__: list[str] = []
+
+
+@register("builtins.BaseException")
+def reduce_exception(exc: BaseException) -> Any:
+    state = dict(getattr(exc, "__dict__", {}))
+    if exc.__traceback__ is not None:
+        state["__remote_traceback__"] = "".join(
+            traceback.format_exception(type(exc), exc, exc.__traceback__)
+        )
+    return (
+        _rebuild_exception,
+        (type(exc), exc.args, state, exc.__cause__, exc.__context__, exc.__suppress_context__),
+    )
+
+
+def _rebuild_exception(
+    cls: type[BaseException],
+    args: tuple[Any, ...],
+    state: dict[str, Any],
+    cause: BaseException | None,
+    context: BaseException | None,
+    suppress_context: bool,
+) -> BaseException:
+    try:
+        # __new__ (not __init__) so that OSError & co. still derive errno etc. from args.
+        exc = cls.__new__(cls, *args)
+    except Exception:
+        exc = cls.__new__(cls)
+    exc.args = args
+    if state:
+        try:
+            exc.__dict__.update(state)
+        except AttributeError:  # pragma: no cover - exception type without __dict__
+            pass
+    exc.__cause__ = cause
+    exc.__context__ = context
+    exc.__suppress_context__ = suppress_context
+    return exc

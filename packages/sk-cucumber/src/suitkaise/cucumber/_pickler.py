@@ -1,0 +1,158 @@
+"""The pickler: cloudpickle plus cucumber's handler registry.
+
+``CucumberPickler`` is a ``cloudpickle.Pickler`` whose ``reducer_override``
+first asks the registry (:mod:`._registry`) whether the object's type needs a
+cucumber handler (locks, files, loggers, database connections, ...). If not,
+cloudpickle decides: functions and classes that cannot be imported travel by
+value, everything else goes through the standard pickle protocol. Identity,
+shared references and cycles are therefore exactly pickle's: one memo per
+payload.
+
+Classes defined in ``__main__`` get one extra step: they travel by value (so a
+fresh interpreter can rebuild them), together with a fingerprint of their
+definition. A receiver whose ``__main__`` defines the same class (a fork
+child, or a spawn child that re-imported the script as ``__mp_main__``) uses
+its own class, so ``isinstance`` and module globals behave as the user expects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+import sys
+import types
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import cloudpickle
+
+from suitkaise.cucumber import _registry
+
+PROTOCOL = 5
+
+__all__ = ["PROTOCOL", "CucumberPickler", "dumps", "loads"]
+
+_MISSING = object()
+_cache_get = _registry._CACHE.get
+_lookup = _registry.lookup
+
+
+class CucumberPickler(cloudpickle.Pickler):
+    """cloudpickle's pickler with cucumber's handler registry in front."""
+
+    def __init__(
+        self,
+        file: io.BytesIO,
+        protocol: int = PROTOCOL,
+        buffer_callback: Callable[[pickle.PickleBuffer], Any] | None = None,
+        *,
+        by_value_class: type | None = None,
+        trace: Callable[[Any, Any], None] | None = None,
+    ) -> None:
+        super().__init__(file, protocol=protocol, buffer_callback=buffer_callback)
+        self._by_value_class = by_value_class
+        self._trace = trace
+
+    def reducer_override(self, obj: Any) -> Any:
+        t = type(obj)
+        reducer: Any = _cache_get(t, _MISSING)
+        if reducer is _MISSING:
+            reducer = _lookup(t)
+        if reducer is not None:
+            if self._trace is not None:
+                self._trace(obj, reducer)
+            result = reducer(obj)
+            if result is not NotImplemented:
+                return result
+        elif (
+            isinstance(obj, type)
+            and obj.__module__ == "__main__"
+            and obj is not self._by_value_class
+            and "<locals>" not in obj.__qualname__
+        ):
+            return _reduce_main_class(obj)
+        return super().reducer_override(obj)
+
+
+def dumps(
+    obj: Any,
+    *,
+    buffer_callback: Callable[[pickle.PickleBuffer], Any] | None = None,
+    by_value_class: type | None = None,
+    trace: Callable[[Any, Any], None] | None = None,
+) -> bytes:
+    f = io.BytesIO()
+    CucumberPickler(
+        f, PROTOCOL, buffer_callback, by_value_class=by_value_class, trace=trace
+    ).dump(obj)
+    return f.getvalue()
+
+
+def loads(data: Any, *, buffers: Any = None) -> Any:
+    return pickle.loads(data, buffers=buffers)
+
+
+# -- classes defined in __main__ ------------------------------------------------
+
+_fingerprints: weakref.WeakKeyDictionary[type, str] = weakref.WeakKeyDictionary()
+
+
+def _code_digest(h: Any, code: types.CodeType) -> None:
+    h.update(code.co_code)
+    h.update(" ".join(code.co_names).encode())
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            _code_digest(h, const)
+
+
+def fingerprint(cls: type) -> str:
+    """A digest of a class definition that is stable across interpreters.
+
+    Covers the qualified name, the names in the class body and the bytecode of
+    its functions (through static/class methods and properties), which is what
+    tells "the same class, re-imported" from "a different class of that name".
+    """
+    try:
+        return _fingerprints[cls]
+    except (KeyError, TypeError):
+        pass
+    h = hashlib.blake2b(digest_size=16)
+    h.update(cls.__qualname__.encode())
+    for base in cls.__bases__:
+        h.update(f"{base.__module__}.{base.__qualname__}".encode())
+    for name in sorted(vars(cls)):
+        h.update(name.encode())
+        value = vars(cls)[name]
+        if isinstance(value, property):
+            value = value.fget
+        value = getattr(value, "__func__", value)
+        code = getattr(value, "__code__", None)
+        if isinstance(code, types.CodeType):
+            _code_digest(h, code)
+    digest = h.hexdigest()
+    try:
+        _fingerprints[cls] = digest
+    except TypeError:  # pragma: no cover - not weak-referenceable
+        pass
+    return digest
+
+
+def _reduce_main_class(cls: type) -> Any:
+    payload = dumps(cls, by_value_class=cls)
+    return (_rebuild_main_class, (cls.__qualname__, fingerprint(cls), payload))
+
+
+def _rebuild_main_class(qualname: str, digest: str, payload: bytes) -> type:
+    candidate: Any = sys.modules.get("__main__")
+    for part in qualname.split("."):
+        candidate = getattr(candidate, part, None)
+    if (
+        isinstance(candidate, type)
+        and candidate.__module__ in ("__main__", "__mp_main__")
+        and fingerprint(candidate) == digest
+    ):
+        return candidate
+    cls: type = pickle.loads(payload)
+    return cls

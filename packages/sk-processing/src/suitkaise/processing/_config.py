@@ -1,0 +1,84 @@
+"""``process_config``: runs, join_in, lives and per-section timeouts.
+
+Plain dataclasses so users set fields in ``__init__``
+(``self.process_config.runs = 10``); :func:`validate` checks them at
+``start()`` (and in a Pool worker) and raises a ``TypeError``/``ValueError``
+that names the field, the bad value and what is accepted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+__all__ = ["ProcessConfig", "TimeoutConfig", "validate"]
+
+SECTIONS = ("prerun", "run", "postrun", "onfinish", "result", "error")
+
+
+@dataclass
+class TimeoutConfig:
+    """Seconds each lifecycle section may take; ``None`` means no limit."""
+
+    prerun: float | None = None
+    run: float | None = None
+    postrun: float | None = None
+    onfinish: float | None = None
+    result: float | None = None
+    error: float | None = None
+
+
+@dataclass
+class ProcessConfig:
+    """How an ``Skprocess`` loops, retries and times out."""
+
+    runs: int | None = None
+    join_in: float | None = None
+    lives: int = 1
+    timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def validate(config: object, owner: str = "Skprocess") -> ProcessConfig:
+    """Check every field of ``config``; return it unchanged or raise a clear error."""
+    where = f"{owner}.process_config"
+    if not isinstance(config, ProcessConfig):
+        raise TypeError(
+            f"{where} must be a ProcessConfig (set its fields, e.g. self.process_config.runs = 10), "
+            f"got {type(config).__name__}"
+        )
+    runs = config.runs
+    if runs is not None:
+        if isinstance(runs, bool) or not isinstance(runs, int):
+            raise TypeError(f"{where}.runs must be an int >= 0 or None (run until stop()), got {runs!r}")
+        if runs < 0:
+            raise ValueError(f"{where}.runs must be >= 0 or None, got {runs}")
+    join_in = config.join_in
+    if join_in is not None:
+        if not _is_real(join_in):
+            raise TypeError(f"{where}.join_in must be seconds (int/float) or None, got {join_in!r}")
+        if not join_in >= 0 or math.isnan(join_in):
+            raise ValueError(f"{where}.join_in must be >= 0 seconds or None, got {join_in}")
+    lives = config.lives
+    if isinstance(lives, bool) or not isinstance(lives, int):
+        raise TypeError(f"{where}.lives must be an int >= 1 (1 = no retries), got {lives!r}")
+    if lives < 1:
+        raise ValueError(f"{where}.lives must be >= 1 (1 = no retries), got {lives}")
+    timeouts = config.timeouts
+    if not isinstance(timeouts, TimeoutConfig):
+        raise TypeError(
+            f"{where}.timeouts must be a TimeoutConfig (set its fields, e.g. "
+            f"self.process_config.timeouts.run = 5.0), got {type(timeouts).__name__}"
+        )
+    for name in SECTIONS:
+        value = getattr(timeouts, name)
+        if value is None:
+            continue
+        if not _is_real(value):
+            raise TypeError(f"{where}.timeouts.{name} must be seconds (int/float) or None, got {value!r}")
+        if not value > 0 or math.isinf(value):
+            raise ValueError(f"{where}.timeouts.{name} must be a finite number of seconds > 0 or None, got {value}")
+    return config

@@ -1,0 +1,218 @@
+"""``Skprocess``: subclass it, define lifecycle methods, call ``start()``/``run()``.
+
+The class itself holds only user-facing behaviour; the mechanics (spawning,
+the parent's monitor thread, the child's engine loop, timeouts, lives) live in
+:mod:`suitkaise.processing._engine`. See that module for the diagram of
+processes and channels.
+
+The instance travels to the child through cucumber: ``__reduce_ex__`` returns
+``(_rebuild_skprocess, (type(self), state))``, so the child gets an instance of
+the user's *real* class (resolved by reference when importable, carried by
+value by cloudpickle otherwise) with the full MRO, static/class methods and
+``isinstance`` intact.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from suitkaise.processing._config import ProcessConfig
+from suitkaise.processing._modifiers import modifiable
+from suitkaise.processing._timers import ProcessTimers, TimedMethod
+
+if TYPE_CHECKING:
+    from suitkaise.timing import Sktimer
+
+__all__ = ["Skprocess"]
+
+LIFECYCLE = ("__prerun__", "__run__", "__postrun__", "__onfinish__", "__result__", "__error__")
+
+# Attributes owned by the library; user code must not reuse these names.
+_RUNTIME_ATTR = "_sk_rt"
+
+
+def _setup(obj: Skprocess) -> None:
+    """Create the library-owned attributes once (idempotent, so ``super().__init__()`` is harmless)."""
+    d = obj.__dict__
+    if "process_config" in d:
+        return
+    d["process_config"] = ProcessConfig()
+    d["timers"] = None
+    d["error"] = None
+    d["_current_run"] = 0
+    d[_RUNTIME_ATTR] = None
+
+
+def _wrap_init(init: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(init)
+    def __init__(self: Skprocess, *args: Any, **kwargs: Any) -> None:
+        _setup(self)
+        init(self, *args, **kwargs)
+
+    __init__._sk_setup_wrapped = True  # type: ignore[attr-defined]
+    return __init__
+
+
+def _rebuild_skprocess(cls: type[Skprocess], state: dict[str, Any]) -> Skprocess:
+    """Unpickling side of ``Skprocess.__reduce_ex__``: no ``__init__``, state restored as is."""
+    obj = cls.__new__(cls)
+    obj.__dict__.update(state)
+    obj.__dict__[_RUNTIME_ATTR] = None
+    return obj
+
+
+class Skprocess:
+    """Base class for class-based subprocesses.
+
+    Define ``__run__`` (and optionally ``__prerun__``, ``__postrun__``,
+    ``__onfinish__``, ``__result__``, ``__error__``), configure
+    ``self.process_config`` in ``__init__``, then ``start()`` + ``result()`` or
+    just ``run()``.
+    """
+
+    process_config: ProcessConfig
+    timers: ProcessTimers | None
+    error: BaseException | None
+    _current_run: int
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in LIFECYCLE:
+            fn = cls.__dict__.get(name)
+            if fn is not None and not isinstance(fn, TimedMethod) and callable(fn):
+                setattr(cls, name, TimedMethod(fn, name.strip("_")))
+        init = cls.__dict__.get("__init__")
+        if init is not None and callable(init) and not getattr(init, "_sk_setup_wrapped", False):
+            cls.__init__ = _wrap_init(init)  # type: ignore[method-assign]
+
+    def __init__(self) -> None:
+        _setup(self)
+
+    # -- lifecycle defaults (no-ops) --------------------------------------------------
+
+    def _base_prerun(self) -> None:
+        """Called before each ``__run__``."""
+
+    def _base_run(self) -> None:
+        """The work of one iteration."""
+
+    def _base_postrun(self) -> None:
+        """Called after each ``__run__``."""
+
+    def _base_onfinish(self) -> None:
+        """Called once when the loop ends (runs reached, join_in, stop())."""
+
+    def _base_result(self) -> Any:
+        """Return what ``result()`` gives the parent."""
+        return None
+
+    def _base_error(self) -> Any:
+        """Called when lives are exhausted; return an exception to raise it, any other value to return it."""
+        return self.error
+
+    __prerun__ = TimedMethod(_base_prerun, "prerun")
+    __run__ = TimedMethod(_base_run, "run")
+    __postrun__ = TimedMethod(_base_postrun, "postrun")
+    __onfinish__ = TimedMethod(_base_onfinish, "onfinish")
+    __result__ = TimedMethod(_base_result, "result")
+    __error__ = TimedMethod(_base_error, "error")
+
+    # -- serialization ---------------------------------------------------------------
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        state = {k: v for k, v in self.__dict__.items() if k != _RUNTIME_ATTR}
+        return (_rebuild_skprocess, (type(self), state))
+
+    # -- control ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Serialize this instance and start it in a new subprocess; returns at once.
+
+        Raises ``RuntimeError("process already started")`` while it is running,
+        ``TypeError``/``ValueError`` for a bad ``process_config`` and
+        ``SerializationError`` if an attribute cannot travel.
+        """
+        _engine.start(self)
+
+    def stop(self) -> None:
+        """Ask the process to finish gracefully (non-blocking); works in the child too."""
+        rt = self.__dict__.get(_RUNTIME_ATTR)
+        if rt is not None:
+            rt.stop()
+
+    def kill(self) -> None:
+        """Terminate the subprocess now: no ``__onfinish__``, ``result()`` returns ``None``."""
+        rt = self.__dict__.get(_RUNTIME_ATTR)
+        if rt is not None:
+            rt.kill()
+
+    @modifiable
+    def wait(self, timeout: float | None = None, *, _sk_timeout: float | None = None) -> bool:
+        """Block until the process has finished (through restarts); ``False`` on ``timeout``."""
+        rt = self.__dict__.get(_RUNTIME_ATTR)
+        if rt is None:
+            return True
+        return bool(rt.wait(timeout, _sk_timeout))
+
+    @modifiable
+    def result(self, *, _sk_timeout: float | None = None) -> Any:
+        """The value of ``__result__`` (blocks until ready); raises the process's ``ProcessError``."""
+        rt = self.__dict__.get(_RUNTIME_ATTR)
+        if rt is None:
+            return None
+        return rt.result(_sk_timeout)
+
+    @modifiable
+    def run(self, *, _sk_timeout: float | None = None) -> Any:
+        """``start()``, ``wait()`` and ``result()`` in one call."""
+        _engine.start(self)
+        return self.__dict__[_RUNTIME_ATTR].result(_sk_timeout, what="run")
+
+    def tell(self, data: Any) -> None:
+        """Send ``data`` to the other side (parent -> child or child -> parent); non-blocking."""
+        rt = self.__dict__.get(_RUNTIME_ATTR)
+        if rt is None:
+            raise RuntimeError("Cannot tell() - process not started")
+        rt.tell(data)
+
+    @modifiable
+    def listen(self, timeout: float | None = None, *, _sk_timeout: float | None = None) -> Any:
+        """Receive the next message from the other side; ``None`` after ``timeout`` seconds."""
+        rt = self.__dict__.get(_RUNTIME_ATTR)
+        if rt is None:
+            raise RuntimeError("Cannot listen() - process not started")
+        return rt.listen(timeout, _sk_timeout)
+
+    # -- properties ------------------------------------------------------------------
+
+    @property
+    def current_run(self) -> int:
+        """Iteration number (0-based); live while running, the child's final value afterwards."""
+        rt = self.__dict__.get(_RUNTIME_ATTR)
+        if rt is not None:
+            live = rt.live_current_run()
+            if live is not None:
+                return int(live)
+        return int(self.__dict__.get("_current_run", 0))
+
+    @property
+    def is_alive(self) -> bool:
+        """Whether the subprocess is running (including a restart after a crash)."""
+        rt = self.__dict__.get(_RUNTIME_ATTR)
+        return bool(rt is not None and rt.is_alive())
+
+    @property
+    def process_timer(self) -> Sktimer | None:
+        """``timers.full_run`` (prerun + run + postrun per iteration) or ``None`` before start."""
+        timers = self.__dict__.get("timers")
+        return None if timers is None else timers.full_run
+
+    def __repr__(self) -> str:
+        rt = self.__dict__.get(_RUNTIME_ATTR)
+        state = "not started" if rt is None else rt.describe()
+        return f"<{type(self).__qualname__} Skprocess ({state})>"
+
+
+from suitkaise.processing import _engine  # noqa: E402  (cycle: _engine needs Skprocess)

@@ -1,0 +1,135 @@
+"""``ProcessTimers`` and the ``process.__run__.timer`` accessor.
+
+One ``Sktimer`` per lifecycle section, created the first time the section
+runs, plus ``full_run`` (prerun + run + postrun of each completed
+iteration). A section that raises or times out creates its timer but records
+nothing. The engine measures with ``perf_counter`` and records with
+``Sktimer.add_time`` (cheaper than start/stop frames in the hot loop).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from suitkaise.timing import Sktimer
+
+__all__ = ["ProcessTimers"]
+
+_SECTION_NAMES = ("prerun", "run", "postrun", "onfinish", "result", "error")
+
+
+def _section_key(section: str) -> str:
+    key = section.strip("_")
+    if key not in _SECTION_NAMES:
+        raise ValueError(f"unknown lifecycle section {section!r}; expected one of {_SECTION_NAMES}")
+    return key
+
+
+class ProcessTimers:
+    """Timers of one ``Skprocess`` run: ``prerun``, ``run``, ``postrun``,
+    ``onfinish``, ``result``, ``error`` (each ``Sktimer | None``) and ``full_run``."""
+
+    prerun: Sktimer | None
+    run: Sktimer | None
+    postrun: Sktimer | None
+    onfinish: Sktimer | None
+    result: Sktimer | None
+    error: Sktimer | None
+    full_run: Sktimer
+
+    def __init__(self) -> None:
+        self.prerun = None
+        self.run = None
+        self.postrun = None
+        self.onfinish = None
+        self.result = None
+        self.error = None
+        self.full_run = Sktimer()
+
+    def _ensure_timer(self, section: str) -> Sktimer:
+        """Return the timer of ``section`` (``"run"`` or ``"__run__"``), creating it if needed."""
+        key = _section_key(section)
+        timer = getattr(self, key)
+        if timer is None:
+            timer = Sktimer()
+            setattr(self, key, timer)
+        return timer
+
+    def _update_full_run(self) -> None:
+        """Add the latest prerun + run + postrun measurements to ``full_run`` (if > 0)."""
+        total = 0.0
+        for key in ("prerun", "run", "postrun"):
+            timer = getattr(self, key)
+            if timer is not None and timer.num_times:
+                recent = timer.most_recent
+                if recent:
+                    total += recent
+        if total > 0:
+            self.full_run.add_time(total)
+
+    def _reset(self) -> None:
+        for key in _SECTION_NAMES:
+            setattr(self, key, None)
+        self.full_run = Sktimer()
+
+    def __repr__(self) -> str:
+        parts = []
+        for key in (*_SECTION_NAMES, "full_run"):
+            timer = getattr(self, key)
+            if timer is not None:
+                parts.append(f"{key}={timer.num_times}")
+        return f"ProcessTimers({', '.join(parts)})"
+
+
+class TimedMethod:
+    """Class-level wrapper of a lifecycle method: ``proc.__run__`` is callable
+    and has ``.timer`` (the matching ``Sktimer`` of ``proc.timers`` or ``None``)."""
+
+    __slots__ = ("__dict__", "fn", "key")
+
+    def __init__(self, fn: Callable[..., Any], key: str) -> None:
+        self.fn = fn
+        self.key = key
+        functools.update_wrapper(self, fn)
+
+    def __get__(self, obj: object, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return BoundTimedMethod(self.fn, obj, self.key)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<timed lifecycle method {getattr(self.fn, '__qualname__', self.fn)!r}>"
+
+
+class BoundTimedMethod:
+    """``proc.__run__``: call it like the method; ``.timer`` gives its ``Sktimer``."""
+
+    __slots__ = ("__func__", "__self__", "key")
+
+    def __init__(self, fn: Callable[..., Any], obj: object, key: str) -> None:
+        self.__func__ = fn
+        self.__self__ = obj
+        self.key = key
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.__func__(self.__self__, *args, **kwargs)
+
+    @property
+    def timer(self) -> Sktimer | None:
+        timers = getattr(self.__self__, "timers", None)
+        if timers is None:
+            return None
+        timer: Sktimer | None = getattr(timers, self.key, None)
+        return timer
+
+    @property
+    def __name__(self) -> str:
+        return str(getattr(self.__func__, "__name__", self.key))
+
+    def __repr__(self) -> str:
+        return f"<bound lifecycle method {self.__name__} of {self.__self__!r}>"

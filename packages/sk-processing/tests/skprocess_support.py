@@ -1,0 +1,341 @@
+"""Skprocess subclasses used by the test_skprocess_* modules (importable in spawn children)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from suitkaise.processing import Skprocess
+
+
+class Counter(Skprocess):
+    def __init__(self, runs: int = 10) -> None:
+        self.counter = 0
+        self.process_config.runs = runs
+
+    def __run__(self) -> None:
+        self.counter += 1
+
+    def __result__(self) -> int:
+        return self.counter
+
+
+class Logged(Skprocess):
+    """Scenario 1/2 of the spec: every section appends (name, run)."""
+
+    def __init__(self, runs: int = 4, lives: int = 2, fail_at: tuple[int, ...] = (2,), fail_times: int = 1):
+        self.log: list[str] = []
+        self.fail_at = fail_at
+        self.fail_times = fail_times
+        self.failures: dict[int, int] = {}
+        self.process_config.runs = runs
+        self.process_config.lives = lives
+
+    def __prerun__(self) -> None:
+        self.log.append(f"pre{self._current_run}")
+
+    def __run__(self) -> None:
+        self.log.append(f"run{self._current_run}")
+        run = self._current_run
+        if run in self.fail_at and self.failures.get(run, 0) < self.fail_times:
+            self.failures[run] = self.failures.get(run, 0) + 1
+            raise ValueError(f"boom at {self._current_run}")
+
+    def __postrun__(self) -> None:
+        self.log.append(f"post{self._current_run}")
+
+    def __onfinish__(self) -> None:
+        self.log.append("finish")
+
+    def __result__(self) -> list[str]:
+        return self.log
+
+
+class Base(Skprocess):
+    LIMIT = 3
+    _private = "p"
+
+    def __init__(self) -> None:
+        self.items: list[int] = []
+        self.process_config.runs = self.LIMIT
+
+    def __run__(self) -> None:
+        self.items.append(self.helper(self._current_run))
+
+    def helper(self, x: int) -> int:
+        return self.scale(x) + self.offset()
+
+    @staticmethod
+    def scale(x: int) -> int:
+        return x * 10
+
+    @classmethod
+    def offset(cls) -> int:
+        return len(cls.__name__)
+
+    def _secret(self) -> str:
+        return self._private
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __result__(self) -> dict:
+        return {
+            "items": self.items,
+            "cls": type(self).__qualname__,
+            "is_base": isinstance(self, Base),
+            "secret": self._secret(),
+            "len": len(self),
+            "tag": getattr(self, "tag", None),
+        }
+
+
+class Child(Base):
+    def __init__(self, tag: str) -> None:
+        super().__init__()
+        self.tag = tag
+
+
+class Child2(Base):
+    """No __init__: Base.__init__ must run."""
+
+
+class GrandChild(Child):
+    def __postrun__(self) -> None:
+        self.items.append(-1)
+
+
+class Echo(Skprocess):
+    """Scenario 7: echo over tell/listen; 'quit' stops the child."""
+
+    def __init__(self) -> None:
+        self.msg = None
+
+    def __prerun__(self) -> None:
+        self.msg = self.listen(timeout=0.2)
+
+    def __run__(self) -> None:
+        if self.msg is None:
+            return
+        if self.msg == "quit":
+            self.stop()
+            return
+        payload = self.msg(21) if callable(self.msg) else self.msg
+        self.tell(("echo", payload, self._current_run))
+
+    def __result__(self) -> str:
+        return "bye"
+
+
+class StopInRun(Skprocess):
+    """Scenario 3, made deterministic: run 3 tells the parent, waits for 'go'."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    def __prerun__(self) -> None:
+        self.log.append(f"pre{self._current_run}")
+
+    def __run__(self) -> None:
+        self.log.append(f"run{self._current_run}")
+        if self._current_run == 3:
+            self.tell("in run 3")
+            assert self.listen(timeout=30) == "go"
+
+    def __postrun__(self) -> None:
+        self.log.append(f"post{self._current_run}")
+
+    def __onfinish__(self) -> None:
+        self.log.append("finish")
+
+    def __result__(self) -> list[str]:
+        return self.log
+
+
+class StopInPrerun(StopInRun):
+    def __prerun__(self) -> None:
+        super().__prerun__()
+        if self._current_run == 1:
+            self.stop()
+
+    def __run__(self) -> None:
+        self.log.append(f"run{self._current_run}")
+
+
+class Forever(Skprocess):
+    """Runs until stopped; tells its pid first."""
+
+    def __init__(self, nap: float = 0.01) -> None:
+        self.nap = nap
+        self.n = 0
+
+    def __prerun__(self) -> None:
+        if self._current_run == 0:
+            self.tell(os.getpid())
+
+    def __run__(self) -> None:
+        self.n += 1
+        time.sleep(self.nap)
+
+    def __result__(self) -> int:
+        return self.n
+
+
+class ErrorValue(Skprocess):
+    def __init__(self, returns: str = "dict") -> None:
+        self.returns = returns
+        self.process_config.runs = 2
+
+    def __run__(self) -> None:
+        raise KeyError("k")
+
+    def __error__(self):
+        if self.returns == "dict":
+            return {"status": "failed", "error": type(self.error).__name__}
+        if self.returns == "none":
+            return None
+        if self.returns == "exception":
+            return LookupError("from handler")
+        if self.returns == "raise":
+            raise OSError("handler broke")
+        return self.error
+
+
+class FailingFinish(Skprocess):
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.finishes = 0
+        self.process_config.runs = 1
+        self.process_config.lives = 3
+
+    def __onfinish__(self) -> None:
+        self.finishes += 1
+        if self.where == "onfinish":
+            raise RuntimeError("finish failed")
+
+    def __result__(self):
+        if self.where == "result":
+            raise RuntimeError("result failed")
+        if self.where == "unserializable":
+            import threading
+
+            return threading.Lock()
+        return self.finishes
+
+    def __error__(self):
+        return self.error
+
+
+class Sleeper(Skprocess):
+    """__run__ sleeps ``nap`` the first ``slow_times`` attempts (state kept across retries)."""
+
+    def __init__(self, nap: float, timeout: float, lives: int = 1, slow_times: int = 99, section: str = "run"):
+        self.nap = nap
+        self.slow_times = slow_times
+        self.attempts = 0
+        self.section = section
+        self.pids: list[int] = []
+        self.process_config.runs = 1
+        self.process_config.lives = lives
+        setattr(self.process_config.timeouts, section, timeout)
+
+    def _work(self) -> None:
+        self.attempts += 1
+        self.pids.append(os.getpid())
+        if self.attempts <= self.slow_times:
+            time.sleep(self.nap)
+
+    def __run__(self) -> None:
+        if self.section == "run":
+            self._work()
+
+    def __onfinish__(self) -> None:
+        if self.section == "onfinish":
+            self._work()
+
+    def __result__(self):
+        return {"attempts": self.attempts, "pids": self.pids}
+
+
+class NativeBlock(Skprocess):
+    """Blocks where SIGALRM cannot interrupt (signal masked + C sleep), unless the marker exists."""
+
+    def __init__(self, marker: str, timeout: float, lives: int) -> None:
+        self.marker = marker
+        self.process_config.runs = 1
+        self.process_config.lives = lives
+        self.process_config.timeouts.run = timeout
+
+    def __run__(self) -> None:
+        if os.path.exists(self.marker):
+            return
+        with open(self.marker, "w") as f:
+            f.write(str(os.getpid()))
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        time.sleep(60)
+
+    def __result__(self) -> str:
+        return "recovered"
+
+
+class Crasher(Skprocess):
+    """Dies hard in __run__ (how = exit/sigkill/segv) unless the marker file exists."""
+
+    def __init__(self, how: str, lives: int = 1, marker: str | None = None) -> None:
+        self.how = how
+        self.marker = marker
+        self.process_config.runs = 3
+        self.process_config.lives = lives
+
+    def __run__(self) -> None:
+        if self._current_run != 1:
+            return
+        if self.marker is not None:
+            if os.path.exists(self.marker):
+                return
+            with open(self.marker, "w") as f:
+                f.write("crashed once")
+        if self.how == "exit":
+            os._exit(3)
+        elif self.how == "sigkill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        elif self.how == "segv":
+            import ctypes
+
+            ctypes.string_at(0)
+        elif self.how == "sysexit":
+            raise SystemExit(4)
+
+    def __result__(self) -> str:
+        return "survived"
+
+
+class PipeUser(Skprocess):
+    def __init__(self, point) -> None:
+        self.pipe = point
+        self.process_config.runs = 1
+
+    def __run__(self) -> None:
+        command = self.pipe.recv()
+        self.pipe.send({"doubled": command["value"] * 2})
+
+    def __result__(self) -> str:
+        return "done"
+
+
+class SqliteUser(Skprocess):
+    """Holds a live sqlite3 connection: cucumber sends a Reconnector, @autoreconnect revives it."""
+
+    def __init__(self, conn) -> None:
+        self.db = conn
+        self.process_config.runs = 1
+
+    def __run__(self) -> None:
+        import sqlite3
+
+        self.kind = type(self.db) is sqlite3.Connection
+        self.rows = self.db.execute("select x from t order by x").fetchall()
+
+    def __result__(self):
+        return self.kind, self.rows

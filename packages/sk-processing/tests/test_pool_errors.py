@@ -1,0 +1,178 @@
+"""Pool errors: the task's own exception type with the remote traceback, odd exceptions,
+unserializable items/results, crashed workers (crash matrix), and the pool staying usable."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import signal
+from collections.abc import Iterator
+
+import pytest
+
+from suitkaise.processing import Pool, ProcessError
+from suitkaise.processing._errors import RemoteTraceback
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def boom_at(x: int) -> int:
+    if x in (3, 7):
+        raise ValueError(f"bad {x}")
+    return x
+
+
+class OddError(Exception):
+    """Pickles, but cannot be rebuilt: __init__ needs two arguments, args holds one."""
+
+    def __init__(self, code: int, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+
+
+def raise_odd(x: int) -> int:
+    raise OddError(x, "odd failure")
+
+
+class HoldsUnsendable(Exception):
+    def __init__(self) -> None:
+        super().__init__("holds something")
+        self.thing = Unsendable()
+
+
+def raise_unsendable(x: int) -> int:
+    raise HoldsUnsendable()
+
+
+def call_exit(x: int) -> int:
+    raise SystemExit(4)
+
+
+class Unsendable:
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("Unsendable refuses to be serialized")
+
+
+def return_unsendable(x: int) -> object:
+    return Unsendable() if x == 2 else x
+
+
+def crash(how: str) -> int:
+    if how == "segfault":
+        ctypes.string_at(0)
+    elif how == "exit":
+        os._exit(3)
+    elif how == "sigkill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif how == "oom":
+        _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (512 * 1024 * 1024, hard))
+        blob = bytearray(2 * 1024 * 1024 * 1024)
+        return len(blob)
+    return 0
+
+
+def test_task_error_keeps_type_and_remote_traceback(start_method: str) -> None:
+    with Pool(2) as pool:
+        with pytest.raises(ValueError, match="bad 3") as info:
+            pool.map(boom_at, range(10))
+        cause = info.value.__cause__
+        assert isinstance(cause, RemoteTraceback)
+        assert "Traceback" in str(cause) and "boom_at" in str(cause) and "bad 3" in str(cause)
+        # the pool stays usable
+        assert pool.map(square, range(4)) == [0, 1, 4, 9]
+        # imap yields everything before the failing item, then raises
+        seen = []
+        with pytest.raises(ValueError, match="bad 3"):
+            for value in pool.imap(boom_at, range(10)):
+                seen.append(value)
+        assert seen == [0, 1, 2]
+        # unordered variants raise too
+        with pytest.raises(ValueError, match="bad"):
+            pool.unordered_map(boom_at, range(10))
+        with pytest.raises(ValueError, match="bad"):
+            list(pool.unordered_imap(boom_at, range(10)))
+        assert sorted(pool.unordered_map(square, range(4))) == [0, 1, 4, 9]
+
+
+def test_odd_and_unsendable_exceptions_surface_clearly(start_method: str) -> None:
+    with Pool(1) as pool:
+        # cucumber rebuilds exceptions whatever their __init__ signature
+        with pytest.raises(OddError, match="5: odd failure") as odd:
+            pool.map(raise_odd, [5])
+        assert isinstance(odd.value.__cause__, RemoteTraceback)
+        # an exception that cannot travel at all: a ProcessError that says what happened
+        with pytest.raises(ProcessError) as info:
+            pool.map(raise_unsendable, [5])
+        text = str(info.value)
+        assert "item 0" in text and "HoldsUnsendable" in text and "holds something" in text
+        assert "could not be sent" in text
+        assert isinstance(info.value.__cause__, RemoteTraceback)
+        assert "raise_unsendable" in str(info.value.__cause__)
+        assert pool.map(square, [3]) == [9]
+
+
+def test_system_exit_in_task_is_a_process_error(start_method: str) -> None:
+    with Pool(1) as pool:
+        with pytest.raises(ProcessError, match="SystemExit"):
+            pool.map(call_exit, [1])
+        assert pool.map(square, [3]) == [9]
+
+
+def test_unserializable_result_and_item(start_method: str) -> None:
+    with Pool(2) as pool:
+        with pytest.raises(Exception, match="item 2") as info:
+            pool.map(return_unsendable, range(4))
+        assert "could not be serialized" in str(info.value)
+        with pytest.raises(Exception) as info2:
+            pool.map(square, [1, 2, Unsendable(), 4])
+        notes = " ".join(getattr(info2.value, "__notes__", []))
+        assert "item 2" in notes and "Unsendable" in notes
+        assert pool.map(square, [5]) == [25]
+
+
+def test_errors_in_the_input_iterator_propagate(start_method: str) -> None:
+    def items() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise KeyError("input broke")
+
+    with Pool(2) as pool:
+        with pytest.raises(KeyError, match="input broke"):
+            pool.map(square, items())
+        with pytest.raises(KeyError, match="input broke"):
+            list(pool.imap(square, items()))
+        assert pool.map(square, [2]) == [4]
+
+
+CRASHES = {
+    "segfault": r"item 5 \('segfault'\).*SIGSEGV",
+    "exit": r"item 5 \('exit'\).*exited with code 3",
+    "sigkill": r"item 5 \('sigkill'\).*SIGKILL",
+}
+
+
+@pytest.mark.parametrize("how", sorted(CRASHES))
+def test_worker_crash_names_item_and_cause(start_method: str, how: str) -> None:
+    items = ["ok"] * 5 + [how] + ["ok"] * 20
+    with Pool(2) as pool:
+        with pytest.raises(ProcessError, match=CRASHES[how]):
+            pool.map(crash, items)
+        with pytest.raises(ProcessError, match=CRASHES[how]):
+            list(pool.imap(crash, items))
+        # the dead worker is replaced; the pool keeps working
+        assert pool.map(square, range(20)) == [x * x for x in range(20)]
+
+
+def test_out_of_memory_in_a_task(start_method: str) -> None:
+    with Pool(2) as pool:
+        with pytest.raises((MemoryError, ProcessError)):
+            pool.map(crash, ["ok", "oom", "ok"])
+        # the worker that hit the limit is retired and replaced
+        assert pool.map(square, range(30)) == [x * x for x in range(30)]
+        assert pool.map(crash, ["ok"] * 10) == [0] * 10

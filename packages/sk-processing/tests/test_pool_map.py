@@ -1,0 +1,185 @@
+"""Pool: the four map methods, star(), lifecycle, functions travelling by value, big buffers."""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+
+import numpy as np
+import pytest
+
+from suitkaise import cucumber
+from suitkaise.processing import Pool
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def add(a: int, b: int = 10) -> int:
+    return a + b
+
+
+def identity(x: object) -> object:
+    return x
+
+
+def plus_one(a: np.ndarray) -> np.ndarray:
+    return a + 1
+
+
+class CountingFunction:
+    """A callable that appends this process's pid to a file each time it is deserialized."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __call__(self, x: int) -> int:
+        return x + 1
+
+    def __getstate__(self) -> dict[str, str]:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, str]) -> None:
+        self.path = state["path"]
+        if os.environ.get("SK_POOL_PARENT_PID") != str(os.getpid()):
+            with open(self.path, "a") as f:
+                f.write(f"{os.getpid()}\n")
+
+
+def test_four_methods_order_and_values(start_method: str) -> None:
+    items = list(range(200))
+    expected = [x * x for x in items]
+    offset = 7
+
+    def closure(x: int) -> int:  # defined in the test: travels by value
+        return x + offset
+
+    with Pool(2) as pool:
+        assert pool.map(square, items) == expected
+        assert sorted(pool.unordered_map(square, items)) == expected
+        assert list(pool.imap(square, items)) == expected
+        assert sorted(pool.unordered_imap(square, iter(items))) == expected
+        assert pool.map(lambda x: -x, [1, 2, 3]) == [-1, -2, -3]
+        assert pool.map(closure, [1, 2]) == [8, 9]
+        assert pool.map(square, []) == []
+        assert pool.unordered_map(square, []) == []
+        assert list(pool.imap(square, [])) == []
+        assert list(pool.unordered_imap(square, iter([]))) == []
+        # input of unknown length (generator) through map
+        assert pool.map(square, (x for x in range(50))) == [x * x for x in range(50)]
+
+
+def test_star_unpacks_only_tuples(start_method: str) -> None:
+    with Pool(2) as pool:
+        assert pool.star().map(add, [(1, 2), (3,), 5]) == [3, 13, 15]
+        assert pool.star().map(identity, [[1, 2]]) == [[1, 2]]
+        assert pool.map(identity, [(1, 2)]) == [(1, 2)]  # without star: passed whole
+        assert sorted(pool.star().unordered_map(add, [(1, 2), (3, 4)])) == [3, 7]
+        assert list(pool.star().imap(add, [(1, 2), (3, 4)])) == [3, 7]
+        assert sorted(pool.star().unordered_imap(add, [(1, 2), (3, 4)])) == [3, 7]
+
+
+def test_function_sent_once_per_worker_per_call(start_method: str, tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = os.path.join(str(tmp_path), "loads.txt")
+    monkeypatch.setenv("SK_POOL_PARENT_PID", str(os.getpid()))
+    fn = CountingFunction(path)
+    with Pool(2) as pool:
+        assert pool.map(fn, range(1000)) == list(range(1, 1001))
+        assert list(pool.imap(fn, range(300))) == list(range(1, 301))
+    with open(path) as f:
+        loads = f.read().split()
+    # two calls, at most one load per worker per call (1000 items = 8 chunks)
+    assert 1 <= len(loads) <= 4, loads
+
+
+def test_workers_argument_validation() -> None:
+    assert Pool().workers == (os.cpu_count() or 1)
+    assert Pool(3).workers == 3
+    with pytest.raises(ValueError, match="at least 1"):
+        Pool(0)
+    with pytest.raises(TypeError, match="int or None"):
+        Pool(2.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="int or None"):
+        Pool(True)
+    with pytest.raises(TypeError, match="progress"):
+        Pool(2, progress="yes")  # type: ignore[arg-type]
+    pool = Pool(1)
+    with pytest.raises(TypeError, match="function or an Skprocess"):
+        pool.map(42, [1])
+    with pytest.raises(TypeError, match="must be iterable"):
+        pool.map(square, 5)
+    with pytest.raises(ValueError, match="seconds"):
+        pool.map.timeout(-1)
+    with pytest.raises(ValueError, match="seconds"):
+        pool.imap.timeout("soon")  # type: ignore[arg-type]
+
+
+def test_usable_after_close_terminate_and_context(start_method: str) -> None:
+    pool = Pool(2)
+    assert pool.map(square, range(5)) == [0, 1, 4, 9, 16]
+    pool.close()
+    assert pool.map(square, range(5)) == [0, 1, 4, 9, 16]
+    pool.terminate()
+    assert list(pool.imap(square, range(5))) == [0, 1, 4, 9, 16]
+    with pool:
+        assert pool.unordered_map(square, [3]) == [9]
+    assert pool.map(square, [4]) == [16]  # usable after the with block too
+    pool.close()
+    pool.close()  # idempotent
+    pool.terminate()
+
+
+def test_unclosed_pool_is_cleaned_up_when_collected(start_method: str) -> None:
+    pool = Pool(2)
+    assert pool.map(square, [1, 2]) == [1, 4]
+    del pool
+    gc.collect()
+    # the autouse leak check fails this test if a worker outlives it
+
+
+def test_pool_travels_through_cucumber(start_method: str) -> None:
+    pool = Pool(3)
+    copy = cucumber.deserialize(cucumber.serialize(pool))
+    assert isinstance(copy, Pool) and copy.workers == 3
+    assert copy.map(square, [2]) == [4]
+    copy.close()
+    pool.close()
+
+
+def test_large_buffers_round_trip(start_method: str) -> None:
+    arrays = [np.arange(300_000, dtype=np.float64) * i for i in range(4)]
+    strided = np.arange(400_000, dtype=np.int32)[::2]  # not contiguous: travels in band
+    with Pool(2) as pool:
+        out = pool.map(plus_one, arrays)
+        for i, (a, b) in enumerate(zip(arrays, out, strict=True)):
+            assert b.dtype == a.dtype and np.array_equal(b, a + 1), i
+            b += 1  # results are writable
+        (s,) = pool.map(plus_one, [strided])
+        assert np.array_equal(s, strided + 1)
+        blob = bytearray(os.urandom(300_000))
+        assert pool.map(identity, [blob]) == [blob]
+
+
+def test_concurrent_calls_on_one_pool(start_method: str) -> None:
+    results: dict[int, list[int]] = {}
+    errors: list[BaseException] = []
+
+    with Pool(2) as pool:
+        def work(k: int) -> None:
+            try:
+                results[k] = pool.map(square, range(k, k + 300))
+            except BaseException as e:  # pragma: no cover - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert not errors
+    for k in range(4):
+        assert results[k] == [x * x for x in range(k, k + 300)]

@@ -1,0 +1,202 @@
+"""Pool with Skprocess classes as the mapped callable, with Share, and Ctrl-C handling."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import psutil  # type: ignore[import-untyped]
+import pytest
+
+from suitkaise.processing import Pool, ProcessError, RunError, Skprocess
+from suitkaise.processing._errors import RemoteTraceback
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class ProcessItem(Skprocess):
+    def __init__(self, item: int) -> None:
+        self.item = item
+        self.process_config.runs = 1
+
+    def __run__(self) -> None:
+        self.result_data = self.item * 10
+
+    def __result__(self) -> int:
+        return self.result_data
+
+
+class Summer(Skprocess):
+    def __init__(self, a: int, b: int = 100) -> None:
+        self.total = 0
+        self.a, self.b = a, b
+        self.process_config.runs = 3
+
+    def __run__(self) -> None:
+        self.total += self.a + self.b
+
+    def __result__(self) -> int:
+        return self.total
+
+
+class Handled(Skprocess):
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.process_config.runs = 1
+
+    def __run__(self) -> None:
+        raise ValueError(f"failed {self.n}")
+
+    def __error__(self) -> object:
+        return {"handled": self.n}
+
+
+class Failing(Skprocess):
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.process_config.runs = 2
+
+    def __run__(self) -> None:
+        if self.n == 2:
+            raise ValueError(f"boom {self.n}")
+
+
+class RetryOnce(Skprocess):
+    """Fails on its first attempt; lives=2 gives it a second one in the same worker."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.attempts = 0
+        self.process_config.runs = 1
+        self.process_config.lives = 2
+
+    def __run__(self) -> None:
+        self.attempts += 1
+        if self.attempts == 1:
+            raise RuntimeError("first attempt fails")
+
+    def __result__(self) -> tuple[int, int]:
+        return (self.n, self.attempts)
+
+
+class IncrementProcess(Skprocess):
+    def __init__(self, share: object) -> None:
+        self.share = share
+        self.process_config.runs = 10
+
+    def __postrun__(self) -> None:
+        self.share.counter += 1  # type: ignore[attr-defined]
+
+
+def test_skprocess_items(start_method: str) -> None:
+    with Pool(2) as pool:
+        assert pool.map(ProcessItem, [1, 2, 3]) == [10, 20, 30]
+        assert sorted(pool.unordered_imap(ProcessItem, [4, 5])) == [40, 50]
+        # star: tuples unpacked into the constructor, anything else passed whole
+        assert pool.star().map(Summer, [(1, 2), (3,), 5]) == [9, 309, 315]
+        # __error__ returning a value: that value is the item's result
+        assert pool.map(Handled, [1, 2]) == [{"handled": 1}, {"handled": 2}]
+        assert pool.map(RetryOnce, [7]) == [(7, 2)]
+
+
+def test_skprocess_item_error_type(start_method: str) -> None:
+    with Pool(2) as pool:
+        with pytest.raises(RunError) as info:
+            pool.map(Failing, [1, 2, 3])
+        assert isinstance(info.value.original_error, ValueError)
+        assert "boom 2" in str(info.value.original_error)
+        assert isinstance(info.value.__cause__, RemoteTraceback)
+        assert pool.map(ProcessItem, [1]) == [10]
+
+
+def test_share_counter_through_pool(start_method: str) -> None:
+    share_mod = pytest.importorskip("suitkaise.share")
+    share = share_mod.Share()
+    try:
+        share.counter = 0
+        pool = Pool(workers=4)
+        try:
+            pool.map(IncrementProcess, [share] * 10)
+        finally:
+            pool.close()
+        assert share.counter == 100
+    finally:
+        share.stop() if hasattr(share, "stop") else share.exit()
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import multiprocessing, os, sys, time
+    from suitkaise.processing import Pool
+
+    def slow(path):
+        open(os.path.join(path, str(os.getpid())), "w").close()
+        time.sleep(60)
+
+    if __name__ == "__main__":
+        multiprocessing.set_start_method(sys.argv[1], force=True)
+        pool = Pool(2)
+        try:
+            pool.map(slow, [sys.argv[2]] * 4)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            sys.exit(0)
+        sys.exit(1)
+    """
+)
+
+
+def test_ctrl_c_stops_every_worker(start_method: str, tmp_path: object) -> None:
+    script = os.path.join(str(tmp_path), "ctrl_c.py")
+    marks = os.path.join(str(tmp_path), "marks")
+    os.mkdir(marks)
+    with open(script, "w") as f:
+        f.write(SCRIPT)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    proc = subprocess.Popen([sys.executable, script, start_method, marks], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while len(os.listdir(marks)) < 2:  # both workers are inside a task
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "workers never started"
+            time.sleep(0.05)
+        workers = [int(name) for name in os.listdir(marks)]
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        elapsed = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert b"interrupted" in out
+    for pid in workers:
+        alive = psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        assert not alive, f"worker {pid} survived Ctrl-C"
+    assert elapsed < 10, f"Ctrl-C took {elapsed:.1f}s"
+
+
+def test_crash_in_skprocess_item_is_reported(start_method: str) -> None:
+    with Pool(1) as pool:
+        with pytest.raises(ProcessError, match=r"item 1 .*exited with code 7"):
+            pool.map(ExitingItem, [0, 1])
+        assert pool.map(ProcessItem, [2]) == [20]
+
+
+class ExitingItem(Skprocess):
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.process_config.runs = 1
+
+    def __run__(self) -> None:
+        if self.n == 1:
+            os._exit(7)
+
+    def __result__(self) -> int:
+        return self.n

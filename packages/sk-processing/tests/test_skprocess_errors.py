@@ -1,0 +1,194 @@
+"""Error delivery: __error__ values (decision 3), section errors, messages across processes."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from skprocess_support import ErrorValue, FailingFinish, Logged
+
+from suitkaise import cucumber
+from suitkaise.processing import (
+    ErrorHandlerError,
+    OnFinishError,
+    PostRunError,
+    PreRunError,
+    ProcessError,
+    ProcessTimeoutError,
+    ResultError,
+    ResultTimeoutError,
+    RunError,
+    Skprocess,
+)
+
+
+def test_error_value_is_returned(start_method):
+    proc = ErrorValue("dict")
+    assert proc.run() == {"status": "failed", "error": "RunError"}
+    assert isinstance(proc.error, RunError)
+    assert isinstance(proc.error.original_error, KeyError)
+    proc2 = ErrorValue("none")
+    proc2.start()
+    assert proc2.result() is None
+    assert isinstance(proc2.error, RunError)
+
+
+def test_returned_exception_is_raised_as_matching_process_error(start_method):
+    with pytest.raises(RunError) as info:
+        ErrorValue("exception").run()
+    assert isinstance(info.value.original_error, LookupError)
+    assert str(info.value.original_error) == "from handler"
+    assert info.value.current_run == 0
+
+
+def test_default_error_handler_raises_the_error_with_remote_traceback(start_method):
+    with pytest.raises(RunError) as info:
+        ErrorValue("default").run()
+    err = info.value
+    assert isinstance(err.original_error, KeyError)
+    assert err.__cause__ is err.original_error
+    cause = err.original_error.__cause__
+    assert cause is not None and "in __run__" in str(cause) and "KeyError" in str(cause)
+
+
+def test_error_handler_failure(start_method):
+    with pytest.raises(ErrorHandlerError) as info:
+        ErrorValue("raise").run()
+    err = info.value
+    assert isinstance(err.original_error, OSError)
+    assert isinstance(err.handled_error, RunError)
+    assert str(err) == "Error in __error__ on run 0"
+
+
+def test_onfinish_failure_is_not_retried(start_method):
+    proc = FailingFinish("onfinish")
+    with pytest.raises(OnFinishError) as info:
+        proc.run()
+    assert str(info.value.original_error) == "finish failed"
+    assert proc.timers.onfinish.num_times == 0
+    assert proc.timers.error.num_times == 1
+
+
+def test_result_failure(start_method):
+    with pytest.raises(ResultError) as info:
+        FailingFinish("result").run()
+    assert str(info.value.original_error) == "result failed"
+
+
+def test_unserializable_result_is_a_result_error(start_method):
+    with pytest.raises(ResultError) as info:
+        FailingFinish("unserializable").run()
+    assert "cannot be sent to the parent" in str(info.value.original_error)
+
+
+def test_unserializable_attribute_fails_start_in_parent(start_method):
+    from suitkaise.pipe import Pipe
+
+    anchor, point = Pipe.pair()
+    proc = FailingFinish("none")
+    proc.anchor = anchor
+    with pytest.raises(cucumber.SerializationError):
+        proc.start()
+    assert not proc.is_alive
+    assert proc.result() is None  # never started
+    anchor.close()
+    point.close()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "exc"),
+    [
+        ("lives", 0, ValueError),
+        ("lives", 1.5, TypeError),
+        ("runs", -1, ValueError),
+        ("runs", "3", TypeError),
+        ("join_in", -0.1, ValueError),
+        ("timeouts.run", 0, ValueError),
+        ("timeouts.error", "1", TypeError),
+    ],
+)
+def test_config_is_validated_at_start(field, value, exc):
+    proc = FailingFinish("none")
+    target = proc.process_config
+    name = field
+    if field.startswith("timeouts."):
+        target = proc.process_config.timeouts
+        name = field.split(".", 1)[1]
+    setattr(target, name, value)
+    with pytest.raises(exc, match=name):
+        proc.start()
+    assert not proc.is_alive
+
+
+def test_error_classes_round_trip_with_messages():
+    errors = [
+        ProcessError("plain", 3, ValueError("v")),
+        PreRunError(1, KeyError("k")),
+        RunError(2, ValueError("boom")),
+        PostRunError(3),
+        OnFinishError(4),
+        ResultError(5),
+        ErrorHandlerError(6),
+        ProcessTimeoutError("__run__", 1.5, 7),
+        ResultTimeoutError("result() timed out after 0.5s"),
+    ]
+    for err in errors:
+        back = cucumber.deserialize(cucumber.serialize(err))
+        assert type(back) is type(err)
+        assert str(back) == str(err)
+        assert back.current_run == err.current_run
+        assert type(back.original_error) is type(err.original_error)
+    t = cucumber.deserialize(cucumber.serialize(errors[7]))
+    assert (t.section, t.timeout, t.current_run) == ("__run__", 1.5, 7)
+    assert str(t) == "Timeout in __run__ after 1.5s on run 7"
+    assert isinstance(errors[8], TimeoutError) and isinstance(errors[8], ProcessError)
+    for cls in (PreRunError, RunError, PostRunError, OnFinishError, ResultError, ErrorHandlerError,
+                ProcessTimeoutError, ResultTimeoutError):
+        assert issubclass(cls, ProcessError)
+
+
+def test_prerun_and_postrun_errors(start_method):
+    class Bad(Skprocess):
+        def __init__(self, where):
+            self.where = where
+            self.process_config.runs = 2
+
+        def __prerun__(self):
+            if self.where == "pre":
+                raise ValueError("pre")
+
+        def __postrun__(self):
+            if self.where == "post" and self._current_run == 1:
+                raise ValueError("post")
+
+    with pytest.raises(PreRunError, match="Error in __prerun__ on run 0"):
+        Bad("pre").run()
+    with pytest.raises(PostRunError, match="Error in __postrun__ on run 1"):
+        Bad("post").run()
+
+
+def test_logged_error_keeps_child_log_in_error_handler(start_method):
+    class Report(Logged):
+        def __error__(self):
+            return {"log": self.log, "run": self.error.current_run}
+
+    out = Report(runs=3, lives=1, fail_at=(1,)).run()
+    assert out == {"log": ["pre0", "run0", "post0", "pre1", "run1"], "run": 1}
+
+
+def test_custom_exception_without_default_constructor(start_method):
+    class Weird(Exception):
+        def __init__(self, a, b):
+            super().__init__(f"{a}-{b}")
+            self.lock = threading.Lock()  # not serializable: must not break delivery
+
+    class Proc(Skprocess):
+        def __init__(self):
+            self.process_config.runs = 1
+
+        def __run__(self):
+            raise Weird(1, 2)
+
+    with pytest.raises(RunError) as info:
+        Proc().run()
+    assert "1-2" in str(info.value.original_error)

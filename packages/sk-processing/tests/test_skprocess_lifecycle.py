@@ -1,0 +1,163 @@
+"""Lifecycle, loop order, lives/retry, inheritance and final state in the parent."""
+
+from __future__ import annotations
+
+import pytest
+from skprocess_support import Child, Child2, Counter, GrandChild, Logged
+
+from suitkaise.processing import ProcessTimers, RunError, Skprocess
+from suitkaise.timing import Sktimer
+
+
+def test_counter_result_and_final_state(start_method):
+    proc = Counter(10)
+    assert proc.timers is None and proc.process_timer is None
+    proc.start()
+    assert proc.wait(timeout=60) is True
+    assert proc.result() == 10
+    assert proc.result() == 10  # cached
+    # decision 6: the parent sees the child's final state
+    assert proc.current_run == 10
+    assert proc.error is None
+    assert isinstance(proc.timers, ProcessTimers)
+    assert isinstance(proc.timers.run, Sktimer)
+    assert proc.__run__.timer is proc.timers.run
+    assert proc.timers.run.num_times == 10
+    assert proc.process_timer is proc.timers.full_run
+    assert proc.process_timer.num_times == 10
+    assert proc.timers.result.num_times == 1
+    # the parent's own attributes are not overwritten by the child
+    assert proc.counter == 0
+    assert not proc.is_alive
+
+
+def test_retry_repeats_the_same_iteration_with_state_kept(start_method):
+    """Spec scenario 1, exactly."""
+    log = Logged(runs=4, lives=2, fail_at=(2,), fail_times=1).run()
+    assert log == [
+        "pre0", "run0", "post0", "pre1", "run1", "post1",
+        "pre2", "run2", "pre2", "run2", "post2", "pre3", "run3", "post3", "finish",
+    ]
+
+
+def test_lives_exhausted_raises_run_error(start_method):
+    """Spec scenario 2."""
+    proc = Logged(runs=4, lives=2, fail_at=(1, 2), fail_times=1)
+    with pytest.raises(RunError) as info:
+        proc.run()
+    err = info.value
+    assert err.current_run == 2
+    assert isinstance(err.original_error, ValueError)
+    assert str(err.original_error) == "boom at 2"
+    assert str(err) == "Error in __run__ on run 2"
+    assert proc.current_run == 2
+    assert isinstance(proc.error, RunError) and proc.error.current_run == 2
+
+
+def test_timers_after_failures(start_method):
+    """timing spec §3: failed sections create their timer but record nothing."""
+
+    proc = Logged(runs=3, lives=2, fail_at=(1,), fail_times=2)
+    with pytest.raises(RunError):
+        proc.run()
+    t = proc.timers
+    assert t.prerun.num_times == 3
+    assert t.run.num_times == 1
+    assert t.postrun.num_times == 1
+    assert t.error.num_times == 1
+    assert t.full_run.num_times == 1
+    assert t.onfinish is None and t.result is None
+
+
+def test_zero_runs_still_finishes(start_method):
+    proc = Logged(runs=0, lives=1)
+    assert proc.run() == ["finish"]
+    assert proc.current_run == 0
+
+
+def test_inheritance_real_class_in_child(start_method):
+    """Spec scenario 8 + decision 7: MRO, static/class methods, private, dunder, isinstance."""
+    res = Child("c").run()
+    assert res == {
+        "items": [0 + 5, 10 + 5, 20 + 5],
+        "cls": "Child",
+        "is_base": True,
+        "secret": "p",
+        "len": 3,
+        "tag": "c",
+    }
+    res2 = Child2().run()  # no __init__ of its own: Base.__init__ ran
+    assert res2["items"] == [6, 16, 26]
+    assert res2["cls"] == "Child2"
+    res3 = GrandChild("g").run()  # inherited __init__ chain + own __postrun__
+    assert res3["items"] == [10, -1, 20, -1, 30, -1]
+    assert res3["len"] == 6
+
+
+def test_class_defined_in_a_function_travels_by_value(start_method):
+    factor = 7
+
+    class Local(Skprocess):
+        def __init__(self):
+            self.total = 0
+            self.fn = lambda x: x * factor
+            self.process_config.runs = 3
+
+        def __run__(self):
+            self.total += self.fn(self._current_run)
+
+        def __result__(self):
+            return self.total, isinstance(self, Local), isinstance(self, Skprocess)
+
+    assert Local().run() == (21, True, True)
+
+
+def test_base_class_without_run_is_empty(start_method):
+    proc = Skprocess()
+    proc.process_config.runs = 2
+    assert proc.run() is None
+    assert proc.current_run == 2
+
+
+def test_join_in_stops_at_iteration_boundary(start_method):
+    """Spec scenario 4 (bounds, not timings: a loaded machine may fit fewer iterations)."""
+    import time
+
+    class Slow(Skprocess):
+        def __init__(self):
+            self.n = 0
+            self.process_config.join_in = 0.5
+
+        def __run__(self):
+            time.sleep(0.2)
+            self.n += 1
+
+        def __result__(self):
+            return self.n
+
+    proc = Slow()
+    n = proc.run.timeout(60)()
+    assert 1 <= n <= 3
+    assert proc.current_run == n
+
+
+def test_restartable_after_completion(start_method):
+    proc = Counter(5)
+    assert proc.run() == 5
+    assert proc.run() == 5  # fresh run from the parent's state
+    assert proc.timers.run.num_times == 5
+
+
+def test_start_while_running_raises(start_method):
+    from skprocess_support import Forever
+
+    proc = Forever()
+    proc.start()
+    try:
+        with pytest.raises(RuntimeError, match="process already started"):
+            proc.start()
+        assert proc.is_alive
+    finally:
+        proc.stop()
+        assert proc.wait(timeout=60)
+    assert isinstance(proc.result(), int)

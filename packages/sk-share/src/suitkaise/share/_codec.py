@@ -1,0 +1,212 @@
+"""How values are turned into bytes for the shared store, and back.
+
+Three encodings, chosen per value (the first that applies):
+
+``K_PLAIN``   exact built-in plain data (``int``, ``float``, ``bool``, ``str``, ``bytes``,
+              ``complex``, ``None`` and ``list``/``tuple``/``dict``/``set``/``frozenset`` of
+              those), encoded with :mod:`marshal`. This is an *inspection-checked fast path*
+              for data that has no identity or class to carry; it is ~10x faster than a full
+              serializer and is what makes ``share.counter += 1`` cheap.
+``K_OBJECT``  an instance of an ordinary user class whose ``__dict__`` is plain data and whose
+              class does not customise pickling: stored as (class key, marshal(state)). The
+              class itself travels once, through cucumber, in a class-table entry of the store.
+``K_CUCUMBER`` everything else, through ``suitkaise.cucumber.serialize``.
+
+Everything that is not exact plain data goes through cucumber: this module never pickles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import marshal
+import types
+from typing import Any
+
+from suitkaise import cucumber
+
+K_PLAIN = 1
+K_OBJECT = 2
+K_CUCUMBER = 3
+
+CLASS_PREFIX = "\x00cls:"  # index names of class-table entries (never valid user names)
+
+_ATOMS: frozenset[type] = frozenset({int, float, bool, str, bytes, complex, type(None)})
+_CONTAINERS: frozenset[type] = frozenset({list, tuple, dict, set, frozenset})
+_IMMUTABLE_ATOMS: frozenset[type] = frozenset({int, float, bool, str, bytes, complex, type(None), range})
+
+_VIEWS: tuple[type, ...] = (type({}.keys()), type({}.values()), type({}.items()))
+
+_MAX_DEPTH = 64
+
+# per-process class tables: class -> (key, cucumber bytes) and key -> class
+_CLASS_KEYS: dict[type, tuple[str, bytes]] = {}
+_CLASSES: dict[str, type] = {}
+
+
+def is_plain(value: Any) -> bool:
+    """True if ``value`` is exact built-in plain data that marshal encodes faithfully."""
+    t = type(value)
+    if t in _ATOMS:
+        return True
+    if t not in _CONTAINERS:
+        return False
+    return _plain_walk(value, 0, set())
+
+
+def _plain_walk(value: Any, depth: int, seen: set[int]) -> bool:
+    t = type(value)
+    if t in _ATOMS:
+        return True
+    if t not in _CONTAINERS or depth > _MAX_DEPTH:
+        return False
+    i = id(value)
+    if i in seen:  # shared reference or cycle: marshal keeps both
+        return True
+    seen.add(i)
+    if t is dict:
+        for k, v in value.items():
+            if not (type(k) in _ATOMS or _plain_walk(k, depth + 1, seen)):
+                return False
+            if not (type(v) in _ATOMS or _plain_walk(v, depth + 1, seen)):
+                return False
+        return True
+    for v in value:
+        if not (type(v) in _ATOMS or _plain_walk(v, depth + 1, seen)):
+            return False
+    return True
+
+
+def is_immutable(value: Any) -> bool:
+    """True if ``value`` can be handed to the user as-is (nobody can mutate it)."""
+    t = type(value)
+    if t in _IMMUTABLE_ATOMS:
+        return True
+    if t is tuple or t is frozenset:
+        return all(is_immutable(v) for v in value)
+    return False
+
+
+def _simple_object(value: Any) -> bool:
+    """An instance whose state is exactly its plain ``__dict__`` (default pickling)."""
+    cls = type(value)
+    if cls.__module__ == "builtins" or isinstance(value, type | types.ModuleType):
+        return False
+    try:
+        d = object.__getattribute__(value, "__dict__")
+    except AttributeError:
+        return False
+    if type(d) is not dict:
+        return False
+    if (
+        cls.__reduce_ex__ is not object.__reduce_ex__
+        or cls.__reduce__ is not object.__reduce__
+        or getattr(cls, "__getstate__", object.__getstate__) is not object.__getstate__
+        or hasattr(cls, "__setstate__")
+        or hasattr(cls, "__serialize__")
+        or hasattr(cls, "__deserialize__")
+        or hasattr(cls, "__getnewargs__")
+        or hasattr(cls, "__getnewargs_ex__")
+        or "__slots__" in cls.__dict__
+        or any("__slots__" in c.__dict__ for c in cls.__mro__[1:-1])
+    ):
+        return False
+    return all(type(k) is str for k in d) and _plain_walk(d, 0, set())
+
+
+def class_key(cls: type) -> tuple[str, bytes]:
+    """Stable key and cucumber bytes for ``cls`` (computed once per process)."""
+    got = _CLASS_KEYS.get(cls)
+    if got is None:
+        data = cucumber.serialize(cls)
+        key = f"{CLASS_PREFIX}{cls.__module__}.{cls.__qualname__}:{hashlib.sha1(data).hexdigest()[:16]}"
+        got = (key, data)
+        _CLASS_KEYS[cls] = got
+        _CLASSES.setdefault(key, cls)
+    return got
+
+
+def encode(value: Any) -> tuple[int, bytes, tuple[str, bytes] | None]:
+    """Encode ``value``; returns (kind, data, class entry the store must hold or None).
+
+    Raises ``cucumber.SerializationError`` when cucumber cannot carry the value.
+    """
+    if is_plain(value):
+        return K_PLAIN, marshal.dumps(value), None
+    if _simple_object(value):
+        key, cdata = class_key(type(value))
+        kb = key.encode()
+        state = marshal.dumps(object.__getattribute__(value, "__dict__"))
+        return K_OBJECT, len(kb).to_bytes(2, "little") + kb + state, (key, cdata)
+    return K_CUCUMBER, cucumber.serialize(value), None
+
+
+def decode(kind: int, data: bytes, load_class: Any) -> Any:
+    """Rebuild a value. ``load_class(key)`` returns the cucumber bytes of a class entry."""
+    if kind == K_PLAIN:
+        return marshal.loads(data)
+    if kind == K_OBJECT:
+        n = int.from_bytes(data[:2], "little")
+        key = data[2 : 2 + n].decode()
+        cls: Any = _CLASSES.get(key)
+        if cls is None:
+            cls = cucumber.deserialize(load_class(key))
+            _CLASSES[key] = cls
+        obj = cls.__new__(cls)
+        object.__getattribute__(obj, "__dict__").update(marshal.loads(data[2 + n :]))
+        return obj
+    if kind == K_CUCUMBER:
+        return cucumber.deserialize(data)
+    raise ValueError(f"corrupt Share entry (unknown kind {kind})")
+
+
+def copy_out(value: Any) -> Any:
+    """A private copy of ``value`` for the caller (immutables are returned as they are)."""
+    if is_immutable(value):
+        return value
+    if type(value) in _VIEWS:
+        value = list(value)
+    if is_plain(value):
+        return marshal.loads(marshal.dumps(value))
+    return cucumber.deserialize(cucumber.serialize(value))
+
+
+# -- refusing what cannot live in a Share --------------------------------------------------
+
+MP_MESSAGE = (
+    "Share does not support multiprocessing.* objects. Use Share primitives or plain data instead."
+)
+
+
+def check_storable(value: Any, where: str) -> None:
+    """Refuse multiprocessing objects and classes that opt out (``_share_disallowed``)."""
+    _check(value, where, 0, set())
+
+
+def _check(value: Any, where: str, depth: int, seen: set[int]) -> None:
+    t = type(value)
+    if t in _ATOMS or depth > 16:
+        return
+    i = id(value)
+    if i in seen:
+        return
+    seen.add(i)
+    mod = getattr(t, "__module__", "") or ""
+    if mod.startswith(("multiprocessing", "_multiprocessing")):
+        raise ValueError(f"{MP_MESSAGE} (got {mod}.{t.__qualname__} at {where})")
+    disallowed = getattr(t, "_share_disallowed", None)
+    if isinstance(disallowed, str) and disallowed:
+        raise TypeError(f"{disallowed} (at {where})")
+    if t is dict:
+        for k, v in value.items():
+            _check(v, f"{where}[{k!r}]", depth + 1, seen)
+    elif t in _CONTAINERS:
+        for n, v in enumerate(value):
+            _check(v, f"{where}[{n}]", depth + 1, seen)
+    elif not isinstance(value, type | types.ModuleType | types.FunctionType):
+        try:
+            d = object.__getattribute__(value, "__dict__")
+        except AttributeError:
+            return
+        if type(d) is dict:
+            for k, v in list(d.items()):
+                _check(v, f"{where}.{k}", depth + 1, seen)

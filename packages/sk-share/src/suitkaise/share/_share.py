@@ -1,0 +1,866 @@
+"""``Share``: attributes that every process sees and updates as one state.
+
+::
+
+    owner process                         any process holding the Share
+    Share()  ── creates ──►  /dev/shm/sk-share-*  ◄── attaches (by name) ── Share (client)
+       │                     (see _store.py)                                  ▲
+       └── pickled / cucumber-serialized: only the name travels ──────────────┘
+
+    share.x            read: cached value if nothing was committed since (no syscall),
+                       else lock + decode.  Immutable values are returned as they are;
+                       containers and objects come back as a Proxy bound to a path.
+    share.x = v        encode v (outside the lock; bad input never changes anything),
+                       then one atomic commit.
+    share.x += v       detected from the caller's bytecode (_aug.py): one locked
+                       read-modify-write (fetch-and-op); the store-back is a no-op.
+    share.o.f(a)       lock; run f on the current copy; write it back (if it changed); unlock.
+                       The real return value comes back.  If f raises, nothing is written.
+    share.o.l.append(x), share.d['k'] += 1, share.o.n = 3
+                       path-addressed: the same locked read-modify-write on the root object.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import operator
+import os
+import sys
+import threading
+import types
+import warnings
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from suitkaise import cucumber
+
+from . import _codec, _store
+from ._aug import _CACHE as _AUG_CACHE
+from ._aug import is_aug_read
+from ._store import FLAG_CLOSED, FLAG_STOPPED, Store, StoreGone
+from ._txn import Txn, encode_for
+
+__all__ = ["Share", "ShareError"]
+
+_SEQ_UNPACK = _store.SEQ.unpack_from
+_SLOT_OFF = _store.SLOT_OFF
+_SEL_OFF = _store.SEL_OFF
+
+STOPPED_WARNING = (
+    "Share is stopped. Changes are queued but will not take effect until share.start() is called."
+)
+
+Path = tuple[Any, ...]  # (root name, ("a", attr) | ("i", key), ...)
+Op = Callable[[Txn], Any]
+
+
+class ShareError(RuntimeError):
+    """The Share cannot be used from this process any more (closed, or its owner is gone)."""
+
+
+_RESERVED = frozenset(
+    {"start", "stop", "exit", "clear", "reconnect_all", "is_running", "has_error"}
+)
+
+_LIST_READERS = frozenset({"copy", "count", "index"})
+_DICT_READERS = frozenset({"copy", "get", "items", "keys", "values"})
+_SET_READERS = frozenset(
+    {"copy", "difference", "intersection", "issubset", "issuperset", "isdisjoint",
+     "symmetric_difference", "union"}
+)
+_BUILTIN_READERS: dict[type, frozenset[str]] = {
+    list: _LIST_READERS, dict: _DICT_READERS, set: _SET_READERS, frozenset: _SET_READERS,
+    tuple: frozenset({"count", "index"}), str: frozenset(dir(str)), bytes: frozenset(dir(bytes)),
+}
+
+_tl = threading.local()
+_HANDLES: weakref.WeakSet[Share] = weakref.WeakSet()
+
+
+def _take_own() -> tuple[Any, ...] | None:
+    """The pending read-your-own-write result of this thread (consumed by any operation)."""
+    own = _tl.__dict__.pop("own", None)
+    return own
+
+
+def _path_str(path: Path) -> str:
+    out = f"share.{path[0]}"
+    for kind, key in path[1:]:
+        out += f".{key}" if kind == "a" else f"[{key!r}]"
+    return out
+
+
+def _resolve(obj: Any, steps: Path) -> Any:
+    for kind, key in steps:
+        obj = getattr(obj, key) if kind == "a" else obj[key]
+    return obj
+
+
+def _unwrap(value: Any) -> Any:
+    """A Proxy used as a value stands for a copy of what it points at."""
+    if type(value) is Proxy:
+        return value._sk_snapshot()
+    return value
+
+
+def _method_kind(target: Any, name: str) -> str:
+    """'reader' (never writes), 'writer' (always writes) or 'unknown' (compare bytes)."""
+    t = type(target)
+    readers = _BUILTIN_READERS.get(t)
+    if readers is not None:
+        return "reader" if name in readers else "writer"
+    meta = getattr(t, "_shared_meta", None)
+    if isinstance(meta, dict):
+        entry = (meta.get("methods") or {}).get(name)
+        if isinstance(entry, dict):
+            return "writer" if "writes" in entry else "reader"
+    return "unknown"
+
+
+def _check_blocked(target: Any, name: str) -> None:
+    blocked = getattr(type(target), "_share_blocked_methods", None)
+    if isinstance(blocked, dict) and name in blocked:
+        raise TypeError(blocked[name])
+
+
+def _owner_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _tracker(action: str, name: str) -> None:
+    """Register/unregister the store file with multiprocessing's resource tracker."""
+    if _store.SHM_DIR != "/dev/shm":
+        return
+    try:
+        from multiprocessing import resource_tracker
+
+        getattr(resource_tracker, action)("/" + name, "shared_memory")
+    except Exception:  # the tracker is a safety net only
+        pass
+
+
+def _owner_cleanup(name: str, pid: int) -> None:
+    """Owner exit / garbage collection: mark the store closed, unlink it, untrack it."""
+    if os.getpid() != pid:
+        return
+    st = _store._REGISTRY.get(name)
+    if st is not None and not st.closed:
+        try:
+            with st.tlock:
+                if not st.closed and st.depth == 0 and st.try_lock_briefly():
+                    try:
+                        s = st.slot()
+                        st.commit({}, flags=s[1] | FLAG_STOPPED | FLAG_CLOSED)
+                    finally:
+                        with contextlib.suppress(OSError):
+                            import fcntl
+
+                            fcntl.lockf(st.fd, fcntl.LOCK_UN, 1, 0)
+        except Exception:
+            pass
+    _unlink(name)
+    if st is not None:
+        _store.forget_store(st)
+        st.close()
+
+
+def _unlink(name: str) -> None:
+    try:
+        os.unlink(_store.path_of(name))
+    except FileNotFoundError:
+        return
+    _tracker("unregister", name)
+
+
+class Share:
+    """A namespace whose attributes are shared by every process that holds it.
+
+    Create it in one process (the *owner*), assign attributes, and pass it to other
+    processes (``multiprocessing.Process`` args, ``Skprocess`` attributes, ``Pool`` items):
+    they receive a handle bound to the same state. See the package README for semantics.
+    """
+
+    def __init__(self, *, auto_start: bool = True) -> None:
+        d = self.__dict__
+        d["_sk_name"] = _store.new_name()
+        d["_sk_owner"] = True
+        d["_sk_owner_pid"] = os.getpid()
+        d["_sk_store"] = None
+        d["_sk_snapshot"] = {}
+        d["_sk_seq"] = 0
+        d["_sk_queue"] = []
+        d["_sk_error"] = None
+        d["_sk_finalizer"] = None
+        _HANDLES.add(self)
+        if auto_start:
+            self.start()
+
+    @classmethod
+    def _sk_client(cls, name: str, owner_pid: int) -> Share:
+        self = cls.__new__(cls)
+        d = self.__dict__
+        d["_sk_name"] = name
+        d["_sk_owner"] = False
+        d["_sk_owner_pid"] = owner_pid
+        d["_sk_store"] = None
+        d["_sk_snapshot"] = {}
+        d["_sk_seq"] = 0
+        d["_sk_queue"] = []
+        d["_sk_error"] = None
+        d["_sk_finalizer"] = None
+        _HANDLES.add(self)
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # only the name travels; the receiver attaches lazily on first use
+        return (_rebuild_share, (self._sk_name, self._sk_owner_pid))
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create the shared store (owner) and apply the writes queued while stopped."""
+        d = self.__dict__
+        if not d["_sk_owner"]:
+            if self.is_running:
+                return
+            raise ShareError(
+                "Only the process that created this Share can start it "
+                f"(owner pid {d['_sk_owner_pid']}, this is pid {os.getpid()})."
+            )
+        if d["_sk_store"] is not None:
+            return
+        st = Store.create(d["_sk_name"], seq=d["_sk_seq"] + 1)
+        _tracker("register", d["_sk_name"])
+        _store.register_store(st)
+        snap: dict[str, tuple[int, bytes]] = d["_sk_snapshot"]
+        if snap:
+            with st.locked():
+                st.commit(dict(snap))
+        d["_sk_store"] = st
+        d["_sk_snapshot"] = {}
+        if d["_sk_finalizer"] is None:
+            d["_sk_finalizer"] = weakref.finalize(self, _owner_cleanup, d["_sk_name"], os.getpid())
+        self._sk_replay()
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop sharing and free the shared memory. Returns False if the store stayed busy
+        for ``timeout`` seconds (nothing is changed then). In a process that did not create
+        the Share this only detaches the process (or, if the owner died, frees the orphan)."""
+        d = self.__dict__
+        if not d["_sk_owner"]:
+            # the attachment is shared by every handle of this process: only drop ours
+            d["_sk_store"] = None
+            if not _owner_alive(d["_sk_owner_pid"]):
+                _unlink(d["_sk_name"])
+                st = _store._REGISTRY.get(d["_sk_name"])
+                if st is not None:
+                    _store.forget_store(st)
+                    st.close()
+            return True
+        st = d["_sk_store"]
+        if st is None:
+            return True
+        if not st.tlock.acquire(timeout=max(timeout, 0.0)):
+            return False
+        try:
+            import fcntl
+            import time
+
+            deadline = time.monotonic() + max(timeout, 0.0)
+            while not st.try_lock_briefly():
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.002)
+            try:
+                snap: dict[str, tuple[int, bytes]] = {}
+                for name, e in st.index().items():
+                    snap[name] = (e[2], st.raw(e))
+                d["_sk_seq"] = st.commit({}, flags=FLAG_STOPPED)
+            finally:
+                fcntl.lockf(st.fd, fcntl.LOCK_UN, 1, 0)
+            d["_sk_snapshot"] = snap
+            d["_sk_store"] = None
+            _unlink(d["_sk_name"])
+            _store.forget_store(st)
+            st.close()
+        finally:
+            st.tlock.release()
+        return True
+
+    def exit(self, timeout: float = 5.0) -> bool:
+        """Alias of :meth:`stop`."""
+        return self.stop(timeout)
+
+    def clear(self) -> None:
+        """Remove every attribute."""
+
+        def op(txn: Txn) -> None:
+            txn.clear()
+
+        self._sk_run(op)
+
+    def reconnect_all(self, *, start_threads: bool = False, **auth: Any) -> dict[str, Any]:
+        """Every stored object, with cucumber Reconnectors reconnected (``name -> object``)."""
+
+        def op(txn: Txn) -> dict[str, Any]:
+            return {n: _codec.copy_out(txn.get(n)) for n in txn.names()}
+
+        objs = self._sk_run(op)
+        return {
+            n: cucumber.reconnect_all(o, start_threads=start_threads, **auth) for n, o in objs.items()
+        }
+
+    @property
+    def is_running(self) -> bool:
+        """Whether the shared store is live (False after stop(), or once closed)."""
+        d = self.__dict__
+        if d["_sk_owner"]:
+            return d["_sk_store"] is not None
+        try:
+            st = self._sk_attached()
+        except ShareError:
+            return False
+        if st is None or st.closed:
+            return False
+        with contextlib.suppress(Exception):
+            return not (st.slot()[1] & (FLAG_STOPPED | FLAG_CLOSED))
+        return False
+
+    @property
+    def has_error(self) -> bool:
+        """Whether this handle found the Share unusable (closed, or owner gone with it)."""
+        return self.__dict__["_sk_error"] is not None
+
+    def __enter__(self) -> Share:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        try:
+            names = sorted(self._sk_run(lambda txn: txn.names()))
+            status = "running" if self.is_running else "stopped"
+        except Exception as e:
+            return f"Share(status=error, error={e!r})"
+        return f"Share(status={status}, objects={names})"
+
+    def __dir__(self) -> list[str]:
+        base = list(super().__dir__())
+        with contextlib.suppress(Exception):
+            base += self._sk_run(lambda txn: txn.names())
+        return base
+
+    # -- running operations -------------------------------------------------------------------
+
+    def _sk_fail(self, msg: str) -> ShareError:
+        self.__dict__["_sk_error"] = msg
+        return ShareError(msg)
+
+    def _sk_attached(self) -> Store | None:
+        """The live store for this process, None when stopped, ShareError when gone."""
+        d = self.__dict__
+        st: Store | None = d["_sk_store"]
+        if d["_sk_owner"]:
+            return st
+        if st is not None and not st.closed:
+            return st
+        try:
+            st = _store.get_store(d["_sk_name"])
+        except StoreGone as e:
+            if _owner_alive(d["_sk_owner_pid"]):
+                d["_sk_store"] = None
+                d["_sk_gone"] = str(e)
+                return None
+            raise self._sk_fail(
+                f"Share {d['_sk_name']!r} is gone: its owner process {d['_sk_owner_pid']} "
+                "exited and the shared memory was released."
+            ) from None
+        d["_sk_store"] = st
+        return st
+
+    def _sk_run(self, op: Op) -> Any:
+        """Run ``op`` as one atomic transaction (or on a snapshot while stopped)."""
+        d = self.__dict__
+        _tl.__dict__.pop("own", None)
+        for _ in range(100):
+            st = self._sk_attached()
+            if st is None:
+                return self._sk_run_stopped(op, None)
+            try:
+                with st.locked():
+                    flags = st.slot()[1]
+                    if flags & FLAG_CLOSED:
+                        raise self._sk_fail(
+                            f"Share {d['_sk_name']!r} was closed by its owner process "
+                            f"{d['_sk_owner_pid']} (it stopped or exited)."
+                        )
+                    if not flags & FLAG_STOPPED:
+                        if d["_sk_queue"]:
+                            self._sk_replay()
+                        txn = Txn(st)
+                        try:
+                            result = op(txn)
+                        except BaseException:
+                            txn.rollback()
+                            raise
+                        if txn.changes or txn.cleared:
+                            txn.committed(st.commit(txn.changes, clear=txn.cleared))
+                        return result
+            except StoreGone:
+                continue
+            # the store says "stopped": is there a restarted one at the same name?
+            gen = st.file_generation()
+            if gen is not None and gen != st.generation:
+                _store.forget_store(st)
+                st.close()
+                d["_sk_store"] = None
+                continue
+            return self._sk_run_stopped(op, st)
+        raise self._sk_fail(f"Share {d['_sk_name']!r}: the store kept changing under this process")
+
+    def _sk_run_stopped(self, op: Op, st: Store | None) -> Any:
+        d = self.__dict__
+        if st is not None:
+            with st.locked():
+                txn = Txn(st, scratch=True)
+                result = op(txn)
+        elif d["_sk_owner"]:
+            txn = Txn(None, snapshot=d["_sk_snapshot"])
+            result = op(txn)
+        else:
+            txn = Txn(None, snapshot={})
+            try:
+                result = op(txn)
+            except (KeyError, AttributeError):
+                raise ShareError(
+                    f"Share {d['_sk_name']!r} is stopped and this process holds no copy of "
+                    "its data; call share.start() in the process that created it "
+                    f"({d.get('_sk_gone')})."
+                ) from None
+        if txn.changes or txn.cleared:
+            warnings.warn(STOPPED_WARNING, UserWarning, stacklevel=4)
+            d["_sk_queue"].append(op)
+        return result
+
+    def _sk_replay(self) -> None:
+        queue: list[Op] = self.__dict__["_sk_queue"]
+        self.__dict__["_sk_queue"] = []
+        for op in queue:
+            try:
+                self._sk_run(op)
+            except Exception as e:
+                warnings.warn(f"A write queued while the Share was stopped failed: {e!r}", UserWarning, stacklevel=2)
+
+    def _sk_fast(self, name: str) -> list[Any] | None:
+        """The cached entry for ``name`` if nothing was committed since it was checked."""
+        _tl.__dict__.pop("own", None)
+        st: Store | None = self.__dict__["_sk_store"]
+        if st is None:
+            return None
+        with st.tlock:
+            if st.closed:
+                return None
+            c = st.cache.get(name)
+            if c is not None and c[2] == st.seq():
+                return c
+        return None
+
+    def _sk_view(self, path: Path, fn: Callable[[Any], Any]) -> Any:
+        """Apply read-only ``fn`` to the object at ``path`` (fast path when nothing changed)."""
+        _tl.__dict__.pop("own", None)
+        st: Store | None = self.__dict__["_sk_store"]
+        if st is not None:
+            with st.tlock:
+                if not st.closed:
+                    c = st.cache.get(path[0])
+                    if c is not None and c[2] == st.seq():
+                        return fn(_resolve(c[1], path[1:]))
+
+        def op(txn: Txn) -> Any:
+            try:
+                root = txn.get(path[0])
+            except KeyError:
+                raise AttributeError(f"Share has no attribute {path[0]!r}") from None
+            txn.mark_checked(path[0])
+            return fn(_resolve(root, path[1:]))
+
+        return self._sk_run(op)
+
+    # -- attribute protocol ---------------------------------------------------------------
+
+    def __getattr__(self, name: str) -> Any:
+        if name[:2] == "__" or name[:4] == "_sk_":
+            raise AttributeError(name)
+        frame = sys._getframe(1)
+        aug = _AUG_CACHE.get((frame.f_code, frame.f_lasti))
+        if aug is None:
+            aug = is_aug_read(frame, name)
+        if aug:
+            return Proxy(self, (name,))
+        tld = _tl.__dict__
+        if tld:
+            own = tld.pop("own", None)
+            if own is not None and own[0] == (self._sk_name, name) and own[2] == id(frame) \
+                    and own[3] is frame.f_code and frame.f_lasti > own[4]:
+                return own[1]
+        # fast path: the cached copy is current if nothing was committed since it was
+        # checked (immutable values are never mutated, so no lock is needed to return one)
+        st = self.__dict__["_sk_store"]
+        if st is not None and not st.closed:
+            c = st.cache.get(name)
+            if c is not None:
+                try:
+                    mm = st.mm
+                    current = c[2] == _SEQ_UNPACK(mm, _SLOT_OFF[mm[_SEL_OFF]])[0]
+                except ValueError:  # mapping replaced concurrently: take the slow path
+                    current = False
+                if current:
+                    return c[1] if c[3] else Proxy(self, (name,))
+
+        def op(txn: Txn) -> tuple[Any, bool]:
+            try:
+                obj = txn.get(name)
+            except KeyError:
+                raise AttributeError(f"Share has no attribute {name!r}") from None
+            txn.mark_checked(name)
+            imm = _codec.is_immutable(obj)
+            return obj, imm
+
+        obj, imm = self._sk_run(op)
+        return obj if imm else Proxy(self, (name,))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if type(value) is Proxy and value._sk_path == (name,) and value._sk_share._sk_name == self._sk_name:
+            return  # the store-back of `share.x op= v`: already applied atomically
+        if not isinstance(name, str) or name.startswith(("__", "_sk_", "\x00")) or name in _RESERVED:
+            raise AttributeError(
+                f"Cannot set share.{name}: the name is reserved by Share "
+                f"({'a Share method/property' if name in _RESERVED else 'internal names'}). "
+                "Choose another attribute name."
+            )
+        _take_own()
+        value = _unwrap(value)
+        enc = encode_for(value, f"share.{name}")
+        owned = _codec.is_immutable(value)
+
+        def op(txn: Txn) -> None:
+            txn.put(name, enc, value, owned)
+
+        self._sk_run(op)
+
+    def __delattr__(self, name: str) -> None:
+        if name.startswith(("__", "_sk_")) or name in _RESERVED:
+            raise AttributeError(f"Cannot delete share.{name}: the name is reserved by Share.")
+        _take_own()
+
+        def op(txn: Txn) -> None:
+            if not txn.has(name):
+                raise AttributeError(f"Share has no attribute {name!r}")
+            txn.delete(name)
+
+        self._sk_run(op)
+
+
+    # -- write operations used by proxies ----------------------------------------------
+
+
+
+    def _sk_write(self, path: Path, action: str, value: Any) -> None:
+        where = _path_str(path)
+        if action == "set":
+            if not _codec.is_plain(value):
+                _codec.check_storable(value, where)
+
+        def op(txn: Txn) -> None:
+            try:
+                root = txn.get(path[0])
+            except KeyError:
+                raise AttributeError(f"Share has no attribute {path[0]!r}") from None
+            parent = _resolve(root, path[1:-1])
+            kind, key = path[-1]
+            if action == "set":
+                if kind == "a":
+                    setattr(parent, key, value)
+                else:
+                    parent[key] = value
+            elif kind == "a":
+                delattr(parent, key)
+            else:
+                del parent[key]
+            txn.touch(path[0], root, force=True, where=_path_str(path[:1]))
+
+        self._sk_run(op)
+
+
+    def _sk_call(self, path: Path, name: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        args = tuple(_unwrap(a) for a in args)
+        kwargs = {k: _unwrap(v) for k, v in kwargs.items()}
+        where = _path_str(path[:1])
+
+        def op(txn: Txn) -> Any:
+            try:
+                root = txn.get(path[0])
+            except KeyError:
+                raise AttributeError(f"Share has no attribute {path[0]!r}") from None
+            target = _resolve(root, path[1:])
+            if name is None:
+                result = target(*args, **kwargs)
+                kind = "unknown"
+            else:
+                _check_blocked(target, name)
+                aliases = getattr(type(target), "_share_method_aliases", None)
+                real = aliases.get(name, name) if isinstance(aliases, dict) else name
+                kind = _method_kind(target, name)
+                result = getattr(target, real)(*args, **kwargs)
+            if kind != "reader":
+                txn.touch(path[0], root, force=(kind == "writer"), where=where)
+            else:
+                txn.mark_checked(path[0])
+            return _codec.copy_out(result)
+
+        return self._sk_run(op)
+
+
+    def _sk_aug_apply(self, path: Path, iop: Callable[[Any, Any], Any], value: Any) -> Any:
+        def op(txn: Txn) -> Any:
+            try:
+                root = txn.get(path[0])
+            except KeyError:
+                raise AttributeError(f"Share has no attribute {path[0]!r}") from None
+            if len(path) == 1:
+                new = iop(root, value)
+                txn.set(path[0], new, where=_path_str(path))
+                return _codec.copy_out(new)
+            parent = _resolve(root, path[1:-1])
+            kind, key = path[-1]
+            cur = getattr(parent, key) if kind == "a" else parent[key]
+            new = iop(cur, value)
+            if kind == "a":
+                setattr(parent, key, new)
+            else:
+                parent[key] = new
+            txn.touch(path[0], root, force=True, where=_path_str(path[:1]))
+            return _codec.copy_out(new)
+
+        return self._sk_run(op)
+
+
+def _rebuild_share(name: str, owner_pid: int) -> Share:
+    return Share._sk_client(name, owner_pid)
+
+
+def _after_fork_in_child() -> None:
+    # a forked child holds copies of the parent's handles: they become clients
+    _tl.__dict__.clear()
+    for h in list(_HANDLES):
+        d = h.__dict__
+        if d.get("_sk_owner"):
+            d["_sk_owner"] = False
+            fin = d.get("_sk_finalizer")
+            if fin is not None:
+                fin.detach()
+            d["_sk_finalizer"] = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# -- proxies -------------------------------------------------------------------------------
+
+
+class Proxy:
+    """A container or object stored in a Share, addressed by its path (``share.o.items``).
+
+    Every operation runs on the one shared state: reads see the latest committed value,
+    mutations (``append``, ``d[k] = v``, ``o.n = 1``, ``+=``) are atomic read-modify-writes,
+    method calls return their real result. ``copy.copy``/pickling a Proxy gives a real copy.
+    """
+
+    __slots__ = ("_sk_path", "_sk_share")
+
+    def __init__(self, share: Share, path: Path) -> None:
+        object.__setattr__(self, "_sk_share", share)
+        object.__setattr__(self, "_sk_path", path)
+
+    # reading
+    def _sk_snapshot(self) -> Any:
+        return self._sk_share._sk_view(self._sk_path, _codec.copy_out)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_identity, (self._sk_snapshot(),))
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        share, path = self._sk_share, self._sk_path
+        if is_aug_read(sys._getframe(1), attr):
+            return Proxy(share, (*path, ("a", attr)))
+
+        def fn(target: Any) -> Any:
+            _check_blocked(target, attr)
+            value = getattr(target, attr)
+            if _codec.is_immutable(value):
+                return value
+            if isinstance(value, types.MethodType | types.BuiltinMethodType) and getattr(value, "__self__", None) is target:
+                return _Method(share, path, attr)
+            return Proxy(share, (*path, ("a", attr)))
+
+        return share._sk_view(path, fn)
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        path = (*self._sk_path, ("a", attr))
+        if type(value) is Proxy and value._sk_path == path and value._sk_share._sk_name == self._sk_share._sk_name:
+            return
+        self._sk_share._sk_write(path, "set", _unwrap(value))
+
+    def __delattr__(self, attr: str) -> None:
+        self._sk_share._sk_write((*self._sk_path, ("a", attr)), "del", None)
+
+    def __getitem__(self, key: Any) -> Any:
+        share, path = self._sk_share, self._sk_path
+        if not isinstance(key, slice) and is_aug_read(sys._getframe(1), key, subscr=True):
+            return Proxy(share, (*path, ("i", key)))
+
+        def fn(target: Any) -> Any:
+            value = target[key]
+            if _codec.is_immutable(value):
+                return value
+            if isinstance(key, slice):
+                return _codec.copy_out(value)
+            return Proxy(share, (*path, ("i", key)))
+
+        return share._sk_view(path, fn)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        path = (*self._sk_path, ("i", key))
+        if type(value) is Proxy and value._sk_path == path and value._sk_share._sk_name == self._sk_share._sk_name:
+            return
+        self._sk_share._sk_write(path, "set", _unwrap(value))
+
+    def __delitem__(self, key: Any) -> None:
+        self._sk_share._sk_write((*self._sk_path, ("i", key)), "del", None)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._sk_share._sk_call(self._sk_path, None, args, kwargs)
+
+    def _sk_read(self, fn: Callable[[Any], Any]) -> Any:
+        return self._sk_share._sk_view(self._sk_path, fn)
+
+    def __len__(self) -> int:
+        return self._sk_read(len)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._sk_read(lambda t: _codec.copy_out(list(t))))
+
+    def __reversed__(self) -> Iterator[Any]:
+        return iter(self._sk_read(lambda t: _codec.copy_out(list(reversed(t)))))
+
+    def __contains__(self, item: Any) -> bool:
+        item = _unwrap(item)
+        return self._sk_read(lambda t: item in t)
+
+    def __bool__(self) -> bool:
+        return self._sk_read(bool)
+
+    def __str__(self) -> str:
+        return self._sk_read(str)
+
+    def __repr__(self) -> str:
+        try:
+            inner = self._sk_read(repr)
+        except Exception as e:  # repr must not raise
+            inner = f"<unavailable: {e!r}>"
+        return f"Proxy({_path_str(self._sk_path)}: {inner})"
+
+    def __format__(self, spec: str) -> str:
+        return self._sk_read(lambda t: format(t, spec))
+
+    def __hash__(self) -> int:
+        return self._sk_read(hash)
+
+    def __dir__(self) -> list[str]:
+        return self._sk_read(dir)
+
+    def __int__(self) -> int:
+        return self._sk_read(int)
+
+    def __float__(self) -> float:
+        return self._sk_read(float)
+
+    def __index__(self) -> int:
+        return self._sk_read(operator.index)
+
+    # augmented assignment: one atomic fetch-and-op at this path
+    def _sk_aug(self, opname: str, value: Any) -> Proxy:
+        share = self._sk_share
+        queued = len(share.__dict__["_sk_queue"])
+        new = share._sk_aug_apply(self._sk_path, getattr(operator, opname), _unwrap(value))
+        if queued != len(share.__dict__["_sk_queue"]):
+            return self  # stopped: queued, there is no result to read back yet
+        if len(self._sk_path) == 1 and _codec.is_immutable(new):
+            f = sys._getframe(2)
+            _tl.own = ((share._sk_name, self._sk_path[0]), new, id(f), f.f_code, f.f_lasti)
+        return self
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+def _binary(opname: str, reflected: bool) -> Callable[[Proxy, Any], Any]:
+    fn = getattr(operator, opname)
+
+    def method(self: Proxy, other: Any) -> Any:
+        other = _unwrap(other)
+        if reflected:
+            return self._sk_read(lambda t: _codec.copy_out(fn(other, t)))
+        return self._sk_read(lambda t: _codec.copy_out(fn(t, other)))
+
+    return method
+
+
+def _inplace(opname: str) -> Callable[[Proxy, Any], Proxy]:
+    def method(self: Proxy, other: Any) -> Proxy:
+        return self._sk_aug(opname, other)
+
+    return method
+
+
+for _op in ("add", "sub", "mul", "matmul", "truediv", "floordiv", "mod", "pow", "lshift",
+            "rshift", "and", "xor", "or"):
+    _name = _op + "_" if _op in ("and", "or") else _op
+    setattr(Proxy, f"__{_op}__", _binary(_name, False))
+    setattr(Proxy, f"__r{_op}__", _binary(_name, True))
+    setattr(Proxy, f"__i{_op}__", _inplace(f"i{_op}"))
+for _op in ("eq", "ne", "lt", "le", "gt", "ge"):
+    setattr(Proxy, f"__{_op}__", _binary(_op, False))
+for _op in ("neg", "pos", "abs", "invert"):
+    _f = getattr(operator, _op)
+    setattr(Proxy, f"__{_op}__", (lambda f: lambda self: self._sk_read(lambda t: _codec.copy_out(f(t))))(_f))
+
+
+class _Method:
+    """A method of a shared object; calling it runs it on the one shared copy."""
+
+    __slots__ = ("_name", "_path", "_share")
+
+    def __init__(self, share: Share, path: Path, name: str) -> None:
+        self._share, self._path, self._name = share, path, name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._share._sk_call(self._path, self._name, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<shared method {_path_str(self._path)}.{self._name}>"
+
+

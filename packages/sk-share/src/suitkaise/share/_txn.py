@@ -1,0 +1,191 @@
+"""One transaction on the store: what an operation reads, changes, and how it commits.
+
+An operation is a function ``op(txn) -> result`` run while the store lock is held.
+It reads decoded values with ``txn.get`` (the per-process decoded cache is used when the
+stored version matches), and stages changes with ``set``/``touch``/``delete``. The caller
+commits the staged changes in one atomic store commit, or - if ``op`` raised - drops
+them and invalidates every cached object the operation may have mutated.
+
+A *scratch* transaction (stopped Share) decodes fresh copies and never touches the cache.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from suitkaise import cucumber
+
+from . import _codec
+from ._store import Store
+
+
+class EncodeError(TypeError):
+    """A value cannot be stored (raised before anything is changed)."""
+
+
+def encode_for(value: Any, where: str) -> tuple[int, bytes, tuple[str, bytes] | None]:
+    """Validate and encode ``value`` for the place ``where`` (e.g. ``share.counter``)."""
+    if not _codec.is_plain(value):
+        _codec.check_storable(value, where)
+    try:
+        return _codec.encode(value)
+    except cucumber.SerializationError as e:
+        raise EncodeError(
+            f"Share cannot store {where}: a {type(value).__module__}.{type(value).__qualname__} "
+            f"could not be serialized by suitkaise.cucumber ({e}). Store plain data or an "
+            "object cucumber can carry; the Share was left unchanged."
+        ) from e
+    except (TypeError, ValueError, RecursionError) as e:
+        raise EncodeError(
+            f"Share cannot store {where}: {type(e).__name__}: {e}. The Share was left unchanged."
+        ) from e
+
+
+class Txn:
+    __slots__ = ("changes", "classes", "cleared", "owned", "scratch", "snapshot", "st", "work")
+
+    def __init__(
+        self,
+        st: Store | None,
+        *,
+        scratch: bool = False,
+        snapshot: dict[str, tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.st = st
+        self.scratch = scratch or st is None
+        self.snapshot = snapshot
+        self.changes: dict[str, tuple[int, bytes] | None] = {}
+        self.work: dict[str, Any] = {}
+        self.owned: dict[str, bool] = {}
+        self.classes: dict[str, bytes] = {}
+        self.cleared = False
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _lookup(self, name: str) -> tuple[int, int] | None:
+        """(kind, version) of the stored entry, or None."""
+        if self.st is not None:
+            e = self.st.index().get(name)
+            return None if e is None else (e[2], e[3])
+        assert self.snapshot is not None
+        s = self.snapshot.get(name)
+        return None if s is None else (s[0], 0)
+
+    def _data(self, name: str) -> bytes:
+        if self.st is not None:
+            return self.st.raw(self.st.index()[name])
+        assert self.snapshot is not None
+        return self.snapshot[name][1]
+
+    def _load_class(self, key: str) -> bytes:
+        if key in self.classes:
+            return self.classes[key]
+        try:
+            return self._data(key)
+        except KeyError:
+            raise RuntimeError(f"Share store is missing the class entry {key!r}") from None
+
+    def has(self, name: str) -> bool:
+        if name in self.changes:
+            return self.changes[name] is not None
+        if self.cleared:
+            return False
+        return self._lookup(name) is not None
+
+    def names(self) -> list[str]:
+        if self.st is not None:
+            base = [] if self.cleared else list(self.st.index())
+        else:
+            assert self.snapshot is not None
+            base = [] if self.cleared else list(self.snapshot)
+        out = [n for n in base if not n.startswith("\x00") and self.changes.get(n, 1) is not None]
+        out += [n for n, c in self.changes.items() if c is not None and n not in base and not n.startswith("\x00")]
+        return out
+
+    def get(self, name: str) -> Any:
+        """The current value of ``name`` (a working object: may be the cached instance)."""
+        if name in self.work:
+            return self.work[name]
+        if not self.has(name):
+            raise KeyError(name)
+        found = self._lookup(name)
+        assert found is not None
+        kind, ver = found
+        st = self.st
+        if st is not None and not self.scratch:
+            c = st.cache.get(name)
+            if c is not None and c[0] == ver:
+                self.work[name] = c[1]
+                return c[1]
+        obj = _codec.decode(kind, self._data(name), self._load_class)
+        if st is not None and not self.scratch:
+            st.cache[name] = [ver, obj, -1, _codec.is_immutable(obj)]
+        self.work[name] = obj
+        return obj
+
+    def mark_checked(self, name: str) -> None:
+        """Record that the cached copy of ``name`` is current at the committed sequence."""
+        st = self.st
+        if st is not None and not self.scratch:
+            c = st.cache.get(name)
+            if c is not None:
+                c[2] = st.seq()
+
+    # -- staging ------------------------------------------------------------------------------
+
+    def put(self, name: str, enc: tuple[int, bytes, tuple[str, bytes] | None], obj: Any, owned: bool) -> None:
+        kind, data, cls = enc
+        if cls is not None and not self.has(cls[0]):
+            self.changes[cls[0]] = (_codec.K_CUCUMBER, cls[1])
+            self.classes[cls[0]] = cls[1]
+        self.changes[name] = (kind, data)
+        self.work[name] = obj
+        self.owned[name] = owned
+
+    def set(self, name: str, obj: Any, *, where: str) -> None:
+        """Stage ``obj`` (a working object this transaction owns) as the new value."""
+        self.put(name, encode_for(obj, where), obj, True)
+
+    def touch(self, name: str, obj: Any, *, force: bool, where: str) -> None:
+        """Write back a working object that may have been mutated in place."""
+        enc = encode_for(obj, where)
+        if not force and name not in self.changes:
+            found = self._lookup(name)
+            if found is not None and found[0] == enc[0] and self._data(name) == enc[1]:
+                return  # unchanged: no commit, no version bump
+        self.put(name, enc, obj, True)
+
+    def delete(self, name: str) -> None:
+        self.changes[name] = None
+        self.work.pop(name, None)
+
+    def clear(self) -> None:
+        self.cleared = True
+        self.changes = {k: v for k, v in self.changes.items() if k.startswith("\x00")}
+        self.work.clear()
+
+    # -- ending -----------------------------------------------------------------------------
+
+    def rollback(self) -> None:
+        """The operation raised: forget cached objects it may have mutated."""
+        st = self.st
+        if st is None or self.scratch:
+            return
+        for name, obj in self.work.items():
+            if not _codec.is_immutable(obj):
+                st.cache.pop(name, None)
+
+    def committed(self, seq: int) -> None:
+        st = self.st
+        if st is None or self.scratch:
+            return
+        if self.cleared:
+            st.cache.clear()
+        for name, ch in self.changes.items():
+            if ch is None:
+                st.cache.pop(name, None)
+            elif self.owned.get(name):
+                obj = self.work[name]
+                st.cache[name] = [seq, obj, seq, _codec.is_immutable(obj)]
+            else:
+                st.cache.pop(name, None)

@@ -1,0 +1,162 @@
+"""Throw-away PostgreSQL and Redis servers on loopback, started from Debian's packages.
+
+Each server lives in its own temporary directory on a free port and is torn
+down completely by ``stop()``. When the binaries are missing, ``start()``
+raises ``ServerUnavailable`` with the reason, and the fixtures skip with it.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+
+class ServerUnavailable(RuntimeError):
+    """The server cannot be started on this machine (binaries missing, no unprivileged user)."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for_port(port: int, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise ServerUnavailable(f"server did not open port {port} in time")
+
+
+def _pg_bindir() -> str:
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
+    for d in candidates:
+        if os.path.exists(os.path.join(d, "initdb")) and os.path.exists(os.path.join(d, "pg_ctl")):
+            return d
+    raise ServerUnavailable(
+        "PostgreSQL server binaries not found (apt-get install postgresql provides /usr/lib/postgresql/*/bin)"
+    )
+
+
+@dataclass
+class PostgresServer:
+    """A private PostgreSQL cluster: ``host``, ``port``, ``user``, ``password``, ``dbname``."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    user: str = "postgres"
+    password: str = field(default_factory=lambda: secrets.token_hex(8))
+    dbname: str = "postgres"
+    _dir: str = ""
+    _bindir: str = ""
+    _run_as: list[str] = field(default_factory=list)
+
+    @property
+    def dsn(self) -> str:
+        return (
+            f"host={self.host} port={self.port} user={self.user} "
+            f"password={self.password} dbname={self.dbname}"
+        )
+
+    def start(self) -> PostgresServer:
+        self._bindir = _pg_bindir()
+        self._dir = tempfile.mkdtemp(prefix="sk-pg-")
+        if os.geteuid() == 0:
+            # initdb refuses to run as root: run the cluster as the packaged 'postgres' user.
+            try:
+                pw = pwd.getpwnam("postgres")
+            except KeyError as e:
+                raise ServerUnavailable("running as root and no 'postgres' user exists") from e
+            os.chown(self._dir, pw.pw_uid, pw.pw_gid)
+            self._run_as = ["runuser", "-u", "postgres", "--"]
+        pwfile = os.path.join(self._dir, "pw")
+        with open(pwfile, "w") as f:
+            f.write(self.password)
+        if self._run_as:
+            pw = pwd.getpwnam("postgres")
+            os.chown(pwfile, pw.pw_uid, pw.pw_gid)
+        data = os.path.join(self._dir, "data")
+        self._run(
+            [os.path.join(self._bindir, "initdb"), "-D", data, "-U", self.user, "-A", "md5",
+             f"--pwfile={pwfile}", "-E", "UTF8", "--no-sync"]
+        )
+        self.port = free_port()
+        opts = f"-p {self.port} -k {self._dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(
+            [os.path.join(self._bindir, "pg_ctl"), "-D", data, "-o", opts,
+             "-l", os.path.join(self._dir, "log"), "-w", "-t", "60", "start"]
+        )
+        _wait_for_port(self.port, time.monotonic() + 30)
+        return self
+
+    def stop(self) -> None:
+        if not self._dir:
+            return
+        data = os.path.join(self._dir, "data")
+        try:
+            self._run([os.path.join(self._bindir, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"])
+        except ServerUnavailable:
+            pass
+        shutil.rmtree(self._dir, ignore_errors=True)
+        self._dir = ""
+
+    def _run(self, argv: list[str]) -> None:
+        proc = subprocess.run(self._run_as + argv, capture_output=True, timeout=120, cwd=self._dir)
+        if proc.returncode != 0:
+            raise ServerUnavailable(
+                f"{os.path.basename(argv[0])} failed ({proc.returncode}): "
+                + (proc.stderr or proc.stdout).decode(errors="replace")[-2000:]
+            )
+
+
+@dataclass
+class RedisServer:
+    """A private redis-server on loopback with a password."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    password: str = field(default_factory=lambda: secrets.token_hex(8))
+    _dir: str = ""
+    _proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RedisServer:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise ServerUnavailable("redis-server not found (apt-get install redis-server provides it)")
+        self._dir = tempfile.mkdtemp(prefix="sk-redis-")
+        self.port = free_port()
+        self._proc = subprocess.Popen(
+            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--requirepass", self.password, "--dir", self._dir, "--daemonize", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        _wait_for_port(self.port, time.monotonic() + 30)
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc = None
+        if self._dir:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = ""
