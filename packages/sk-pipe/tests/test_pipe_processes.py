@@ -50,6 +50,7 @@ def one_way_child(point: Any, back: Any) -> None:
 def die_child(point: Any, after: int) -> None:
     for _ in range(after):
         point.send(point.recv())
+    point.recv()  # the parent's last message: die without answering
     os._exit(3)
 
 
@@ -168,10 +169,12 @@ def test_peer_death_does_not_hang(start_method: str) -> None:
     point.close()
     anchor.send("ping")
     assert anchor.recv() == "ping"
-    anchor.send("you will not answer")
+    anchor.send("you will not answer")  # the child is alive and waiting for this
     with pytest.raises(PipeEndpointError, match="peer closed"):
-        anchor.recv()
+        anchor.recv()  # blocked while the child dies
     assert finish(proc) == 3
+    with pytest.raises(PipeEndpointError, match="peer closed"):
+        anchor.send("anyone?")
     anchor.close()
 
 
@@ -226,10 +229,10 @@ def test_point_sent_through_another_pipe(start_method: str) -> None:
     point.close()
     label, pid, is_point, locked = anchor.recv()
     assert (label, pid, is_point, locked) == ("hello from", proc.pid, True, False)
-    with pytest.raises(PipeEndpointError, match="peer closed"):
-        anchor.recv()  # the child closed its copy and ours is closed: EOF
     carrier_anchor.send("done")
     assert finish(proc) == 0
+    with pytest.raises(PipeEndpointError, match="peer closed"):
+        anchor.recv()  # every copy of the point is closed now (a fork child held one too)
     anchor.close()
     carrier_anchor.close()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import signal
 import tempfile
 import time
@@ -89,9 +90,31 @@ def _children() -> dict[int, psutil.Process]:
     return out
 
 
+# Segments other software on the machine creates and owns (database servers,
+# other process-pool libraries, multiprocessing's own unlinked semaphores).
+_FOREIGN_SHM = ("sem.mp-", "PostgreSQL.", "sem.loky-", "loky-", "joblib_")
+# Our segments embed their creator's pid: sk-share-<pid>-<random>.
+_CREATOR_PID = re.compile(r"^sk-[a-z]+-(\d+)-")
+
+
+def _belongs_to_another_session(name: str) -> bool:
+    """A live creator outside this process tree: another test session's segment."""
+    match = _CREATOR_PID.match(name)
+    if match is None:
+        return False
+    pid = int(match.group(1))
+    if pid == os.getpid() or not psutil.pid_exists(pid):
+        return False
+    try:
+        ours = {p.pid for p in psutil.Process().children(recursive=True)}
+    except psutil.Error:
+        ours = set()
+    return pid not in ours
+
+
 def _shm() -> set[str]:
     try:
-        return {n for n in os.listdir("/dev/shm") if not n.startswith("sem.mp-")}
+        return {n for n in os.listdir("/dev/shm") if not n.startswith(_FOREIGN_SHM)}
     except FileNotFoundError:
         return set()
 
@@ -119,7 +142,7 @@ def _sk_leak_check(request: pytest.FixtureRequest) -> Iterator[None]:
     while True:
         multiprocessing.active_children()  # reap finished multiprocessing children
         procs = {pid: p for pid, p in _children().items() if pid not in procs_before}
-        shm = _shm() - shm_before
+        shm = {n for n in _shm() - shm_before if not _belongs_to_another_session(n)}
         tmp = _tmp() - tmp_before
         if not (procs or shm or tmp) or time.monotonic() > deadline:
             break

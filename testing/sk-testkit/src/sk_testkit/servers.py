@@ -71,7 +71,7 @@ class PostgresServer:
 
     def start(self) -> PostgresServer:
         self._bindir = _pg_bindir()
-        self._dir = tempfile.mkdtemp(prefix="sk-pg-")
+        self._dir = tempfile.mkdtemp(prefix="testkit-pg-")
         if os.geteuid() == 0:
             # initdb refuses to run as root: run the cluster as the packaged 'postgres' user.
             try:
@@ -134,7 +134,7 @@ class RedisServer:
         exe = shutil.which("redis-server")
         if exe is None:
             raise ServerUnavailable("redis-server not found (apt-get install redis-server provides it)")
-        self._dir = tempfile.mkdtemp(prefix="sk-redis-")
+        self._dir = tempfile.mkdtemp(prefix="testkit-redis-")
         self.port = free_port()
         self._proc = subprocess.Popen(
             [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",

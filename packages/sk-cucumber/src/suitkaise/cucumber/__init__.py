@@ -24,11 +24,13 @@ from suitkaise.cucumber._api import deserialize, serialize
 from suitkaise.cucumber._errors import DeserializationError, SerializationError
 from suitkaise.cucumber._inspect import ir_to_json, ir_to_jsonable, serialize_ir, to_json, to_jsonable
 from suitkaise.cucumber._reconnect import reconnect_all
+from suitkaise.cucumber.reconnectors import ReconnectWarning
 
 __version__ = "0.5.0"
 
 __all__ = [
     "DeserializationError",
+    "ReconnectWarning",
     "SerializationError",
     "deserialize",
     "ir_to_json",

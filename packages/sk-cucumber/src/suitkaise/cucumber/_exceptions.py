@@ -23,15 +23,25 @@ def reduce_exception(exc: BaseException) -> Any:
         state["__remote_traceback__"] = "".join(
             traceback.format_exception(type(exc), exc, exc.__traceback__)
         )
+    # The type's own reduce knows the constructor arguments (OSError puts its
+    # filename there, not in .args); __init__ is still never called.
+    new_args = exc.args
+    try:
+        reduced = exc.__reduce__()
+        if reduced[0] is type(exc) and isinstance(reduced[1], tuple):
+            new_args = reduced[1]
+    except Exception:
+        pass
     return (
         _rebuild_exception,
-        (type(exc), exc.args, state, exc.__cause__, exc.__context__, exc.__suppress_context__),
+        (type(exc), exc.args, new_args, state, exc.__cause__, exc.__context__, exc.__suppress_context__),
     )
 
 
 def _rebuild_exception(
     cls: type[BaseException],
     args: tuple[Any, ...],
+    new_args: tuple[Any, ...],
     state: dict[str, Any],
     cause: BaseException | None,
     context: BaseException | None,
@@ -39,7 +49,7 @@ def _rebuild_exception(
 ) -> BaseException:
     try:
         # __new__ (not __init__) so that OSError & co. still derive errno etc. from args.
-        exc = cls.__new__(cls, *args)
+        exc = cls.__new__(cls, *new_args)
     except Exception:
         exc = cls.__new__(cls)
     exc.args = args

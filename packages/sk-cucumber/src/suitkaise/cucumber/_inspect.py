@@ -50,7 +50,7 @@ _LEAVES = (
     datetime.date, datetime.time, datetime.timedelta, decimal.Decimal, fractions.Fraction,
     uuid.UUID, pathlib.PurePath, range,
 )
-_CONTAINERS = {list: "list", tuple: "tuple", set: "set", frozenset: "frozenset"}
+_CONTAINERS: dict[type, str] = {list: "list", tuple: "tuple", set: "set", frozenset: "frozenset"}
 
 
 def _qualified(obj: Any) -> str:

@@ -17,7 +17,6 @@ its own class, so ``isinstance`` and module globals behave as the user expects.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import pickle
 import sys
@@ -37,6 +36,10 @@ __all__ = ["PROTOCOL", "CucumberPickler", "dumps", "loads"]
 _MISSING = object()
 _cache_get = _registry._CACHE.get
 _lookup = _registry.lookup
+# Called as a plain function: a zero-argument super() call costs about as much as
+# the rest of reducer_override, which runs once per object that is not a builtin
+# container or atom.
+_cloudpickle_reducer_override = cloudpickle.Pickler.reducer_override
 
 
 class CucumberPickler(cloudpickle.Pickler):
@@ -73,7 +76,7 @@ class CucumberPickler(cloudpickle.Pickler):
             and "<locals>" not in obj.__qualname__
         ):
             return _reduce_main_class(obj)
-        return super().reducer_override(obj)
+        return _cloudpickle_reducer_override(self, obj)
 
 
 def dumps(
@@ -118,11 +121,15 @@ def fingerprint(cls: type) -> str:
         return _fingerprints[cls]
     except (KeyError, TypeError):
         pass
+    import hashlib  # imported here: it costs milliseconds at import time, used only here
+
     h = hashlib.blake2b(digest_size=16)
     h.update(cls.__qualname__.encode())
     for base in cls.__bases__:
         h.update(f"{base.__module__}.{base.__qualname__}".encode())
     for name in sorted(vars(cls)):
+        if name == "__slotnames__":  # a cache copyreg adds on first pickling
+            continue
         h.update(name.encode())
         value = vars(cls)[name]
         if isinstance(value, property):

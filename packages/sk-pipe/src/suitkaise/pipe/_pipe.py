@@ -65,13 +65,26 @@ class _PipeEndpoint:
 
     _role: ClassVar[str] = "endpoint"
 
-    __slots__ = ("__weakref__", "_broken", "_conn", "_locked", "_progress", "_raw",
-                 "_reader", "_recv_lock", "_send_lock")
+    __slots__ = (
+        "__weakref__",
+        "_broken",
+        "_can_recv",
+        "_can_send",
+        "_conn",
+        "_locked",
+        "_progress",
+        "_raw",
+        "_reader",
+        "_recv_lock",
+        "_send_lock",
+    )
 
     def __init__(self, conn: Connection, locked: bool) -> None:
         self._conn = conn
         self._locked = locked
         self._raw = raw_io_available(conn)
+        self._can_send = conn.writable
+        self._can_recv = conn.readable
         self._progress = Progress()
         self._reader = Reader()
         self._broken: str | None = None
@@ -162,8 +175,10 @@ class _PipeEndpoint:
     def send(self, obj: Any) -> None:
         """Serialize ``obj`` with cucumber and send it. Returns once the bytes are written
         (blocks only while the OS pipe buffer is full)."""
-        self._check("send")
-        if not self._conn.writable:
+        conn = self._conn
+        if conn.closed or self._broken is not None:
+            self._check("send")
+        if not self._can_send:
             raise PipeEndpointError(
                 f"{self._name()} is receive-only: on a one-way pipe (Pipe.pair(one_way=True)) "
                 "the anchor sends and the point receives. Use Pipe.pair() for two-way traffic."
@@ -171,7 +186,7 @@ class _PipeEndpoint:
         with self._send_lock:
             progress = self._progress
             try:
-                send_message(self._conn, self._raw, obj, progress)
+                send_message(conn, self._raw, obj, progress)
             except (BrokenPipeError, ConnectionResetError) as e:
                 raise self._peer_closed("send", e) from e
             except OSError as e:
@@ -189,8 +204,10 @@ class _PipeEndpoint:
         Raises ``PipeEndpointError`` ("peer closed") when the other end is gone
         instead of blocking forever.
         """
-        self._check("recv")
-        if not self._conn.readable:
+        conn = self._conn
+        if conn.closed or self._broken is not None:
+            self._check("recv")
+        if not self._can_recv:
             raise PipeEndpointError(
                 f"{self._name()} is send-only: on a one-way pipe (Pipe.pair(one_way=True)) "
                 "the anchor sends and the point receives. Use Pipe.pair() for two-way traffic."
@@ -198,7 +215,7 @@ class _PipeEndpoint:
         with self._recv_lock:
             progress = self._progress
             try:
-                return recv_message(self._conn, self._raw, progress, self._reader)
+                return recv_message(conn, self._raw, progress, self._reader)
             except (EOFError, ConnectionResetError) as e:
                 raise self._peer_closed("recv", e) from e
             except OSError as e:

@@ -53,7 +53,7 @@ class ModifiedCall(Generic[R]):
         self._timeout_allowed = timeout_allowed
 
     def _replace(self, **changes: Any) -> ModifiedCall[R]:
-        fields = {
+        fields: dict[str, Any] = {
             "timeout": self._timeout,
             "background": self._background,
             "asynced": self._asynced,

@@ -31,6 +31,7 @@ K_CUCUMBER = 3
 CLASS_PREFIX = "\x00cls:"  # index names of class-table entries (never valid user names)
 
 _ATOMS: frozenset[type] = frozenset({int, float, bool, str, bytes, complex, type(None)})
+ATOMS = _ATOMS
 _CONTAINERS: frozenset[type] = frozenset({list, tuple, dict, set, frozenset})
 _IMMUTABLE_ATOMS: frozenset[type] = frozenset({int, float, bool, str, bytes, complex, type(None), range})
 

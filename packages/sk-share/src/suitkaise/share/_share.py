@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import contextlib
+import marshal
 import operator
 import os
 import sys
@@ -38,14 +39,12 @@ from suitkaise import cucumber
 from . import _codec, _store
 from ._aug import _CACHE as _AUG_CACHE
 from ._aug import is_aug_read
-from ._store import FLAG_CLOSED, FLAG_STOPPED, Store, StoreGone
-from ._txn import Txn, encode_for
+from ._store import EPOCH_Q, FLAG_CLOSED, FLAG_STOPPED, S_FLAGS, Store, StoreGone
+from ._txn import Txn, encode_for, path_str
 
 __all__ = ["Share", "ShareError"]
 
-_SEQ_UNPACK = _store.SEQ.unpack_from
-_SLOT_OFF = _store.SLOT_OFF
-_SEL_OFF = _store.SEL_OFF
+_oga = object.__getattribute__
 
 STOPPED_WARNING = (
     "Share is stopped. Changes are queued but will not take effect until share.start() is called."
@@ -84,11 +83,7 @@ def _take_own() -> tuple[Any, ...] | None:
     return own
 
 
-def _path_str(path: Path) -> str:
-    out = f"share.{path[0]}"
-    for kind, key in path[1:]:
-        out += f".{key}" if kind == "a" else f"[{key!r}]"
-    return out
+_path_str = path_str
 
 
 def _resolve(obj: Any, steps: Path) -> Any:
@@ -157,14 +152,13 @@ def _owner_cleanup(name: str, pid: int) -> None:
         try:
             with st.tlock:
                 if not st.closed and st.depth == 0 and st.try_lock_briefly():
+                    st.depth = 1
                     try:
-                        s = st.slot()
-                        st.commit({}, flags=s[1] | FLAG_STOPPED | FLAG_CLOSED)
+                        st.commit({}, flags=st.slot()[S_FLAGS] | FLAG_STOPPED | FLAG_CLOSED)
                     finally:
+                        st.depth = 0
                         with contextlib.suppress(OSError):
-                            import fcntl
-
-                            fcntl.lockf(st.fd, fcntl.LOCK_UN, 1, 0)
+                            st.unlock_process()
         except Exception:
             pass
     _unlink(name)
@@ -244,7 +238,7 @@ class Share:
         snap: dict[str, tuple[int, bytes]] = d["_sk_snapshot"]
         if snap:
             with st.locked():
-                st.commit(dict(snap))
+                st.commit(dict(snap))  # type: ignore[arg-type]
         d["_sk_store"] = st
         d["_sk_snapshot"] = {}
         if d["_sk_finalizer"] is None:
@@ -272,21 +266,22 @@ class Share:
         if not st.tlock.acquire(timeout=max(timeout, 0.0)):
             return False
         try:
-            import fcntl
             import time
 
             deadline = time.monotonic() + max(timeout, 0.0)
+            if st.depth:
+                return False  # called from inside an operation of this very thread
             while not st.try_lock_briefly():
                 if time.monotonic() >= deadline:
                     return False
                 time.sleep(0.002)
+            st.depth = 1
             try:
-                snap: dict[str, tuple[int, bytes]] = {}
-                for name, e in st.index().items():
-                    snap[name] = (e[2], st.raw(e))
+                snap = st.items()
                 d["_sk_seq"] = st.commit({}, flags=FLAG_STOPPED)
             finally:
-                fcntl.lockf(st.fd, fcntl.LOCK_UN, 1, 0)
+                st.depth = 0
+                st.unlock_process()
             d["_sk_snapshot"] = snap
             d["_sk_store"] = None
             _unlink(d["_sk_name"])
@@ -332,7 +327,7 @@ class Share:
         if st is None or st.closed:
             return False
         with contextlib.suppress(Exception):
-            return not (st.slot()[1] & (FLAG_STOPPED | FLAG_CLOSED))
+            return not (st.flags() & (FLAG_STOPPED | FLAG_CLOSED))
         return False
 
     @property
@@ -390,34 +385,42 @@ class Share:
 
     def _sk_run(self, op: Op) -> Any:
         """Run ``op`` as one atomic transaction (or on a snapshot while stopped)."""
-        d = self.__dict__
-        _tl.__dict__.pop("own", None)
+        d = _oga(self, "__dict__")
+        tld = _tl.__dict__
+        if tld:
+            tld.pop("own", None)
         for _ in range(100):
-            st = self._sk_attached()
-            if st is None:
-                return self._sk_run_stopped(op, None)
+            st = d["_sk_store"]
+            if st is None or st.closed:
+                st = Share._sk_attached(self)
+                if st is None:
+                    return Share._sk_run_stopped(self, op, None)
             try:
-                with st.locked():
-                    flags = st.slot()[1]
-                    if flags & FLAG_CLOSED:
-                        raise self._sk_fail(
-                            f"Share {d['_sk_name']!r} was closed by its owner process "
-                            f"{d['_sk_owner_pid']} (it stopped or exited)."
-                        )
-                    if not flags & FLAG_STOPPED:
-                        if d["_sk_queue"]:
-                            self._sk_replay()
-                        txn = Txn(st)
-                        try:
-                            result = op(txn)
-                        except BaseException:
-                            txn.rollback()
-                            raise
-                        if txn.changes or txn.cleared:
-                            txn.committed(st.commit(txn.changes, clear=txn.cleared))
-                        return result
+                st.acquire()
             except StoreGone:
                 continue
+            try:
+                flags = st.slot()[S_FLAGS]
+                if flags & FLAG_CLOSED:
+                    raise Share._sk_fail(
+                        self,
+                        f"Share {d['_sk_name']!r} was closed by its owner process "
+                        f"{d['_sk_owner_pid']} (it stopped or exited).",
+                    )
+                if not flags & FLAG_STOPPED:
+                    if d["_sk_queue"]:
+                        Share._sk_replay(self)
+                    txn = Txn(st)
+                    try:
+                        result = op(txn)
+                    except BaseException:
+                        txn.rollback()
+                        raise
+                    if txn.changes or txn.cleared:
+                        txn.committed(st.commit(txn.changes, clear=txn.cleared))
+                    return result
+            finally:
+                st.release()
             # the store says "stopped": is there a restarted one at the same name?
             gen = st.file_generation()
             if gen is not None and gen != st.generation:
@@ -471,7 +474,7 @@ class Share:
             if st.closed:
                 return None
             c = st.cache.get(name)
-            if c is not None and c[2] == st.seq():
+            if c is not None and c[2] == st.epoch():
                 return c
         return None
 
@@ -483,7 +486,7 @@ class Share:
             with st.tlock:
                 if not st.closed:
                     c = st.cache.get(path[0])
-                    if c is not None and c[2] == st.seq():
+                    if c is not None and c[2] == st.epoch():
                         return fn(_resolve(c[1], path[1:]))
 
         def op(txn: Txn) -> Any:
@@ -498,34 +501,45 @@ class Share:
 
     # -- attribute protocol ---------------------------------------------------------------
 
-    def __getattr__(self, name: str) -> Any:
-        if name[:2] == "__" or name[:4] == "_sk_":
-            raise AttributeError(name)
+    def __getattribute__(self, name: str) -> Any:
+        # Share's own members (and dunders / _sk_ internals) are ordinary attributes;
+        # every other name is shared state. __getattribute__ rather than __getattr__:
+        # the failed normal lookup that precedes __getattr__ costs ~0.5 us (it builds an
+        # AttributeError), more than the whole cached read below.
+        if name in _LOCAL or name[:1] == "_" and (name[:2] == "__" or name[:4] == "_sk_"):
+            return _oga(self, name)
+        cls = type(self)
+        if cls is not Share and name in cls._sk_local_names:
+            return _oga(self, name)
         frame = sys._getframe(1)
         aug = _AUG_CACHE.get((frame.f_code, frame.f_lasti))
         if aug is None:
             aug = is_aug_read(frame, name)
         if aug:
-            return Proxy(self, (name,))
+            return _new_proxy(self, (name,))
+        d = _oga(self, "__dict__")
         tld = _tl.__dict__
         if tld:
             own = tld.pop("own", None)
-            if own is not None and own[0] == (self._sk_name, name) and own[2] == id(frame) \
+            if own is not None and own[0] == (d["_sk_name"], name) and own[2] == id(frame) \
                     and own[3] is frame.f_code and frame.f_lasti > own[4]:
                 return own[1]
-        # fast path: the cached copy is current if nothing was committed since it was
-        # checked (immutable values are never mutated, so no lock is needed to return one)
-        st = self.__dict__["_sk_store"]
-        if st is not None and not st.closed:
+        # fast path: the cached copy is current if no commit started since it was checked
+        # (one 8-byte read of the shared epoch; immutable values are returned as they are)
+        st = d["_sk_store"]
+        if st is not None:
             c = st.cache.get(name)
             if c is not None:
                 try:
-                    mm = st.mm
-                    current = c[2] == _SEQ_UNPACK(mm, _SLOT_OFF[mm[_SEL_OFF]])[0]
-                except ValueError:  # mapping replaced concurrently: take the slow path
+                    current = c[2] == st.q[EPOCH_Q]
+                except ValueError:  # detached concurrently: take the slow path
                     current = False
                 if current:
-                    return c[1] if c[3] else Proxy(self, (name,))
+                    return c[1] if c[3] else _new_proxy(self, (name,))
+        return Share._sk_read(self, name)
+
+    def _sk_read(self, name: str) -> Any:
+        """Locked read of ``name`` (the cached copy was not known to be current)."""
 
         def op(txn: Txn) -> tuple[Any, bool]:
             try:
@@ -536,11 +550,11 @@ class Share:
             imm = _codec.is_immutable(obj)
             return obj, imm
 
-        obj, imm = self._sk_run(op)
-        return obj if imm else Proxy(self, (name,))
+        obj, imm = Share._sk_run(self, op)
+        return obj if imm else _new_proxy(self, (name,))
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if type(value) is Proxy and value._sk_path == (name,) and value._sk_share._sk_name == self._sk_name:
+        if type(value) is Proxy and value._sk_path == (name,) and value._sk_share is self:
             return  # the store-back of `share.x op= v`: already applied atomically
         if not isinstance(name, str) or name.startswith(("__", "_sk_", "\x00")) or name in _RESERVED:
             raise AttributeError(
@@ -550,13 +564,13 @@ class Share:
             )
         _take_own()
         value = _unwrap(value)
-        enc = encode_for(value, f"share.{name}")
+        enc = encode_for(value, (name,))
         owned = _codec.is_immutable(value)
 
         def op(txn: Txn) -> None:
             txn.put(name, enc, value, owned)
 
-        self._sk_run(op)
+        Share._sk_run(self, op)
 
     def __delattr__(self, name: str) -> None:
         if name.startswith(("__", "_sk_")) or name in _RESERVED:
@@ -632,6 +646,41 @@ class Share:
 
 
     def _sk_aug_apply(self, path: Path, iop: Callable[[Any, Any], Any], value: Any) -> Any:
+        d = _oga(self, "__dict__")
+        st = d["_sk_store"]
+        if len(path) == 1 and st is not None and not st.closed and not d["_sk_queue"]:
+            # fast path for `share.x op= v` on a plain immutable value (counters): no
+            # transaction object, one entry rewrite. Anything unusual takes the general path.
+            name = path[0]
+            tld = _tl.__dict__
+            if tld:
+                tld.pop("own", None)
+            try:
+                st.acquire()
+            except StoreGone:
+                pass
+            else:
+                try:
+                    if not st.slot()[S_FLAGS] & (FLAG_STOPPED | FLAG_CLOSED):
+                        e = st.entry(name)
+                        if e is not None and e[2] == _K_PLAIN:
+                            c = st.cache.get(name)
+                            if c is not None and c[0] == e[3]:
+                                cur = c[1] if c[3] else _NOPE
+                            else:
+                                cur = _loads(st.raw(e))
+                                if type(cur) not in _ATOMS:
+                                    cur = _NOPE
+                            if cur is not _NOPE:
+                                new = iop(cur, value)
+                                if type(new) in _ATOMS:
+                                    seq = st.put1(name, _K_PLAIN, _dumps(new))
+                                    if seq is not None:
+                                        st.cache[name] = [seq, new, st.q[EPOCH_Q], True]
+                                        return new
+                finally:
+                    st.release()
+
         def op(txn: Txn) -> Any:
             try:
                 root = txn.get(path[0])
@@ -639,8 +688,8 @@ class Share:
                 raise AttributeError(f"Share has no attribute {path[0]!r}") from None
             if len(path) == 1:
                 new = iop(root, value)
-                txn.set(path[0], new, where=_path_str(path))
-                return _codec.copy_out(new)
+                txn.set(path[0], new, where=path)
+                return new if type(new) in _ATOMS else _codec.copy_out(new)
             parent = _resolve(root, path[1:-1])
             kind, key = path[-1]
             cur = getattr(parent, key) if kind == "a" else parent[key]
@@ -652,7 +701,22 @@ class Share:
             txn.touch(path[0], root, force=True, where=_path_str(path[:1]))
             return _codec.copy_out(new)
 
-        return self._sk_run(op)
+        return Share._sk_run(self, op)
+
+
+_LOCAL = frozenset(n for n in vars(Share) if not n.startswith("_"))
+_ATOMS = _codec.ATOMS
+_K_PLAIN = _codec.K_PLAIN
+_NOPE = object()
+_loads = marshal.loads
+_dumps = marshal.dumps
+
+
+def _share_init_subclass(cls: type[Share], **kw: Any) -> None:
+    cls._sk_local_names = frozenset(n for n in dir(cls) if not n.startswith("_"))  # type: ignore[attr-defined]
+
+
+Share.__init_subclass__ = classmethod(_share_init_subclass)  # type: ignore[assignment,method-assign]
 
 
 def _rebuild_share(name: str, owner_pid: int) -> Share:
@@ -801,20 +865,36 @@ class Proxy:
         return self._sk_read(operator.index)
 
     # augmented assignment: one atomic fetch-and-op at this path
-    def _sk_aug(self, opname: str, value: Any) -> Proxy:
+    def _sk_aug(self, iop: Callable[[Any, Any], Any], value: Any) -> Proxy:
         share = self._sk_share
-        queued = len(share.__dict__["_sk_queue"])
-        new = share._sk_aug_apply(self._sk_path, getattr(operator, opname), _unwrap(value))
-        if queued != len(share.__dict__["_sk_queue"]):
+        path = self._sk_path
+        d = _oga(share, "__dict__")
+        queue = d["_sk_queue"]
+        queued = len(queue)
+        new = Share._sk_aug_apply(share, path, iop, _unwrap(value))
+        if queued != len(queue) or queue is not d["_sk_queue"]:
             return self  # stopped: queued, there is no result to read back yet
-        if len(self._sk_path) == 1 and _codec.is_immutable(new):
+        if len(path) == 1 and (type(new) in _ATOMS or _codec.is_immutable(new)):
             f = sys._getframe(2)
-            _tl.own = ((share._sk_name, self._sk_path[0]), new, id(f), f.f_code, f.f_lasti)
+            _tl.own = ((d["_sk_name"], path[0]), new, id(f), f.f_code, f.f_lasti)
         return self
 
 
 def _identity(x: Any) -> Any:
     return x
+
+
+_set_share = Proxy._sk_share.__set__  # type: ignore[attr-defined]
+_set_path = Proxy._sk_path.__set__  # type: ignore[attr-defined]
+_new = object.__new__
+
+
+def _new_proxy(share: Share, path: Path) -> Proxy:
+    """``Proxy(share, path)`` without going through the blocked ``__setattr__``."""
+    p = _new(Proxy)
+    _set_share(p, share)
+    _set_path(p, path)
+    return p
 
 
 def _binary(opname: str, reflected: bool) -> Callable[[Proxy, Any], Any]:
@@ -830,8 +910,10 @@ def _binary(opname: str, reflected: bool) -> Callable[[Proxy, Any], Any]:
 
 
 def _inplace(opname: str) -> Callable[[Proxy, Any], Proxy]:
+    iop = getattr(operator, opname)
+
     def method(self: Proxy, other: Any) -> Proxy:
-        return self._sk_aug(opname, other)
+        return self._sk_aug(iop, other)
 
     return method
 

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import marshal
 import mmap
 import os
@@ -51,13 +50,25 @@ import tempfile
 import threading
 from typing import Any
 
-MAGIC = b"SKSHARE1"
+from ._lock import KIND_FCNTL, KIND_ROBUST, FcntlLock, RobustMutex, robust_available
+
+MAGIC = b"SKSHARE2"
 HEADER = 4096
-SEL_OFF = 8
+SEL_OFF = 8  # 1 byte: which slot is committed
+LOCK_KIND_OFF = 9  # 1 byte: KIND_ROBUST or KIND_FCNTL
 GEN_OFF = 16
 PID_OFF = 24
+EPOCH_OFF = 40  # 8 bytes, bumped at the start of every commit (readers' "anything new?")
+EPOCH_Q = EPOCH_OFF // 8
 SLOT_OFF = (64, 192)
-SLOT = struct.Struct("<10Q")  # seq, flags, idx_off, idx_len, act_off, act_size, bump, spr_off, spr_size, fsize
+MUTEX_OFF = 512
+# seq, flags, names_off, names_len, names_ver, tab_off, tab_n,
+# act_off, act_size, bump, spr_off, spr_size, fsize
+SLOT = struct.Struct("<13Q")
+(S_SEQ, S_FLAGS, S_NOFF, S_NLEN, S_NVER, S_TOFF, S_TN,
+ S_AOFF, S_ASIZE, S_BUMP, S_SOFF, S_SSIZE, S_FSIZE) = range(13)
+ENTRY = struct.Struct("<4Q")  # data offset, data length, kind, version (seq of its write)
+ESIZE = ENTRY.size
 SEQ = struct.Struct("<Q")
 MIN_REGION = 1 << 20
 
@@ -65,6 +76,9 @@ FLAG_STOPPED = 1
 FLAG_CLOSED = 2
 
 SHM_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+
+Entry = tuple[int, int, int, int]
+Slot = tuple[int, ...]
 
 
 class StoreGone(Exception):
@@ -84,20 +98,34 @@ def new_name() -> str:
 
 
 class Store:
-    """One process's attachment to a shared store file (shared by all handles in the process)."""
+    """One process's attachment to a shared store file (shared by all handles in the process).
 
-    def __init__(self, name: str, fd: int, mm: mmap.mmap) -> None:
+    The bytes layer only: locking, lookup of raw entries, atomic commits. It knows nothing
+    about Python values (``_txn.py``) or attribute syntax (``_share.py``).
+    """
+
+    def __init__(self, name: str, fd: int, hdr: mmap.mmap, mm: mmap.mmap) -> None:
         self.name = name
         self.fd = fd
-        self.mm = mm
+        self.hdr = hdr  # the header page: never remapped while attached
+        self.mm = mm  # the whole file: remapped when another process grew it
+        self.q = memoryview(hdr).cast("Q")  # 8-byte words of the header (epoch: q[EPOCH_Q])
+        self.lock_kind = hdr[LOCK_KIND_OFF]
+        self.plock: RobustMutex | FcntlLock
+        if self.lock_kind == KIND_ROBUST:
+            self.plock = RobustMutex(hdr, MUTEX_OFF, init=False)
+        else:
+            self.plock = FcntlLock(fd)
         self.tlock = threading.RLock()
         self.depth = 0
         self.closed = False
-        self.generation = bytes(mm[GEN_OFF : GEN_OFF + 8])
-        self.owner_pid = SEQ.unpack_from(mm, PID_OFF)[0]
-        self._index: dict[str, tuple[int, int, int, int]] = {}
-        self._index_seq = -1
-        # decoded cache: name -> [ver, obj, checked_seq, immutable]
+        self.recovered = 0  # how often this process took the lock over from a dead holder
+        self.generation = bytes(hdr[GEN_OFF : GEN_OFF + 8])
+        self.owner_pid = SEQ.unpack_from(hdr, PID_OFF)[0]
+        self._s: Slot | None = None  # committed slot, valid while this process holds the lock
+        self._names: dict[str, int] = {}
+        self._names_key: tuple[int, int] = (-1, -1)
+        # decoded cache: name -> [version, obj, epoch at which it was known current, immutable]
         self.cache: dict[str, list[Any]] = {}
 
     # -- creation / attachment ------------------------------------------------------------
@@ -110,24 +138,32 @@ class Store:
             size = HEADER + 2 * MIN_REGION
             os.ftruncate(fd, size)
             _reserve(fd, 0, HEADER + MIN_REGION)
+            hdr = mmap.mmap(fd, HEADER)
             mm = mmap.mmap(fd, size)
-            mm[0:8] = MAGIC
-            mm[GEN_OFF : GEN_OFF + 8] = secrets.token_bytes(8)
-            SEQ.pack_into(mm, PID_OFF, os.getpid())
+            if robust_available():
+                m = RobustMutex(hdr, MUTEX_OFF, init=True)
+                m.detach()
+                hdr[LOCK_KIND_OFF] = KIND_ROBUST
+            else:
+                hdr[LOCK_KIND_OFF] = KIND_FCNTL
+            hdr[GEN_OFF : GEN_OFF + 8] = secrets.token_bytes(8)
+            SEQ.pack_into(hdr, PID_OFF, os.getpid())
             blob = marshal.dumps({})
             act = HEADER
             mm[act : act + len(blob)] = blob
+            tab = _align(act + len(blob))
             SLOT.pack_into(
-                mm, SLOT_OFF[0], seq, 0, act, len(blob), act, MIN_REGION,
-                _align(act + len(blob)), HEADER + MIN_REGION, MIN_REGION, size,
+                hdr, SLOT_OFF[0], seq, 0, act, len(blob), seq, tab, 0,
+                act, MIN_REGION, tab, HEADER + MIN_REGION, MIN_REGION, size,
             )
-            mm[SEL_OFF] = 0
+            hdr[SEL_OFF] = 0
+            hdr[0:8] = MAGIC  # last: the store is complete
         except BaseException:
             os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(path)
             raise
-        return cls(name, fd, mm)
+        return cls(name, fd, hdr, mm)
 
     @classmethod
     def attach(cls, name: str) -> Store:
@@ -139,14 +175,15 @@ class Store:
             size = os.fstat(fd).st_size
             if size < HEADER:
                 raise StoreGone(f"{name}: file too small ({size} bytes)")
+            hdr = mmap.mmap(fd, HEADER)
+            if hdr[0:8] != MAGIC:
+                hdr.close()
+                raise StoreGone(f"{name}: not a Share store (or from another sk-share version)")
             mm = mmap.mmap(fd, size)
-            if mm[0:8] != MAGIC:
-                mm.close()
-                raise StoreGone(f"{name}: not a Share store")
         except BaseException:
             os.close(fd)
             raise
-        return cls(name, fd, mm)
+        return cls(name, fd, hdr, mm)
 
     def file_generation(self) -> bytes | None:
         """Generation of the file now at our path (None if there is none)."""
@@ -164,39 +201,84 @@ class Store:
         with self.tlock:
             if self.closed:
                 return
+            if self.depth:  # never unmap a mutex we hold
+                with contextlib.suppress(Exception):
+                    self.plock.release()
+                self.depth = 0
             self.closed = True
             self.cache.clear()
+            self.plock.detach()
             with contextlib.suppress(Exception):
-                self.mm.close()
+                self.q.release()
+            for m in (self.hdr, self.mm):
+                with contextlib.suppress(Exception):
+                    m.close()
             with contextlib.suppress(OSError):
                 os.close(self.fd)
 
     # -- locking -------------------------------------------------------------------------
 
+    def acquire(self) -> None:
+        """Exclusive access across threads (RLock) and processes (robust mutex)."""
+        self.tlock.acquire()
+        if self.closed:
+            self.tlock.release()
+            raise StoreGone(f"{self.name}: detached in this process")
+        if self.depth == 0:
+            try:
+                if self.plock.acquire():
+                    self.recovered += 1
+            except BaseException:
+                self.tlock.release()
+                raise
+            self._s = None
+        self.depth += 1
+
+    def release(self) -> None:
+        self.depth -= 1
+        try:
+            if self.depth == 0:
+                self._s = None
+                if not self.closed:
+                    self.plock.release()
+        finally:
+            self.tlock.release()
+
     def locked(self) -> _Locked:
-        """Exclusive access across threads (RLock) and processes (fcntl, dies with holder)."""
         return _Locked(self)
 
     def try_lock_briefly(self) -> bool:
-        """Non-blocking attempt (used at interpreter exit, where blocking is not allowed)."""
-        try:
-            fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+        """Non-blocking attempt on the process lock (caller holds ``tlock``, depth 0)."""
+        if self.plock.try_acquire():
+            self._s = None
             return True
-        except OSError:
-            return False
+        return False
+
+    def unlock_process(self) -> None:
+        """Release what :meth:`try_lock_briefly` took."""
+        self._s = None
+        self.plock.release()
 
     # -- reading ---------------------------------------------------------------------------
 
-    def seq(self) -> int:
-        """Committed sequence number (no lock needed: two aligned reads)."""
-        mm = self.mm
-        return SEQ.unpack_from(mm, SLOT_OFF[mm[SEL_OFF]])[0]
+    def epoch(self) -> int:
+        """Changes whenever a commit starts (no lock, no syscall: one 8-byte read)."""
+        return self.q[EPOCH_Q]
 
-    def slot(self) -> tuple[int, ...]:
-        mm = self.mm
-        s = SLOT.unpack_from(mm, SLOT_OFF[mm[SEL_OFF]])
-        if len(mm) < s[9]:
-            self._remap(s[9])
+    def flags(self) -> int:
+        """Flags of the committed state (no lock needed)."""
+        return self.q[(SLOT_OFF[self.hdr[SEL_OFF]] >> 3) + S_FLAGS]
+
+    def slot(self) -> Slot:
+        """The committed slot (under the lock it is cached until our own next commit)."""
+        s = self._s
+        if s is None or not self.depth:
+            hdr = self.hdr
+            s = SLOT.unpack_from(hdr, SLOT_OFF[hdr[SEL_OFF]])
+            if len(self.mm) < s[S_FSIZE]:
+                self._remap(s[S_FSIZE])
+            if self.depth:
+                self._s = s
         return s
 
     def _remap(self, size: int) -> None:
@@ -205,16 +287,35 @@ class Store:
         with contextlib.suppress(BufferError):
             old.close()
 
-    def index(self) -> dict[str, tuple[int, int, int, int]]:
-        """name -> (offset, length, kind, version); call under the lock."""
-        s = self.slot()
-        if s[0] != self._index_seq:
-            self._index = marshal.loads(self.mm[s[2] : s[2] + s[3]])
-            self._index_seq = s[0]
-        return self._index
+    def names(self, s: Slot | None = None) -> dict[str, int]:
+        """name -> entry number (call under the lock)."""
+        if s is None:
+            s = self.slot()
+        key = (s[S_NOFF], s[S_NVER])
+        if key != self._names_key:
+            self._names = marshal.loads(self.mm[s[S_NOFF] : s[S_NOFF] + s[S_NLEN]])
+            self._names_key = key
+        return self._names
 
-    def raw(self, entry: tuple[int, int, int, int]) -> bytes:
+    def entry(self, name: str) -> Entry | None:
+        """(offset, length, kind, version) of ``name``, or None; call under the lock."""
+        s = self.slot()
+        i = self.names(s).get(name)
+        if i is None:
+            return None
+        return ENTRY.unpack_from(self.mm, s[S_TOFF] + ESIZE * i)  # type: ignore[return-value]
+
+    def raw(self, entry: Entry) -> bytes:
         return self.mm[entry[0] : entry[0] + entry[1]]
+
+    def items(self) -> dict[str, tuple[int, bytes]]:
+        """Every entry as name -> (kind, data); call under the lock."""
+        s = self.slot()
+        out: dict[str, tuple[int, bytes]] = {}
+        for name, i in self.names(s).items():
+            e = ENTRY.unpack_from(self.mm, s[S_TOFF] + ESIZE * i)
+            out[name] = (e[2], self.mm[e[0] : e[0] + e[1]])
+        return out
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -225,29 +326,106 @@ class Store:
         clear: bool = False,
         flags: int | None = None,
     ) -> int:
-        """Apply ``changes`` (name -> (kind, data) or None to delete) atomically; call under
-        the lock. Returns the new sequence number."""
+        """Apply ``changes`` (name -> (kind, data), or None to delete) atomically; call under
+        the lock. Returns the new sequence number (the version of every written entry)."""
         s = self.slot()
-        seq = s[0] + 1
-        index = dict(self.index())
-        if clear:
-            index = {k: v for k, v in index.items() if k.startswith("\x00")}
-        new: list[tuple[str, int, bytes]] = []
-        for name, ch in changes.items():
-            if ch is None:
-                index.pop(name, None)
+        seq = s[S_SEQ] + 1
+        names = self.names(s)
+        self.q[EPOCH_Q] += 1  # first: every reader's "nothing changed" check now fails
+        new_flags = s[S_FLAGS] if flags is None else flags
+        if not clear:
+            for nm, ch in changes.items():
+                if ch is None or nm not in names:
+                    break
             else:
-                index.pop(name, None)
-                new.append((name, ch[0], ch[1]))
-        new_flags = s[1] if flags is None else flags
-        act_off, act_size, bump, spr_off, spr_size, fsize = s[4], s[5], s[6], s[7], s[8], s[9]
-        # fast case: append new values + index to the active region
-        placed = self._place(new, index, seq, bump, act_off + act_size, copy_live=False)
+                ns = self._update(s, seq, names, changes, new_flags)  # type: ignore[arg-type]
+                if ns is not None:
+                    self._publish(ns)
+                    return seq
+        self._publish(self._rebuild(s, seq, names, changes, clear, new_flags))
+        return seq
+
+    def put1(self, name: str, kind: int, data: bytes) -> int | None:
+        """Fast commit of one new value for an existing name (the ``+=`` path); call under
+        the lock. Returns the new sequence number, or None if the caller must use
+        :meth:`commit` (unknown name, or the active region is full)."""
+        s = self._s or self.slot()
+        i = self.names(s).get(name)
+        if i is None:
+            return None
+        mm = self.mm
+        pos = s[S_BUMP]
+        ln = len(data)
+        toff = _align(pos + ln)
+        tl = ESIZE * s[S_TN]
+        if toff + tl > s[S_AOFF] + s[S_ASIZE]:
+            return None
+        seq = s[S_SEQ] + 1
+        self.q[EPOCH_Q] += 1
+        mm[pos : pos + ln] = data
+        mm.move(toff, s[S_TOFF], tl)
+        ENTRY.pack_into(mm, toff + ESIZE * i, pos, ln, kind, seq)
+        self._publish((seq, s[S_FLAGS], s[S_NOFF], s[S_NLEN], s[S_NVER], toff, s[S_TN],
+                       s[S_AOFF], s[S_ASIZE], _align(toff + tl), s[S_SOFF], s[S_SSIZE], s[S_FSIZE]))
+        return seq
+
+    def _publish(self, ns: Slot) -> None:
+        hdr = self.hdr
+        inactive = 1 - hdr[SEL_OFF]
+        SLOT.pack_into(hdr, SLOT_OFF[inactive], *ns)
+        hdr[SEL_OFF] = inactive  # the commit point: one byte
+        self._s = ns if self.depth else None
+
+    def _update(
+        self, s: Slot, seq: int, names: dict[str, int], changes: dict[str, tuple[int, bytes]], flags: int,
+    ) -> Slot | None:
+        """Fast commit: new values of existing names + a copy of the entry table, appended
+        to the active region. None if it does not fit."""
+        mm = self.mm
+        pos = s[S_BUMP]
+        end = s[S_AOFF] + s[S_ASIZE]
+        done = []
+        for nm, (kind, data) in changes.items():
+            ln = len(data)
+            if pos + ln > end:
+                return None
+            mm[pos : pos + ln] = data
+            done.append((names[nm], pos, ln, kind))
+            pos = _align(pos + ln)
+        n = s[S_TN]
+        tl = ESIZE * n
+        if pos + tl > end:
+            return None
+        mm.move(pos, s[S_TOFF], tl)
+        for i, off, ln, kind in done:
+            ENTRY.pack_into(mm, pos + ESIZE * i, off, ln, kind, seq)
+        return (seq, flags, s[S_NOFF], s[S_NLEN], s[S_NVER], pos, n,
+                s[S_AOFF], s[S_ASIZE], _align(pos + tl), s[S_SOFF], s[S_SSIZE], s[S_FSIZE])
+
+    def _rebuild(
+        self, s: Slot, seq: int, names: dict[str, int],
+        changes: dict[str, tuple[int, bytes] | None], clear: bool, flags: int,
+    ) -> Slot:
+        """Structural commit (names added/removed, clear): a new names blob and table."""
+        mm = self.mm
+        live: dict[str, tuple[int, int, int, int, bytes | None]] = {}
+        for nm, i in names.items():
+            if clear and not nm.startswith("\x00"):
+                continue
+            off, ln, kind, ver = ENTRY.unpack_from(mm, s[S_TOFF] + ESIZE * i)
+            live[nm] = (off, ln, kind, ver, None)
+        for nm, ch in changes.items():
+            if ch is None:
+                live.pop(nm, None)
+            else:
+                live.pop(nm, None)
+                live[nm] = (0, len(ch[1]), ch[0], seq, ch[1])
+        act_off, act_size, spr_off, spr_size, fsize = s[S_AOFF], s[S_ASIZE], s[S_SOFF], s[S_SSIZE], s[S_FSIZE]
+        placed = self._place(live, seq, s[S_BUMP], act_off + act_size, copy_live=False)
         if placed is None:
             # compaction into the spare region, or into a new bigger region
-            live = sum(_align(v[1]) for v in index.values())
-            need = live + sum(_align(len(d)) for _, _, d in new)
-            need += 64 * (len(index) + len(new)) + 4096
+            need = sum(_align(v[1]) for v in live.values())
+            need += (64 + ESIZE) * len(live) + 4096
             target = max(MIN_REGION, 2 * need)
             if spr_size >= target:
                 t_off, t_size = spr_off, spr_size
@@ -257,61 +435,50 @@ class Store:
                 os.ftruncate(self.fd, fsize)
                 _reserve(self.fd, t_off, t_size)
                 self._remap(fsize)
-            placed = self._place(new, index, seq, t_off, t_off + t_size, copy_live=True)
+            placed = self._place(live, seq, t_off, t_off + t_size, copy_live=True)
             if placed is None:  # pragma: no cover - sizes above always fit
                 raise RuntimeError("Share store compaction failed to fit its data")
             spr_off, spr_size = act_off, act_size
             act_off, act_size = t_off, t_size
-        index, idx_off, idx_len, bump = placed
-        mm = self.mm
-        inactive = 1 - mm[SEL_OFF]
-        SLOT.pack_into(
-            mm, SLOT_OFF[inactive], seq, new_flags, idx_off, idx_len,
-            act_off, act_size, bump, spr_off, spr_size, fsize,
-        )
-        mm[SEL_OFF] = inactive  # the commit point: one byte
-        self._index = index
-        self._index_seq = seq
-        return seq
+        noff, nlen, toff, n, bump = placed
+        return (seq, flags, noff, nlen, seq, toff, n, act_off, act_size, bump, spr_off, spr_size, fsize)
 
     def _place(
-        self,
-        new: list[tuple[str, int, bytes]],
-        index: dict[str, tuple[int, int, int, int]],
-        seq: int,
-        start: int,
-        end: int,
-        *,
-        copy_live: bool,
-    ) -> tuple[dict[str, tuple[int, int, int, int]], int, int, int] | None:
+        self, live: dict[str, tuple[int, int, int, int, bytes | None]], seq: int,
+        start: int, end: int, *, copy_live: bool,
+    ) -> tuple[int, int, int, int, int] | None:
         mm = self.mm
         pos = start
-        out: dict[str, tuple[int, int, int, int]] = {}
-        if copy_live:
-            for name, (off, ln, kind, ver) in index.items():
+        table: list[tuple[int, int, int, int]] = []
+        for off, ln, kind, ver, data in live.values():
+            if data is not None:
                 if pos + ln > end:
                     return None
-                mm[pos : pos + ln] = mm[off : off + ln]
-                out[name] = (pos, ln, kind, ver)
+                mm[pos : pos + ln] = data
+                off = pos
                 pos = _align(pos + ln)
-        else:
-            out = dict(index)
-        for name, kind, data in new:
-            ln = len(data)
-            if pos + ln > end:
-                return None
-            mm[pos : pos + ln] = data
-            out[name] = (pos, ln, kind, seq)
-            pos = _align(pos + ln)
-        blob = marshal.dumps(out)
+            elif copy_live:
+                if pos + ln > end:
+                    return None
+                mm.move(pos, off, ln)
+                off = pos
+                pos = _align(pos + ln)
+            table.append((off, ln, kind, ver))
+        blob = marshal.dumps({nm: i for i, nm in enumerate(live)})
         if pos + len(blob) > end:
             return None
         mm[pos : pos + len(blob)] = blob
-        return out, pos, len(blob), _align(pos + len(blob))
+        noff = pos
+        pos = _align(pos + len(blob))
+        if pos + ESIZE * len(table) > end:
+            return None
+        for i, e in enumerate(table):
+            ENTRY.pack_into(mm, pos + ESIZE * i, *e)
+        return noff, len(blob), pos, len(table), _align(pos + ESIZE * len(table))
 
 
 class _Locked:
-    """Context manager for :meth:`Store.locked` (a class: cheaper than a generator)."""
+    """Context manager for :meth:`Store.locked`."""
 
     __slots__ = ("st",)
 
@@ -319,27 +486,10 @@ class _Locked:
         self.st = st
 
     def __enter__(self) -> None:
-        st = self.st
-        st.tlock.acquire()
-        if st.closed:
-            st.tlock.release()
-            raise StoreGone(f"{st.name}: detached in this process")
-        if st.depth == 0:
-            try:
-                fcntl.lockf(st.fd, fcntl.LOCK_EX, 1, 0)
-            except BaseException:
-                st.tlock.release()
-                raise
-        st.depth += 1
+        self.st.acquire()
 
     def __exit__(self, *exc: object) -> None:
-        st = self.st
-        st.depth -= 1
-        try:
-            if st.depth == 0 and not st.closed:
-                fcntl.lockf(st.fd, fcntl.LOCK_UN, 1, 0)
-        finally:
-            st.tlock.release()
+        self.st.release()
 
 
 def _reserve(fd: int, off: int, size: int) -> None:
@@ -391,7 +541,8 @@ def _after_fork_in_child() -> None:
     _REGISTRY_LOCK = threading.Lock()
     for st in list(_REGISTRY.values()):
         st.tlock = threading.RLock()
-        st.depth = 0  # POSIX locks are not inherited by the child
+        st.depth = 0  # the child holds no lock (POSIX locks and mutex ownership stay with the parent)
+        st._s = None
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

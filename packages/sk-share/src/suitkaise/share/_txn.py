@@ -11,6 +11,7 @@ A *scratch* transaction (stopped Share) decodes fresh copies and never touches t
 
 from __future__ import annotations
 
+import marshal
 from typing import Any
 
 from suitkaise import cucumber
@@ -18,15 +19,30 @@ from suitkaise import cucumber
 from . import _codec
 from ._store import Store
 
+_dumps = marshal.dumps
+
 
 class EncodeError(TypeError):
     """A value cannot be stored (raised before anything is changed)."""
 
 
-def encode_for(value: Any, where: str) -> tuple[int, bytes, tuple[str, bytes] | None]:
-    """Validate and encode ``value`` for the place ``where`` (e.g. ``share.counter``)."""
+def path_str(path: tuple[Any, ...]) -> str:
+    """``("o", ("a", "items"), ("i", 3))`` -> ``share.o.items[3]`` (for messages)."""
+    out = f"share.{path[0]}"
+    for kind, key in path[1:]:
+        out += f".{key}" if kind == "a" else f"[{key!r}]"
+    return out
+
+
+def encode_for(value: Any, where: str | tuple[Any, ...]) -> tuple[int, bytes, tuple[str, bytes] | None]:
+    """Validate and encode ``value`` for the place ``where`` (``share.counter``, or a path
+    tuple, formatted only if there is an error to report)."""
+    if type(value) in _codec.ATOMS:  # the hot case (+=, counters): nothing to check
+        return _codec.K_PLAIN, _dumps(value), None
+    if type(where) is tuple:
+        where = path_str(where)
     if not _codec.is_plain(value):
-        _codec.check_storable(value, where)
+        _codec.check_storable(value, where)  # type: ignore[arg-type]
     try:
         return _codec.encode(value)
     except cucumber.SerializationError as e:
@@ -65,7 +81,7 @@ class Txn:
     def _lookup(self, name: str) -> tuple[int, int] | None:
         """(kind, version) of the stored entry, or None."""
         if self.st is not None:
-            e = self.st.index().get(name)
+            e = self.st.entry(name)
             return None if e is None else (e[2], e[3])
         assert self.snapshot is not None
         s = self.snapshot.get(name)
@@ -73,7 +89,10 @@ class Txn:
 
     def _data(self, name: str) -> bytes:
         if self.st is not None:
-            return self.st.raw(self.st.index()[name])
+            e = self.st.entry(name)
+            if e is None:
+                raise KeyError(name)
+            return self.st.raw(e)
         assert self.snapshot is not None
         return self.snapshot[name][1]
 
@@ -94,7 +113,7 @@ class Txn:
 
     def names(self) -> list[str]:
         if self.st is not None:
-            base = [] if self.cleared else list(self.st.index())
+            base = [] if self.cleared else list(self.st.names())
         else:
             assert self.snapshot is not None
             base = [] if self.cleared else list(self.snapshot)
@@ -104,23 +123,29 @@ class Txn:
 
     def get(self, name: str) -> Any:
         """The current value of ``name`` (a working object: may be the cached instance)."""
-        if name in self.work:
-            return self.work[name]
+        work = self.work
+        if name in work:
+            return work[name]
+        st = self.st
+        if st is not None and not self.scratch and not self.cleared and name not in self.changes:
+            # the common case, in one lookup: a live store, nothing staged for this name
+            e = st.entry(name)
+            if e is None:
+                raise KeyError(name)
+            c = st.cache.get(name)
+            if c is not None and c[0] == e[3]:
+                obj = c[1]
+            else:
+                obj = _codec.decode(e[2], st.raw(e), self._load_class)
+                st.cache[name] = [e[3], obj, -1, _codec.is_immutable(obj)]
+            work[name] = obj
+            return obj
         if not self.has(name):
             raise KeyError(name)
         found = self._lookup(name)
         assert found is not None
-        kind, ver = found
-        st = self.st
-        if st is not None and not self.scratch:
-            c = st.cache.get(name)
-            if c is not None and c[0] == ver:
-                self.work[name] = c[1]
-                return c[1]
-        obj = _codec.decode(kind, self._data(name), self._load_class)
-        if st is not None and not self.scratch:
-            st.cache[name] = [ver, obj, -1, _codec.is_immutable(obj)]
-        self.work[name] = obj
+        obj = _codec.decode(found[0], self._data(name), self._load_class)
+        work[name] = obj
         return obj
 
     def mark_checked(self, name: str) -> None:
@@ -129,7 +154,7 @@ class Txn:
         if st is not None and not self.scratch:
             c = st.cache.get(name)
             if c is not None:
-                c[2] = st.seq()
+                c[2] = st.epoch()
 
     # -- staging ------------------------------------------------------------------------------
 
@@ -142,11 +167,11 @@ class Txn:
         self.work[name] = obj
         self.owned[name] = owned
 
-    def set(self, name: str, obj: Any, *, where: str) -> None:
+    def set(self, name: str, obj: Any, *, where: str | tuple[Any, ...]) -> None:
         """Stage ``obj`` (a working object this transaction owns) as the new value."""
         self.put(name, encode_for(obj, where), obj, True)
 
-    def touch(self, name: str, obj: Any, *, force: bool, where: str) -> None:
+    def touch(self, name: str, obj: Any, *, force: bool, where: str | tuple[Any, ...]) -> None:
         """Write back a working object that may have been mutated in place."""
         enc = encode_for(obj, where)
         if not force and name not in self.changes:
@@ -179,6 +204,7 @@ class Txn:
         st = self.st
         if st is None or self.scratch:
             return
+        epoch = st.epoch()
         if self.cleared:
             st.cache.clear()
         for name, ch in self.changes.items():
@@ -186,6 +212,6 @@ class Txn:
                 st.cache.pop(name, None)
             elif self.owned.get(name):
                 obj = self.work[name]
-                st.cache[name] = [seq, obj, seq, _codec.is_immutable(obj)]
+                st.cache[name] = [seq, obj, epoch, _codec.is_immutable(obj)]
             else:
                 st.cache.pop(name, None)

@@ -1,0 +1,82 @@
+"""The meta-package: re-exports, lazy imports, the demo."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import suitkaise
+
+
+def test_submodules_import_through_the_namespace() -> None:
+    from suitkaise import cucumber, pipe, processing, share, timing
+
+    assert processing.Share is share.Share
+    assert processing.Pipe is pipe.Pipe
+    assert cucumber.serialize is suitkaise.serialize
+    assert timing.Sktimer is suitkaise.Sktimer
+
+
+@pytest.mark.parametrize("name", suitkaise.__all__)
+def test_every_exported_name_resolves(name: str) -> None:
+    assert getattr(suitkaise, name) is not None
+
+
+def test_exports_are_the_same_objects() -> None:
+    from suitkaise import Pipe, Pool, Share, Skprocess, Sktimer, TimeThis, autoreconnect, timethis
+    from suitkaise.pipe import Pipe as pipe_pipe
+    from suitkaise.processing import Pool as proc_pool
+    from suitkaise.processing import Skprocess as proc_skprocess
+    from suitkaise.processing import autoreconnect as proc_autoreconnect
+    from suitkaise.share import Share as share_share
+    from suitkaise.timing import Sktimer as timing_sktimer
+    from suitkaise.timing import TimeThis as timing_timethis
+    from suitkaise.timing import timethis as timing_timethis_fn
+
+    assert (Skprocess, Pool, Share, Pipe) == (proc_skprocess, proc_pool, share_share, pipe_pipe)
+    assert (Sktimer, TimeThis, timethis, autoreconnect) == (
+        timing_sktimer, timing_timethis, timing_timethis_fn, proc_autoreconnect,
+    )
+
+
+def test_unknown_name_raises_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        suitkaise.nope  # noqa: B018
+
+
+def test_import_suitkaise_is_lazy() -> None:
+    code = (
+        "import sys, suitkaise; "
+        "print(any(m.startswith('suitkaise.processing') for m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_version_command_lists_every_distribution() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "suitkaise", "version"], capture_output=True, text=True, check=True
+    )
+    for dist in ("suitkaise", "sk-cucumber", "sk-timing", "sk-pipe", "sk-share", "sk-processing"):
+        assert dist in out.stdout
+    assert "not installed" not in out.stdout
+
+
+def test_demo_runs_and_agrees_with_serial() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "suitkaise", "demo", "--quick", "--workers", "2"],
+        capture_output=True, text=True, timeout=240,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "square(7) = 49" in out.stdout
+    assert "next line: 'second line'" in out.stdout
+    assert "hello from the child interpreter" in out.stdout
+    assert "| same total as serial             | True" in out.stdout
+    assert "| audit mismatches                 | 0 " in out.stdout
+
+
+def test_all_lists_exactly_the_lazy_exports() -> None:
+    assert set(suitkaise.__all__) == set(suitkaise._SUBMODULES) | set(suitkaise._EXPORTS)
+    assert len(suitkaise.__all__) == len(set(suitkaise.__all__))
