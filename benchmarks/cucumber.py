@@ -49,6 +49,7 @@ from dataclasses import astuple, dataclass, field
 from typing import Any
 
 import cloudpickle
+from _results import headline
 
 from suitkaise import cucumber
 
@@ -378,6 +379,10 @@ def print_tables(
             f"{case.name:<{w0}}{tr:>7.2f}x {'PASS' if tp else 'FAIL':<5}"
             f"{sr:>7.3f}x {'PASS' if sp else 'FAIL':<5}"
         )
+        headline("cucumber", f"{case.name}: round trip", statistics.median(cu.rt) * 1e3,
+                 "cloudpickle", statistics.median(cp.rt) * 1e3, f"<= {TIME_TARGET}x", tp)
+        headline("cucumber", f"{case.name}: size", cu.size / 1e3, "cloudpickle", cp.size / 1e3,
+                 f"<= {SIZE_TARGET}x", sp, "kB")
     rounds = max((len(c.rt) for c in cells.values()), default=0)
     reps = {case.name: cells[case.name, "cloudpickle"].reps for case in cases}
     print(f"({rounds} rounds; round trips per sample: {reps})")
@@ -470,6 +475,8 @@ def run_imports(runs: int, importtime_runs: int) -> bool:
             f"    {statistics.median(self_us[mod]):>8.0f} | {statistics.median(cum_us[mod]):>8.0f}  {mod}"
         )
     ok = added <= IMPORT_TARGET_MS
+    headline("cucumber", "import suitkaise.cucumber (added CPU time)", added, "bare interpreter",
+             None, f"<= {IMPORT_TARGET_MS:.0f} ms", ok)
     print(
         f"  added by import suitkaise.cucumber: {added:.1f} ms CPU ({added_wall:.1f} ms wall) "
         f"(target <= {IMPORT_TARGET_MS:.0f} ms) {'PASS' if ok else 'FAIL'}"

@@ -133,6 +133,8 @@ def main() -> None:
                 for side in order:
                     results[case][side.name].append(fn(side))
 
+        from _results import headline
+
         print(f"start method: {ctx.get_start_method()}, reps: {args.reps} (medians)")
         print(f"{'case':<24} {'suitkaise':>13} {'multiprocessing':>16} {'ratio':>7}")
         for case, per in results.items():
@@ -141,6 +143,9 @@ def main() -> None:
             unit, scale = ("us", 1e6) if base < 1e-3 else ("ms", 1e3)
             print(f"{case:<24} {ours * scale:>10.1f} {unit} {base * scale:>13.1f} {unit} "
                   f"{ours / base:>6.2f}x")
+            limit = 1.2 if case.startswith("small") else 1.0
+            headline("pipe", case, ours * scale, "multiprocessing.Pipe (pickle)", base * scale,
+                     f"<= {limit}x", ours / base <= limit, unit)
     finally:
         for side in sides:
             side.shutdown()

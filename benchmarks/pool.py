@@ -53,7 +53,7 @@ def _timeit(fn: Callable[[], object]) -> float:
 
 
 def run_scenario(name: str, contenders: dict[str, Callable[[], object]], rounds: int,
-                 floor: float | None = None, anchor: str = "mp.Pool") -> None:
+                 floor: float | None = None, anchor: str = "mp.Pool") -> dict[str, float]:
     times: dict[str, list[float]] = {k: [] for k in contenders}
     for fn in contenders.values():  # warm-up (imports, worker start, caches)
         fn()
@@ -67,6 +67,13 @@ def run_scenario(name: str, contenders: dict[str, Callable[[], object]], rounds:
         ratio = f"{med / base:6.2f}x {anchor}" if base else ""
         extra = f"  {med / floor:5.2f}x floor" if floor else ""
         print(f"  {key:<22} {med * 1000:9.2f} ms  {ratio}{extra}")
+    return {key: statistics.median(ts) for key, ts in times.items()}
+
+
+def _vs(case: str, ours: float, anchor: str, base: float, limit: float) -> None:
+    from _results import headline
+
+    headline("pool", case, ours * 1e3, anchor, base * 1e3, f"<= {limit}x", ours / base <= limit)
 
 
 def main() -> None:
@@ -103,25 +110,31 @@ def main() -> None:
             if not args.quick:
                 tiny_map["cf.map(chunksize=1)"] = lambda: list(cfp.map(square, xs))
                 tiny_map["loky.map(chunksize=1)"] = lambda: list(lk.map(square, xs))
-            run_scenario("tiny-map: 10,000 x x*x", tiny_map, rounds)
-            run_scenario("tiny-imap: 10,000 x x*x (mp.Pool.imap default chunksize=1)", {
+            m = run_scenario("tiny-map: 10,000 x x*x", tiny_map, rounds)
+            _vs("10,000 tiny tasks, map", m["suitkaise.map"], "mp.Pool.map", m["mp.Pool"], 2.0)
+            m = run_scenario("tiny-imap: 10,000 x x*x (mp.Pool.imap default chunksize=1)", {
                 "suitkaise.imap": lambda: list(sk.imap(square, xs)),
                 "mp.Pool": lambda: list(mpp.imap(square, xs)),
                 "mpire.imap": lambda: list(mpw.imap(square, xs)),
             }, rounds)
-            run_scenario("tiny-unordered: 10,000 x x*x", {
+            _vs("10,000 tiny tasks, imap", m["suitkaise.imap"], "mp.Pool.imap", m["mp.Pool"], 2.0)
+            m = run_scenario("tiny-unordered: 10,000 x x*x", {
                 "suitkaise.unordered_map": lambda: sk.unordered_map(square, xs),
                 "suitkaise.unordered_imap": lambda: list(sk.unordered_imap(square, xs)),
                 "mp.Pool": lambda: list(mpp.imap_unordered(square, xs)),
                 "mp.Pool.map_async": lambda: mpp.map_async(square, xs).get(),
             }, rounds)
+            _vs("10,000 tiny tasks, unordered_map", m["suitkaise.unordered_map"],
+                "mp.Pool.imap_unordered", m["mp.Pool"], 2.0)
+            _vs("10,000 tiny tasks, unordered_imap", m["suitkaise.unordered_imap"],
+                "mp.Pool.imap_unordered", m["mp.Pool"], 2.0)
 
         if "sleep" in only:
             one = statistics.median(_timeit(lambda: sleep_1ms(0)) for _ in range(200))
             floor = 500 * one / WORKERS
             print(f"\n(one 1 ms sleep task measures {one * 1000:.3f} ms; floor = {floor * 1000:.1f} ms)")
             ys = list(range(500))
-            run_scenario("sleep-1ms: 500 x sleep(0.001)", {
+            m = run_scenario("sleep-1ms: 500 x sleep(0.001)", {
                 "suitkaise.map": lambda: sk.map(sleep_1ms, ys),
                 "suitkaise.imap": lambda: list(sk.imap(sleep_1ms, ys)),
                 "mp.Pool": lambda: mpp.map(sleep_1ms, ys),
@@ -130,6 +143,7 @@ def main() -> None:
                 "mpire.map": lambda: mpw.map(sleep_1ms, ys),
                 "joblib": lambda: jl(joblib.delayed(sleep_1ms)(y) for y in ys),
             }, rounds, floor=floor)
+            _vs("500 x 1 ms sleep, map (vs the floor)", m["suitkaise.map"], "floor", floor, 1.1)
 
         if "numpy" in only:
             arrays = [np.full(20 * 1024 * 1024 // 8, float(i)) for i in range(8)]
@@ -137,7 +151,7 @@ def main() -> None:
             def check(out: list[Any]) -> None:
                 assert len(out) == 8 and all(float(o[0]) == i + 1 for i, o in enumerate(out))
 
-            run_scenario("numpy-20MB: 8 x 20 MB through map(a + 1)", {
+            m = run_scenario("numpy-20MB: 8 x 20 MB through map(a + 1)", {
                 "suitkaise.map": lambda: check(sk.map(plus_one, arrays)),
                 "mp.Pool": lambda: check(mpp.map(plus_one, arrays)),
                 "cf.map": lambda: check(list(cfp.map(plus_one, arrays))),
@@ -145,6 +159,7 @@ def main() -> None:
                 "mpire.map": lambda: check(mpw.map(plus_one, [(a,) for a in arrays], concatenate_numpy_output=False)),
                 "joblib": lambda: check(jl(joblib.delayed(plus_one)(a) for a in arrays)),
             }, rounds)
+            _vs("8 x 20 MB numpy arrays, map", m["suitkaise.map"], "mp.Pool.map", m["mp.Pool"], 1.0)
     finally:
         sk.terminate()
         mpp.terminate()
@@ -174,12 +189,13 @@ def main() -> None:
 
     if "startup" not in only:
         return
-    run_scenario("startup: construct + first result + shutdown", {
+    m = run_scenario("startup: construct + first result + shutdown", {
         "suitkaise": sk_startup,
         "mp.Pool": mp_startup,
         "cf": cf_startup,
         "mpire": mpire_startup,
     }, rounds)
+    _vs("pool construction + first result", m["suitkaise"], "mp.Pool", m["mp.Pool"], 1.2)
 
 
 if __name__ == "__main__":

@@ -86,6 +86,12 @@ def main() -> None:
     print(f"{'mp.Process + Queue, start -> get -> join':<44}{mp_med * 1e3:>10.2f}ms{1.0:>9.2f}{'':>9}")
     print(f"{'Skprocess(runs=1).run()':<44}{sk_med * 1e3:>10.2f}ms{sk_med / mp_med:>9.2f}{'<= 1.5':>9}")
     print(f"{f'Skprocess loop, per iteration ({n} runs)':<44}{per_iter_us:>10.2f}us{'':>9}{'<= 10':>9}")
+    from _results import headline
+
+    headline("skprocess", "start -> result, trivial process", sk_med * 1e3, "mp.Process + Queue",
+             mp_med * 1e3, "<= 1.5x", sk_med / mp_med <= 1.5)
+    headline("skprocess", "run-loop overhead per iteration", per_iter_us, "(absolute)", None,
+             "<= 10 us", per_iter_us <= 10, "us")
     multiprocessing.active_children()
 
 

@@ -218,9 +218,7 @@ class FailingFinish(Skprocess):
         if self.where == "result":
             raise RuntimeError("result failed")
         if self.where == "unserializable":
-            import threading
-
-            return threading.Lock()
+            return Untransferable()
         return self.finishes
 
     def __error__(self):
@@ -339,3 +337,10 @@ class SqliteUser(Skprocess):
 
     def __result__(self):
         return self.kind, self.rows
+
+
+class Untransferable:
+    """A result that cucumber cannot carry back to the parent."""
+
+    def __reduce__(self):
+        raise TypeError("this object refuses to leave its process")

@@ -15,10 +15,9 @@ and then resolves the re-exported names lazily on first use (PEP 562): an
 from __future__ import annotations
 
 import importlib
-from pkgutil import extend_path
 from typing import TYPE_CHECKING, Any
 
-__path__ = extend_path(__path__, __name__)
+__path__ = __import__("pkgutil").extend_path(__path__, __name__)
 
 __version__ = "0.5.0"
 

@@ -4,7 +4,7 @@ Built on cloudpickle. What pickle and cloudpickle cannot move (locks, open
 files, loggers, queues, threads, sockets, database connections, ...) goes
 through one registry of handlers: resources that can be recreated safely come
 back live, and connections come back as *Reconnectors* that
-:func:`reconnect_all` turns into new live connections.
+``reconnect_all`` turns into new live connections.
 
 Scope: payloads move between Python processes running the same code (a
 parent and its children, workers of a pool). They are not an archive format,

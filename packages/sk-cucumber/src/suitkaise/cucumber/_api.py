@@ -55,13 +55,13 @@ def serialize(
     *,
     buffer_callback: BufferCallback | None = None,
 ) -> bytes:
-    """Turn ``obj`` into bytes that :func:`deserialize` turns back into an equivalent object.
+    """Turn ``obj`` into bytes that ``deserialize`` turns back into an equivalent object.
 
     Anything pickle or cloudpickle can carry, plus the live resources in
     cucumber's handler table (locks, files, loggers, queues, database
     connections, ...). With ``buffer_callback`` (pickle protocol 5), large
     buffers such as numpy arrays are handed to the callback instead of being
-    copied into the payload. Raises :class:`SerializationError` naming the path
+    copied into the payload. Raises ``SerializationError`` naming the path
     to the first object that cannot be serialized.
     """
     tracer = _Tracer() if verbose else None
@@ -111,12 +111,12 @@ def deserialize(
     *,
     buffers: Any = None,
 ) -> Any:
-    """Rebuild the object that :func:`serialize` turned into ``data``.
+    """Rebuild the object that ``serialize`` turned into ``data``.
 
     Live resources come back live where that is safe (locks, files, loggers)
     or as Reconnectors (database connections, sockets, threads) that
-    :func:`reconnect_all` turns into live objects. Raises
-    :class:`DeserializationError` for anything that is not a valid payload.
+    ``reconnect_all`` turns into live objects. Raises
+    ``DeserializationError`` for anything that is not a valid payload.
 
     Like pickle, this runs code named by the payload: never deserialize
     bytes from a source you do not trust.

@@ -3,7 +3,7 @@
 The walk (iterative, so a graph of any depth works; a memo by ``id`` handles
 cycles and shared references):
 
-* a :class:`Reconnector` is replaced by what its ``reconnect(...)`` returns;
+* a ``Reconnector`` is replaced by what its ``reconnect(...)`` returns;
 * ``list`` and ``deque``: items replaced in place;
 * ``dict``: keys and values walked; when something changed the same dict is
   cleared and refilled in its original order;
@@ -24,7 +24,7 @@ The type key is the reconnector's ``auth_key`` (or one of its
 Two deliberate differences from suitkaise 0.4.14:
 
 * a reconnector whose ``reconnect()`` raises stays in place AND a
-  :class:`ReconnectWarning` names its path (``root.main_db``) and the error;
+  ``ReconnectWarning`` names its path (``root.main_db``) and the error;
   the original swallowed it silently;
 * the walk uses an explicit stack, so deep graphs never hit the recursion limit.
 
@@ -356,7 +356,7 @@ def reconnect_all(obj: Any, *, start_threads: bool = False, **auth: Any) -> Any:
     return value: ``conn = reconnect_all(conn)``. ``start_threads=True`` starts
     every thread that was reconnected. ``**auth`` maps a reconnector's type key
     (``"psycopg2.Connection"``, ``"redis.Redis"``) to ``{attribute name or "*": auth}``.
-    A reconnector that fails stays in place and a :class:`ReconnectWarning`
+    A reconnector that fails stays in place and a ``ReconnectWarning``
     says where and why.
     """
     return _Walker(start_threads, auth).run(obj)

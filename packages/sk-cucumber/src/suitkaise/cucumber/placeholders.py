@@ -9,13 +9,13 @@ error instead of hanging or silently doing nothing.
 ==========================================  ==========================================
 serialized object                           comes back as
 ==========================================  ==========================================
-coroutine (``async def`` call result)       :class:`DeserializedCoroutine`
-async generator                             :class:`DeserializedAsyncGenerator`
-``asyncio.Future`` / ``asyncio.Task``       :class:`DeserializedFuture`
-``contextvars.Token``                       :class:`DeserializedToken`
-frame object                                :class:`FrameInfo`
+coroutine (``async def`` call result)       ``DeserializedCoroutine``
+async generator                             ``DeserializedAsyncGenerator``
+``asyncio.Future`` / ``asyncio.Task``       ``DeserializedFuture``
+``contextvars.Token``                       ``DeserializedToken``
+frame object                                ``FrameInfo``
 pending ``concurrent.futures.Future``       a finished ``Future`` whose ``result()``
-                                            raises :class:`PendingFutureError`
+                                            raises ``PendingFutureError``
 ==========================================  ==========================================
 
 These classes are importable, so they round-trip through cucumber (and plain
@@ -56,7 +56,7 @@ class DeserializedCoroutine:
 
     A coroutine's suspended frame belongs to the sending process (and often to
     its event loop). ``await``-ing this placeholder, or calling ``send`` /
-    ``throw``, raises :class:`NotTransferableError`; ``close()`` does nothing.
+    ``throw``, raises ``NotTransferableError``; ``close()`` does nothing.
     Send the coroutine *function* and its arguments instead, and call it in the
     receiver.
     """
@@ -93,7 +93,7 @@ class DeserializedAsyncGenerator:
     """What an async generator becomes: its name and state; iterating raises.
 
     ``async for`` over it, ``__anext__``, ``asend`` and ``athrow`` raise
-    :class:`NotTransferableError`; ``aclose()`` completes at once.
+    ``NotTransferableError``; ``aclose()`` completes at once.
     """
 
     def __init__(self, name: str, qualname: str, running: bool, finished: bool) -> None:
@@ -134,7 +134,7 @@ class DeserializedFuture:
     the original did when it was serialized (``result()`` of a pending future
     raises ``asyncio.InvalidStateError``; of a cancelled one,
     ``asyncio.CancelledError``). ``await placeholder`` returns the result of a
-    finished future at once and raises :class:`NotTransferableError` for a
+    finished future at once and raises ``NotTransferableError`` for a
     pending one (it would never finish here). Callbacks and cancellation do not
     reach the original, which lives on the sender's event loop.
     """
@@ -207,7 +207,7 @@ class DeserializedToken:
     (deserialized) ``ContextVar``, ``old_value`` the value before the ``set()``
     that made the token, or ``contextvars.Token.MISSING`` if there was none
     (``old_value_missing`` is then true).
-    :meth:`restore` sets ``var`` back to ``old_value`` in the *current* context.
+    ``restore`` sets ``var`` back to ``old_value`` in the *current* context.
     """
 
     def __init__(self, var: Any, old_value: Any, old_value_missing: bool) -> None:

@@ -3,18 +3,18 @@
 A database connection, a socket or a running thread cannot be copied into
 another process. cucumber replaces each with a Reconnector that keeps what is
 needed to make a *new* one (never passwords or tokens) and rebuilds it with
-:meth:`Reconnector.reconnect` or, for a whole object graph at once,
-:func:`suitkaise.cucumber.reconnect_all`.
+``Reconnector.reconnect`` or, for a whole object graph at once,
+``suitkaise.cucumber.reconnect_all``.
 
 Two families:
 
 * **lazy** reconnectors (SQLite connection/cursor, socket, thread, pipe end,
   regex match) reconnect by themselves on first use of an attribute they do
   not have (``rec.execute(...)``), cache that live object and forward to it.
-  :func:`reconnect_all` hands out that same cached object, so what was done
+  ``reconnect_all`` hands out that same cached object, so what was done
   through the reconnector is visible through the live object it returns.
-* **auth-taking** database clients (:class:`DbReconnector` subclasses) and
-  :class:`SubprocessReconnector` never act on attribute access: they need a
+* **auth-taking** database clients (``DbReconnector`` subclasses) and
+  ``SubprocessReconnector`` never act on attribute access: they need a
   password, or starting them has side effects. Call ``reconnect(...)``.
 
 Serializing a reconnector never reconnects it and never carries the live
@@ -63,7 +63,7 @@ _MISSING = object()
 
 
 class ReconnectWarning(UserWarning):
-    """:func:`~suitkaise.cucumber.reconnect_all` left a Reconnector in place because it failed."""
+    """``~suitkaise.cucumber.reconnect_all`` left a Reconnector in place because it failed."""
 
 
 class Reconnector:
@@ -75,7 +75,7 @@ class Reconnector:
     SQLite reconnector), cache the live object in ``_lazy_target`` and forward
     to it; names starting with ``_`` never trigger a reconnect (tools probe
     those: IPython's ``_repr_html_``, pickle's dunders). ``auth_key`` is the key
-    :func:`reconnect_all` looks up in its ``**auth`` mapping
+    ``reconnect_all`` looks up in its ``**auth`` mapping
     (``"psycopg2.Connection"``); ``auth_aliases`` are accepted too.
     """
 
@@ -212,7 +212,7 @@ class SQLiteCursorReconnector(Reconnector):
 
     ``connection`` is the connection's reconnector. ``reconnect()`` makes a new
     cursor each call, on the connection reconnector's cached live connection,
-    so a cursor and its connection reconnected by :func:`reconnect_all` share
+    so a cursor and its connection reconnected by ``reconnect_all`` share
     one connection (for an in-memory database: one database). The result set
     of the old cursor is not restored; ``lastrowid`` and ``rowcount`` are kept
     for information.
@@ -420,11 +420,11 @@ class SubprocessReconnector(Reconnector):
     Deliberately NOT lazy: starting a process on attribute access (``rec.pid``
     of a reconnector that lacks ``pid``, a debugger listing attributes) would
     run the command again behind the user's back. For the same reason
-    :func:`reconnect_all` leaves it in place. ``reconnect(**overrides)`` starts a
+    ``reconnect_all`` leaves it in place. ``reconnect(**overrides)`` starts a
     NEW process with the saved ``args``, the same pipes (``stdin``/``stdout``/
     ``stderr`` that were ``PIPE``) and text settings; ``overrides`` are passed
     to ``Popen`` (``cwd=``, ``env=``, ``stdout=`` ...). ``snapshot()`` returns a
-    :class:`SubprocessSnapshot` without starting anything. The original's
+    ``SubprocessSnapshot`` without starting anything. The original's
     pipes are never read (that would steal its output), and ``cwd``/``env``
     are not known to ``Popen`` after launch, so pass them as overrides.
     """
@@ -544,7 +544,7 @@ class DbReconnector(Reconnector):
     needs (host, port, user, database, url without password ...). Passwords,
     tokens and keys are never stored: pass them to ``reconnect(auth)`` (a
     password string, or a mapping of extra connect keywords such as
-    ``{"username": ..., "password": ...}``), or through :func:`reconnect_all`'s
+    ``{"username": ..., "password": ...}``), or through ``reconnect_all``'s
     ``**auth``. Not lazy: without its password a client cannot connect.
     """
 

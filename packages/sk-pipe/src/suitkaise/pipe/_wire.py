@@ -274,7 +274,7 @@ def send_message(conn: Connection, raw: bool, obj: Any, progress: Progress) -> N
 
 
 def recv_message(conn: Connection, raw: bool, progress: Progress, rd: Reader) -> Any:
-    """Read one message written by :func:`send_message` and rebuild the object."""
+    """Read one message written by ``send_message`` and rebuild the object."""
     fd = conn.fileno() if raw else -1
     msg = _read_frame(fd, progress, rd) if raw else conn.recv_bytes()
     flags, kind, nbufs, data_len = _HEAD.unpack_from(msg, 0)

@@ -42,6 +42,7 @@ __version__ = "0.5.0"
 __all__ = [
     "Skprocess",
     "Pool",
+    "DaskBackend",
     "Share",
     "Pipe",
     "PipeEndpointError",
@@ -64,6 +65,8 @@ _LAZY = {
     "Share": ("suitkaise.share", "Share"),
     "Pipe": ("suitkaise.pipe", "Pipe"),
     "PipeEndpointError": ("suitkaise.pipe", "PipeEndpointError"),
+    # the cluster backend; dask itself is imported only when one is built
+    "DaskBackend": ("suitkaise.processing._dask", "DaskBackend"),
 }
 
 

@@ -1,7 +1,7 @@
 """``process_config``: runs, join_in, lives and per-section timeouts.
 
 Plain dataclasses so users set fields in ``__init__``
-(``self.process_config.runs = 10``); :func:`validate` checks them at
+(``self.process_config.runs = 10``); ``validate`` checks them at
 ``start()`` (and in a Pool worker) and raises a ``TypeError``/``ValueError``
 that names the field, the bad value and what is accepted.
 """

@@ -1,6 +1,6 @@
 """The ``.timeout()``, ``.background()`` and ``.asynced()`` modifiers.
 
-A method decorated with :func:`modifiable` stays an ordinary method::
+A method decorated with ``modifiable`` stays an ordinary method::
 
     process.result()                      # plain call
     process.result.timeout(10)()          # ResultTimeoutError after 10 s
@@ -11,7 +11,7 @@ Timeouts are not implemented with a watchdog thread: the modifier passes the
 deadline to the method itself as the keyword-only argument ``_sk_timeout``, so
 every method waits with its own native timeout and nothing is left running
 when it expires. ``.background()`` runs the call on a daemon thread and returns
-a :class:`concurrent.futures.Future`; ``.asynced()`` returns a coroutine that
+a ``concurrent.futures.Future``; ``.asynced()`` returns a coroutine that
 runs the call in the event loop's default executor, so the loop never blocks.
 Modifiers chain in any order, except ``background`` with ``asynced``.
 """
@@ -125,7 +125,7 @@ class ModifiedCall(Generic[R]):
 
 
 class _Modifiable(Generic[R]):
-    """Descriptor: ``obj.meth`` is a :class:`ModifiedCall` bound to ``obj``."""
+    """Descriptor: ``obj.meth`` is a ``ModifiedCall`` bound to ``obj``."""
 
     def __init__(self, fn: Callable[..., R], timeout_allowed: bool) -> None:
         self._fn = fn

@@ -7,7 +7,7 @@
 
 See ``_pool_core`` for the manager thread and ``_pool_worker`` for the worker
 loop. This module holds the public API and the caller's side of one call
-(:class:`_Run`): chunking, bounded read-ahead, ordering, timeouts, errors and
+(``_Run``): chunking, bounded read-ahead, ordering, timeouts, errors and
 progress.
 
 Decisions (where we differ from suitkaise 0.4.14):
@@ -32,7 +32,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 from suitkaise.processing import _pool_wire as wire
 from suitkaise.processing._errors import ProcessError, RemoteTraceback, ResultTimeoutError
@@ -380,10 +380,18 @@ class _Run:
             self._core.wake()
 
 
+class _Runner(Protocol):
+    """One call in progress: the local ``_Run`` or a backend's (e.g. Dask's)."""
+
+    def __next__(self) -> Any: ...
+    def collect(self) -> list[Any]: ...
+    def close(self) -> None: ...
+
+
 class _ResultIterator(Iterator[Any]):
     """What ``imap``/``unordered_imap`` return: an iterator you may ``close()`` early."""
 
-    def __init__(self, run: _Run) -> None:
+    def __init__(self, run: _Runner) -> None:
         self._run = run
 
     def __iter__(self) -> _ResultIterator:
@@ -467,7 +475,7 @@ class _Mapper:
     @modifiable
     def unordered_map(self, fn_or_process: Any, iterable: Iterable[Any], *, progress: Progress = None,
                       _sk_timeout: float | None = None) -> list[Any]:
-        """Like :meth:`map`, but the list is in completion order."""
+        """Like ``map``, but the list is in completion order."""
         return (self._pool()._run("unordered_map", fn_or_process, iterable, self._star, False, True,
                                       _sk_timeout, False, progress).collect())
 
@@ -514,9 +522,22 @@ class Pool(_Mapper):
 
     Workers start on first use and are restarted on demand, so the pool stays
     usable after ``close()``, ``terminate()``, a crashed worker or a timeout.
+
+    ``backend=`` runs the same calls on a cluster instead of local processes:
+    a ``DaskBackend``, or directly a ``distributed.Client``, a scheduler
+    address (``"tcp://host:8786"``) or a Dask cluster object (install
+    ``sk-processing[dask]``). ``workers`` then defaults to the cluster's
+    thread count, read at each call.
     """
 
-    def __init__(self, workers: int | None = None, *, progress: Progress = False) -> None:
+    _backend: Any = None
+
+    def __init__(self, workers: int | None = None, *, progress: Progress = False, backend: Any = None) -> None:
+        self._workers_given = workers
+        if backend is not None:
+            from suitkaise.processing._dask import DaskBackend
+
+            self._backend = DaskBackend.wrap(backend)
         if workers is None:
             workers = os.cpu_count() or 1
         elif isinstance(workers, bool) or not isinstance(workers, int):
@@ -535,7 +556,9 @@ class Pool(_Mapper):
 
     @property
     def workers(self) -> int:
-        """Number of worker processes."""
+        """Number of worker processes (with a cluster backend: its worker threads, unless given)."""
+        if self._backend is not None and self._workers_given is None:
+            return int(self._backend.total_threads())
         return self._workers
 
     def _pool(self) -> Pool:
@@ -553,9 +576,14 @@ class Pool(_Mapper):
         return self._core
 
     def _run(self, name: str, fn: Any, iterable: Iterable[Any], star: bool, ordered: bool, eager: bool,
-             timeout: float | None, per_item: bool, progress: Progress) -> _Run:
+             timeout: float | None, per_item: bool, progress: Progress) -> _Runner:
         if timeout is not None:
             timeout = _check_timeout(name, timeout)
+        if self._backend is not None:
+            return self._backend.run(  # type: ignore[no-any-return]
+                name, fn, iterable, star=star, ordered=ordered, eager=eager, timeout=timeout, per_item=per_item,
+                progress=self._progress_default if progress is None else progress, workers=self._workers_given,
+            )
         return _Run(
             self._current_core(), self._workers, name, fn, iterable, star=star, ordered=ordered,
             eager=eager, timeout=timeout, per_item=per_item,
@@ -564,10 +592,16 @@ class Pool(_Mapper):
 
     def close(self) -> None:
         """Wait for the work already submitted, then stop the workers (they restart on demand)."""
+        if self._backend is not None:
+            self._backend.close()
+            return
         self._current_core().close()
 
     def terminate(self) -> None:
         """Kill the workers now; calls in progress raise ``ProcessError``."""
+        if self._backend is not None:
+            self._backend.terminate()
+            return
         self._current_core().terminate()
 
     def __enter__(self) -> Pool:
@@ -582,11 +616,18 @@ class Pool(_Mapper):
     def __reduce__(self) -> tuple[Any, ...]:
         # Only the configuration travels: the copy is a new, working pool.
         progress = self._progress_default if isinstance(self._progress_default, bool) else False
+        if self._backend is not None:
+            return (Pool, (self._workers_given,), {"_progress_default": progress, "_backend": self._backend})
         return (Pool, (self._workers,), {"_progress_default": progress})
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._progress_default = state.get("_progress_default", False)
+        if state.get("_backend") is not None:
+            self._backend = state["_backend"]
 
     def __repr__(self) -> str:
+        if self._backend is not None:
+            workers = "" if self._workers_given is None else f"workers={self._workers_given}, "
+            return f"Pool({workers}backend={self._backend!r})"
         return f"Pool(workers={self._workers})"
 

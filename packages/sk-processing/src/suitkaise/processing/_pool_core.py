@@ -12,8 +12,8 @@
                                                      sentinel fired → crash error naming
                                                      the item, worker replaced on demand
 
-One call's journey: ``Pool.map`` builds a :class:`Job` (function serialized once)
-and appends :class:`Chunk` objects (items serialized by the caller, big buffers
+One call's journey: ``Pool.map`` builds a ``Job`` (function serialized once)
+and appends ``Chunk`` objects (items serialized by the caller, big buffers
 out of band). The manager sends the function to each worker the first time it
 gets a chunk of that job, then the chunks; results stream back one message per
 chunk and are decoded by the caller, so the manager never runs user code. A

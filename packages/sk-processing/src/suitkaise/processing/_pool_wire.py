@@ -15,7 +15,7 @@ raw file descriptor instead of ``Connection.send_bytes``/``recv_bytes_into``
 because CPython 3.11's ``recv_bytes_into`` still reads through an
 ``io.BytesIO`` (two extra copies of every 20 MB array).
 
-Only this module knows the layout; everything else sees :class:`Message`.
+Only this module knows the layout; everything else sees ``Message``.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def dumps(obj: Any) -> tuple[bytes, list[memoryview]]:
 
 
 def loads(payload: memoryview | bytes, buffers: Sequence[bytearray]) -> Any:
-    """Inverse of :func:`dumps`."""
+    """Inverse of ``dumps``."""
     return deserialize(payload, buffers=list(buffers))
 
 

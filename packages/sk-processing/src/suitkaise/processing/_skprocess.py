@@ -2,7 +2,7 @@
 
 The class itself holds only user-facing behaviour; the mechanics (spawning,
 the parent's monitor thread, the child's engine loop, timeouts, lives) live in
-:mod:`suitkaise.processing._engine`. See that module for the diagram of
+``suitkaise.processing._engine``. See that module for the diagram of
 processes and channels.
 
 The instance travels to the child through cucumber: ``__reduce_ex__`` returns

@@ -17,9 +17,9 @@ atomic), never a wrong one.
 from __future__ import annotations
 
 import dis
+import sys
 from types import CodeType, FrameType
 
-_CACHE: dict[tuple[CodeType, int], bool] = {}
 _INSTR: dict[CodeType, tuple[list[dis.Instruction], dict[int, int]]] = {}
 
 
@@ -75,19 +75,67 @@ def _check(code: CodeType, lasti: int, name: object, subscr: bool) -> bool:
     return False
 
 
-def is_aug_read(frame: FrameType | None, name: object, *, subscr: bool = False) -> bool:
-    """True if the instruction running in ``frame`` reads the target of an ``op=``."""
+PLAIN, AUG, CHAIN, METHOD = 0, 1, 2, 3
+
+_KIND: dict[tuple[CodeType, int], int] = {}
+
+
+def _is_method_load(i: dis.Instruction) -> bool:
+    # 3.11: LOAD_METHOD; 3.12+: LOAD_ATTR with the low bit of its argument set
+    return i.opname == "LOAD_METHOD" or (
+        i.opname == "LOAD_ATTR" and sys.version_info >= (3, 12) and bool((i.arg or 0) & 1)
+    )
+
+
+def _classify(code: CodeType, lasti: int, name: object, subscr: bool) -> int:
+    if _check(code, lasti, name, subscr):
+        return AUG
+    if subscr:
+        return PLAIN
+    ins, where = _instructions(code)
+    n = where.get(lasti)
+    if n is None:
+        return PLAIN
+    cur = ins[n]
+    if cur.argval != name:
+        return PLAIN
+    if _is_method_load(cur):
+        return METHOD
+    if cur.opname == "LOAD_ATTR" and n + 1 < len(ins):
+        nxt = ins[n + 1]
+        if _is_method_load(nxt) or (
+            nxt.opname == "LOAD_ATTR" and isinstance(nxt.argval, str) and not nxt.argval.startswith("__")
+        ):
+            return CHAIN
+    return PLAIN
+
+
+def read_kind(frame: FrameType | None, name: object, *, subscr: bool = False) -> int:
+    """How the value read by the instruction running in ``frame`` is used:
+
+    ``AUG``    it is the target of ``op=`` (``share.x += 1``);
+    ``METHOD`` it is a method about to be called (``share.obj.add(...)``: ``LOAD_METHOD``);
+    ``CHAIN``  only an attribute of it is used next (``share.obj.add``, ``share.o.total``);
+    ``PLAIN``  anything else (the value itself escapes to the caller).
+
+    Cached per (code object, instruction offset): one dict lookup after the first time.
+    """
     if frame is None:
-        return False
+        return PLAIN
     code = frame.f_code
     key = (code, frame.f_lasti)
-    got = _CACHE.get(key)
+    got = _KIND.get(key)
     if got is None:
         try:
-            got = _check(code, frame.f_lasti, name, subscr)
+            got = _classify(code, frame.f_lasti, name, subscr)
         except Exception:  # never let the detection break a read
-            got = False
-        if len(_CACHE) > 65536:
-            _CACHE.clear()
-        _CACHE[key] = got
+            got = PLAIN
+        if len(_KIND) > 65536:
+            _KIND.clear()
+        _KIND[key] = got
     return got
+
+
+def is_aug_read(frame: FrameType | None, name: object, *, subscr: bool = False) -> bool:
+    """True if the instruction running in ``frame`` reads the target of an ``op=``."""
+    return read_kind(frame, name, subscr=subscr) == AUG

@@ -4,7 +4,7 @@ Three encodings, chosen per value (the first that applies):
 
 ``K_PLAIN``   exact built-in plain data (``int``, ``float``, ``bool``, ``str``, ``bytes``,
               ``complex``, ``None`` and ``list``/``tuple``/``dict``/``set``/``frozenset`` of
-              those), encoded with :mod:`marshal`. This is an *inspection-checked fast path*
+              those), encoded with ``marshal``. This is an *inspection-checked fast path*
               for data that has no identity or class to carry; it is ~10x faster than a full
               serializer and is what makes ``share.counter += 1`` cheap.
 ``K_OBJECT``  an instance of an ordinary user class whose ``__dict__`` is plain data and whose
@@ -87,16 +87,36 @@ def is_immutable(value: Any) -> bool:
     return False
 
 
+_SIMPLE_CLASS: dict[type, bool] = {}
+
+
 def _simple_object(value: Any) -> bool:
     """An instance whose state is exactly its plain ``__dict__`` (default pickling)."""
     cls = type(value)
-    if cls.__module__ == "builtins" or isinstance(value, type | types.ModuleType):
+    ok = _SIMPLE_CLASS.get(cls)
+    if ok is None:
+        ok = _SIMPLE_CLASS[cls] = _simple_class(cls)
+    if not ok:
         return False
     try:
         d = object.__getattribute__(value, "__dict__")
     except AttributeError:
         return False
     if type(d) is not dict:
+        return False
+    return all(type(k) is str for k in d) and _plain_walk(d, 0, set())
+
+
+simple_object = _simple_object
+
+
+def _simple_class(cls: type) -> bool:
+    """The class-level half of ``_simple_object`` (computed once per class). A class
+    that ``check_storable`` could refuse is never simple, so simple objects skip it."""
+    mod = getattr(cls, "__module__", "") or ""
+    if mod == "builtins" or issubclass(cls, type | types.ModuleType):
+        return False
+    if mod.startswith(("multiprocessing", "_multiprocessing")) or getattr(cls, "_share_disallowed", None):
         return False
     if (
         cls.__reduce_ex__ is not object.__reduce_ex__
@@ -111,7 +131,7 @@ def _simple_object(value: Any) -> bool:
         or any("__slots__" in c.__dict__ for c in cls.__mro__[1:-1])
     ):
         return False
-    return all(type(k) is str for k in d) and _plain_walk(d, 0, set())
+    return True
 
 
 def class_key(cls: type) -> tuple[str, bytes]:

@@ -37,8 +37,8 @@ from typing import Any
 from suitkaise import cucumber
 
 from . import _codec, _store
-from ._aug import _CACHE as _AUG_CACHE
-from ._aug import is_aug_read
+from ._aug import _KIND as _READ_KIND
+from ._aug import AUG, METHOD, read_kind
 from ._store import EPOCH_Q, FLAG_CLOSED, FLAG_STOPPED, S_FLAGS, Store, StoreGone
 from ._txn import Txn, encode_for, path_str
 
@@ -238,7 +238,7 @@ class Share:
         snap: dict[str, tuple[int, bytes]] = d["_sk_snapshot"]
         if snap:
             with st.locked():
-                st.commit(dict(snap))  # type: ignore[arg-type]
+                st.commit(dict(snap))
         d["_sk_store"] = st
         d["_sk_snapshot"] = {}
         if d["_sk_finalizer"] is None:
@@ -292,7 +292,7 @@ class Share:
         return True
 
     def exit(self, timeout: float = 5.0) -> bool:
-        """Alias of :meth:`stop`."""
+        """Alias of ``stop``."""
         return self.stop(timeout)
 
     def clear(self) -> None:
@@ -506,16 +506,19 @@ class Share:
         # every other name is shared state. __getattribute__ rather than __getattr__:
         # the failed normal lookup that precedes __getattr__ costs ~0.5 us (it builds an
         # AttributeError), more than the whole cached read below.
-        if name in _LOCAL or name[:1] == "_" and (name[:2] == "__" or name[:4] == "_sk_"):
+        if name in _LOCAL or (name[:1] == "_" and (name[:2] == "__" or name[:4] == "_sk_")):
             return _oga(self, name)
         cls = type(self)
-        if cls is not Share and name in cls._sk_local_names:
+        if cls is not Share and name in cls._sk_local_names:  # type: ignore[attr-defined]
             return _oga(self, name)
         frame = sys._getframe(1)
-        aug = _AUG_CACHE.get((frame.f_code, frame.f_lasti))
-        if aug is None:
-            aug = is_aug_read(frame, name)
-        if aug:
+        kind = _READ_KIND.get((frame.f_code, frame.f_lasti))
+        if kind is None:
+            kind = read_kind(frame, name)
+        if kind:
+            # AUG: the operator proxy of `share.x op= v`. CHAIN/METHOD: only an attribute
+            # of the value is used next (`share.obj.add(1)`, `share.o.total`): a Proxy
+            # gives the same result, and the whole statement needs one locked operation.
             return _new_proxy(self, (name,))
         d = _oga(self, "__dict__")
         tld = _tl.__dict__
@@ -661,9 +664,10 @@ class Share:
                 pass
             else:
                 try:
-                    if not st.slot()[S_FLAGS] & (FLAG_STOPPED | FLAG_CLOSED):
-                        e = st.entry(name)
-                        if e is not None and e[2] == _K_PLAIN:
+                    found = st.lookup1(name)
+                    if found is not None and not found[0][S_FLAGS] & (FLAG_STOPPED | FLAG_CLOSED):
+                        s, i, e = found
+                        if e[2] == _K_PLAIN:
                             c = st.cache.get(name)
                             if c is not None and c[0] == e[3]:
                                 cur = c[1] if c[3] else _NOPE
@@ -674,7 +678,7 @@ class Share:
                             if cur is not _NOPE:
                                 new = iop(cur, value)
                                 if type(new) in _ATOMS:
-                                    seq = st.put1(name, _K_PLAIN, _dumps(new))
+                                    seq = st.put1(s, i, _K_PLAIN, _dumps(new))
                                     if seq is not None:
                                         st.cache[name] = [seq, new, st.q[EPOCH_Q], True]
                                         return new
@@ -767,8 +771,14 @@ class Proxy:
         if attr.startswith("__"):
             raise AttributeError(attr)
         share, path = self._sk_share, self._sk_path
-        if is_aug_read(sys._getframe(1), attr):
-            return Proxy(share, (*path, ("a", attr)))
+        frame = sys._getframe(1)
+        kind = _READ_KIND.get((frame.f_code, frame.f_lasti))
+        if kind is None:
+            kind = read_kind(frame, attr)
+        if kind == METHOD:
+            return _Method(share, path, attr)  # resolved and called in one locked step
+        if kind:
+            return _new_proxy(share, (*path, ("a", attr)))
 
         def fn(target: Any) -> Any:
             _check_blocked(target, attr)
@@ -792,8 +802,8 @@ class Proxy:
 
     def __getitem__(self, key: Any) -> Any:
         share, path = self._sk_share, self._sk_path
-        if not isinstance(key, slice) and is_aug_read(sys._getframe(1), key, subscr=True):
-            return Proxy(share, (*path, ("i", key)))
+        if not isinstance(key, slice) and read_kind(sys._getframe(1), key, subscr=True) == AUG:
+            return _new_proxy(share, (*path, ("i", key)))
 
         def fn(target: Any) -> Any:
             value = target[key]

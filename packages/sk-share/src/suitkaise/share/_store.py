@@ -7,29 +7,36 @@
     │ Share handle │          │ Share handle │          │ Share handle │
     │ decoded cache│          │ decoded cache│          │ decoded cache│
     └──────┬───────┘          └──────┬───────┘          └──────┬───────┘
-           │ mmap + fcntl lock (byte 0)  │                        │
+           │ mmap + robust pthread mutex in the header (_lock.py) │
            ▼                             ▼                        ▼
     /dev/shm/sk-share-<pid>-<rand>  (one file, MAP_SHARED)
-    ┌────────┬───────────┬───────────┬──────────────────────┬───────────────────────┐
-    │ magic  │ selector  │ slot 0/1  │ region A (active):   │ region B (spare), ... │
-    │ gen,pid│ (1 byte)  │ seq,flags,│ values + index blob, │ target of compaction  │
-    │        │           │ index,... │ bump-allocated       │                       │
-    └────────┴───────────┴───────────┴──────────────────────┴───────────────────────┘
+    ┌─────────────────────────────┬──────────────────────────────┬──────────────────────┐
+    │ header page (own mapping):  │ region A (active):           │ region B (spare), ...│
+    │ magic, selector (1 byte),   │ values, names blob           │ target of compaction │
+    │ epoch, slot 0 | slot 1,     │ (name -> entry no.), entry   │                      │
+    │ mutex                       │ tables (off,len,kind,version)│                      │
+    └─────────────────────────────┴──────────────────────────────┴──────────────────────┘
+
+This is the bytes layer only (lock, lookup, atomic commit); ``_txn.py`` turns entries into
+Python values and ``_share.py`` is the attribute syntax. Another access path (e.g. a TCP
+server holding the store for remote clients) can reuse this layer unchanged.
 
 There is no server process: every process reads and writes the file itself.
 
-* Writers take a per-process ``threading.RLock`` and then a POSIX ``fcntl`` lock on byte 0
-  of the file. The kernel drops a POSIX lock when its holder dies (even by SIGKILL), so a
-  killed writer never blocks anybody.
-* Writes are copy-on-write: new values and a new index are written to free space, then the
-  *inactive* header slot is filled and the one-byte selector flips to it. A writer killed
-  at any instant leaves either the old or the new state, never a mix.
+* Writers take a per-process ``threading.RLock`` and then the robust process-shared mutex
+  in the header (``_lock.py``; ``fcntl`` fallback). A holder killed even by SIGKILL never
+  blocks anybody: the next locker gets ``EOWNERDEAD`` and repairs the mutex.
+* Writes are copy-on-write: new values and a new entry table are written to free space,
+  then the *inactive* header slot is filled and the one-byte selector flips to it. A writer
+  killed at any instant leaves either the old or the new state, never a mix. A commit that
+  only replaces existing values copies the (32 bytes per name) table and rewrites nothing
+  else; adding or removing names writes a new names blob too.
 * When the active region is full, live entries are copied into the spare region (or a new
   bigger region at the end of the file, ``ftruncate`` + ``posix_fallocate``), and the slot
   flip switches regions. Compaction also never touches live data before the flip.
-* Readers first compare the committed sequence number (two 8-byte reads, no syscall) with
-  the sequence at which their cached copy was checked: if nothing was committed since, the
-  cached value is current, so a read of an unchanged value costs no lock and no syscall.
+* Every commit first bumps the *epoch* word. A reader compares it (one 8-byte read through a
+  memoryview, no lock, no syscall) with the epoch at which its cached copy was checked: if
+  no commit started since, the cached value is current.
 
 The owner registers the file with multiprocessing's resource tracker (so a SIGKILLed owner
 is cleaned up) and unregisters it when it unlinks the file (stop(), exit, garbage
@@ -255,7 +262,7 @@ class Store:
         return False
 
     def unlock_process(self) -> None:
-        """Release what :meth:`try_lock_briefly` took."""
+        """Release what ``try_lock_briefly`` took."""
         self._s = None
         self.plock.release()
 
@@ -303,7 +310,7 @@ class Store:
         i = self.names(s).get(name)
         if i is None:
             return None
-        return ENTRY.unpack_from(self.mm, s[S_TOFF] + ESIZE * i)  # type: ignore[return-value]
+        return ENTRY.unpack_from(self.mm, s[S_TOFF] + ESIZE * i)
 
     def raw(self, entry: Entry) -> bytes:
         return self.mm[entry[0] : entry[0] + entry[1]]
@@ -345,14 +352,20 @@ class Store:
         self._publish(self._rebuild(s, seq, names, changes, clear, new_flags))
         return seq
 
-    def put1(self, name: str, kind: int, data: bytes) -> int | None:
-        """Fast commit of one new value for an existing name (the ``+=`` path); call under
-        the lock. Returns the new sequence number, or None if the caller must use
-        :meth:`commit` (unknown name, or the active region is full)."""
+    def lookup1(self, name: str) -> tuple[Slot, int, Entry] | None:
+        """(slot, entry number, entry) of ``name`` for ``put1``; call under the lock."""
         s = self._s or self.slot()
-        i = self.names(s).get(name)
+        key = (s[S_NOFF], s[S_NVER])
+        names = self._names if key == self._names_key else self.names(s)
+        i = names.get(name)
         if i is None:
             return None
+        return s, i, ENTRY.unpack_from(self.mm, s[S_TOFF] + ESIZE * i)
+
+    def put1(self, s: Slot, i: int, kind: int, data: bytes) -> int | None:
+        """Fast commit of one new value for entry ``i`` found by ``lookup1`` (the
+        ``+=`` path); call under the lock. Returns the new version, or None if the caller
+        must use ``commit`` (the active region is full)."""
         mm = self.mm
         pos = s[S_BUMP]
         ln = len(data)
@@ -478,7 +491,7 @@ class Store:
 
 
 class _Locked:
-    """Context manager for :meth:`Store.locked`."""
+    """Context manager for ``Store.locked``."""
 
     __slots__ = ("st",)
 

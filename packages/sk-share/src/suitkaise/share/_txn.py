@@ -41,7 +41,7 @@ def encode_for(value: Any, where: str | tuple[Any, ...]) -> tuple[int, bytes, tu
         return _codec.K_PLAIN, _dumps(value), None
     if type(where) is tuple:
         where = path_str(where)
-    if not _codec.is_plain(value):
+    if not _codec.is_plain(value) and not _codec.simple_object(value):
         _codec.check_storable(value, where)  # type: ignore[arg-type]
     try:
         return _codec.encode(value)
@@ -175,9 +175,15 @@ class Txn:
         """Write back a working object that may have been mutated in place."""
         enc = encode_for(obj, where)
         if not force and name not in self.changes:
-            found = self._lookup(name)
-            if found is not None and found[0] == enc[0] and self._data(name) == enc[1]:
-                return  # unchanged: no commit, no version bump
+            st = self.st
+            if st is not None:
+                e = st.entry(name)
+                if e is not None and e[2] == enc[0] and e[1] == len(enc[1]) and st.raw(e) == enc[1]:
+                    return  # unchanged: no commit, no version bump
+            else:
+                found = self._lookup(name)
+                if found is not None and found[0] == enc[0] and self._data(name) == enc[1]:
+                    return
         self.put(name, enc, obj, True)
 
     def delete(self, name: str) -> None:

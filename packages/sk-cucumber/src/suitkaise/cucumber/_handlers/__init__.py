@@ -1,6 +1,6 @@
 """Handlers for live resources, one module per family of types.
 
-Importing this package registers every handler in :mod:`.._registry`.
+Importing this package registers every handler in ``.._registry``.
 Handler modules never import the modules that define the types they handle
 at import time (that would slow down ``import suitkaise.cucumber``); they
 register by qualified type name and import lazily inside reducers.

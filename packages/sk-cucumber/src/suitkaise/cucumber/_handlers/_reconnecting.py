@@ -1,4 +1,4 @@
-"""Handlers that turn live connections into Reconnectors (see :mod:`..reconnectors`).
+"""Handlers that turn live connections into Reconnectors (see ``..reconnectors``).
 
 Each reducer reads only non-secret metadata from the live object and returns
 ``(_new_reconnector, (ReconnectorClass,), state)``. The state goes in the

@@ -1,0 +1,164 @@
+"""The robust cross-process lock, its fcntl fallback, and the fast read/``+=`` paths."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from typing import Any
+
+import pytest
+
+from sk_testkit import run_fresh
+from suitkaise.share import Proxy, Share, _lock, _store
+
+TIMEOUT = 60
+
+
+class Acc:
+    def __init__(self) -> None:
+        self.total = 0
+        self.items: list[int] = []
+
+    def add(self, n: int) -> int:
+        self.total += n
+        return self.total
+
+    def shadow(self) -> None:
+        self.add = 7  # type: ignore[method-assign]  # an instance attribute hides the method
+
+
+def _grab_lock_and_wait(name: str, ev: Any) -> None:
+    st = _store.get_store(name)
+    st.acquire()  # hold the process lock and never release it
+    ev.set()
+    signal.pause()
+
+
+def _count(share: Share, n: int) -> None:
+    for _ in range(n):
+        share.counter += 1
+
+
+@pytest.mark.skipif(not _lock.robust_available(), reason="no robust pthread mutexes here")
+def test_robust_mutex_owner_death_is_recovered(start_method: str) -> None:
+    ctx = multiprocessing.get_context()
+    with Share() as share:
+        share.counter = 0
+        st = _store.get_store(share._sk_name)
+        assert st.lock_kind == _lock.KIND_ROBUST
+        ev = ctx.Event()
+        p = ctx.Process(target=_grab_lock_and_wait, args=(share._sk_name, ev))
+        p.start()
+        assert ev.wait(TIMEOUT)
+        assert st.tlock.acquire(timeout=TIMEOUT)
+        try:
+            assert not st.try_lock_briefly()  # really held by the child
+        finally:
+            st.tlock.release()
+        os.kill(p.pid, signal.SIGKILL)
+        p.join(TIMEOUT)
+        before = st.recovered
+        share.counter += 1  # EOWNERDEAD -> pthread_mutex_consistent -> carries on
+        assert share.counter == 1
+        assert st.recovered == before + 1
+        # and the lock is healthy afterwards, for other processes too
+        ps = [ctx.Process(target=_count, args=(share, 200)) for _ in range(2)]
+        for q in ps:
+            q.start()
+        for q in ps:
+            q.join(TIMEOUT)
+            assert q.exitcode == 0
+        assert share.counter == 401
+
+
+def test_fcntl_fallback_counts_and_survives_a_kill() -> None:
+    code = r"""
+import multiprocessing as mp, os, signal
+os.environ["SK_SHARE_LOCK"] = "fcntl"
+from suitkaise.share import Share, _store, _lock
+
+def hold(name, ev):
+    st = _store.get_store(name)
+    st.acquire()
+    ev.set()
+    signal.pause()
+
+def work(share):
+    for _ in range(300):
+        share.counter += 1
+
+if __name__ == "__main__":
+    ctx = mp.get_context("spawn")
+    with Share() as share:
+        share.counter = 0
+        assert _store.get_store(share._sk_name).lock_kind == _lock.KIND_FCNTL
+        ev = ctx.Event()
+        p = ctx.Process(target=hold, args=(share._sk_name, ev))
+        p.start()
+        assert ev.wait(60)
+        os.kill(p.pid, signal.SIGKILL)
+        p.join(60)
+        ps = [ctx.Process(target=work, args=(share,)) for _ in range(3)]
+        for q in ps: q.start()
+        for q in ps: q.join(60)
+        assert share.counter == 900, share.counter
+    print("ok")
+"""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="sk-share-test-") as d:
+        script = os.path.join(d, "main.py")
+        with open(script, "w") as f:
+            f.write(code)
+        proc = run_fresh(f"import runpy; runpy.run_path({script!r}, run_name='__main__')", timeout=120)
+    assert proc.stdout.decode().split() == ["ok"]
+
+
+def test_method_and_chain_reads_are_exact() -> None:
+    with Share() as share:
+        share.obj = Acc()
+        assert share.obj.add(2) == 2  # LOAD_METHOD: one locked call, real result
+        assert share.obj.total == 2  # LOAD_ATTR chain: the real value
+        m = share.obj.add  # a stored method object, called later
+        assert m(3) == 5
+        obj = share.obj  # the value escapes: a Proxy
+        assert type(obj) is Proxy and obj.total == 5
+        share.s = "abc"
+        assert share.s.upper() == "ABC" and share.s == "abc"
+        share.n = 10
+        assert share.n.bit_length() == 4 and share.n.real == 10
+        assert type(share.n) is int
+        with pytest.raises(AttributeError, match="Share has no attribute 'missing'"):
+            share.missing.foo()
+        share.obj.items.append(1)
+        assert share.obj.items == [1]
+        share.obj.shadow()  # now `add` is data in the instance dict
+        assert share.obj.add == 7
+        with pytest.raises(TypeError):
+            share.obj.add(1)  # same error as calling 7(1)
+
+
+def test_fast_aug_path_edge_cases() -> None:
+    with Share() as share:
+        share.c = 0
+        share.c += 1
+        share.c += 2**70  # leaves the small-int range: still exact
+        assert share.c == 1 + 2**70
+        share.c -= 2**70
+        share.c += 0.5  # int -> float
+        assert share.c == 1.5 and type(share.c) is float
+        share.flag = True
+        share.flag += 1  # bool + int -> int
+        assert share.flag == 2 and type(share.flag) is int
+        share.t = "a"
+        with pytest.raises(TypeError):
+            share.t += 1  # nothing is written when the operator fails
+        assert share.t == "a"
+        share.lst = [1]
+        share.lst += [2]  # mutable values take the general (transactional) path
+        assert share.lst == [1, 2]
+        share.big = bytes(2_000_000)
+        for _ in range(3):
+            share.c += 1  # the region fills up: the fast path hands over to compaction
+        assert share.c == 4.5 and len(share.big) == 2_000_000
