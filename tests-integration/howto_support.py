@@ -10,6 +10,7 @@ spawn/forkserver children can import them by reference.
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 import time
 
@@ -52,6 +53,13 @@ def fn(*args: object) -> tuple[object, ...]:
 def slow_fn(x: float) -> float:
     time.sleep(x)
     return x
+
+
+def mark_and_sleep(path: str) -> None:
+    """Pool task: announce that it runs (creates ``path``), then block for a long time."""
+    with open(path, "a"):
+        pass
+    time.sleep(60)
 
 
 def process_command(command: dict) -> dict:
@@ -249,6 +257,24 @@ class SlowRun(Skprocess):
         time.sleep(30)
 
 
+class CrashOnce(Skprocess):
+    """Dies hard (os._exit(3)) on its first attempt; the marker file remembers it."""
+
+    def __init__(self, marker, lives=2):
+        self.marker = marker
+        self.process_config.lives = lives
+        self.process_config.runs = 1
+
+    def __run__(self):
+        if not os.path.exists(self.marker):
+            with open(self.marker, "w"):
+                pass
+            os._exit(3)
+
+    def __result__(self):
+        return "survived"
+
+
 class Forever(Skprocess):
     """runs=None: loops until stop(); tells the parent once it is running."""
 
@@ -335,10 +361,6 @@ class IncrementProcess(Skprocess):
 
     def __postrun__(self):
         self.share.counter += 1
-
-    # The page's class defines only __postrun__; __run__ is required.
-    def __run__(self):
-        pass
 
 
 class PipeProcess(Skprocess):

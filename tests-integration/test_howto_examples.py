@@ -19,9 +19,9 @@ from howto_support import (
     AllTimeouts,
     BatchProcess,
     CommandProcess,
+    FailIn,
     FailingWithHandler,
     FailingWithoutHandler,
-    FailIn,
     FailThenBadHandler,
     Forever,
     HundredRuns,
@@ -67,7 +67,6 @@ from suitkaise.timing import Sktimer
 
 def test_importing():
     from suitkaise import processing
-
     from suitkaise.processing import (  # noqa: F401  (the page's import block, verbatim)
         ErrorHandlerError,
         OnFinishError,
@@ -131,7 +130,10 @@ def test_error_snippet_returns_handler_value(start_method, capfd):
     assert out == {'status': 'failed', 'error': "Error in __run__ on run 1"}
     assert isinstance(process.error, RunError)  # decision 6: the child's error
     assert str(process.error.original_error) == "bad batch 1"
-    assert "LOGGED-ERROR" in capfd.readouterr().err
+    if start_method != "forkserver":
+        # a forkserver child writes to the fd 2 the fork server inherited when it was
+        # started (an earlier test's capture), not to this test's
+        assert "LOGGED-ERROR" in capfd.readouterr().err
 
 
 def test_default_error_is_raised_by_result(start_method):
@@ -186,6 +188,22 @@ def test_start_stop_wait(start_method):
     assert finished is True
     result = process.result()
     assert result["finished"] is True and result["n"] >= 1
+
+
+def test_crash_with_lives_left_is_restarted(start_method, tmp_path):
+    # "If the process crashes and has lives remaining, wait() continues blocking
+    # during the restart."
+    process = hs.CrashOnce(str(tmp_path / "crashed"))
+    process.start()
+    assert process.wait() is True
+    assert process.result() == "survived"
+
+
+def test_hard_crash_without_lives_raises(start_method, tmp_path):
+    process = hs.CrashOnce(str(tmp_path / "crashed"), lives=1)
+    process.start()
+    with pytest.raises(ProcessError, match="3"):
+        process.result()
 
 
 def test_kill_gives_no_result(start_method):
@@ -312,6 +330,19 @@ def test_timing_and_process_timers(start_method):
     assert process.current_run == 5
     assert process.error is None
     assert process.is_alive is False
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG (sk-processing, README vs engine): README says 'Lifecycle methods you do not define "
+    "are not called and have no timer', but a class defining only __prerun__/__run__/"
+    "__postrun__ gets timers.onfinish and timers.result (num_times=1) because the engine "
+    "runs and times Skprocess's base __onfinish__/__result__ (_engine._resolve_section). "
+    "Either skip/untime the base no-ops or fix the README."))
+def test_undefined_sections_have_no_timer():
+    process = TimedProcess()
+    process.run()
+    assert process.timers.onfinish is None
+    assert process.timers.result is None
 
 
 # -- Pool ---------------------------------------------------------------------------
@@ -461,7 +492,7 @@ def test_pool_with_skprocess_items(start_method):
         pool.close()
 
 
-def test_pool_context_manager_close_terminate(start_method):
+def test_pool_context_manager_close_terminate(start_method, tmp_path):
     with Pool(workers=4) as pool:
         results = pool.map(process_item, ITEMS)
     # pool is closed on exit
@@ -471,8 +502,12 @@ def test_pool_context_manager_close_terminate(start_method):
     assert pool.map(process_item, [3]) == [9]
     pool.close()  # wait for all active processes to finish
     pool = Pool(workers=2)
-    future = pool.map.background()(slow_fn, [30.0, 30.0])
-    time.sleep(0.5)  # let the tasks reach the workers (not a synchronisation: any timing works)
+    started = tmp_path / "started"
+    future = pool.map.background()(hs.mark_and_sleep, [str(started), str(started)])
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline:  # a task is running
+        time.sleep(0.01)
+    assert started.exists()
     pool.terminate()  # forcefully terminate all processes
     with pytest.raises(ProcessError):
         future.result(timeout=60)
@@ -567,7 +602,7 @@ def test_share_context_manager(start_method):
 
 def test_share_supported_objects():
     with Share() as share:
-        share.pairs = zip([1, 2], [3, 4])
+        share.pairs = zip([1, 2], [3, 4], strict=True)
         assert list(share.pairs) == [(1, 3), (2, 4)]
         share.numbered = enumerate("ab")
         assert list(share.numbered) == [(0, "a"), (1, "b")]
@@ -639,16 +674,38 @@ def test_pipe_one_way(start_method):
 
 
 def test_locked_point_cannot_travel(start_method):
+    from suitkaise.cucumber import SerializationError
     from suitkaise.processing import PipeEndpointError
 
     anchor, point = Pipe.pair()
     point.lock()
-    with pytest.raises(Exception) as info:  # noqa: B017 - checked below
+
+    # start() refuses before anything is spawned; the cause names the locked point
+    with pytest.raises(SerializationError, match="cannot be transferred") as info:
         PipeProcess(point).start()
-    chain = [info.value, info.value.__cause__, info.value.__context__]
-    assert any(isinstance(e, PipeEndpointError) for e in chain) or "cannot be transferred" in str(info.value)
+    assert isinstance(info.value.__cause__, PipeEndpointError)
+    assert "pipe" in str(info.value)
     anchor.close()
     point.close()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG (cucumber path naming for Skprocess): serializing an Skprocess whose attribute "
+    "'pipe' is a locked Point reports 'Path: root<arg 1>['pipe']' (pickle reduce-args "
+    "internals); decision 1 asks for the path in Python terms, as cucumber already does for "
+    "plain objects ('Path: root.pipe')."))
+def test_locked_point_error_names_the_attribute():
+    from suitkaise.cucumber import SerializationError
+
+    anchor, point = Pipe.pair()
+    point.lock()
+    try:
+        with pytest.raises(SerializationError) as info:
+            PipeProcess(point).start()
+        assert "Path: root.pipe\n" in str(info.value)
+    finally:
+        anchor.close()
+        point.close()
 
 
 # -- autoreconnect (real PostgreSQL and Redis) ----------------------------------------

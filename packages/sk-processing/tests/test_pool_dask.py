@@ -271,6 +271,21 @@ def test_progress_callback(pool: Pool) -> None:
     assert seen and seen[-1] == (30, 30)
 
 
+def _bump_served_share(share: Any, n: int) -> int:
+    share.counter += n
+    return n
+
+
+def test_served_share_in_items_is_updated_atomically(pool: Pool) -> None:
+    from suitkaise.share import Share
+
+    with Share() as share:
+        share.counter = 0
+        share.serve()
+        assert pool.star().map(_bump_served_share, [(share, 1)] * 40) == [1] * 40
+        assert share.counter == 40
+
+
 def test_backend_forms_and_reprs(cluster: Any, client: Any) -> None:
     address = cluster.scheduler_address
     for p in (Pool(backend=address), Pool(backend=cluster), Pool(3, backend=client)):

@@ -69,7 +69,7 @@ def _start_workers(address: str, root: Path, private_shm: bool) -> list[subproce
         if private_shm:
             script = 'mount -t tmpfs -o size=64m sk-test-shm /dev/shm && exec "$@"'
             cmd = ["unshare", "--mount", "sh", "-c", script, "sh", *cmd]
-        log = open(home / "worker.log", "wb")  # noqa: SIM115 - closed after the process ends
+        log = open(home / "worker.log", "wb")  # closed below: the child keeps its copy
         procs.append(subprocess.Popen(cmd, cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT))
         log.close()
     return procs

@@ -22,7 +22,13 @@ from suitkaise.cucumber import _exceptions as _exceptions  # registers the excep
 from suitkaise.cucumber import _handlers as _handlers  # registers resource handlers
 from suitkaise.cucumber._api import deserialize, serialize
 from suitkaise.cucumber._errors import DeserializationError, SerializationError
-from suitkaise.cucumber._inspect import ir_to_json, ir_to_jsonable, serialize_ir, to_json, to_jsonable
+from suitkaise.cucumber._inspect import (
+    ir_to_json,
+    ir_to_jsonable,
+    serialize_ir,
+    to_json,
+    to_jsonable,
+)
 from suitkaise.cucumber._reconnect import reconnect_all
 from suitkaise.cucumber.reconnectors import ReconnectWarning
 

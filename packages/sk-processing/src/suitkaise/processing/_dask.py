@@ -45,7 +45,13 @@ from suitkaise.cucumber import deserialize, serialize
 from suitkaise.processing._errors import ProcessError, RemoteTraceback, ResultTimeoutError
 from suitkaise.processing._pool import _MAX_CHUNK, Progress, _is_skprocess_class, _ProgressReporter
 from suitkaise.processing._pool_core import short_repr
-from suitkaise.processing._pool_worker import FLAG_SKPROCESS, FLAG_STAR, _call_item, _error_record, _Job
+from suitkaise.processing._pool_worker import (
+    FLAG_SKPROCESS,
+    FLAG_STAR,
+    _call_item,
+    _error_record,
+    _Job,
+)
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -308,9 +314,9 @@ class _DaskRun:
                                  payloads, key=keys, pure=False)
         ref = weakref.ref(self)
         with self._cond:
-            for seq, fut in zip(seqs, futures):
+            for seq, fut in zip(seqs, futures, strict=True):
                 self._futures[seq] = fut
-        for seq, fut in zip(seqs, futures):
+        for seq, fut in zip(seqs, futures, strict=True):
             fut.add_done_callback(partial(_notify, ref, seq))
 
     def _explain_serialization(self, items: list[Any], error: Exception) -> None:
@@ -438,7 +444,7 @@ class _DaskRun:
                 # a worker holding a result died and Dask could not recompute it
                 raise self._dask_error(ok[0], e) from e
         values: list[Any] = []
-        for seq, data in zip(ok, datas):
+        for seq, data in zip(ok, datas, strict=True):
             self._consume(seq)
             values.extend(self._decode(seq, data))
             if self._pending_error is not None:
@@ -600,7 +606,8 @@ class DaskBackend:
     def address(self) -> str:
         """The scheduler's address."""
         if self._given is not None:
-            return str(self._given.scheduler.address)
+            rpc = self._given.scheduler  # None only before the client connects
+            return "<not connected>" if rpc is None else str(rpc.address)
         assert self._address is not None
         return self._address
 

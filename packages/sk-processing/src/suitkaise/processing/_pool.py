@@ -580,7 +580,7 @@ class Pool(_Mapper):
         if timeout is not None:
             timeout = _check_timeout(name, timeout)
         if self._backend is not None:
-            return self._backend.run(  # type: ignore[no-any-return]
+            return self._backend.run(
                 name, fn, iterable, star=star, ordered=ordered, eager=eager, timeout=timeout, per_item=per_item,
                 progress=self._progress_default if progress is None else progress, workers=self._workers_given,
             )

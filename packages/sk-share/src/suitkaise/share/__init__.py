@@ -10,7 +10,8 @@
     share.counter += 1          # one atomic fetch-and-add
     share.log.append("done")    # atomic, never lost
 
-See README.md for the design (shared memory + fcntl lock, no server process).
+See README.md for the design (shared memory + a robust lock; `share.serve()` adds
+authenticated TCP access for processes on other hosts).
 """
 
 from __future__ import annotations

@@ -5,7 +5,11 @@
     owner process                         any process holding the Share
     Share()  ── creates ──►  /dev/shm/sk-share-*  ◄── attaches (by name) ── Share (client)
        │                     (see _store.py)                                  ▲
-       └── pickled / cucumber-serialized: only the name travels ──────────────┘
+       └── pickled / cucumber-serialized: name + host identity (+ server address
+           and key once share.serve() was called) travel ──────────────────────┘
+    share.serve()  ── server thread (_net.py) ◄── TCP ── Share (remote mode, other host):
+                      runs the same operations,          operations travel as data (rop)
+                      sent as data, via a local handle
 
     share.x            read: cached value if nothing was committed since (no syscall),
                        else lock + decode.  Immutable values are returned as they are;
@@ -26,6 +30,8 @@ import contextlib
 import marshal
 import operator
 import os
+import secrets
+import socket
 import sys
 import threading
 import types
@@ -36,7 +42,7 @@ from typing import Any
 
 from suitkaise import cucumber
 
-from . import _codec, _store
+from . import _codec, _net, _store
 from ._aug import _KIND as _READ_KIND
 from ._aug import AUG, METHOD, read_kind
 from ._store import EPOCH_Q, FLAG_CLOSED, FLAG_STOPPED, S_FLAGS, Store, StoreGone
@@ -59,7 +65,7 @@ class ShareError(RuntimeError):
 
 
 _RESERVED = frozenset(
-    {"start", "stop", "exit", "clear", "reconnect_all", "is_running", "has_error"}
+    {"start", "stop", "exit", "clear", "reconnect_all", "is_running", "has_error", "serve"}
 )
 
 _LIST_READERS = frozenset({"copy", "count", "index"})
@@ -147,6 +153,7 @@ def _owner_cleanup(name: str, pid: int) -> None:
     """Owner exit / garbage collection: mark the store closed, unlink it, untrack it."""
     if os.getpid() != pid:
         return
+    _stop_server(name)
     st = _store._REGISTRY.get(name)
     if st is not None and not st.closed:
         try:
@@ -194,12 +201,18 @@ class Share:
         d["_sk_queue"] = []
         d["_sk_error"] = None
         d["_sk_finalizer"] = None
+        d["_sk_host"] = _net.host_id()
+        d["_sk_net"] = None  # (address, key, max_frame) once served
+        d["_sk_serve_args"] = None
+        d["_sk_remote"] = None
         _HANDLES.add(self)
         if auto_start:
             self.start()
 
     @classmethod
-    def _sk_client(cls, name: str, owner_pid: int) -> Share:
+    def _sk_client(
+        cls, name: str, owner_pid: int, host: str | None = None, net: tuple[Any, ...] | None = None,
+    ) -> Share:
         self = cls.__new__(cls)
         d = self.__dict__
         d["_sk_name"] = name
@@ -211,12 +224,76 @@ class Share:
         d["_sk_queue"] = []
         d["_sk_error"] = None
         d["_sk_finalizer"] = None
+        d["_sk_host"] = host
+        d["_sk_net"] = net
+        d["_sk_serve_args"] = None
+        d["_sk_remote"] = None
         _HANDLES.add(self)
         return self
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # only the name travels; the receiver attaches lazily on first use
-        return (_rebuild_share, (self._sk_name, self._sk_owner_pid))
+        # the name, the owner's host identity and - once served - the server address and
+        # its key travel; the receiver attaches lazily on first use. With a key inside,
+        # the serialized Share is a secret: whoever holds it can use the Share.
+        d = _oga(self, "__dict__")
+        return (_rebuild_share, (d["_sk_name"], d["_sk_owner_pid"], d["_sk_host"], d["_sk_net"]))
+
+    # -- network access ------------------------------------------------------------------
+
+    def _sk_transport(self) -> str:
+        """How this handle reaches the store: "shm", "tcp" or "none" (stopped / not attached)."""
+        d = _oga(self, "__dict__")
+        try:
+            st = Share._sk_attached(self)
+        except ShareError:
+            return "none"
+        if st is not None:
+            return "shm"
+        return "tcp" if d["_sk_remote"] is not None else "none"
+
+    def serve(
+        self, host: str = "127.0.0.1", port: int = 0, *, advertise: str | None = None,
+        max_frame: int = _net.DEFAULT_MAX_FRAME, max_connections: int = 64,
+    ) -> tuple[str, int]:
+        """Serve this Share over TCP so processes that cannot map its shared memory (other
+        hosts, containers, cluster workers) can use it; returns the address they connect to.
+
+        Call it in the owner, before sending the Share. It listens on loopback unless you
+        pass another ``host`` (``"0.0.0.0"`` for every interface; ``advertise`` is the name
+        clients use then, default the host name). Clients authenticate with a random key
+        that travels inside the serialized Share: treat a serialized Share as a secret.
+        Calling it again returns the current address. ``stop()`` closes the server and all
+        connections; ``start()`` serves again at the same address.
+        """
+        d = self.__dict__
+        if not d["_sk_owner"]:
+            raise ShareError(
+                "share.serve() must be called in the process that created the Share "
+                f"(owner pid {d['_sk_owner_pid']}, this is pid {os.getpid()})."
+            )
+        srv = _SERVERS.get(d["_sk_name"])
+        if srv is not None:
+            return d["_sk_net"][0]
+        if d["_sk_store"] is None:
+            raise ShareError("The Share is stopped: call share.start() before share.serve().")
+        if not isinstance(max_frame, int) or max_frame < 4096:
+            raise ValueError(f"max_frame must be an int >= 4096 bytes, got {max_frame!r}")
+        key = d["_sk_net"][1] if d["_sk_net"] is not None else _new_key()
+        try:
+            srv = _net.Server(
+                d["_sk_name"], host, port, key, _Dispatcher(d["_sk_name"], d["_sk_owner_pid"]),
+                max_frame=max_frame, max_connections=max_connections,
+            )
+        except OSError as e:
+            raise ShareError(f"share.serve() could not listen on {host}:{port}: {e}") from e
+        _SERVERS[d["_sk_name"]] = srv
+        bound_host, bound_port = srv.address
+        if advertise is None:
+            advertise = socket.gethostname() if host in ("", "0.0.0.0", "::") else bound_host
+        addr = (advertise, bound_port)
+        d["_sk_net"] = (addr, key, max_frame)
+        d["_sk_serve_args"] = (host, bound_port, advertise, max_frame, max_connections)
+        return addr
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -244,6 +321,10 @@ class Share:
         if d["_sk_finalizer"] is None:
             d["_sk_finalizer"] = weakref.finalize(self, _owner_cleanup, d["_sk_name"], os.getpid())
         self._sk_replay()
+        args = d["_sk_serve_args"]
+        if args is not None and d["_sk_name"] not in _SERVERS:
+            host, port, advertise, max_frame, max_conns = args
+            self.serve(host, port, advertise=advertise, max_frame=max_frame, max_connections=max_conns)
 
     def stop(self, timeout: float = 5.0) -> bool:
         """Stop sharing and free the shared memory. Returns False if the store stayed busy
@@ -253,6 +334,9 @@ class Share:
         if not d["_sk_owner"]:
             # the attachment is shared by every handle of this process: only drop ours
             d["_sk_store"] = None
+            if d["_sk_remote"] is not None:
+                d["_sk_remote"] = None
+                return True
             if not _owner_alive(d["_sk_owner_pid"]):
                 _unlink(d["_sk_name"])
                 st = _store._REGISTRY.get(d["_sk_name"])
@@ -263,6 +347,7 @@ class Share:
         st = d["_sk_store"]
         if st is None:
             return True
+        _stop_server(d["_sk_name"], timeout)
         if not st.tlock.acquire(timeout=max(timeout, 0.0)):
             return False
         try:
@@ -301,7 +386,7 @@ class Share:
         def op(txn: Txn) -> None:
             txn.clear()
 
-        self._sk_run(op)
+        self._sk_run(op, ("clear",))
 
     def reconnect_all(self, *, start_threads: bool = False, **auth: Any) -> dict[str, Any]:
         """Every stored object, with cucumber Reconnectors reconnected (``name -> object``)."""
@@ -309,7 +394,7 @@ class Share:
         def op(txn: Txn) -> dict[str, Any]:
             return {n: _codec.copy_out(txn.get(n)) for n in txn.names()}
 
-        objs = self._sk_run(op)
+        objs = self._sk_run(op, ("objects",))
         return {
             n: cucumber.reconnect_all(o, start_threads=start_threads, **auth) for n, o in objs.items()
         }
@@ -324,6 +409,12 @@ class Share:
             st = self._sk_attached()
         except ShareError:
             return False
+        rem = d["_sk_remote"]
+        if st is None and rem is not None:
+            try:
+                return bool(rem.client.request(("running",)))
+            except Exception:
+                return False
         if st is None or st.closed:
             return False
         with contextlib.suppress(Exception):
@@ -343,7 +434,7 @@ class Share:
 
     def __repr__(self) -> str:
         try:
-            names = sorted(self._sk_run(lambda txn: txn.names()))
+            names = sorted(self._sk_run(lambda txn: txn.names(), ("names",)))
             status = "running" if self.is_running else "stopped"
         except Exception as e:
             return f"Share(status=error, error={e!r})"
@@ -352,7 +443,7 @@ class Share:
     def __dir__(self) -> list[str]:
         base = list(super().__dir__())
         with contextlib.suppress(Exception):
-            base += self._sk_run(lambda txn: txn.names())
+            base += self._sk_run(lambda txn: txn.names(), ("names",))
         return base
 
     # -- running operations -------------------------------------------------------------------
@@ -369,6 +460,19 @@ class Share:
             return st
         if st is not None and not st.closed:
             return st
+        if d["_sk_remote"] is not None:
+            return None
+        net = d["_sk_net"]
+        host = d["_sk_host"]
+        if (host is not None and host != _net.host_id()) or (net is not None and _net.forced_tcp()):
+            if net is None:
+                raise ShareError(
+                    f"Share {d['_sk_name']!r} lives in the shared memory of another machine (or "
+                    "another /dev/shm) and its owner is not serving it over the network: call "
+                    "share.serve() in the process that created it before sending it here."
+                )
+            d["_sk_remote"] = _remote_for(d["_sk_name"], net)
+            return None
         try:
             st = _store.get_store(d["_sk_name"])
         except StoreGone as e:
@@ -383,8 +487,11 @@ class Share:
         d["_sk_store"] = st
         return st
 
-    def _sk_run(self, op: Op) -> Any:
-        """Run ``op`` as one atomic transaction (or on a snapshot while stopped)."""
+    def _sk_run(self, op: Op, rop: tuple[Any, ...] | None = None) -> Any:
+        """Run ``op`` as one atomic transaction (or on a snapshot while stopped).
+
+        ``rop`` describes the same operation as data, for a handle that reaches the
+        store through its owner's server (``_Remote``)."""
         d = _oga(self, "__dict__")
         tld = _tl.__dict__
         if tld:
@@ -394,6 +501,9 @@ class Share:
             if st is None or st.closed:
                 st = Share._sk_attached(self)
                 if st is None:
+                    rem = d["_sk_remote"]
+                    if rem is not None:
+                        return rem.run(self, rop)
                     return Share._sk_run_stopped(self, op, None)
             try:
                 st.acquire()
@@ -497,7 +607,7 @@ class Share:
             txn.mark_checked(path[0])
             return fn(_resolve(root, path[1:]))
 
-        return self._sk_run(op)
+        return self._sk_run(op, ("view", path, fn))
 
     # -- attribute protocol ---------------------------------------------------------------
 
@@ -553,7 +663,7 @@ class Share:
             imm = _codec.is_immutable(obj)
             return obj, imm
 
-        obj, imm = Share._sk_run(self, op)
+        obj, imm = Share._sk_run(self, op, ("read", name))
         return obj if imm else _new_proxy(self, (name,))
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -573,7 +683,7 @@ class Share:
         def op(txn: Txn) -> None:
             txn.put(name, enc, value, owned)
 
-        Share._sk_run(self, op)
+        Share._sk_run(self, op, ("set", name, enc))
 
     def __delattr__(self, name: str) -> None:
         if name.startswith(("__", "_sk_")) or name in _RESERVED:
@@ -585,7 +695,7 @@ class Share:
                 raise AttributeError(f"Share has no attribute {name!r}")
             txn.delete(name)
 
-        self._sk_run(op)
+        self._sk_run(op, ("del", name))
 
 
     # -- write operations used by proxies ----------------------------------------------
@@ -616,7 +726,7 @@ class Share:
                 del parent[key]
             txn.touch(path[0], root, force=True, where=_path_str(path[:1]))
 
-        self._sk_run(op)
+        self._sk_run(op, ("write", path, action, value))
 
 
     def _sk_call(self, path: Path, name: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -645,7 +755,7 @@ class Share:
                 txn.mark_checked(path[0])
             return _codec.copy_out(result)
 
-        return self._sk_run(op)
+        return self._sk_run(op, ("call", path, name, args, kwargs))
 
 
     def _sk_aug_apply(self, path: Path, iop: Callable[[Any, Any], Any], value: Any) -> Any:
@@ -705,7 +815,7 @@ class Share:
             txn.touch(path[0], root, force=True, where=_path_str(path[:1]))
             return _codec.copy_out(new)
 
-        return Share._sk_run(self, op)
+        return Share._sk_run(self, op, ("aug", path, iop.__name__, value))
 
 
 _LOCAL = frozenset(n for n in vars(Share) if not n.startswith("_"))
@@ -723,13 +833,20 @@ def _share_init_subclass(cls: type[Share], **kw: Any) -> None:
 Share.__init_subclass__ = classmethod(_share_init_subclass)  # type: ignore[assignment,method-assign]
 
 
-def _rebuild_share(name: str, owner_pid: int) -> Share:
-    return Share._sk_client(name, owner_pid)
+def _rebuild_share(
+    name: str, owner_pid: int, host: str | None = None, net: tuple[Any, ...] | None = None,
+) -> Share:
+    return Share._sk_client(name, owner_pid, host, net)
 
 
 def _after_fork_in_child() -> None:
     # a forked child holds copies of the parent's handles: they become clients
     _tl.__dict__.clear()
+    for srv in list(_SERVERS.values()):  # the server threads stayed in the parent
+        srv.forget_after_fork()
+    _SERVERS.clear()
+    for rem in _REMOTES.values():
+        rem.client.lock = threading.RLock()  # the next request drops the inherited socket
     for h in list(_HANDLES):
         d = h.__dict__
         if d.get("_sk_owner"):
@@ -738,9 +855,156 @@ def _after_fork_in_child() -> None:
             if fin is not None:
                 fin.detach()
             d["_sk_finalizer"] = None
+        if d.get("_sk_net") is not None and _net.forced_tcp():
+            d["_sk_store"] = None  # SK_SHARE_TRANSPORT=tcp: use the server, not the inherited map
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# -- network access (see _net.py) -----------------------------------------------------------
+
+_SERVERS: dict[str, _net.Server] = {}  # Share name -> its server, in the owner process
+_REMOTES: dict[str, _Remote] = {}  # Share name -> this process's connection to its owner
+_REMOTES_LOCK = threading.Lock()
+_AUG_OPS = frozenset(
+    f"i{n}" for n in ("add", "sub", "mul", "matmul", "truediv", "floordiv", "mod", "pow",
+                      "lshift", "rshift", "and", "xor", "or")
+)
+
+
+def _new_key() -> bytes:
+    return secrets.token_bytes(32)
+
+
+def _stop_server(name: str, timeout: float = 5.0) -> None:
+    srv = _SERVERS.pop(name, None)
+    if srv is not None:
+        srv.stop(timeout)
+
+
+def _remote_for(name: str, net: tuple[Any, ...]) -> _Remote:
+    addr, key, max_frame = net
+    with _REMOTES_LOCK:
+        rem = _REMOTES.get(name)
+        if rem is None or rem.client.key != key or rem.client.address != tuple(addr):
+            rem = _REMOTES[name] = _Remote(name, tuple(addr), key, max_frame)
+        return rem
+
+
+class _Remote:
+    """A handle's path to the store through the owner's server: operations travel as data
+    (``rop`` tuples) and run in the owner; reads fetch the root value's bytes (only when its
+    version changed) and apply read-only functions locally."""
+
+    def __init__(self, name: str, address: tuple[str, int], key: bytes, max_frame: int) -> None:
+        self.name = name
+        self.client = _net.Client(address, key, max_frame)
+        self.cache: dict[str, tuple[int, Any]] = {}
+
+    def _load_class(self, key: str) -> bytes:
+        data: bytes = self.client.request(("class", key))
+        return data
+
+    def get(self, name: str) -> Any:
+        """The current value of root ``name`` (decoded; cached by version). KeyError if absent."""
+        c = self.cache.get(name)
+        r = self.client.request(("get", name, c[0] if c is not None else 0))
+        if r is None:
+            self.cache.pop(name, None)
+            raise KeyError(name)
+        if len(r) == 1 and c is not None:
+            return c[1]
+        ver, kind, data = r
+        obj = _codec.decode(kind, data, self._load_class)
+        self.cache[name] = (ver, obj)
+        return obj
+
+    def run(self, share: Share, rop: tuple[Any, ...] | None) -> Any:
+        if rop is None:  # pragma: no cover - every operation passes its description
+            raise ShareError("internal error: this Share operation has no network form")
+        kind = rop[0]
+        try:
+            if kind == "read" or kind == "view":
+                root_name = rop[1] if kind == "read" else rop[1][0]
+                try:
+                    root = self.get(root_name)
+                except KeyError:
+                    raise AttributeError(f"Share has no attribute {root_name!r}") from None
+                if kind == "read":
+                    return root, _codec.is_immutable(root)
+                return rop[2](_resolve(root, rop[1][1:]))
+            return self.client.request(rop)
+        except _net.NetError as e:
+            d = _oga(share, "__dict__")
+            raise ShareError(f"Share {d['_sk_name']!r}: {e}") from None
+
+
+class _Dispatcher:
+    """Runs the operations of remote clients in the owner process, through a local handle of
+    the store (the same lock and the same code paths as any local process)."""
+
+    def __init__(self, name: str, owner_pid: int) -> None:
+        self.name = name
+        self.handle = Share._sk_client(name, owner_pid, _net.host_id(), None)
+
+    def __call__(self, req: Any) -> Any:
+        if type(req) is not tuple or not req or type(req[0]) is not str:
+            raise ShareError(f"malformed Share request: {type(req).__name__}")
+        h = self.handle
+        kind = req[0]
+        if kind == "get":
+            name, have = req[1], req[2]
+
+            def get(txn: Txn) -> Any:
+                found = txn._lookup(name)
+                if found is None or not txn.has(name):
+                    return None
+                k, ver = found
+                if ver and ver == have:
+                    return (ver,)
+                return (ver, k, txn._data(name))
+
+            return h._sk_run(get)
+        if kind == "set":
+            name, enc = req[1], req[2]
+            if type(name) is not str or name.startswith(("__", "_sk_", "\x00")) or name in _RESERVED:
+                raise AttributeError(f"Cannot set share.{name}: the name is reserved by Share.")
+            kd, data, cls = enc
+            if kd not in (_codec.K_PLAIN, _codec.K_OBJECT, _codec.K_CUCUMBER) or type(data) is not bytes or (
+                cls is not None and not (type(cls[0]) is str and cls[0].startswith(_codec.CLASS_PREFIX)
+                                         and type(cls[1]) is bytes)
+            ):
+                raise ShareError(f"malformed value for share.{name}")
+
+            def put(txn: Txn) -> None:
+                txn.put(name, (kd, data, cls), None, False)
+
+            return h._sk_run(put)
+        if kind == "del":
+            return h.__delattr__(req[1])
+        if kind == "write":
+            return h._sk_write(req[1], req[2], req[3])
+        if kind == "call":
+            return h._sk_call(req[1], req[2], req[3], req[4])
+        if kind == "aug":
+            if req[2] not in _AUG_OPS:
+                raise ShareError(f"unknown in-place operator {req[2]!r}")
+            return h._sk_aug_apply(req[1], getattr(operator, req[2]), req[3])
+        if kind == "class":
+            key = req[1]
+            if type(key) is not str or not key.startswith(_codec.CLASS_PREFIX):
+                raise ShareError("malformed class request")
+            return h._sk_run(lambda txn: txn._load_class(key))
+        if kind == "names":
+            return h._sk_run(lambda txn: txn.names())
+        if kind == "objects":
+            return h._sk_run(lambda txn: {n: _codec.copy_out(txn.get(n)) for n in txn.names()})
+        if kind == "clear":
+            return h.clear()
+        if kind == "running":
+            return h.is_running
+        raise ShareError(f"unknown Share request {kind!r}")
 
 
 # -- proxies -------------------------------------------------------------------------------
