@@ -332,17 +332,15 @@ def test_timing_and_process_timers(start_method):
     assert process.is_alive is False
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (sk-processing, README vs engine): README says 'Lifecycle methods you do not define "
-    "are not called and have no timer', but a class defining only __prerun__/__run__/"
-    "__postrun__ gets timers.onfinish and timers.result (num_times=1) because the engine "
-    "runs and times Skprocess's base __onfinish__/__result__ (_engine._resolve_section). "
-    "Either skip/untime the base no-ops or fix the README."))
-def test_undefined_sections_have_no_timer():
-    process = TimedProcess()
-    process.run()
-    assert process.timers.onfinish is None
-    assert process.timers.result is None
+def test_undefined_prerun_postrun_are_skipped_and_untimed():
+    # README: __prerun__/__postrun__ you do not define are not called and have no timer;
+    # __onfinish__ and __result__ always run (defaults), so their timers exist.
+    process = hs.MyProcess()
+    assert process.run() == 10
+    assert process.timers.prerun is None and process.timers.postrun is None
+    assert process.timers.run.num_times == 10
+    assert process.timers.onfinish.num_times == 1
+    assert process.timers.result.num_times == 1
 
 
 # -- Pool ---------------------------------------------------------------------------
@@ -457,12 +455,6 @@ def test_pool_map_is_input_order_unordered_is_completion_order(start_method):
         assert list(pool.unordered_imap(slow_fn, [1.0, 0.0])) == [0.0, 1.0]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (sk-processing Pool): with workers=2, unordered_map(slow_fn, [1.5, 0, 0, 0]) queues "
-    "item 2 behind the 1.5 s item 0 on the same worker while the other worker finishes items "
-    "1 and 3 and sits idle, so a fast item completes last (after 1.5 s). POOL.md promises "
-    "'a slow item never holds back work that an idle worker could do' (chunk prefetch is "
-    "decided before any chunk duration is known)."))
 def test_pool_slow_item_does_not_hold_back_fast_items(start_method):
     with Pool(workers=2) as pool:
         pool.map(slow_fn, [0.0, 0.0])  # workers up
@@ -536,15 +528,7 @@ def test_share_intro_and_increment_process(start_method, capfd):
     share.stop()
 
 
-def test_pool_worker_survives_stderr_without_fileno(start_method, capsys, request):
-    if start_method == "fork":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "BUG (sk-processing Pool worker): _pool_worker.worker_main calls faulthandler.enable() "
-            "unguarded; under fork the worker inherits the parent's sys.stderr, and when that has "
-            "no usable fileno() (pytest capsys, IDEs, GUI apps with sys.stderr=None) "
-            "faulthandler.enable() raises io.UnsupportedOperation, so EVERY worker exits with "
-            "code 1 before its first task and map() raises 'ProcessError: worker died ... exited "
-            "with code 1' with no hint of the cause.")))
+def test_pool_worker_survives_stderr_without_fileno(start_method, capsys):
     with Pool(workers=2) as pool:
         assert pool.map(process_item, [1, 2, 3]) == [1, 4, 9]
 
@@ -689,11 +673,6 @@ def test_locked_point_cannot_travel(start_method):
     point.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (cucumber path naming for Skprocess): serializing an Skprocess whose attribute "
-    "'pipe' is a locked Point reports 'Path: root<arg 1>['pipe']' (pickle reduce-args "
-    "internals); decision 1 asks for the path in Python terms, as cucumber already does for "
-    "plain objects ('Path: root.pipe')."))
 def test_locked_point_error_names_the_attribute():
     from suitkaise.cucumber import SerializationError
 

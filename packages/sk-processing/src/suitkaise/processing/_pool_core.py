@@ -34,6 +34,7 @@ import reprlib
 import select
 import signal
 import threading
+import time
 from collections import deque
 from multiprocessing.connection import wait
 from typing import Any
@@ -135,7 +136,9 @@ class Job:
 
 
 class _Worker:
-    __slots__ = ("conn", "doomed", "fd", "inflight", "loaded", "process", "progress", "retiring")
+    __slots__ = (
+        "busy_since", "conn", "doomed", "fd", "inflight", "loaded", "process", "progress", "retiring",
+    )
 
     def __init__(self, process: Any, conn: Any, progress: Any) -> None:
         self.process = process
@@ -143,6 +146,7 @@ class _Worker:
         self.fd: int = conn.fileno()
         self.progress = progress
         self.inflight: deque[Chunk] = deque()
+        self.busy_since = 0.0  # when the chunk at the head of `inflight` started (about)
         self.loaded: set[int] = set()
         self.retiring = False  # announced its exit (after a MemoryError)
         self.doomed = False  # killed on purpose (timeout, terminate)
@@ -392,11 +396,21 @@ class Core:
         # First every idle worker gets a chunk; then, for short chunks only, a
         # second one to hide the round trip. A long chunk is never queued behind
         # another one: an idle worker could not take it back.
+        now = time.monotonic()
         for depth in range(PREFETCH):
             for w in self.workers:
                 if w.retiring or w.doomed or len(w.inflight) > depth or not jobs:
                     continue
-                candidates = jobs if depth == 0 else [j for j in jobs if j.short_chunks()]
+                if depth > 0 and now - w.busy_since > SHORT_CHUNK:
+                    # This worker's current chunk is already slower than "short": whatever
+                    # we queue behind it could wait for it while another worker sits idle.
+                    continue
+                # Prefetch only short chunks, and never the tail of a job (no more chunks
+                # left than workers): there a queued chunk could wait behind a slow one
+                # while another worker goes idle.
+                candidates = jobs if depth == 0 else [
+                    j for j in jobs if j.short_chunks() and len(j.pending) > len(self.workers)
+                ]
                 if not candidates:
                     continue
                 self._rr = (self._rr + 1) % len(candidates)
@@ -405,6 +419,8 @@ class Core:
                 job.inflight += 1
                 if not job._dispatchable():
                     jobs.remove(job)
+                if not w.inflight:
+                    w.busy_since = now
                 w.inflight.append(chunk)
                 if job.id not in w.loaded:
                     w.loaded.add(job.id)
@@ -419,6 +435,7 @@ class Core:
             if not w.inflight or w.inflight[0].seq != msg.seq or w.inflight[0].job.id != msg.job:
                 raise RuntimeError(f"pool protocol error: unexpected result for job {msg.job} chunk {msg.seq}")
             chunk = w.inflight.popleft()
+            w.busy_since = time.monotonic()  # the prefetched chunk (if any) starts now
             job = chunk.job
             job.inflight -= 1
             if msg.flags == wire.RETIRE:

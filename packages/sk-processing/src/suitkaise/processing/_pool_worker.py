@@ -25,6 +25,7 @@ import faulthandler
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -105,7 +106,15 @@ def worker_main(conn: Any, progress: Any, close_fd: int) -> None:
     # Ctrl-C goes to the whole foreground process group: the parent reacts and
     # terminates us; a KeyboardInterrupt in a task would only be noise.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    faulthandler.enable()
+    try:
+        # Native crashes print their stack. The parent's stderr may have no file
+        # descriptor (pytest's capture, IDEs, GUI apps): then try the real one, else go without.
+        faulthandler.enable()
+    except (AttributeError, OSError, ValueError):
+        try:
+            faulthandler.enable(file=sys.__stderr__)  # type: ignore[arg-type]
+        except (AttributeError, OSError, ValueError):
+            pass
     if close_fd >= 0:
         # fork: drop our copy of the parent's end so that the parent's death
         # gives EOF here (otherwise the worker would outlive it).

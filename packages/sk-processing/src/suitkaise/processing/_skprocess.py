@@ -6,7 +6,7 @@ the parent's monitor thread, the child's engine loop, timeouts, lives) live in
 processes and channels.
 
 The instance travels to the child through cucumber: ``__reduce_ex__`` returns
-``(_rebuild_skprocess, (type(self), state))``, so the child gets an instance of
+``(_rebuild_skprocess, (type(self),), state)``, so the child gets an instance of
 the user's *real* class (resolved by reference when importable, carried by
 value by cloudpickle otherwise) with the full MRO, static/class methods and
 ``isinstance`` intact.
@@ -55,10 +55,9 @@ def _wrap_init(init: Callable[..., None]) -> Callable[..., None]:
     return __init__
 
 
-def _rebuild_skprocess(cls: type[Skprocess], state: dict[str, Any]) -> Skprocess:
-    """Unpickling side of ``Skprocess.__reduce_ex__``: no ``__init__``, state restored as is."""
+def _rebuild_skprocess(cls: type[Skprocess]) -> Skprocess:
+    """Unpickling side of ``Skprocess.__reduce_ex__``: no ``__init__``; pickle then restores the state."""
     obj = cls.__new__(cls)
-    obj.__dict__.update(state)
     obj.__dict__[_RUNTIME_ATTR] = None
     return obj
 
@@ -122,8 +121,11 @@ class Skprocess:
     # -- serialization ---------------------------------------------------------------
 
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        # State as the third item (not an argument): the instance exists before its
+        # state is loaded, so attributes that refer back to it (self.cb = self.handle)
+        # work, and a serialization error names the attribute (root.pipe).
         state = {k: v for k, v in self.__dict__.items() if k != _RUNTIME_ATTR}
-        return (_rebuild_skprocess, (type(self), state))
+        return (_rebuild_skprocess, (type(self),), state)
 
     # -- control ---------------------------------------------------------------------
 
