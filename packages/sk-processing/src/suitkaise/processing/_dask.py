@@ -30,20 +30,18 @@ the task elsewhere; once its ``allowed-failures`` are exhausted, Dask's
 from __future__ import annotations
 
 import contextlib
-import math
 import threading
 import time
 import uuid
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from functools import partial
-from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from suitkaise.cucumber import deserialize, serialize
-from suitkaise.processing._errors import ProcessError, RemoteTraceback, ResultTimeoutError
-from suitkaise.processing._pool import _MAX_CHUNK, Progress, _is_skprocess_class, _ProgressReporter
+from suitkaise.processing._errors import ProcessError
+from suitkaise.processing._pool import Progress, _CallBase, _is_skprocess_class
 from suitkaise.processing._pool_core import short_repr
 from suitkaise.processing._pool_worker import (
     FLAG_SKPROCESS,
@@ -169,8 +167,10 @@ def _notify(ref: weakref.ref[_DaskRun], seq: int, _future: Any) -> None:
         run._on_done(seq)
 
 
-class _DaskRun:
+class _DaskRun(_CallBase):
     """The caller's side of one call on Dask: same interface as the local ``_Run``."""
+
+    _target_chunk_seconds = _TARGET_CHUNK_SECONDS
 
     def __init__(
         self,
@@ -187,25 +187,10 @@ class _DaskRun:
         per_item: bool,
         progress: Progress,
     ) -> None:
-        if not callable(fn):
-            raise TypeError(
-                f"Pool.{name}: the first argument must be a function or an Skprocess class, "
-                f"got {type(fn).__name__} {short_repr(fn)}"
-            )
-        try:
-            source = iter(iterable)
-        except TypeError:
-            raise TypeError(
-                f"Pool.{name}: the second argument must be iterable, got {type(iterable).__name__} "
-                f"{short_repr(iterable)}"
-            ) from None
+        source = self._open(name, fn, iterable)
         self._backend = backend
         self._client = backend._get_client()
-        self._name = name
         self._ordered = ordered
-        self._timeout = timeout
-        self._per_item = per_item
-        self._deadline = None if timeout is None or per_item else time.monotonic() + timeout
         try:
             fn_data = serialize(fn)
         except Exception as e:
@@ -213,24 +198,8 @@ class _DaskRun:
             raise
         if workers is None:
             workers = backend._threads(self._client, name)
-        self._workers = workers
-        total: int | None
-        if eager:
-            items = list(source)
-            total = len(items)
-            source = iter(items)
-            self._chunksize = max(1, math.ceil(total / (4 * workers)))
-            self._bound = math.inf
-        else:
-            try:
-                total = len(iterable)
-            except TypeError:
-                total = None
-            self._chunksize = 1 if timeout is not None else 0  # 0: adaptive
-            self._bound = 0.0
-        self._cap = _MAX_CHUNK if total is None else max(1, min(_MAX_CHUNK, math.ceil(total / (4 * workers))))
-        self._source: Iterator[Any] | None = source
-        self._total = total
+        self._plan(iterable, source, eager=eager, workers=workers, timeout=timeout,
+                   per_item=per_item, progress=progress)
         self._flags = (FLAG_STAR if star else 0) | (FLAG_SKPROCESS if _is_skprocess_class(fn) else 0)
         self._token = uuid.uuid4().hex
         self._fn_arg: Any = fn_data
@@ -242,18 +211,8 @@ class _DaskRun:
         self._done_ordered: set[int] = set()
         self._done_fifo: deque[int] = deque()
         self._fatal: BaseException | None = None
-        self._seq = 0
-        self._next_start = 0
-        self._consumed_seq = 0
-        self._items_submitted = 0
-        self._items_consumed = 0
         self._items_measured = 0
         self._busy = 0.0
-        self._last_size = 0
-        self._ready: deque[Any] = deque()
-        self._pending_error: BaseException | None = None
-        self._done = False
-        self._progress = _ProgressReporter(progress, total, f"Pool.{name}")
         backend._runs.add(self)
         try:
             self._top_up()
@@ -263,35 +222,18 @@ class _DaskRun:
 
     # -- feeding ---------------------------------------------------------------
 
-    def _next_chunksize(self) -> int:
-        if self._chunksize:
-            return self._chunksize
-        if self._items_measured == 0:
-            size = 1  # nothing measured yet: a slow task must not hold up several items
-        else:
-            per_item = self._busy / self._items_measured
-            size = int(_TARGET_CHUNK_SECONDS / per_item) if per_item > 0 else self._cap
-        size = max(1, min(size, self._cap))
-        self._last_size = size
-        return size
+    def _item_time(self) -> float | None:
+        return self._busy / self._items_measured if self._items_measured else None
 
     def _top_up(self) -> None:
         seqs: list[int] = []
         starts: list[int] = []
         payloads: list[bytes] = []
-        while self._source is not None:
-            if self._bound != math.inf:
-                self._bound = max(4 * self._workers * (self._last_size or 1), 2 * self._workers)
-                if self._items_submitted - self._items_consumed >= self._bound:
-                    break
-            items = list(islice(self._source, self._next_chunksize()))
-            if not items:
-                self._source = None
-                break
+        while (items := self._read_chunk()) is not None:
             try:
                 payloads.append(serialize(items))
             except Exception as e:
-                self._explain_serialization(items, e)
+                self._explain_serialization(items, e, serialize, "a Dask worker")
                 raise
             self._chunks[self._seq] = (self._next_start, items)
             seqs.append(self._seq)
@@ -319,18 +261,6 @@ class _DaskRun:
         for seq, fut in zip(seqs, futures, strict=True):
             fut.add_done_callback(partial(_notify, ref, seq))
 
-    def _explain_serialization(self, items: list[Any], error: Exception) -> None:
-        for offset, item in enumerate(items):
-            try:
-                serialize(item)
-            except Exception:
-                error.add_note(
-                    f"Pool.{self._name}: item {self._next_start + offset} ({short_repr(item)}) could not be "
-                    "serialized to send it to a Dask worker"
-                )
-                return
-        error.add_note(f"Pool.{self._name}: items {self._next_start}.. could not be serialized")
-
     def _on_done(self, seq: int) -> None:
         with self._cond:
             if seq in self._futures:
@@ -349,31 +279,8 @@ class _DaskRun:
 
     # -- consuming -------------------------------------------------------------
 
-    def __iter__(self) -> _DaskRun:
-        return self
-
-    def __next__(self) -> Any:
-        while not self._ready:
-            values = self._guarded(self._next_values)
-            if values is None:
-                raise StopIteration
-            self._ready.extend(values)
-        return self._ready.popleft()
-
-    def collect(self) -> list[Any]:
-        """Every remaining result as a list."""
-        out = list(self._ready)
-        self._ready.clear()
-        while (values := self._guarded(self._next_values)) is not None:
-            out.extend(values)
-        return out
-
-    def _guarded(self, step: Callable[[], list[Any] | None]) -> list[Any] | None:
-        try:
-            return step()
-        except BaseException:  # errors, timeouts, Ctrl-C: cancel what is left of this call
-            self._finish()
-            raise
+    def _finish_on_error(self, error: BaseException) -> None:
+        self._finish()  # errors, timeouts, Ctrl-C: cancel what is left of this call
 
     def _next_values(self) -> list[Any] | None:
         if self._pending_error is not None:
@@ -419,12 +326,9 @@ class _DaskRun:
                 if remaining is not None and remaining <= 0:
                     break
                 self._cond.wait(remaining)
-        assert self._timeout is not None
-        what = "the next result" if self._per_item else "all results"
-        raise ResultTimeoutError(
-            f"Pool.{self._name} timed out after {self._timeout:g}s waiting for {what} "
-            f"({self._items_consumed} item(s) done); its Dask tasks were cancelled (a task that is "
-            "already running finishes on its worker: Dask cannot interrupt it)"
+        raise self._timeout_error(
+            "its Dask tasks were cancelled (a task that is already running finishes on its "
+            "worker: Dask cannot interrupt it)"
         )
 
     def _fetch(self, seqs: list[int]) -> list[Any]:
@@ -481,24 +385,8 @@ class _DaskRun:
         if n:
             self._progress.update(self._items_consumed, n)
         if error is not None:
-            self._pending_error = self._rebuild_error(start, items, error)
+            self._pending_error = self._rebuild_error(start, items, error, "caller")
         return list(values)
-
-    def _rebuild_error(self, start: int, items: list[Any], record: tuple[Any, ...]) -> BaseException:
-        index, exc, type_name, message, tb, why = record
-        item = items[index - start] if 0 <= index - start < len(items) else "?"
-        if exc is None:
-            exc = ProcessError(
-                f"Pool.{self._name}: item {index} ({short_repr(item)}) raised {type_name}: {message}\n"
-                f"(the exception itself could not be sent to the caller: {why})"
-            )
-        elif isinstance(exc, (SystemExit, KeyboardInterrupt, GeneratorExit)):
-            exc = ProcessError(
-                f"Pool.{self._name}: item {index} ({short_repr(item)}) raised {type_name}({message})",
-                original_error=exc,
-            )
-        exc.__cause__ = RemoteTraceback(tb)
-        return exc
 
     def _dask_error(self, seq: int, exc: BaseException | None) -> ProcessError:
         """Dask's own failure of a chunk (``KilledWorker``, cancellation, ...) as a ``ProcessError``."""

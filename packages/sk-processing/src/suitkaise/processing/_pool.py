@@ -110,24 +110,19 @@ class _ProgressReporter:
             self._text = False
 
 
-class _Run:
-    """The caller's side of one call: feeds chunks, yields results, raises errors."""
+class _CallBase:
+    """What every kind of call shares on the caller's side, whatever runs the items.
 
-    def __init__(
-        self,
-        core: Core,
-        workers: int,
-        name: str,
-        fn: Any,
-        iterable: Any,
-        *,
-        star: bool,
-        ordered: bool,
-        eager: bool,
-        timeout: float | None,
-        per_item: bool,
-        progress: Progress,
-    ) -> None:
+    Argument checks, chunk sizing (``map``: about four chunks per worker; ``imap``:
+    adaptive, aiming at ``_TARGET_CHUNK_SECONDS`` of measured work) with bounded
+    read-ahead, iteration, and rebuilding an item's error with its remote traceback.
+    Subclasses provide ``_next_values`` (the next chunk's values, ``None`` at the end),
+    ``_finish_on_error`` and ``_item_time`` (measured seconds per item, or ``None``).
+    """
+
+    _target_chunk_seconds = _TARGET_CHUNK_SECONDS
+
+    def _open(self, name: str, fn: Any, iterable: Any) -> Iterator[Any]:
         if not callable(fn):
             raise TypeError(
                 f"Pool.{name}: the first argument must be a function or an Skprocess class, "
@@ -140,8 +135,13 @@ class _Run:
                 f"Pool.{name}: the second argument must be iterable, got {type(iterable).__name__} "
                 f"{short_repr(iterable)}"
             ) from None
-        self._core = core
         self._name = name
+        return source
+
+    def _plan(
+        self, iterable: Any, source: Iterator[Any], *, eager: bool, workers: int,
+        timeout: float | None, per_item: bool, progress: Progress,
+    ) -> None:
         self._timeout = timeout
         self._per_item = per_item
         self._deadline = None if timeout is None or per_item else time.monotonic() + timeout
@@ -165,84 +165,65 @@ class _Run:
         self._workers = workers
         self._source: Iterator[Any] | None = source
         self._total = total
-        flags = (FLAG_STAR if star else 0) | (FLAG_SKPROCESS if _is_skprocess_class(fn) else 0)
-        try:
-            fn_payload, fn_buffers = wire.dumps(fn)
-        except Exception as e:
-            e.add_note(f"Pool.{name}: {short_repr(fn)} could not be serialized to send it to the workers")
-            raise
-        self._job = Job(core.new_job_id(), name, fn_payload, fn_buffers, flags, ordered)
         self._seq = 0  # next chunk number to submit
         self._next_start = 0
         self._consumed_seq = 0  # ordered: next chunk to yield
-        self._chunks_consumed = 0
         self._items_submitted = 0
         self._items_consumed = 0
         self._ready: deque[Any] = deque()
         self._pending_error: BaseException | None = None
         self._done = False
         self._last_size = 0
-        self._progress = _ProgressReporter(progress, total, f"Pool.{name}")
-        core.add_job(self._job)
-        try:
-            self._top_up()
-        except BaseException:
-            self._finish(kill=False)
-            raise
+        self._progress = _ProgressReporter(progress, total, f"Pool.{self._name}")
 
     # -- feeding ---------------------------------------------------------------
+
+    def _item_time(self) -> float | None:
+        raise NotImplementedError
 
     def _next_chunksize(self) -> int:
         if self._chunksize:
             return self._chunksize
-        per_item = self._job.item_time()
+        per_item = self._item_time()
         if per_item is None:
             size = 1  # nothing measured yet: a slow task must not hold up several items
         else:
-            size = int(_TARGET_CHUNK_SECONDS / per_item) if per_item > 0 else self._cap
+            size = int(self._target_chunk_seconds / per_item) if per_item > 0 else self._cap
         size = max(1, min(size, self._cap))
         self._last_size = size
         return size
 
-    def _top_up(self) -> None:
-        while self._source is not None:
-            if self._bound != math.inf:
-                size = self._last_size or 1
-                self._bound = max(4 * self._workers * size, 2 * self._workers)
-                if self._items_submitted - self._items_consumed >= self._bound:
-                    return
-            size = self._next_chunksize()
-            items = list(islice(self._source, size))
-            if not items:
-                self._source = None
-                return
-            try:
-                payload, buffers = wire.dumps(items)
-            except Exception as e:
-                self._explain_serialization(items, e)
-                raise
-            chunk = Chunk(self._job, self._seq, self._next_start, items, payload, buffers)
-            self._seq += 1
-            self._next_start += len(items)
-            self._items_submitted += len(items)
-            self._core.submit(self._job, chunk)
+    def _read_chunk(self) -> list[Any] | None:
+        """The next items to submit, or ``None`` (input exhausted, or read-ahead is full)."""
+        if self._source is None:
+            return None
+        if self._bound != math.inf:
+            self._bound = max(4 * self._workers * (self._last_size or 1), 2 * self._workers)
+            if self._items_submitted - self._items_consumed >= self._bound:
+                return None
+        items = list(islice(self._source, self._next_chunksize()))
+        if not items:
+            self._source = None
+            return None
+        return items
 
-    def _explain_serialization(self, items: list[Any], error: Exception) -> None:
+    def _explain_serialization(
+        self, items: list[Any], error: Exception, dumps: Callable[[Any], Any], where: str,
+    ) -> None:
         for offset, item in enumerate(items):
             try:
-                wire.dumps(item)
+                dumps(item)
             except Exception:
-                index = self._next_start + offset
                 error.add_note(
-                    f"Pool.{self._name}: item {index} ({short_repr(item)}) could not be serialized "
-                    "to send it to a worker"
+                    f"Pool.{self._name}: item {self._next_start + offset} ({short_repr(item)}) could not be "
+                    f"serialized to send it to {where}"
                 )
                 return
         error.add_note(f"Pool.{self._name}: items {self._next_start}.. could not be serialized")
 
     # -- consuming -------------------------------------------------------------
 
-    def __iter__(self) -> _Run:
+    def __iter__(self) -> _CallBase:
         return self
 
     def __next__(self) -> Any:
@@ -261,17 +242,105 @@ class _Run:
             out.extend(values)
         return out
 
+    def _next_values(self) -> list[Any] | None:
+        raise NotImplementedError
+
+    def _finish_on_error(self, error: BaseException) -> None:
+        raise NotImplementedError
+
     def _guarded(self, step: Callable[[], list[Any] | None]) -> list[Any] | None:
         try:
             return step()
-        except KeyboardInterrupt:
-            # Ctrl-C: stop every worker now (the pool restarts on the next call).
-            self._core.terminate()
-            self._finish(kill=False)
+        except BaseException as error:  # errors, timeouts, Ctrl-C: end this call
+            self._finish_on_error(error)
             raise
+
+    def _timeout_error(self, consequence: str) -> ResultTimeoutError:
+        assert self._timeout is not None
+        what = "the next result" if self._per_item else "all results"
+        return ResultTimeoutError(
+            f"Pool.{self._name} timed out after {self._timeout:g}s waiting for {what} "
+            f"({self._items_consumed} item(s) done); {consequence}"
+        )
+
+    def _rebuild_error(self, start: int, items: list[Any], record: tuple[Any, ...], side: str) -> BaseException:
+        """An item's failure as the exception to raise, with the remote traceback as ``__cause__``."""
+        index, exc, type_name, message, tb, why = record
+        item = items[index - start] if 0 <= index - start < len(items) else "?"
+        if exc is None:
+            exc = ProcessError(
+                f"Pool.{self._name}: item {index} ({short_repr(item)}) raised {type_name}: {message}\n"
+                f"(the exception itself could not be sent to the {side}: {why})"
+            )
+        elif isinstance(exc, (SystemExit, KeyboardInterrupt, GeneratorExit)):
+            exc = ProcessError(
+                f"Pool.{self._name}: item {index} ({short_repr(item)}) raised {type_name}({message})",
+                original_error=exc,
+            )
+        exc.__cause__ = RemoteTraceback(tb)
+        return exc
+
+
+class _Run(_CallBase):
+    """The caller's side of one call: feeds chunks, yields results, raises errors."""
+
+    def __init__(
+        self,
+        core: Core,
+        workers: int,
+        name: str,
+        fn: Any,
+        iterable: Any,
+        *,
+        star: bool,
+        ordered: bool,
+        eager: bool,
+        timeout: float | None,
+        per_item: bool,
+        progress: Progress,
+    ) -> None:
+        source = self._open(name, fn, iterable)
+        self._core = core
+        self._plan(iterable, source, eager=eager, workers=workers, timeout=timeout,
+                   per_item=per_item, progress=progress)
+        flags = (FLAG_STAR if star else 0) | (FLAG_SKPROCESS if _is_skprocess_class(fn) else 0)
+        try:
+            fn_payload, fn_buffers = wire.dumps(fn)
+        except Exception as e:
+            e.add_note(f"Pool.{name}: {short_repr(fn)} could not be serialized to send it to the workers")
+            raise
+        self._job = Job(core.new_job_id(), name, fn_payload, fn_buffers, flags, ordered)
+        self._chunks_consumed = 0
+        core.add_job(self._job)
+        try:
+            self._top_up()
         except BaseException:
             self._finish(kill=False)
             raise
+
+    # -- feeding ---------------------------------------------------------------
+
+    def _item_time(self) -> float | None:
+        return self._job.item_time()
+
+    def _top_up(self) -> None:
+        while (items := self._read_chunk()) is not None:
+            try:
+                payload, buffers = wire.dumps(items)
+            except Exception as e:
+                self._explain_serialization(items, e, wire.dumps, "a worker")
+                raise
+            chunk = Chunk(self._job, self._seq, self._next_start, items, payload, buffers)
+            self._seq += 1
+            self._next_start += len(items)
+            self._items_submitted += len(items)
+            self._core.submit(self._job, chunk)
+
+    def _finish_on_error(self, error: BaseException) -> None:
+        if isinstance(error, KeyboardInterrupt):
+            # Ctrl-C: stop every worker now (the pool restarts on the next call).
+            self._core.terminate()
+        self._finish(kill=False)
 
     def _next_values(self) -> list[Any] | None:
         """The values of the next chunk (may be empty), or ``None`` at the end."""
@@ -314,12 +383,7 @@ class _Run:
                     break
                 core.cv.wait(remaining)
         self._finish(kill=True)
-        assert self._timeout is not None
-        what = "the next result" if self._per_item else "all results"
-        raise ResultTimeoutError(
-            f"Pool.{self._name} timed out after {self._timeout:g}s waiting for {what} "
-            f"({self._items_consumed} item(s) done); the workers running it were stopped"
-        )
+        raise self._timeout_error("the workers running it were stopped")
 
     def _decode(self, entry: Entry) -> list[Any]:
         chunk = entry.chunk
@@ -336,27 +400,10 @@ class _Run:
         if n:
             self._progress.update(self._items_consumed, n)
         if error is not None:
-            self._pending_error = self._rebuild_error(chunk, error)
+            self._pending_error = self._rebuild_error(chunk.start, chunk.items, error, "parent")
         elif self._source is None and self._chunks_consumed == self._seq:
             self._finish(kill=False)
         return values
-
-    def _rebuild_error(self, chunk: Chunk, record: tuple[Any, ...]) -> BaseException:
-        index, exc, type_name, message, tb, why = record
-        if exc is None:
-            item = chunk.items[index - chunk.start] if 0 <= index - chunk.start < len(chunk.items) else "?"
-            exc = ProcessError(
-                f"Pool.{self._name}: item {index} ({short_repr(item)}) raised {type_name}: {message}\n"
-                f"(the exception itself could not be sent to the parent: {why})"
-            )
-        elif isinstance(exc, (SystemExit, KeyboardInterrupt, GeneratorExit)):
-            item = chunk.items[index - chunk.start]
-            exc = ProcessError(
-                f"Pool.{self._name}: item {index} ({short_repr(item)}) raised {type_name}({message})",
-                original_error=exc,
-            )
-        exc.__cause__ = RemoteTraceback(tb)
-        return exc
 
     def _finish(self, *, kill: bool) -> None:
         if self._done and self._job.closed:
