@@ -336,7 +336,10 @@ class _DaskRun(_CallBase):
         ok: list[int] = []
         failed: int | None = None
         for seq in seqs:
-            if self._futures[seq].status != "finished":
+            # A finished chunk whose result lived on a worker that has since died goes back
+            # to "pending" while Dask recomputes it elsewhere: gather() waits for that, so
+            # only an error or a cancellation is a failure here.
+            if self._futures[seq].status in ("error", "cancelled"):
                 failed = seq
                 break
             ok.append(seq)
