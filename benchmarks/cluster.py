@@ -52,7 +52,7 @@ def _timeit(fn: Callable[[], object]) -> float:
 
 
 def run_scenario(name: str, contenders: dict[str, Callable[[], object]], rounds: int, anchor: str,
-                 settle: Callable[[], None], floor: float | None = None) -> None:
+                 settle: Callable[[], None], floor: float | None = None) -> dict[str, float]:
     times: dict[str, list[float]] = {k: [] for k in contenders}
     for fn in contenders.values():  # warm-up: imports, function caches on the workers
         fn()
@@ -66,6 +66,14 @@ def run_scenario(name: str, contenders: dict[str, Callable[[], object]], rounds:
         med = statistics.median(ts)
         extra = f"  {med / floor:5.2f}x floor" if floor else ""
         print(f"  {key:<30} {med * 1000:10.2f} ms  {med / base:6.3f}x {anchor}{extra}")
+    return {key: statistics.median(ts) for key, ts in times.items()}
+
+
+def _vs(case: str, ours: float, base: float) -> None:
+    from _results import headline
+
+    headline("cluster", case, ours * 1e3, "client.map (one task per item)", base * 1e3, "<= 1.2x",
+             ours / base <= 1.2)
 
 
 def main() -> None:
@@ -97,24 +105,27 @@ def main() -> None:
             xs = list(range(10_000))
             expected = [x * x for x in xs]
             assert pool.map(square, xs) == expected and plain(square, xs) == expected
-            run_scenario("tiny: 10,000 x x*x", {
+            m = run_scenario("tiny: 10,000 x x*x", {
                 anchor: lambda: plain(square, xs),
                 "suitkaise.map": lambda: pool.map(square, xs),
                 "suitkaise.imap": lambda: list(pool.imap(square, xs)),
                 "suitkaise.unordered_map": lambda: pool.unordered_map(square, xs),
             }, args.rounds, anchor, settle)
+            _vs("10,000 tiny tasks, map on a 2-worker LocalCluster", m["suitkaise.map"], m[anchor])
+            _vs("10,000 tiny tasks, imap on a 2-worker LocalCluster", m["suitkaise.imap"], m[anchor])
 
         if "sleep" in only:
             one = statistics.median(_timeit(lambda: sleep_1ms(0)) for _ in range(200))
             floor = 500 * one / WORKERS
             print(f"\n(one 1 ms sleep task measures {one * 1000:.3f} ms; floor = {floor * 1000:.1f} ms)")
             ys = list(range(500))
-            run_scenario("sleep-1ms: 500 x sleep(0.001)", {
+            m = run_scenario("sleep-1ms: 500 x sleep(0.001)", {
                 anchor: lambda: plain(sleep_1ms, ys),
                 "suitkaise.map": lambda: pool.map(sleep_1ms, ys),
                 "suitkaise.imap": lambda: list(pool.imap(sleep_1ms, ys)),
                 "suitkaise.unordered_imap": lambda: list(pool.unordered_imap(sleep_1ms, ys)),
             }, args.rounds, anchor, settle, floor=floor)
+            _vs("500 x 1 ms sleep, map on a 2-worker LocalCluster", m["suitkaise.map"], m[anchor])
     finally:
         pool.close()
         client.close()

@@ -103,6 +103,7 @@ class _Reusable(threading.local):
 
 
 _reusable = _Reusable()
+_REUSE_LIMIT = 32 * 1024  # bytes: above this, the next call gets a fresh pickler
 
 
 def dumps(
@@ -125,13 +126,18 @@ def dumps(
     pickler.globals_ref = {}  # cloudpickle's per-payload table of function globals
     try:
         pickler.dump(obj)
-        return f.getvalue()
+        data = f.getvalue()
     finally:
         pickler.clear_memo()
         f.seek(0)
         f.truncate()
         r.target = None
         r.busy = False
+    if len(data) > _REUSE_LIMIT:
+        # A big payload leaves a big memo table behind, and clear_memo() wipes the whole
+        # table on every later call: start small again.
+        r.pickler = CucumberPickler(r.file, PROTOCOL, r._on_buffer)
+    return data
 
 
 def loads(data: Any, *, buffers: Any = None) -> Any:
