@@ -344,3 +344,24 @@ class Untransferable:
 
     def __reduce__(self):
         raise TypeError("this object refuses to leave its process")
+
+
+class CrashThenListen(Skprocess):
+    """First life: record its pid in `marker` and die; second life: wait for a message."""
+
+    def __init__(self, marker):
+        self.marker = marker
+        self.process_config.runs = 1
+        self.process_config.lives = 2
+
+    def __run__(self):
+        import os
+
+        if not os.path.exists(self.marker):
+            with open(self.marker, "w") as f:
+                f.write(str(os.getpid()))
+            os._exit(1)
+        self.got = self.listen(timeout=60)
+
+    def __result__(self):
+        return self.got

@@ -11,7 +11,7 @@ import time
 
 import psutil
 import pytest
-from skprocess_support import Crasher, Forever
+from skprocess_support import Crasher, CrashThenListen, Forever
 
 from suitkaise.processing import ProcessError
 
@@ -107,3 +107,20 @@ def test_children_die_with_their_parent(start_method, started_from, tmp_path):
     if alive:
         os.kill(child_pid, signal.SIGKILL)
     assert not alive, "the Skprocess child outlived its SIGKILLed parent"
+
+
+def test_tell_while_the_child_is_being_replaced_reaches_the_new_life(start_method, tmp_path):
+    marker = tmp_path / "first-life-pid"
+    proc = CrashThenListen(str(marker))
+    proc.start()
+    deadline = time.monotonic() + 60
+    while not (marker.exists() and marker.read_text()):
+        assert time.monotonic() < deadline, "the first life never ran"
+        time.sleep(0.01)
+    first = int(marker.read_text())
+    while psutil.pid_exists(first) and psutil.Process(first).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the first life never died"
+        time.sleep(0.001)
+    proc.tell("for the next life")  # the first life is gone: never lost, delivered to the restart
+    assert proc.result.timeout(60)() == "for the next life"
+

@@ -741,6 +741,8 @@ class ParentRun:
         self.consumed = False
         self.send_lock = threading.Lock()
         self.conn: mpc.Connection | None = None
+        # tell() messages that found no live child (between two lives): the next one gets them
+        self.undelivered: deque[bytes] = deque()
         self.process: Any = None
         self.final: bytes | None = None
         self.timeout_kill: tuple[str, float, int] | None = None
@@ -788,7 +790,14 @@ class ParentRun:
             child_conn.close()
             raise
         child_conn.close()
-        self.conn = parent_conn
+        with self.send_lock:
+            self.conn = parent_conn
+            while self.undelivered:  # messages told while the previous life was being replaced
+                try:
+                    parent_conn.send_bytes(self.undelivered[0])
+                except OSError:
+                    break  # this child died too; the monitor restarts it or reports
+                self.undelivered.popleft()
         self.process = process
         self.final = None
 
@@ -821,8 +830,10 @@ class ParentRun:
         except BaseException as e:  # a bug here must not leave result() hanging
             self._resolve(("raise", ProcessError(f"internal error in the Skprocess monitor: {e!r}", 0, e)))
         finally:
-            if self.conn is not None:
-                self.conn.close()
+            with self.send_lock:
+                if self.conn is not None:
+                    self.conn.close()
+                    self.conn = None
 
     def _watch_child(self) -> bool:
         """Pump one child until it exits; return True if it must be restarted."""
@@ -855,8 +866,11 @@ class ParentRun:
                     except (EOFError, OSError):
                         break
                 process.join()
-                conn.close()
-                self.conn = None
+                with self.send_lock:
+                    # Under the lock: a tell() racing with this close must not write to a
+                    # reused descriptor (the next life's pipe); it finds None and buffers.
+                    conn.close()
+                    self.conn = None
                 return self._on_exit(process.exitcode)
             deadline = ctrl[_DEADLINE]
             if deadline > 0 and time.monotonic() > deadline + _grace(ctrl[_TIMEOUT]):
@@ -972,11 +986,13 @@ class ParentRun:
         with self.send_lock:
             conn = self.conn
             if conn is None:
-                return  # between two lives: the restarted child starts from its start state
+                self.undelivered.append(payload)  # between two lives: the restarted child gets it
+                return
             try:
                 conn.send_bytes(payload)
             except OSError:
-                pass  # the child just died; the monitor reports or restarts it
+                # The child just died: if it is restarted, the new one gets the message.
+                self.undelivered.append(payload)
 
     def listen(self, timeout: float | None, sk_timeout: float | None) -> Any:
         if self.consumed:
