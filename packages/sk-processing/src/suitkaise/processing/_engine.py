@@ -791,6 +791,7 @@ class ParentRun:
             raise
         child_conn.close()
         with self.send_lock:
+            self.process = process  # before the pipe: tell() judges the pipe by this process
             self.conn = parent_conn
             while self.undelivered:  # messages told while the previous life was being replaced
                 try:
@@ -798,7 +799,6 @@ class ParentRun:
                 except OSError:
                     break  # this child died too; the monitor restarts it or reports
                 self.undelivered.popleft()
-        self.process = process
         self.final = None
 
     def begin(self) -> None:
@@ -985,8 +985,13 @@ class ParentRun:
         payload = _TAG_TELL + cucumber.serialize(data)
         with self.send_lock:
             conn = self.conn
-            if conn is None:
-                self.undelivered.append(payload)  # between two lives: the restarted child gets it
+            process = self.process
+            # Between two lives (no pipe yet, or the child has exited and the monitor has
+            # not replaced it yet), keep the message for the restarted child. The exit is
+            # read from the sentinel, not inferred from EPIPE: another process forked while
+            # the pipe was being set up may hold a copy of the child's end.
+            if conn is None or (process is not None and mpc.wait([process.sentinel], 0)):
+                self.undelivered.append(payload)
                 return
             try:
                 conn.send_bytes(payload)
