@@ -109,6 +109,13 @@ def test_children_die_with_their_parent(start_method, started_from, tmp_path):
     assert not alive, "the Skprocess child outlived its SIGKILLed parent"
 
 
+def _exited(pid):
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def test_tell_while_the_child_is_being_replaced_reaches_the_new_life(start_method, tmp_path):
     marker = tmp_path / "first-life-pid"
     proc = CrashThenListen(str(marker))
@@ -118,7 +125,7 @@ def test_tell_while_the_child_is_being_replaced_reaches_the_new_life(start_metho
         assert time.monotonic() < deadline, "the first life never ran"
         time.sleep(0.01)
     first = int(marker.read_text())
-    while psutil.pid_exists(first) and psutil.Process(first).status() != psutil.STATUS_ZOMBIE:
+    while not _exited(first):
         assert time.monotonic() < deadline, "the first life never died"
         time.sleep(0.001)
     proc.tell("for the next life")  # the first life is gone: never lost, delivered to the restart

@@ -70,6 +70,7 @@ _SECTION_NAMES = {code: name for name, code in _SECTION_CODES.items()}
 
 _TAG_TELL = b"T"
 _TAG_FINAL = b"F"
+_TAG_ACK = b"A"  # child -> parent: one tell() message taken off the pipe
 
 _PR_SET_PDEATHSIG = 1
 _DEADLINE_POLL = 0.25
@@ -503,6 +504,7 @@ class _ChildRuntime:
                 data = conn.recv_bytes()
                 if data[:1] == _TAG_TELL:
                     self.inbox.put(data[1:])
+                    self.send(_TAG_ACK, b"")  # the parent may now forget it
         except (EOFError, OSError):
             pass
         if not self.finishing:
@@ -741,8 +743,11 @@ class ParentRun:
         self.consumed = False
         self.send_lock = threading.Lock()
         self.conn: mpc.Connection | None = None
-        # tell() messages that found no live child (between two lives): the next one gets them
+        # tell() messages for the next life: those that found no live child, and those sent
+        # to a life that died before taking them off the pipe (not acknowledged)
         self.undelivered: deque[bytes] = deque()
+        self.unacked: deque[bytes] = deque()
+        self.ack_lock = threading.Lock()  # guards unacked; never held while sending
         self.process: Any = None
         self.final: bytes | None = None
         self.timeout_kill: tuple[str, float, int] | None = None
@@ -793,12 +798,19 @@ class ParentRun:
         with self.send_lock:
             self.process = process  # before the pipe: tell() judges the pipe by this process
             self.conn = parent_conn
-            while self.undelivered:  # messages told while the previous life was being replaced
+            # Messages the previous life never took off its pipe come first (they were
+            # told first), then those told while it was being replaced.
+            with self.ack_lock:
+                self.unacked.extend(self.undelivered)
+                self.undelivered, self.unacked = self.unacked, deque()
+            while self.undelivered:
                 try:
                     parent_conn.send_bytes(self.undelivered[0])
                 except OSError:
                     break  # this child died too; the monitor restarts it or reports
-                self.undelivered.popleft()
+                message = self.undelivered.popleft()
+                with self.ack_lock:
+                    self.unacked.append(message)
         self.final = None
 
     def begin(self) -> None:
@@ -866,11 +878,16 @@ class ParentRun:
                     except (EOFError, OSError):
                         break
                 process.join()
-                with self.send_lock:
-                    # Under the lock: a tell() racing with this close must not write to a
-                    # reused descriptor (the next life's pipe); it finds None and buffers.
+                # Under the lock: a tell() racing with this close must not write to a reused
+                # descriptor (the next life's pipe); it finds None and buffers. Bounded wait:
+                # a tell() stuck on a full pipe must not stall the monitor.
+                locked = self.send_lock.acquire(timeout=5.0)
+                try:
                     conn.close()
                     self.conn = None
+                finally:
+                    if locked:
+                        self.send_lock.release()
                 return self._on_exit(process.exitcode)
             deadline = ctrl[_DEADLINE]
             if deadline > 0 and time.monotonic() > deadline + _grace(ctrl[_TIMEOUT]):
@@ -887,6 +904,10 @@ class ParentRun:
             with self.cond:
                 self.inbox.append(data[1:])
                 self.cond.notify_all()
+        elif tag == _TAG_ACK:
+            with self.ack_lock:
+                if self.unacked:
+                    self.unacked.popleft()
         elif tag == _TAG_FINAL:
             self.final = data[1:]
 
@@ -998,6 +1019,9 @@ class ParentRun:
             except OSError:
                 # The child just died: if it is restarted, the new one gets the message.
                 self.undelivered.append(payload)
+            else:
+                with self.ack_lock:
+                    self.unacked.append(payload)  # until the child acknowledges it
 
     def listen(self, timeout: float | None, sk_timeout: float | None) -> Any:
         if self.consumed:
