@@ -128,8 +128,14 @@ def test_share_counter_through_pool(start_method: str) -> None:
         share.stop() if hasattr(share, "stop") else share.exit()
 
 
+# The script puts Python's own SIGINT handler back first: a suite started with SIGINT
+# ignored (`cmd &`, nohup, some CI runners) passes SIG_IGN down, and Python then never
+# installs KeyboardInterrupt, so the signal the test sends would do nothing.
 SCRIPT = textwrap.dedent(
     """
+    import signal
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
     import multiprocessing, os, sys, time
     from suitkaise.processing import Pool
 
