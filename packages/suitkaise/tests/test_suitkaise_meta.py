@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -78,5 +81,34 @@ def test_demo_runs_and_agrees_with_serial() -> None:
 
 
 def test_all_lists_exactly_the_lazy_exports() -> None:
-    assert set(suitkaise.__all__) == set(suitkaise._SUBMODULES) | set(suitkaise._EXPORTS)
+    exported = {name for names in suitkaise._EXPORTS.values() for name in names}
+    assert set(suitkaise.__all__) == set(suitkaise._SUBMODULES) | exported
     assert len(suitkaise.__all__) == len(set(suitkaise.__all__))
+
+
+def test_every_export_is_public_in_its_module() -> None:
+    for module_name, names in suitkaise._EXPORTS.items():
+        module = importlib.import_module(module_name)
+        for name in names:
+            assert name in module.__all__, f"{module_name} does not export {name}"
+            assert getattr(suitkaise, name) is getattr(module, name)
+
+
+def test_stub_lists_exactly_the_table() -> None:
+    """__init__.pyi (what mypy and IDEs read) names what the runtime table exports, no more."""
+    stub = Path(suitkaise.__file__).with_suffix(".pyi")
+    tree = ast.parse(stub.read_text())
+    seen = set()
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                assert alias.asname == alias.name, f"{stub}: write 'import {alias.name} as {alias.name}'"
+                seen.add(f"from {node.module} import {alias.name} as {alias.name}")
+    wanted = {f"from suitkaise import {sub} as {sub}" for sub in suitkaise._SUBMODULES}
+    wanted |= {
+        f"from {module} import {name} as {name}"
+        for module, names in suitkaise._EXPORTS.items() for name in names
+    }
+    missing, extra = sorted(wanted - seen), sorted(seen - wanted)
+    assert not missing and not extra, f"{stub}: add {missing}, remove {extra}"
+

@@ -15,138 +15,44 @@ and then resolves the re-exported names lazily on first use (PEP 562): an
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 __path__ = __import__("pkgutil").extend_path(__path__, __name__)
 
 __version__ = "0.5.0"
 
-# name -> module that defines it
-_EXPORTS: dict[str, str] = {
-    # processing
-    "Skprocess": "suitkaise.processing",
-    "Pool": "suitkaise.processing",
-    "autoreconnect": "suitkaise.processing",
-    "ProcessTimers": "suitkaise.processing",
-    "ProcessError": "suitkaise.processing",
-    "PreRunError": "suitkaise.processing",
-    "RunError": "suitkaise.processing",
-    "PostRunError": "suitkaise.processing",
-    "OnFinishError": "suitkaise.processing",
-    "ResultError": "suitkaise.processing",
-    "ErrorHandlerError": "suitkaise.processing",
-    "ProcessTimeoutError": "suitkaise.processing",
-    "ResultTimeoutError": "suitkaise.processing",
-    # share and pipe
-    "Share": "suitkaise.share",
-    "Pipe": "suitkaise.pipe",
-    "PipeEndpointError": "suitkaise.pipe",
-    # timing
-    "Sktimer": "suitkaise.timing",
-    "TimerStats": "suitkaise.timing",
-    "TimeThis": "suitkaise.timing",
-    "timethis": "suitkaise.timing",
-    "clear_global_timers": "suitkaise.timing",
-    "elapsed": "suitkaise.timing",
-    # cucumber
-    "serialize": "suitkaise.cucumber",
-    "deserialize": "suitkaise.cucumber",
-    "serialize_ir": "suitkaise.cucumber",
-    "reconnect_all": "suitkaise.cucumber",
-    "to_json": "suitkaise.cucumber",
-    "to_jsonable": "suitkaise.cucumber",
-    "ir_to_json": "suitkaise.cucumber",
-    "ir_to_jsonable": "suitkaise.cucumber",
-    "SerializationError": "suitkaise.cucumber",
-    "DeserializationError": "suitkaise.cucumber",
+# The one table of re-exports: module -> the names taken from it. ``__all__``
+# and the lazy lookup below are derived from it. Type checkers and IDEs cannot
+# run this, so __init__.pyi beside this file spells the same names out as
+# ``from module import Name as Name``; tests/test_suitkaise_meta.py fails when
+# the stub and this table differ, naming the lines to add or remove.
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "suitkaise.processing": (
+        "Skprocess", "Pool", "autoreconnect", "ProcessTimers",
+        "ProcessError", "PreRunError", "RunError", "PostRunError", "OnFinishError",
+        "ResultError", "ErrorHandlerError", "ProcessTimeoutError", "ResultTimeoutError",
+    ),
+    "suitkaise.share": ("Share",),
+    "suitkaise.pipe": ("Pipe", "PipeEndpointError"),
+    "suitkaise.timing": (
+        "Sktimer", "TimerStats", "TimeThis", "timethis", "clear_global_timers", "elapsed",
+    ),
+    "suitkaise.cucumber": (
+        "serialize", "deserialize", "serialize_ir", "reconnect_all",
+        "to_json", "to_jsonable", "ir_to_json", "ir_to_jsonable",
+        "SerializationError", "DeserializationError",
+    ),
 }
 _SUBMODULES = ("cucumber", "timing", "pipe", "share", "processing")
+_ORIGIN = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = [
-    "cucumber",
-    "timing",
-    "pipe",
-    "share",
-    "processing",
-    "Skprocess",
-    "Pool",
-    "autoreconnect",
-    "ProcessTimers",
-    "ProcessError",
-    "PreRunError",
-    "RunError",
-    "PostRunError",
-    "OnFinishError",
-    "ResultError",
-    "ErrorHandlerError",
-    "ProcessTimeoutError",
-    "ResultTimeoutError",
-    "Share",
-    "Pipe",
-    "PipeEndpointError",
-    "Sktimer",
-    "TimerStats",
-    "TimeThis",
-    "timethis",
-    "clear_global_timers",
-    "elapsed",
-    "serialize",
-    "deserialize",
-    "serialize_ir",
-    "reconnect_all",
-    "to_json",
-    "to_jsonable",
-    "ir_to_json",
-    "ir_to_jsonable",
-    "SerializationError",
-    "DeserializationError",
-]
-
-if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from suitkaise import cucumber, pipe, processing, share, timing
-    from suitkaise.cucumber import (
-        DeserializationError,
-        SerializationError,
-        deserialize,
-        ir_to_json,
-        ir_to_jsonable,
-        reconnect_all,
-        serialize,
-        serialize_ir,
-        to_json,
-        to_jsonable,
-    )
-    from suitkaise.pipe import Pipe, PipeEndpointError
-    from suitkaise.processing import (
-        ErrorHandlerError,
-        OnFinishError,
-        Pool,
-        PostRunError,
-        PreRunError,
-        ProcessError,
-        ProcessTimeoutError,
-        ProcessTimers,
-        ResultError,
-        ResultTimeoutError,
-        RunError,
-        Skprocess,
-        autoreconnect,
-    )
-    from suitkaise.share import Share
-    from suitkaise.timing import (
-        Sktimer,
-        TimerStats,
-        TimeThis,
-        clear_global_timers,
-        elapsed,
-        timethis,
-    )
+__all__ = [*_SUBMODULES, *_ORIGIN]
 
 
 def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
         return importlib.import_module(f"suitkaise.{name}")
-    module_name = _EXPORTS.get(name)
+    module_name = _ORIGIN.get(name)
     if module_name is None:
         raise AttributeError(f"module 'suitkaise' has no attribute {name!r}")
     try:
