@@ -5,8 +5,10 @@
 
 Each script prints its own detailed tables (kept in benchmarks/results/<name>.txt)
 and records its headline rows through ``_results.headline``; this script
-collects them into ``benchmarks/RESULTS.md`` and copies that table into the
-README and docs/performance.md between the BENCHMARKS markers. Ratios come
+collects them into ``benchmarks/results/headline.json`` (the data, with the
+machine and its load) and ``benchmarks/RESULTS.md``, and copies that table
+into the README and docs/performance.md between the BENCHMARKS markers.
+``python benchmarks/plot.py`` draws the docs' chart from the JSON. Ratios come
 from one interleaved run on one machine: compare ratios, not absolute times.
 """
 
@@ -22,10 +24,11 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-SCRIPTS = {
+SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     # name: (full args, quick args)
     "cucumber": ([], ["--quick"]),
     "pipe": ([], ["--reps", "7"]),
@@ -58,6 +61,16 @@ def table(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
+def header(run: dict[str, Any]) -> str:
+    """The sentence above the table: when, where, how busy the machine was, which command."""
+    load = ", ".join(f"{x:.1f}" for x in run["load_average"])
+    return (
+        f"Measured {run['measured']} on {run['machine']} with {run['cpus']} CPUs"
+        f"{f' (load average {load} at the start)' if load else ''}, Python {run['python']}, `{run['command']}`. "
+        "One interleaved run; ratios are ours / anchor (lower is better)."
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
@@ -65,6 +78,7 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true", help="print only; change no file")
     args = parser.parse_args()
     names = [n for n in (args.only.split(",") if args.only else SCRIPTS) if n]
+    load_at_start = os.getloadavg()
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
     fd, json_path = tempfile.mkstemp(prefix="sk-bench-", suffix=".jsonl")
@@ -88,21 +102,31 @@ def main() -> int:
         rows = [json.loads(line) for line in Path(json_path).read_text().splitlines() if line]
     finally:
         os.unlink(json_path)
-    stamp = datetime.date.today().isoformat()
-    header = (
-        f"Measured {stamp} on {platform.machine()} with {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}, `python benchmarks/run_all.py{' --quick' if args.quick else ''}`. "
-        "One interleaved run; ratios are ours / anchor (lower is better)."
-    )
-    body = f"{header}\n\n{table(rows)}\n"
+    run = {
+        "measured": datetime.date.today().isoformat(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "command": f"python benchmarks/run_all.py{' --quick' if args.quick else ''}",
+        "load_average": [round(x, 2) for x in load_at_start],
+        "rows": rows,
+    }
+    body = f"{header(run)}\n\n{table(rows)}\n"
     print("\n" + body)
     if not args.no_write:
+        (out_dir / "headline.json").write_text(json.dumps(run, indent=1) + "\n")
         (HERE / "RESULTS.md").write_text("# Benchmark results\n\n" + body)
         block = f"<!-- BENCHMARKS:START -->\n{body}<!-- BENCHMARKS:END -->"
         for target in (ROOT / "README.md", ROOT / "docs" / "performance.md"):
             if target.exists() and MARK.search(target.read_text()):
                 target.write_text(MARK.sub(lambda _: block, target.read_text()))
                 print(f"updated {target.relative_to(ROOT)}")
+        try:
+            import plot  # benchmarks/plot.py, beside this script
+            plot.plot(run, plot.IMAGE)
+            print(f"updated {plot.IMAGE.relative_to(ROOT)}")
+        except ImportError:
+            print("the chart needs matplotlib: pip install -r docs/requirements-plots.txt; python benchmarks/plot.py")
     return 1 if failed_scripts else 0
 
 
