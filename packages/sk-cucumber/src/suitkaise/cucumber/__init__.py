@@ -18,6 +18,7 @@ and like pickle they must never be loaded from an untrusted source.
 
 from __future__ import annotations
 
+from suitkaise.cucumber import _code as _code  # code keeps its file name and source lines
 from suitkaise.cucumber import _exceptions as _exceptions  # registers the exception handler
 from suitkaise.cucumber import _handlers as _handlers  # registers resource handlers
 from suitkaise.cucumber._api import deserialize, serialize
