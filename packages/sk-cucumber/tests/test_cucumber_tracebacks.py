@@ -185,6 +185,7 @@ def test_skprocess_run_traceback_names_script_and_line(
 
 _DASK_SCRIPT = '''
 import logging
+import os
 import sys
 import traceback
 
@@ -201,7 +202,7 @@ def helper(x):
 if __name__ == "__main__":
     cluster = distributed.LocalCluster(
         n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
-        silence_logs=logging.CRITICAL,
+        silence_logs=logging.CRITICAL, local_directory=os.path.dirname(__file__),
     )
     try:
         with Pool(backend=cluster) as pool:
