@@ -28,10 +28,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 Reducer = Callable[[Any], Any]
 T = TypeVar("T")
+S = TypeVar("S")
 
 __all__ = ["Reducer", "describe", "lookup", "register", "register_handler"]
 
@@ -86,6 +87,18 @@ def type_name(cls: type) -> str:
 
 def _identity(value: T) -> T:
     return value
+
+
+@overload
+def register_handler(
+    target: type[T], to_state: Callable[[T], S], from_state: Callable[[S], T] | None = None
+) -> None: ...
+
+
+@overload
+def register_handler(
+    target: str, to_state: Callable[[Any], Any], from_state: Callable[[Any], Any] | None = None
+) -> None: ...
 
 
 def register_handler(
