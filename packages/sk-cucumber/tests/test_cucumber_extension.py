@@ -299,7 +299,9 @@ def fake_plugins(tmp_path: Path, registry: None, monkeypatch: pytest.MonkeyPatch
                 from lib_a_types import Token
                 return Token(v * 2)
             def register():
+                import time
                 CALLS.append(1)
+                time.sleep(0.05)  # widen the window for the concurrent first-miss test
                 register_handler("lib_a_types.Token", lambda t: t.v, rebuild)
         """,
         "lib_b_types": "class Thing:\n    pass\n",
@@ -328,6 +330,30 @@ def test_entry_point_loads_on_first_miss_of_a_covered_type_only(fake_plugins: Pa
     serialize([lib_a_types.Token(1), lib_a_types.Other()])  # loaded once only
     assert sys.modules["lib_a_handlers"].CALLS == [1]
     assert "lib_b_handlers" not in sys.modules
+
+
+def test_concurrent_first_misses_all_get_the_plugin_handler(fake_plugins: Path) -> None:
+    import lib_a_types
+
+    n = 8
+    barrier = threading.Barrier(n)
+    results: list[Any] = [None] * n
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = deserialize(serialize(lib_a_types.Token(i))).v
+        except Exception as e:
+            results[i] = e
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results == [2 * i for i in range(n)]
+    assert sys.modules["lib_a_handlers"].CALLS == [1]
+    assert [t.v for t in deserialize(serialize([lib_a_types.Token(5)]))] == [10]  # nothing stale cached
 
 
 def test_broken_entry_point_warns_once_and_serialization_goes_on(fake_plugins: Path) -> None:

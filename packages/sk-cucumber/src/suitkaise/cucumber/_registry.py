@@ -55,17 +55,22 @@ def plugin_layer() -> Iterator[None]:
     finally:
         _layer.value = previous
 
-# Called on a lookup miss: loads the entry points that cover the type, True if any was
-# loaded (then the lookup is repeated). Installed by ._plugins.
+# Called on a lookup miss: loads the entry points that cover the type (True if it loaded
+# any); the lookup is repeated after it. Installed by ._plugins.
 on_miss: Callable[[type], bool] | None = None
 
 
+_generation = 0  # bumped by every registration: a lookup that raced one does not cache its answer
+
+
 def _store(layer: int, name: str, reducer: Reducer) -> None:
+    global _generation
     _LAYERS[layer][name] = reducer
     for candidate in reversed(_LAYERS):
         if name in candidate:
             _BY_NAME[name] = candidate[name]
             break
+    _generation += 1
     _CACHE.clear()
 
 
@@ -191,9 +196,13 @@ def lookup(t: type) -> Reducer | None:
         return _CACHE[t]
     except KeyError:
         pass
+    generation = _generation
     reducer = _resolve(t)
-    if reducer is None and on_miss is not None and on_miss(t):
+    if reducer is None and on_miss is not None:
+        on_miss(t)  # may load plugins (or wait for another thread loading them)
         reducer = _resolve(t)
+    if generation != _generation:
+        return reducer  # a registration ran meanwhile: answer, but do not cache
     if len(_CACHE) >= _CACHE_LIMIT:
         _CACHE.clear()
     _CACHE[t] = reducer
