@@ -14,6 +14,7 @@ exact ``File ... line N, in name`` / source-line pair of the failing line.
 from __future__ import annotations
 
 import linecache
+import os
 import subprocess
 import sys
 import textwrap
@@ -29,13 +30,14 @@ from suitkaise.cucumber import deserialize, serialize
 FAILING = 'raise ValueError(f"bad input {y}")'
 
 
-def _run(script: Path, *args: str, timeout: float = 90.0, cwd: Path | None = None) -> str:
+def _run(script: Path, *args: str, timeout: float = 90.0) -> str:
     proc = subprocess.run(
         [sys.executable, str(script), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        cwd=str(cwd or script.parent),
+        cwd=str(script.parent),
+        env={**os.environ, "TMPDIR": str(script.parent)},  # Dask's scratch space stays in tmp_path
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
