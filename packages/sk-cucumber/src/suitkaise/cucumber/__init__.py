@@ -18,8 +18,10 @@ and like pickle they must never be loaded from an untrusted source.
 
 from __future__ import annotations
 
+from suitkaise.cucumber import _code as _code  # code keeps its file name and source lines
 from suitkaise.cucumber import _exceptions as _exceptions  # registers the exception handler
 from suitkaise.cucumber import _handlers as _handlers  # registers resource handlers
+from suitkaise.cucumber import _plugins as _plugins  # entry points, loaded on the first lookup miss
 from suitkaise.cucumber._api import deserialize, serialize
 from suitkaise.cucumber._errors import DeserializationError, SerializationError
 from suitkaise.cucumber._inspect import (
@@ -30,18 +32,21 @@ from suitkaise.cucumber._inspect import (
     to_jsonable,
 )
 from suitkaise.cucumber._reconnect import reconnect_all
-from suitkaise.cucumber.reconnectors import ReconnectWarning
+from suitkaise.cucumber._registry import register_handler
+from suitkaise.cucumber.reconnectors import Reconnector, ReconnectWarning
 
 __version__ = "0.5.0"
 
 __all__ = [
     "DeserializationError",
     "ReconnectWarning",
+    "Reconnector",
     "SerializationError",
     "deserialize",
     "ir_to_json",
     "ir_to_jsonable",
     "reconnect_all",
+    "register_handler",
     "serialize",
     "serialize_ir",
     "to_json",

@@ -29,6 +29,7 @@ from typing import Any
 import cloudpickle
 
 from suitkaise.cucumber import _registry
+from suitkaise.cucumber._code import keep_source
 
 PROTOCOL = 5
 
@@ -207,6 +208,7 @@ def _rebuild_main_class(qualname: str, digest: str, payload: bytes) -> type:
         and candidate.__module__ in ("__main__", "__mp_main__")
         and fingerprint(candidate) == digest
     ):
+        keep_source(getattr(sys.modules.get(candidate.__module__), "__file__", None))
         return candidate
     cls: type = pickle.loads(payload)
     return cls
