@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from suitkaise.cucumber._deep import TooDeepError, call_deep, is_recursion_error
+from suitkaise.cucumber._deep import TooDeepError, deep_dumps, is_recursion_error
 from suitkaise.cucumber._diagnose import locate
 from suitkaise.cucumber._errors import DeserializationError, SerializationError
 from suitkaise.cucumber._pickler import dumps, loads
@@ -73,17 +73,17 @@ def serialize(
         try:
             data = dumps(obj, buffer_callback=collect, trace=tracer)
         except Exception as exc:
-            # Deep nesting: retry on a thread with a large stack (no fixed depth cap).
+            # Deep nesting: retry with the explicit-stack pickler (see _deep).
             if not is_recursion_error(exc):
                 raise
             if buffers is not None:
                 buffers.clear()
-            data = call_deep(dumps, obj, buffer_callback=collect, trace=tracer)
+            data = deep_dumps(obj, buffer_callback=collect, trace=tracer)
     except SerializationError:
         raise
     except TooDeepError as exc:
         raise SerializationError(
-            str(exc), type_name=_type_name(obj), hint="flatten the structure or split it into parts"
+            str(exc), type_name=_type_name(obj), hint=exc.hint
         ) from exc
     except Exception as exc:
         path, culprit, cause = locate(obj, exc)

@@ -14,7 +14,7 @@ import io
 from collections.abc import Iterator
 from typing import Any
 
-from suitkaise.cucumber._deep import call_deep, is_recursion_error
+from suitkaise.cucumber._deep import deep_dumps, is_recursion_error
 from suitkaise.cucumber._pickler import CucumberPickler, dumps
 
 __all__ = ["locate"]
@@ -29,7 +29,7 @@ def _try_dump(obj: Any) -> BaseException | None:
         except Exception as exc:
             if not is_recursion_error(exc):
                 raise
-            call_deep(dumps, obj)
+            deep_dumps(obj)
     except Exception as exc:
         return exc
     return None
