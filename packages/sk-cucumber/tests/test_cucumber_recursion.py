@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from sk_testkit import run_fresh
 from suitkaise import cucumber
-from suitkaise.cucumber import deserialize, serialize
+from suitkaise.cucumber import SerializationError, deserialize, serialize
 
 # Caps the child's address space, so a regression shows up as a failed test rather than
 # a machine that swaps; reports the error, the elapsed time and the peak memory.
@@ -224,3 +224,28 @@ def test_deep_inspection_view_and_json() -> None:
     value = _nest(20_000, ["list", "tuple"])
     text = cucumber.to_json(value, indent=1)
     assert text.count('"__cucumber_type__"') == 20_000
+
+
+def test_a_failure_deep_inside_is_located_quickly() -> None:
+    # Before: the path search pickled the remaining subtree again at every level (quadratic).
+    import select
+
+    root: list[Any] = []
+    cur = root
+    for _ in range(50_000):
+        cur.append([])
+        cur = cur[0]
+    poller = select.epoll()
+    cur.append({"poller": poller})
+    t0 = time.monotonic()
+    try:
+        serialize(root)
+    except SerializationError as e:
+        err = e
+    else:  # pragma: no cover
+        raise AssertionError("no error")
+    finally:
+        poller.close()
+    assert time.monotonic() - t0 < 60
+    assert err.type_name == "select.epoll"
+    assert err.path.startswith("root[0][0][0][0]...(") and err.path.endswith("[0][0]['poller']")

@@ -53,7 +53,7 @@ import cloudpickle
 
 from suitkaise.cucumber._pickler import PROTOCOL, CucumberPickler
 
-__all__ = ["MAX_DEPTH", "MAX_REDUCE_DEPTH", "TooDeepError", "deep_dumps", "is_recursion_error", "trampoline"]
+__all__ = ["MAX_DEPTH", "MAX_REDUCE_DEPTH", "TooDeepError", "deep_dumps", "failure_chain", "is_recursion_error", "trampoline"]
 
 MAX_DEPTH = 2_000_000  # nested builtin containers (they exist already: the user's own memory)
 MAX_REDUCE_DEPTH = 150_000  # objects nested through reducers (which may create them as they go)
@@ -118,6 +118,7 @@ class DeepPickler(_PyPickler):
         objects: list[Any] = [obj]  # parallel to ``stack``, for the error message
         reduces = 0  # reduce levels on the stack: only reducers can nest without end
         step = self._step
+        pending: Any = None  # the object being stepped, until it is on the stack
         try:
             first = step(obj)
             if first is None:
@@ -131,7 +132,9 @@ class DeepPickler(_PyPickler):
                     if type(objects.pop()) not in _CONTAINERS:
                         reduces -= 1
                     continue
+                pending = child
                 gen = step(child)
+                pending = None
                 if gen is None:
                     continue
                 if type(child) not in _CONTAINERS:
@@ -146,7 +149,12 @@ class DeepPickler(_PyPickler):
                     raise TooDeepError(f"containers nest deeper than {MAX_DEPTH:,} levels: {_chain(objects)}")
                 stack.append(gen)
                 objects.append(child)
-        except RecursionError as exc:
+        except Exception as exc:
+            if not isinstance(exc, RecursionError):
+                # Where it failed, for the error message (``failure_chain``): walking
+                # down again from the root would cost a full pickling per level.
+                _failures.last = (exc, objects if pending is None else [*objects, pending])
+                raise
             if isinstance(exc, TooDeepError):
                 raise
             raise TooDeepError(
@@ -336,6 +344,22 @@ _CONTAINERS: dict[type, Callable[[DeepPickler, Any], Save]] = {
     set: _save_set,
     frozenset: _save_frozenset,
 }
+
+
+class _Failures(threading.local):
+    last: tuple[BaseException, list[Any]] | None = None
+
+
+_failures = _Failures()
+
+
+def failure_chain(exc: BaseException) -> list[Any] | None:
+    """The objects from the root down to the one that raised ``exc`` in this thread's
+    last deep pass (``None`` if ``exc`` did not come from there). Consumed once."""
+    last, _failures.last = _failures.last, None
+    if last is not None and last[0] is exc:
+        return last[1]
+    return None
 
 
 def deep_dumps(
