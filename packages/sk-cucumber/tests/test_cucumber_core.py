@@ -383,7 +383,7 @@ class RaisesInReduce:
         raise RuntimeError("this object refuses to travel")
 
 
-def Refuses() -> Any:  # noqa: N802 - reads like the class it replaces
+def Refuses() -> Any:
     """An object nothing can carry, refused by pickle itself (no user code involved)."""
     import ctypes
 
