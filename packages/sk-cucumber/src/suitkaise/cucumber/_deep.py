@@ -117,6 +117,12 @@ class DeepPickler(_PyPickler):
     def save(self, obj: Any, save_persistent_id: bool = True) -> None:
         objects: list[Any] = [obj]  # parallel to ``stack``, for the error message
         reduces = 0  # reduce levels on the stack: only reducers can nest without end
+        # Objects on the stack that are not containers: one that comes back while it is
+        # still there (not memoized yet, so still saving its reduce *arguments*) needs
+        # itself to be rebuilt, which pickle cannot do; it would recurse forever.
+        reducing: dict[int, Any] = {}
+        if type(obj) not in _CONTAINERS:
+            reducing[id(obj)] = obj
         step = self._step
         pending: Any = None  # the object being stepped, until it is on the stack
         try:
@@ -129,8 +135,10 @@ class DeepPickler(_PyPickler):
                     child = next(stack[-1])
                 except StopIteration:
                     stack.pop()
-                    if type(objects.pop()) not in _CONTAINERS:
+                    done = objects.pop()
+                    if type(done) not in _CONTAINERS:
                         reduces -= 1
+                        del reducing[id(done)]
                     continue
                 pending = child
                 gen = step(child)
@@ -138,6 +146,9 @@ class DeepPickler(_PyPickler):
                 if gen is None:
                     continue
                 if type(child) not in _CONTAINERS:
+                    if id(child) in reducing:
+                        raise _self_in_own_arguments(objects, child)
+                    reducing[id(child)] = child
                     reduces += 1
                     if reduces > MAX_REDUCE_DEPTH:
                         raise TooDeepError(
@@ -344,6 +355,21 @@ _CONTAINERS: dict[type, Callable[[DeepPickler, Any], Save]] = {
     set: _save_set,
     frozenset: _save_frozenset,
 }
+
+
+def _self_in_own_arguments(objects: list[Any], child: Any) -> TooDeepError:
+    name = type(child).__qualname__
+    start = next(i for i, o in enumerate(objects) if o is child)
+    loop = " -> ".join(type(o).__qualname__ for o in [*objects[start:], child])
+    return TooDeepError(
+        f"{name} needs itself to be rebuilt: it is inside the arguments of its own reduce "
+        f"value ({loop}), so pickling it would recurse forever",
+        hint=(
+            f"if {name} defines __serialize__, leave the reference back to the object out of the "
+            "state it returns (__deserialize__ cannot receive an object that does not exist yet); "
+            "a plain instance __dict__ or __getstate__/__setstate__ can hold such a reference"
+        ),
+    )
 
 
 class _Failures(threading.local):
