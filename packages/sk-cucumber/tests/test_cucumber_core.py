@@ -378,9 +378,16 @@ def test_a_fresh_interpreter_sends_objects_back() -> None:
 
 # -- errors ------------------------------------------------------------------------
 
-class Refuses:
+class RaisesInReduce:
     def __reduce__(self) -> Any:
         raise RuntimeError("this object refuses to travel")
+
+
+def Refuses() -> Any:
+    """An object nothing can carry, refused by pickle itself (no user code involved)."""
+    import ctypes
+
+    return ctypes.pointer(ctypes.c_int(1))
 
 
 class Job:
@@ -399,9 +406,18 @@ def test_serialization_error_names_the_path() -> None:
     err = info.value
     assert err.path == "root.jobs[3].lock"
     text = str(err)
-    for line in ("SERIALIZATION FAILED", "Path: root.jobs[3].lock", "Object: ", "Error: RuntimeError: this object refuses to travel"):
+    for line in ("SERIALIZATION FAILED", "Path: root.jobs[3].lock", "Object: ", "Error: ValueError: ctypes objects"):
         assert line in text
-    assert isinstance(err.__cause__, RuntimeError)
+    assert isinstance(err.__cause__, ValueError)
+
+
+def test_exception_from_the_users_reduce_propagates_with_the_path() -> None:
+    root = {"jobs": [Job(), Job(RaisesInReduce())]}
+    with pytest.raises(RuntimeError, match="refuses to travel") as info:
+        serialize(root)
+    assert info.value.__notes__ == [
+        "cucumber: raised while serializing root['jobs'][1].lock (test_cucumber_core.RaisesInReduce)"
+    ]
 
 
 def test_serialization_error_path_through_dict_keys_and_items() -> None:

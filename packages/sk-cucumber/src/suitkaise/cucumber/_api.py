@@ -7,9 +7,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from suitkaise.cucumber._deep import TooDeepError, call_deep, is_recursion_error
+from suitkaise.cucumber._deep import TooDeepError, deep_dumps, is_recursion_error
 from suitkaise.cucumber._diagnose import locate
-from suitkaise.cucumber._errors import DeserializationError, SerializationError
+from suitkaise.cucumber._errors import DeserializationError, SerializationError, raised_by_user_code
 from suitkaise.cucumber._pickler import dumps, loads
 
 __all__ = ["deserialize", "serialize"]
@@ -73,23 +73,29 @@ def serialize(
         try:
             data = dumps(obj, buffer_callback=collect, trace=tracer)
         except Exception as exc:
-            # Deep nesting: retry on a thread with a large stack (no fixed depth cap).
+            # Deep nesting: retry with the explicit-stack pickler (see _deep).
             if not is_recursion_error(exc):
                 raise
             if buffers is not None:
                 buffers.clear()
-            data = call_deep(dumps, obj, buffer_callback=collect, trace=tracer)
+            data = deep_dumps(obj, buffer_callback=collect, trace=tracer)
     except SerializationError:
         raise
     except TooDeepError as exc:
         raise SerializationError(
-            str(exc), type_name=_type_name(obj), hint="flatten the structure or split it into parts"
+            str(exc), type_name=_type_name(obj), hint=exc.hint
         ) from exc
     except Exception as exc:
         path, culprit, cause = locate(obj, exc)
         type_name = _type_name(culprit)
         if debug:
             type_name += f"@{id(culprit):#x}"
+        if raised_by_user_code(exc):
+            # The user's own __reduce__/__getstate__/__serialize__ raised: as with pickle
+            # and cloudpickle, that exception is what the caller sees (code written for
+            # them catches it); cucumber adds where it happened.
+            exc.add_note(f"cucumber: raised while serializing {path} ({type_name})")
+            raise
         raise SerializationError(
             f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__,
             path=path,
@@ -131,6 +137,11 @@ def deserialize(
     except DeserializationError:
         raise
     except Exception as exc:
+        if isinstance(exc, ImportError) or raised_by_user_code(exc):
+            # A module missing here, or the user's own __setstate__/__deserialize__/
+            # constructor raised: propagate it as itself (as pickle does), with a note.
+            exc.add_note(f"cucumber: raised while deserializing a {len(data)}-byte payload")
+            raise
         detail = str(exc) or type(exc).__name__
         raise DeserializationError(
             f"{detail}" if isinstance(exc, pickle.UnpicklingError) else f"{type(exc).__name__}: {detail}",

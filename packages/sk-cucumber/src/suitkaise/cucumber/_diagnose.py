@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import copyreg
 import io
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
-from suitkaise.cucumber._deep import call_deep, is_recursion_error
+from suitkaise.cucumber._deep import deep_dumps, failure_chain, is_recursion_error
 from suitkaise.cucumber._pickler import CucumberPickler, dumps
 
 __all__ = ["locate"]
@@ -29,8 +30,9 @@ def _try_dump(obj: Any) -> BaseException | None:
         except Exception as exc:
             if not is_recursion_error(exc):
                 raise
-            call_deep(dumps, obj)
+            deep_dumps(obj)
     except Exception as exc:
+        failure_chain(exc)  # not needed here: release the objects it holds
         return exc
     return None
 
@@ -103,8 +105,27 @@ def _children(obj: Any) -> Iterator[tuple[str, Any]]:
             yield _label_for_key(key), value
 
 
+def _along(chain: list[Any], error: BaseException) -> tuple[str, Any, BaseException]:
+    """The path through a known chain of objects (one reduce per level: linear in depth)."""
+    labels: list[str] = []
+    for parent, child in itertools.pairwise(chain):
+        label = f"<{type(child).__qualname__}>"  # a reducer built it afresh: no stable name
+        try:
+            for candidate_label, candidate in _children(parent):
+                if candidate is child:
+                    label = candidate_label
+                    break
+        except Exception:
+            pass
+        labels.append(label)
+    return format_path(labels), chain[-1], error
+
+
 def locate(root: Any, error: BaseException) -> tuple[str, Any, BaseException]:
     """``(path, culprit, its error)`` for a root object whose serialization raised ``error``."""
+    chain = failure_chain(error)
+    if chain is not None and chain and chain[0] is root:
+        return _along(chain, error)
     labels: list[str] = []
     obj, exc = root, error
     seen = {id(root)}

@@ -39,7 +39,7 @@ import uuid
 from typing import Any
 
 from suitkaise.cucumber import _registry
-from suitkaise.cucumber._deep import call_deep, is_recursion_error
+from suitkaise.cucumber._deep import Step, trampoline
 from suitkaise.cucumber._errors import SerializationError
 from suitkaise.cucumber._pickler import CucumberPickler
 
@@ -72,25 +72,34 @@ class _Walker:
         return number
 
     def walk(self, obj: Any) -> Any:
+        """The view of ``obj``: a value, or a generator for ``trampoline`` (children are yielded)."""
         if isinstance(obj, _PRIMITIVES) or isinstance(obj, _LEAVES):
             return obj
         seen = self.ids.get(id(obj))
         if seen is not None:
             return {"__cucumber_ref__": seen}
+        if isinstance(obj, types.CodeType):
+            return {"__cucumber_type__": "code", "name": obj.co_qualname}
+        return self._node(obj)
+
+    def _node(self, obj: Any) -> Step:
         kind = _CONTAINERS.get(type(obj))
         if kind is not None:
             node: dict[str, Any] = {"__cucumber_type__": kind, "__object_id__": self._register(obj)}
-            node["items"] = [self.walk(item) for item in obj]
+            node["items"] = items = []
+            for item in obj:
+                items.append((yield item))
             return node
         if type(obj) is dict:
             node = {"__cucumber_type__": "dict", "__object_id__": self._register(obj)}
-            node["items"] = [(self.walk(k), self.walk(v)) for k, v in obj.items()]
+            node["items"] = pairs = []
+            for k, v in obj.items():
+                key = yield k
+                pairs.append((key, (yield v)))
             return node
-        if isinstance(obj, types.CodeType):
-            return {"__cucumber_type__": "code", "name": obj.co_qualname}
-        return self._reduced(obj)
+        return (yield from self._reduced(obj))
 
-    def _reduced(self, obj: Any) -> Any:
+    def _reduced(self, obj: Any) -> Step:
         reducer = _registry.lookup(type(obj))
         rv: Any = NotImplemented
         handler = "pickle"
@@ -112,35 +121,38 @@ class _Walker:
         number = self._register(obj)
         if isinstance(rv, str):
             return {"__cucumber_type__": "global", "__object_id__": number, "name": _qualified(obj)}
+        yield from ()  # a generator even when it has no children
         node: dict[str, Any] = {
             "__cucumber_type__": _qualified(type(obj)),
             "__object_id__": number,
             "__handler__": handler,
             "reduce": _qualified(rv[0]),
-            "args": [self.walk(a) for a in rv[1]],
         }
+        node["args"] = args = []
+        for a in rv[1]:
+            args.append((yield a))
         if len(rv) > 2 and rv[2] is not None:
-            node["state"] = self.walk(rv[2])
+            node["state"] = yield rv[2]
         if len(rv) > 3 and rv[3] is not None:
-            node["list_items"] = [self.walk(item) for item in rv[3]]
+            node["list_items"] = list_items = []
+            for item in rv[3]:
+                list_items.append((yield item))
         if len(rv) > 4 and rv[4] is not None:
-            node["dict_items"] = [(self.walk(k), self.walk(v)) for k, v in rv[4]]
+            node["dict_items"] = dict_items = []
+            for k, v in rv[4]:
+                key = yield k
+                dict_items.append((key, (yield v)))
         return node
 
 
 def _walk(obj: Any) -> Any:
-    return _Walker().walk(obj)
+    return trampoline(_Walker().walk, obj)
 
 
 def serialize_ir(obj: Any, debug: bool = False, verbose: bool = False) -> Any:
     """The inspection view of ``obj`` (see the module docstring for its shape)."""
     try:
-        try:
-            return _walk(obj)
-        except Exception as exc:
-            if not is_recursion_error(exc):
-                raise
-            return call_deep(_walk, obj)
+        return _walk(obj)
     except SerializationError:
         raise
     except Exception as exc:
@@ -150,14 +162,11 @@ def serialize_ir(obj: Any, debug: bool = False, verbose: bool = False) -> Any:
 
 
 def _jsonable(value: Any) -> Any:
+    """The JSON-safe form of one value, or a generator (for ``trampoline``) for containers."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, tuple):
-        return {"__cucumber_json__": "tuple", "items": [_jsonable(v) for v in value]}
+    if isinstance(value, (dict, list, tuple)):
+        return _jsonable_container(value)
     if isinstance(value, (bytes, bytearray)):
         kind = "bytes" if isinstance(value, bytes) else "bytearray"
         return {"__cucumber_json__": kind, "base64": base64.b64encode(value).decode("ascii")}
@@ -184,12 +193,63 @@ def _jsonable(value: Any) -> Any:
     return {"__cucumber_json__": "repr", "type": type(value).__name__, "value": repr(value)}
 
 
+def _jsonable_container(value: Any) -> Step:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out[str(k)] = yield v
+        return out
+    items = []
+    for v in value:
+        items.append((yield v))
+    if isinstance(value, tuple):
+        return {"__cucumber_json__": "tuple", "items": items}
+    return items
+
+
+def _json_text(value: Any, indent: int | None, sort_keys: bool) -> str:
+    """``json.dumps(value, indent=indent, sort_keys=sort_keys)`` for values too deep for it.
+
+    Same output for the JSON-safe trees ``ir_to_jsonable`` makes (dicts with
+    string keys, lists, strings, numbers, booleans, ``None``).
+    """
+    item_sep, key_sep = ("," if indent is not None else ", "), ": "
+    pad = " " * indent if indent is not None else None
+    parts: list[str] = []
+
+    def newline(level: int) -> str:
+        return "" if pad is None else "\n" + pad * level
+
+    def write(v: Any, level: int) -> Step:
+        if isinstance(v, dict):
+            if not v:
+                parts.append("{}")
+                return
+            parts.append("{")
+            items = sorted(v.items()) if sort_keys else list(v.items())
+            for i, (k, child) in enumerate(items):
+                parts.append((item_sep if i else "") + newline(level + 1) + json.dumps(k) + key_sep)
+                yield (child, level + 1)
+            parts.append(newline(level) + "}")
+        elif isinstance(v, list):
+            if not v:
+                parts.append("[]")
+                return
+            parts.append("[")
+            for i, child in enumerate(v):
+                parts.append((item_sep if i else "") + newline(level + 1))
+                yield (child, level + 1)
+            parts.append(newline(level) + "]")
+        else:
+            parts.append(json.dumps(v))
+
+    trampoline(lambda pair: write(*pair), (value, 0))
+    return "".join(parts)
+
+
 def ir_to_jsonable(ir: Any) -> Any:
     """``ir`` with every value JSON cannot hold replaced by a ``__cucumber_json__`` marker."""
-    try:
-        return _jsonable(ir)
-    except RecursionError:
-        return call_deep(_jsonable, ir)
+    return trampoline(_jsonable, ir)
 
 
 def ir_to_json(ir: Any, *, indent: int | None = 2, sort_keys: bool = True) -> str:
@@ -198,7 +258,7 @@ def ir_to_json(ir: Any, *, indent: int | None = 2, sort_keys: bool = True) -> st
     try:
         return json.dumps(jsonable, indent=indent, sort_keys=sort_keys)
     except RecursionError:
-        return call_deep(json.dumps, jsonable, indent=indent, sort_keys=sort_keys)
+        return _json_text(jsonable, indent, sort_keys)
 
 
 def to_jsonable(obj: Any, debug: bool = False, verbose: bool = False) -> Any:

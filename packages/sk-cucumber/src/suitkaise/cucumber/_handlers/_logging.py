@@ -2,13 +2,15 @@
 
 * ``Logger``: loggers are per-process singletons, so the receiver gets
   ``logging.getLogger(name)`` (the very same object in the sending process;
-  ``RootLogger`` -> the root logger) and the sender's level, propagate,
-  disabled flag, filters and handlers are applied to it. Handlers are *added*:
-  a handler equivalent to one the receiver's logger already has (same class and
-  same target: file path, stream, or handler name) is not attached a second
-  time, so a round trip in the same process, or into a fork child that already
-  configured logging, never duplicates output. Handlers the receiver added
-  itself are kept.
+  ``RootLogger`` -> the root logger). A logger that already exists in the
+  receiver keeps the receiver's configuration untouched (level, handlers,
+  filters, propagate, disabled), as with cloudpickle: loading a payload must
+  never rewrite the receiver's logging (the root logger always exists, so it is
+  never reconfigured). Only a logger the receiver does not have yet gets the
+  sender's level, propagate, disabled flag, filters and handlers; a handler
+  equivalent to another in the list (same class and target: file path, stream,
+  or handler name) is attached once. Handler copies that are not attached are
+  closed (a reopened log file is released at once).
 * ``Handler`` (any subclass): same class and attributes with a fresh lock,
   registered with logging like a newly created handler (flushed and closed at
   shutdown). ``StreamHandler`` writing to stdout/stderr writes to the
@@ -51,6 +53,13 @@ def _rebuild_logger(
 ) -> Any:
     import logging
 
+    have = logging.root if name is None else logging.Logger.manager.loggerDict.get(name)
+    if isinstance(have, logging.Logger):
+        # The receiver's own logger: its configuration is the receiver's business.
+        for handler in handlers:
+            if handler not in have.handlers:
+                _discard(handler, None)
+        return have
     logger = logging.getLogger(name)
     logger.setLevel(level)
     logger.propagate = propagate
@@ -72,12 +81,15 @@ def _rebuild_logger(
 
 
 def _discard(copy: Any, kept: Any) -> None:
-    """Drop a duplicate handler copy without disturbing the one the receiver keeps."""
+    """Drop a handler copy that is not attached, without disturbing the receiver's own."""
     import logging
 
     name = copy.get_name()
     if name is not None and logging._handlers.get(name) is copy:  # type: ignore[attr-defined]
-        logging._handlers[name] = kept  # type: ignore[attr-defined]
+        if kept is None:
+            del logging._handlers[name]  # type: ignore[attr-defined]
+        else:
+            logging._handlers[name] = kept  # type: ignore[attr-defined]
     if isinstance(copy, logging.FileHandler) and copy.stream is not None:
         copy.stream.close()
         copy.stream = None
@@ -148,7 +160,10 @@ def _rebuild_handler(cls: Any, name: str | None) -> Any:
     handler.createLock()  # a fresh lock, never the sender's
     logging._addHandlerRef(handler)  # type: ignore[attr-defined]  # flushed/closed at exit
     if name is not None:
-        handler.set_name(name)
+        if name in logging._handlers:  # type: ignore[attr-defined]
+            handler._name = name  # the receiver's handler keeps the name in logging's registry
+        else:
+            handler.set_name(name)
     return handler
 
 
