@@ -365,3 +365,34 @@ class CrashThenListen(Skprocess):
 
     def __result__(self):
         return self.got
+
+
+class FailsIn(Skprocess):
+    """``section`` raises ``ValueError(message)`` every time it runs (from run ``at`` on)."""
+
+    def __init__(self, section: str, message: str, lives: int = 1, at: int = 0) -> None:
+        self.section = section
+        self.message = message
+        self.at = at
+        self.process_config.runs = 5
+        self.process_config.lives = lives
+
+    def _maybe_fail(self, section: str) -> None:
+        if self.section == section and self._current_run >= self.at:
+            raise ValueError(self.message)
+
+    def __prerun__(self) -> None:
+        self._maybe_fail("prerun")
+
+    def __run__(self) -> None:
+        self._maybe_fail("run")
+
+    def __postrun__(self) -> None:
+        self._maybe_fail("postrun")
+
+    def __onfinish__(self) -> None:
+        self._maybe_fail("onfinish")
+
+    def __result__(self) -> str:
+        self._maybe_fail("result")
+        return "no error"

@@ -41,7 +41,7 @@ def test_sigkill_from_outside(start_method):
     proc.start()
     pid = proc.listen(timeout=60)
     os.kill(pid, signal.SIGKILL)
-    with pytest.raises(ProcessError, match=r"process died from signal SIGKILL \(-9\)"):
+    with pytest.raises(ProcessError, match=r"process was killed by signal SIGKILL \(-9\)"):
         proc.result.timeout(60)()
 
 

@@ -157,6 +157,7 @@ class Lifecycle:
         self.ctrl = ctrl
         self.cfg = proc.process_config
         self.lives = self.cfg.lives if lives is None else lives
+        self.total_lives = self.cfg.lives  # as configured (the start state), for error messages
         self.remote = remote
         self.stop_event = stop_event
         self.alarm: _Alarm | None = None
@@ -327,6 +328,7 @@ class Lifecycle:
                     if not isinstance(self.ctrl, list):
                         self.ctrl[_LIVES] = self.lives
                     if self.lives <= 0:
+                        e._note_lives(self.total_lives)
                         return self._deliver_error(e)
                     # retry the SAME iteration, state kept
             return self._finish()
@@ -375,6 +377,8 @@ def _as_process_error(value: BaseException, err: ProcessError) -> ProcessError:
     else:
         wrapped = ProcessError(f"{type(value).__name__}: {value}", err.current_run, value)
     wrapped.remote_traceback = err.remote_traceback
+    if err.lives:
+        wrapped._note_lives(err.lives)
     return wrapped
 
 
@@ -722,7 +726,7 @@ def _describe_exit(code: int | None) -> str:
             "SIGABRT": " (aborted, usually by native code)",
             "SIGBUS": " (bus error in native code)",
         }.get(name, "")
-        return f"process died from signal {name} ({code}){hint}"
+        return f"process was killed by signal {name} ({code}){hint}"
     return f"process exited with code {code} before producing a result"
 
 
@@ -735,6 +739,7 @@ class ParentRun:
         self.method = self.ctx.get_start_method()
         self.ctrl = self.ctx.RawArray("d", 6)
         self.ctrl[_LIVES] = owner.process_config.lives
+        self.total_lives = owner.process_config.lives
         self.cond = threading.Condition(threading.Lock())
         self.inbox: deque[bytes] = deque()
         self.done = threading.Event()
@@ -935,13 +940,20 @@ class ParentRun:
             self._resolve(("killed", None))
             return False
         run = int(self.ctrl[_RUN])
+        lives = int(self.ctrl[_LIVES]) - 1
+        total = self.total_lives
         if self.timeout_kill is not None:
             section, timeout, run = self.timeout_kill
             error: ProcessError = ProcessTimeoutError(section, timeout, run)
+            if lives < 1:
+                error._note_lives(total)
         else:
-            error = ProcessError(f"{type(owner).__qualname__}: {_describe_exit(exitcode)} (on run {run})", run)
+            used = f", after {total} of {total} lives" if total > 1 else ""
+            error = ProcessError(
+                f"{type(owner).__qualname__}: {_describe_exit(exitcode)} (on run {run}{used})", run
+            )
+            error.lives = total
         self.timeout_kill = None
-        lives = int(self.ctrl[_LIVES]) - 1
         if lives >= 1:
             # Restart from the state the parent holds (the start state), one life less.
             self.ctrl[_LIVES] = lives

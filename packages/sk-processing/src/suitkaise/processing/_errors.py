@@ -24,6 +24,7 @@ __all__ = [
     "ProcessTimeoutError",
     "ResultTimeoutError",
     "RemoteTraceback",
+    "describe_exception",
 ]
 
 
@@ -36,6 +37,16 @@ class RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return f'\n"""\n{self.tb}"""'
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``"ValueError: bad input"`` (just the type when the message is empty)."""
+    try:
+        text = str(exc)
+    except Exception as e:  # a broken __str__ must not hide the error itself
+        text = f"<str() failed: {type(e).__name__}>"
+    name = type(exc).__qualname__
+    return f"{name}: {text}" if text else name
 
 
 def _rebuild_error(cls: type[ProcessError], args: tuple[Any, ...], state: dict[str, Any]) -> ProcessError:
@@ -61,6 +72,7 @@ class ProcessError(Exception):
     current_run: int
     original_error: BaseException | None
     remote_traceback: str | None
+    lives: int | None
 
     def __init__(
         self, message: str = "", current_run: int = 0, original_error: BaseException | None = None
@@ -69,20 +81,44 @@ class ProcessError(Exception):
         self.current_run = current_run
         self.original_error = original_error
         self.remote_traceback = None
+        self.lives = None
         if original_error is not None:
             self.__cause__ = original_error
+
+    def _compose(self) -> str:
+        """The message, rebuilt from the attributes (subclasses that know their parts override it)."""
+        return str(self.args[0]) if self.args else ""
+
+    def _note_lives(self, lives: int) -> None:
+        """Record that this error ended the process after all ``lives`` were used (shown by ``str``)."""
+        self.lives = lives
+        self.args = (self._compose(),)
+
+    def _lives_note(self) -> str:
+        lives = self.__dict__.get("lives")
+        return "" if not lives or lives <= 1 else f" (after {lives} of {lives} lives)"
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_error, (type(self), self.args, dict(self.__dict__)))
 
 
 class _SectionError(ProcessError):
-    """A lifecycle section raised; ``str(e)`` is ``Error in <section> on run N``."""
+    """A lifecycle section raised.
+
+    ``str(e)`` is ``Error in <section> on run N: <Type>: <message>``, with
+    ``(after L of L lives)`` after the run when retries were configured and all were used.
+    """
 
     section: str = ""
 
     def __init__(self, current_run: int = 0, original_error: BaseException | None = None) -> None:
-        super().__init__(f"Error in {self.section} on run {current_run}", current_run, original_error)
+        super().__init__("", current_run, original_error)
+        self.args = (self._compose(),)
+
+    def _compose(self) -> str:
+        text = f"Error in {self.section} on run {self.current_run}{self._lives_note()}"
+        original = self.original_error
+        return text if original is None else f"{text}: {describe_exception(original)}"
 
 
 class PreRunError(_SectionError):
@@ -129,9 +165,13 @@ class ProcessTimeoutError(ProcessError):
     timeout: float
 
     def __init__(self, section: str, timeout: float, current_run: int = 0) -> None:
-        super().__init__(f"Timeout in {section} after {timeout}s on run {current_run}", current_run)
+        super().__init__("", current_run)
         self.section = section
         self.timeout = timeout
+        self.args = (self._compose(),)
+
+    def _compose(self) -> str:
+        return f"Timeout in {self.section} after {self.timeout}s on run {self.current_run}{self._lives_note()}"
 
 
 class ResultTimeoutError(ProcessError, TimeoutError):
