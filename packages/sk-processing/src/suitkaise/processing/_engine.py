@@ -13,7 +13,7 @@ Processes and channels of one ``start()``::
          - b"F" -> final state: result/error, current_run, error, timers
          - sentinel without b"F" -> crash: restart (lives left) or ProcessError
          - deadline + grace passed -> SIGKILL the child stuck in native code
-    ctrl: RawArray('d', 6) shared by both:  [stop, deadline, timeout, section, run, lives]
+    ctrl: RawArray('d', 7) shared by both:  [stop, deadline, timeout, section, run, lives, booted]
 
 One ``start()``: the parent validates ``process_config``, creates the duplex
 pipe and ``ctrl``, serializes the instance with cucumber (under fork in a
@@ -38,6 +38,7 @@ import multiprocessing.connection as mpc
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -63,7 +64,8 @@ from suitkaise.processing._timers import ProcessTimers, TimedMethod
 __all__ = ["child_main", "run_inline", "start"]
 
 # ctrl slots
-_STOP, _DEADLINE, _TIMEOUT, _SECTION, _RUN, _LIVES = range(6)
+_STOP, _DEADLINE, _TIMEOUT, _SECTION, _RUN, _LIVES, _BOOTED = range(7)
+_CTRL_SLOTS = 7
 _SECTION_CODES = {name: i + 1 for i, name in enumerate(
     ("__prerun__", "__run__", "__postrun__", "__onfinish__", "__result__", "__error__"))}
 _SECTION_NAMES = {code: name for name, code in _SECTION_CODES.items()}
@@ -439,7 +441,7 @@ def run_inline(process: Skprocess, stop_event: Any = None) -> Any:
     if not isinstance(process, Skprocess):
         raise TypeError(f"run_inline() needs an Skprocess instance, got {type(process).__name__}")
     validate(process.process_config, type(process).__qualname__)
-    ctrl = [0.0] * 6
+    ctrl = [0.0] * _CTRL_SLOTS
     d = process.__dict__
     previous = d.get(_RUNTIME_ATTR)
     d[_RUNTIME_ATTR] = _InlineRuntime(ctrl)
@@ -632,6 +634,7 @@ def child_main(
     ppid: int,
 ) -> None:
     """Entry point of the child process (target of ``multiprocessing.Process``)."""
+    ctrl[_BOOTED] = 1.0  # multiprocessing's bootstrap (re-importing __main__ under spawn) is over
     for obj in close_in_child:  # fork: the parent's end of our pipe, so its EOF reaches us
         try:
             obj.close()
@@ -730,6 +733,19 @@ def _describe_exit(code: int | None) -> str:
     return f"process exited with code {code} before producing a result"
 
 
+def _bootstrap_failure(name: str, method: str, exitcode: int) -> str:
+    """The message for a child that died in multiprocessing's bootstrap, before our code ran."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    module = f"the main module {os.path.basename(path)!r}" if path else "the main module"
+    return (
+        f"{name}: the child process raised while importing {module}, before any Skprocess code "
+        f"ran (process exited with code {exitcode}; its traceback is on the child's stderr). "
+        f"Under the {method!r} start method every child re-imports the script that started it: "
+        "put the code that starts processes under `if __name__ == \"__main__\":`."
+    )
+
+
 class ParentRun:
     """Parent-side state of one ``start()``: child process, pipe, ctrl, monitor thread."""
 
@@ -737,7 +753,7 @@ class ParentRun:
         self.owner = owner
         self.ctx = multiprocessing.get_context()
         self.method = self.ctx.get_start_method()
-        self.ctrl = self.ctx.RawArray("d", 6)
+        self.ctrl = self.ctx.RawArray("d", _CTRL_SLOTS)
         self.ctrl[_LIVES] = owner.process_config.lives
         self.total_lives = owner.process_config.lives
         self.cond = threading.Condition(threading.Lock())
@@ -766,6 +782,7 @@ class ParentRun:
         """Start one child for the current life; raises SerializationError before spawning."""
         parent_conn, child_conn = self.ctx.Pipe(duplex=True)
         owner = self.owner
+        self.ctrl[_BOOTED] = 0.0
         thread = threading.current_thread()
         # PR_SET_PDEATHSIG fires when the *thread* that forked the child ends: only
         # safe from the main thread or from our monitor (which outlives the child).
@@ -940,6 +957,13 @@ class ParentRun:
             self._resolve(("killed", None))
             return False
         run = int(self.ctrl[_RUN])
+        if not self.ctrl[_BOOTED] and self.method != "fork" and exitcode is not None and exitcode > 0:
+            # Deterministic: every new child would fail the same way, so no restart.
+            error = ProcessError(_bootstrap_failure(type(owner).__qualname__, self.method, exitcode), run)
+            owner.__dict__["_current_run"] = run
+            owner.__dict__["error"] = error
+            self._resolve(("raise", error))
+            return False
         lives = int(self.ctrl[_LIVES]) - 1
         total = self.total_lives
         if self.timeout_kill is not None:
