@@ -9,11 +9,11 @@ that names the field, the bad value and what is accepted.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+
+from suitkaise.processing._sections import KEYS
 
 __all__ = ["ProcessConfig", "TimeoutConfig", "validate"]
-
-SECTIONS = ("prerun", "run", "postrun", "onfinish", "result", "error")
 
 
 @dataclass
@@ -26,6 +26,10 @@ class TimeoutConfig:
     onfinish: float | None = None
     result: float | None = None
     error: float | None = None
+
+
+# typed fields for users and mypy; the section table is the authority
+assert tuple(f.name for f in fields(TimeoutConfig)) == KEYS
 
 
 @dataclass
@@ -73,7 +77,7 @@ def validate(config: object, owner: str = "Skprocess") -> ProcessConfig:
             f"{where}.timeouts must be a TimeoutConfig (set its fields, e.g. "
             f"self.process_config.timeouts.run = 5.0), got {type(timeouts).__name__}"
         )
-    for name in SECTIONS:
+    for name in KEYS:
         value = getattr(timeouts, name)
         if value is None:
             continue
