@@ -5,7 +5,8 @@
     child process
     main thread:   child_main -> rebuild instance (real class) -> Lifecycle.run()
                    -> final message b"F" + cucumber{kind, value, current_run, error, timers}
-    reader thread: conn -> inbox (listen()); acknowledges each message (b"A");
+    reader thread: conn -> inbox (listen()); acknowledges each message (b"A")
+                   unless checkpointing (then each checkpoint says how many were consumed);
                    EOF = parent gone -> os._exit
 
 The reader starts on the first ``listen()`` (a thread costs ~1 ms in a fresh
@@ -25,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from suitkaise import cucumber
+from suitkaise.processing._checkpoint import Checkpoint, resume
 from suitkaise.processing._errors import (
     ProcessError,
     ResultError,
@@ -76,9 +78,13 @@ class ChildRuntime:
     """Runtime of the instance inside its child (implements ``Runtime``):
     tell/listen over the pipe, stop via ctrl."""
 
-    def __init__(self, conn: mpc.Connection, ctrl: Any, watch_parent: bool) -> None:
+    def __init__(
+        self, conn: mpc.Connection, ctrl: Any, watch_parent: bool, checkpoint: Checkpoint | None = None
+    ) -> None:
         self.conn = conn
         self.ctrl = ctrl
+        # With checkpoints the parent learns what was consumed from them, not from acks.
+        self.checkpoint = checkpoint
         self.inbox: queue.SimpleQueue[bytes] = queue.SimpleQueue()
         self.send_lock = threading.Lock()
         self.finishing = False
@@ -101,7 +107,8 @@ class ChildRuntime:
                 data = conn.recv_bytes()
                 if data[:1] == TAG_TELL:
                     self.inbox.put(data[1:])
-                    self.send(TAG_ACK, b"")  # the parent may now forget it
+                    if self.checkpoint is None:
+                        self.send(TAG_ACK, b"")  # the parent may now forget it
         except (EOFError, OSError):
             pass
         if not self.finishing:
@@ -131,6 +138,8 @@ class ChildRuntime:
             if sk_timeout is not None and (timeout is None or sk_timeout <= timeout):
                 raise ResultTimeoutError(f"listen() timed out after {sk_timeout}s") from None
             return None
+        if self.checkpoint is not None:
+            self.checkpoint.consumed += 1
         return cucumber.deserialize(data)
 
     def wait(self, timeout: float | None, sk_timeout: float | None) -> bool:
@@ -183,6 +192,18 @@ def _rebuild(data: bytes) -> tuple[Any, Outcome | None]:
     return proc, None
 
 
+def _resume(proc: Any, checkpoint: Checkpoint) -> Outcome | None:
+    """Continue from the previous life's last checkpoint; the error if it cannot be read."""
+    try:
+        resume(proc, checkpoint)
+    except Exception as e:
+        capture_traceback(e)
+        return Outcome("raise", ProcessError(
+            f"{type(proc).__qualname__} could not resume from its last checkpoint: {type(e).__name__}: {e}",
+            checkpoint.run, e))
+    return None
+
+
 def child_main(
     data: bytes,
     conn: mpc.Connection,
@@ -190,8 +211,13 @@ def child_main(
     close_in_child: Sequence[Any],
     pdeathsig: bool,
     ppid: int,
+    checkpoint_fd: Any = None,
 ) -> None:
-    """Entry point of the child process (target of ``multiprocessing.Process``)."""
+    """Entry point of the child process (target of ``multiprocessing.Process``).
+
+    ``checkpoint_fd`` (``.detach()`` gives the descriptor) is the parent's checkpoint file
+    when this process checkpoints (``_checkpoint``); a later life resumes from it.
+    """
     ctrl[BOOTED] = 1.0  # multiprocessing's bootstrap (re-importing __main__ under spawn) is over
     for obj in close_in_child:  # fork: the parent's end of our pipe, so its EOF reaches us
         try:
@@ -199,11 +225,16 @@ def child_main(
         except OSError:
             pass
     watch_parent = not (pdeathsig and _set_pdeathsig(ppid))
-    rt = ChildRuntime(conn, ctrl, watch_parent)
     proc, outcome = _rebuild(data)
+    checkpoint = None
+    if checkpoint_fd is not None:
+        checkpoint = Checkpoint(checkpoint_fd.detach(), type(proc).__qualname__ if proc is not None else "Skprocess")
+        if outcome is None:
+            outcome = _resume(proc, checkpoint)
+    rt = ChildRuntime(conn, ctrl, watch_parent, checkpoint)
     if outcome is None:
         proc.__dict__[RUNTIME_ATTR] = rt
-        outcome = Lifecycle(proc, ctrl, lives=int(ctrl[LIVES])).run()
+        outcome = Lifecycle(proc, ctrl, lives=int(ctrl[LIVES]), checkpoint=checkpoint).run()
     payload = _final_message(proc, *outcome)
     rt.finishing = True
     try:

@@ -1,4 +1,4 @@
-"""``process_config``: runs, join_in, lives and per-section timeouts.
+"""``process_config``: runs, join_in, lives, checkpoint and per-section timeouts.
 
 Plain dataclasses so users set fields in ``__init__``
 (``self.process_config.runs = 10``); ``validate`` checks them at
@@ -40,6 +40,8 @@ class ProcessConfig:
     join_in: float | None = None
     lives: int = 1
     timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
+    # with lives > 1: save the state after each iteration so a hard crash resumes there
+    checkpoint: bool = True
 
 
 def _is_real(value: object) -> bool:
@@ -71,6 +73,11 @@ def validate(config: object, owner: str = "Skprocess") -> ProcessConfig:
         raise TypeError(f"{where}.lives must be an int >= 1 (1 = no retries), got {lives!r}")
     if lives < 1:
         raise ValueError(f"{where}.lives must be >= 1 (1 = no retries), got {lives}")
+    if not isinstance(config.checkpoint, bool):
+        raise TypeError(
+            f"{where}.checkpoint must be True (resume after the last completed iteration when a crash "
+            f"costs a life) or False (restart from the start state), got {config.checkpoint!r}"
+        )
     timeouts = config.timeouts
     if not isinstance(timeouts, TimeoutConfig):
         raise TypeError(

@@ -14,11 +14,12 @@ only works while multiprocessing is spawning a process. Two cases:
 from __future__ import annotations
 
 from multiprocessing import context as mp_context
+from multiprocessing import reduction
 from typing import Any
 
 from suitkaise import cucumber
 
-__all__ = ["SpawnPayload", "serialize_for_fork"]
+__all__ = ["FdArg", "SpawnPayload", "fd_for_child", "serialize_for_fork"]
 
 
 class _ForkDupFd:
@@ -46,6 +47,26 @@ def serialize_for_fork(obj: Any) -> bytes:
         return cucumber.serialize(obj)
     finally:
         mp_context.set_spawning_popen(None)
+
+
+def _same(handle: Any) -> Any:
+    return handle
+
+
+class FdArg:
+    """Process argument carrying a file descriptor to a spawn/forkserver child: it becomes a
+    ``DupFd`` while multiprocessing spawns (the fd is passed along), ``.detach()`` there."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_same, (reduction.DupFd(self.fd),))
+
+
+def fd_for_child(fd: int, method: str) -> Any:
+    """What to pass to a child so that ``arg.detach()`` there gives ``fd``."""
+    return _ForkDupFd(fd) if method == "fork" else FdArg(fd)
 
 
 class SpawnPayload:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from suitkaise.processing._checkpoint import Checkpoint, resume
 from suitkaise.processing._config import validate
-from suitkaise.processing._lifecycle import Checkpointer, Lifecycle
+from suitkaise.processing._lifecycle import Lifecycle
 from suitkaise.processing._runtime import CTRL_SLOTS, RUNTIME_ATTR, STOP, is_skprocess
 
 __all__ = ["InlineRuntime", "run_inline"]
@@ -61,7 +62,7 @@ def run_inline(
     stop_event: Any = None,
     *,
     lives: int | None = None,
-    checkpoint: Checkpointer | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> Any:
     """Run ``process``'s whole lifecycle in THIS process and return its result.
 
@@ -71,12 +72,15 @@ def run_inline(
     (or ``stop_event.is_set()``, any object with ``is_set()``). Returns the
     result, or ``__error__``'s non-exception value; raises the ProcessError
     subclass otherwise. ``tell``/``listen`` raise ``RuntimeError`` inside.
-    ``lives`` (default: ``process_config.lives``) is what is left of them and
-    ``checkpoint`` records each completed iteration (see ``_checkpoint``).
+    ``lives`` (default: ``process_config.lives``) is what is left of them.
+    ``checkpoint`` records each completed iteration; when it already holds one
+    (an earlier worker died running this item), the run continues from there.
     """
     if not is_skprocess(process):
         raise TypeError(f"run_inline() needs an Skprocess instance, got {type(process).__name__}")
     validate(process.process_config, type(process).__qualname__)
+    if checkpoint is not None:
+        resume(process, checkpoint)
     ctrl = [0.0] * CTRL_SLOTS
     d = process.__dict__
     previous = d.get(RUNTIME_ATTR)

@@ -44,9 +44,10 @@ import sys
 import threading
 import time
 from collections import deque
-from typing import Any
+from typing import IO, Any
 
 from suitkaise import cucumber
+from suitkaise.processing._checkpoint import create_file, read_saved, read_timers
 from suitkaise.processing._child import child_main
 from suitkaise.processing._config import validate
 from suitkaise.processing._errors import (
@@ -55,7 +56,7 @@ from suitkaise.processing._errors import (
     ResultTimeoutError,
     attach_traceback,
 )
-from suitkaise.processing._forkpayload import SpawnPayload, serialize_for_fork
+from suitkaise.processing._forkpayload import SpawnPayload, fd_for_child, serialize_for_fork
 from suitkaise.processing._runtime import (
     BOOTED,
     CTRL_SLOTS,
@@ -80,6 +81,7 @@ from suitkaise.processing._timers import ProcessTimers
 __all__ = ["ParentRun", "describe_exit", "start"]
 
 _DEADLINE_POLL = 0.25
+_TRIM_EVERY = 64  # with checkpoints: look at what the child consumed once this many messages wait
 
 
 def _grace(timeout: float) -> float:
@@ -146,11 +148,15 @@ class ParentRun:
         self.consumed = False
         self.send_lock = threading.Lock()
         self.conn: mpc.Connection | None = None
-        # tell() messages for the next life: those that found no live child, and those sent
-        # to a life that died before taking them off the pipe (not acknowledged)
-        self.undelivered: deque[bytes] = deque()
-        self.unacked: deque[bytes] = deque()
-        self.ack_lock = threading.Lock()  # guards unacked; never held while sending
+        # Every tell() message, numbered, until it is known to be consumed: acknowledged by
+        # the child (taken off its pipe), or covered by a checkpoint (listen()ed in a completed
+        # iteration). A restarted life gets all the rest, in order.
+        self.pending: deque[tuple[int, bytes]] = deque()
+        self.told = 0
+        self.acked = 0
+        self.ack_lock = threading.Lock()  # guards pending/told/acked; never held while sending
+        cfg = owner.process_config
+        self.checkpoint: IO[bytes] | None = create_file() if cfg.checkpoint and cfg.lives > 1 else None
         self.process: Any = None
         self.final: bytes | None = None
         self.timeout_kill: SectionTimeout | None = None
@@ -181,9 +187,10 @@ class ParentRun:
                 close_in_child = []
                 # forkserver: the parent of the child is the fork server
                 ppid = os.getpid() if self.method == "spawn" else 0
+            checkpoint = None if self.checkpoint is None else fd_for_child(self.checkpoint.fileno(), self.method)
             process = self.ctx.Process(
                 target=child_main,
-                args=(payload, child_conn, self.ctrl, close_in_child, pdeathsig, ppid),
+                args=(payload, child_conn, self.ctrl, close_in_child, pdeathsig, ppid, checkpoint),
                 name=f"Skprocess-{type(owner).__qualname__}",
                 daemon=False,
             )
@@ -200,23 +207,38 @@ class ParentRun:
         self.final = None
 
     def _redeliver(self, conn: mpc.Connection) -> None:
-        """Send the new life what the previous one never took (under ``send_lock``): first the
-        messages it had not taken off its pipe (they were told first), then those told while
-        it was being replaced."""
+        """Send a new life (under ``send_lock``) every message not known to be consumed: those
+        the previous life had not taken, or (checkpointing) had taken in the iteration that
+        did not complete, then those told while it was being replaced -- in the order told."""
         with self.ack_lock:
-            self.unacked.extend(self.undelivered)
-            self.undelivered, self.unacked = self.unacked, deque()
-        while self.undelivered:
+            self._trim()
+            messages = [payload for _, payload in self.pending]
+        for payload in messages:
             try:
-                conn.send_bytes(self.undelivered[0])
+                conn.send_bytes(payload)
             except OSError:
-                return  # this child died too; the monitor restarts it or reports
-            message = self.undelivered.popleft()
-            with self.ack_lock:
-                self.unacked.append(message)
+                return  # this child died too; the monitor restarts it (they stay pending) or reports
+
+    def _trim(self) -> None:
+        """Forget the messages known to be consumed (under ``ack_lock``)."""
+        done = self.acked
+        if self.checkpoint is not None:
+            saved = read_saved(self.checkpoint.fileno())
+            if saved is None:
+                return  # being written right now: keep everything
+            done = saved.consumed
+        pending = self.pending
+        while pending and pending[0][0] < done:
+            pending.popleft()
 
     def begin(self) -> None:
-        self.spawn()
+        try:
+            self.spawn()
+        except BaseException:
+            if self.checkpoint is not None:
+                self.checkpoint.close()
+                self.checkpoint = None
+            raise
         self.monitor = threading.Thread(
             target=self._monitor, name=f"sk-monitor-{type(self.owner).__qualname__}", daemon=True
         )
@@ -248,6 +270,10 @@ class ParentRun:
                 if self.conn is not None:
                     self.conn.close()
                     self.conn = None
+            with self.ack_lock:
+                if self.checkpoint is not None:
+                    self.checkpoint.close()
+                    self.checkpoint = None
 
     def _watch_child(self) -> bool:
         """Pump one child until it exits; return True if it must be restarted."""
@@ -308,8 +334,10 @@ class ParentRun:
                 self.cond.notify_all()
         elif tag == TAG_ACK:
             with self.ack_lock:
-                if self.unacked:
-                    self.unacked.popleft()
+                self.acked += 1
+                pending = self.pending
+                while pending and pending[0][0] < self.acked:
+                    pending.popleft()
         elif tag == TAG_FINAL:
             self.final = data[1:]
 
@@ -323,14 +351,18 @@ class ParentRun:
             return False
         error, retry = self._crash_error(exitcode)
         self.timeout_kill = None
+        saved = None if self.checkpoint is None else read_saved(self.checkpoint.fileno())
         if retry:
-            # Restart from the state the parent holds (the start state), one life less.
+            # One life less; the next one resumes from the last checkpoint (else the start state).
             self.ctrl[LIVES] = int(self.ctrl[LIVES]) - 1
             self.ctrl[DEADLINE] = 0.0
-            self.ctrl[RUN] = 0
+            self.ctrl[RUN] = 0 if saved is None else saved.run
             return True
-        self.owner.__dict__["_current_run"] = error.current_run
-        self.owner.__dict__["error"] = error
+        d = self.owner.__dict__
+        d["_current_run"] = error.current_run
+        d["error"] = error
+        if saved is not None and self.checkpoint is not None:
+            d["timers"] = read_timers(self.checkpoint.fileno(), saved)
         self._resolve(Outcome("raise", error))
         return False
 
@@ -424,23 +456,23 @@ class ParentRun:
             raise RuntimeError("Cannot tell() - process finished")
         payload = TAG_TELL + cucumber.serialize(data)
         with self.send_lock:
+            with self.ack_lock:
+                self.pending.append((self.told, payload))
+                self.told += 1
+                if self.checkpoint is not None and len(self.pending) > _TRIM_EVERY:
+                    self._trim()
             conn = self.conn
             process = self.process
             # Between two lives (no pipe yet, or the child has exited and the monitor has
-            # not replaced it yet), keep the message for the restarted child. The exit is
-            # read from the sentinel, not inferred from EPIPE: another process forked while
-            # the pipe was being set up may hold a copy of the child's end.
+            # not replaced it yet), the message waits in pending for the restarted child. The
+            # exit is read from the sentinel, not inferred from EPIPE: another process forked
+            # while the pipe was being set up may hold a copy of the child's end.
             if conn is None or (process is not None and mpc.wait([process.sentinel], 0)):
-                self.undelivered.append(payload)
                 return
             try:
                 conn.send_bytes(payload)
             except OSError:
-                # The child just died: if it is restarted, the new one gets the message.
-                self.undelivered.append(payload)
-            else:
-                with self.ack_lock:
-                    self.unacked.append(payload)  # until the child acknowledges it
+                pass  # the child just died: if it is restarted, the new one gets the message
 
     def listen(self, timeout: float | None, sk_timeout: float | None) -> Any:
         if self.consumed:
