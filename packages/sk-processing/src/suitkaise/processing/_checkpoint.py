@@ -16,9 +16,9 @@ iteration)::
 
 ``state`` is cucumber bytes of the instance's own attributes (not
 ``process_config``, ``timers``, ``error``, ``current_run``: those are the
-library's). A commit writes the slot that is *not* the latest: ``seq = 0``,
-the bytes, the fields, then the new ``seq`` last, so a child killed in the
-middle of a commit leaves the previous checkpoint intact. The timers are an
+library's). A commit writes the slot that is *not* the latest: the bytes, the
+fields, then the new ``seq`` last, so a child killed in the middle of a commit
+leaves the latest checkpoint (the other slot, with the higher ``seq``) intact. The timers are an
 append-only log of per-iteration samples (serializing the timers every
 iteration would cost O(runs)); a checkpoint covers the first ``records`` of
 them. ``consumed`` counts the ``listen()`` messages the child had taken by
@@ -70,6 +70,16 @@ class Saved(NamedTuple):
     records: int  # timer records it covers
     offset: int
     length: int
+
+
+def _own_attributes(d: dict[str, Any]) -> dict[str, Any]:
+    """The instance's attributes without the library's (the hot path: ~0.4 us)."""
+    own = d.copy()
+    try:
+        del own[RUNTIME_ATTR], own["process_config"], own["timers"], own["error"], own["_current_run"]
+    except KeyError:  # an instance that skipped some library attribute
+        own = {k: v for k, v in d.items() if k not in _LIBRARY}
+    return own
 
 
 def create_file() -> IO[bytes]:
@@ -168,29 +178,39 @@ class Checkpoint:
             self._record(samples, 0.0)
 
     def commit(self, proc: Any, samples: tuple[float, float, float]) -> None:
-        """After a completed iteration: save the instance's attributes, current_run and timers."""
+        """After a completed iteration: save the instance's attributes, current_run and timers.
+
+        Writes the older slot; a crash before its ``seq`` is written leaves it older than the
+        other slot, which readers take instead (so no separate invalidation step).
+        """
         if self.broken:
             return
         try:
-            data = cucumber.serialize({k: v for k, v in proc.__dict__.items() if k not in _LIBRARY})
+            data = cucumber.serialize(_own_attributes(proc.__dict__))
         except Exception as e:
             self._stop(proc, e)
             return
-        self._record(samples, 1.0)
+        n = self.records
+        if n < self.log_cap:
+            _RECORD.pack_into(self.mm, self.log_off + _RECORD.size * n, samples[0], samples[1], samples[2], 1.0)
+            self.records = n + 1
+        else:
+            self._record(samples, 1.0)
         slot = self.slot ^ 1
         at = _SLOT_AT[slot]
-        _SEQ.pack_into(self.mm, at, 0)  # invalid while it is written
         region = self.regions[slot]
-        n = len(data)
-        if n > region[1]:
-            region[0], region[1] = self._allocate(n)
+        size = len(data)
+        if size > region[1]:
+            region[0], region[1] = self._allocate(size)
         mm = self.mm
-        mm[region[0]:region[0] + n] = data
-        _FIELDS.pack_into(mm, at + 8, region[0], region[1], n, proc._current_run, self.consumed, self.records)
+        off = region[0]
+        mm[off:off + size] = data
+        run = proc._current_run
+        _FIELDS.pack_into(mm, at + 8, off, region[1], size, run, self.consumed, self.records)
         self.seq += 1
         _SEQ.pack_into(mm, at, self.seq)  # the commit point
         self.slot = slot
-        self.run = proc._current_run
+        self.run = run
 
     def _stop(self, proc: Any, exc: Exception) -> None:
         self.broken = True
