@@ -127,7 +127,7 @@ def test_postrun_onfinish_result_snippets(start_method):
 def test_error_snippet_returns_handler_value(start_method, capfd):
     process = FailingWithHandler()
     out = process.run()
-    assert out == {'status': 'failed', 'error': "Error in __run__ on run 1"}
+    assert out == {'status': 'failed', 'error': "Error in __run__ on run 1: ValueError: bad batch 1"}
     assert isinstance(process.error, RunError)  # decision 6: the child's error
     assert str(process.error.original_error) == "bad batch 1"
     if start_method != "forkserver":

@@ -365,3 +365,158 @@ class CrashThenListen(Skprocess):
 
     def __result__(self):
         return self.got
+
+
+class FailsIn(Skprocess):
+    """``section`` raises ``ValueError(message)`` every time it runs (from run ``at`` on)."""
+
+    def __init__(self, section: str, message: str, lives: int = 1, at: int = 0) -> None:
+        self.section = section
+        self.message = message
+        self.at = at
+        self.process_config.runs = 5
+        self.process_config.lives = lives
+
+    def _maybe_fail(self, section: str) -> None:
+        if self.section == section and self._current_run >= self.at:
+            raise ValueError(self.message)
+
+    def __prerun__(self) -> None:
+        self._maybe_fail("prerun")
+
+    def __run__(self) -> None:
+        self._maybe_fail("run")
+
+    def __postrun__(self) -> None:
+        self._maybe_fail("postrun")
+
+    def __onfinish__(self) -> None:
+        self._maybe_fail("onfinish")
+
+    def __result__(self) -> str:
+        self._maybe_fail("result")
+        return "no error"
+
+
+def _append(path: str, line: str) -> None:
+    with open(path, "a") as f:
+        f.write(line + "\n")
+
+
+def _die_once(marker_dir: str, run: int) -> None:
+    """SIGKILL this process the first time it reaches ``run`` (a marker file remembers)."""
+    marker = os.path.join(marker_dir, f"killed-at-{run}")
+    if os.path.exists(marker):
+        return
+    with open(marker, "w") as f:
+        f.write(str(os.getpid()))
+    os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(60)  # not reached
+
+
+class SelfKiller(Skprocess):
+    """Appends each iteration's number to ``log`` (a side effect outside the process) and
+    SIGKILLs itself the first time it reaches each run in ``kill_at``, before that side effect."""
+
+    def __init__(self, log: str, marker_dir: str, runs: int, lives: int, kill_at: tuple[int, ...],
+                 checkpoint: bool = True) -> None:
+        self.log = log
+        self.marker_dir = marker_dir
+        self.kill_at = kill_at
+        self.seen: list[int] = []
+        self.pids: set[int] = set()
+        self.process_config.runs = runs
+        self.process_config.lives = lives
+        self.process_config.checkpoint = checkpoint
+
+    def __run__(self) -> None:
+        run = self._current_run
+        self.pids.add(os.getpid())
+        if run in self.kill_at:
+            _die_once(self.marker_dir, run)
+        _append(self.log, str(run))
+        self.seen.append(run)
+
+    def __result__(self) -> dict:
+        return {"seen": self.seen, "pids": len(self.pids)}
+
+
+class ListenEachRun(Skprocess):
+    """Takes one message per iteration (prerun) and records it after the iteration (postrun)."""
+
+    def __init__(self, marker_dir: str, runs: int, lives: int, kill_at: int) -> None:
+        self.marker_dir = marker_dir
+        self.kill_at = kill_at
+        self.msg = None
+        self.got: list[tuple[int, object]] = []
+        self.process_config.runs = runs
+        self.process_config.lives = lives
+
+    def __prerun__(self) -> None:
+        self.msg = self.listen(timeout=60)
+
+    def __run__(self) -> None:
+        if self._current_run == self.kill_at:
+            _die_once(self.marker_dir, self.kill_at)
+
+    def __postrun__(self) -> None:
+        self.got.append((self._current_run, self.msg))
+
+    def __result__(self) -> list:
+        return self.got
+
+
+class BigState(Skprocess):
+    """A state of ``nbytes`` (bytearray), changed every iteration, surviving a SIGKILL."""
+
+    def __init__(self, marker_dir: str, nbytes: int, runs: int, lives: int, kill_at: int) -> None:
+        self.marker_dir = marker_dir
+        self.kill_at = kill_at
+        self.blob = bytearray(nbytes)
+        self.marks: list[int] = []
+        self.pids: set[int] = set()
+        self.process_config.runs = runs
+        self.process_config.lives = lives
+
+    def __run__(self) -> None:
+        run = self._current_run
+        self.pids.add(os.getpid())
+        if run == self.kill_at:
+            _die_once(self.marker_dir, run)
+        self.blob[run] = run + 1
+        self.blob[-1 - run] = run + 1
+        self.marks.append(run + 1)
+
+    def __result__(self) -> dict:
+        n = len(self.marks)
+        intact = list(self.blob[:n]) == self.marks and list(self.blob[-n:][::-1]) == self.marks
+        return {"runs": n, "marks": self.marks if intact else None, "size": len(self.blob),
+                "lives_used": len(self.pids)}
+
+
+class Unpicklable(Skprocess):
+    """Gains an attribute cucumber cannot serialize during iteration 1."""
+
+    def __init__(self, runs: int, lives: int) -> None:
+        self.process_config.runs = runs
+        self.process_config.lives = lives
+
+    def __run__(self) -> None:
+        if self._current_run == 1:
+            self.bad = Untransferable()
+
+    def __result__(self) -> int:
+        return self._current_run
+
+
+def inline_life(parent_pid, fd, log, marker_dir, lives, result) -> None:
+    """One Pool-worker life of a SelfKiller item: run_inline on the parent's checkpoint file."""
+    from suitkaise.processing._checkpoint import Checkpoint
+    from suitkaise.processing._engine import run_inline
+
+    mine = os.open(f"/proc/{parent_pid}/fd/{fd}", os.O_RDWR)  # the same file as the parent's
+    proc = SelfKiller(log, marker_dir, runs=100, lives=3, kill_at=(37, 71))
+    out = run_inline(proc, lives=lives, checkpoint=Checkpoint(mine, "SelfKiller"))
+    result.put({"seen": out["seen"], "run": proc.current_run, "timed": proc.timers.run.num_times})
+    result.close()
+    result.join_thread()

@@ -41,7 +41,7 @@ def test_sigkill_from_outside(start_method):
     proc.start()
     pid = proc.listen(timeout=60)
     os.kill(pid, signal.SIGKILL)
-    with pytest.raises(ProcessError, match=r"process died from signal SIGKILL \(-9\)"):
+    with pytest.raises(ProcessError, match=r"process was killed by signal SIGKILL \(-9\)"):
         proc.result.timeout(60)()
 
 
@@ -131,3 +131,58 @@ def test_tell_while_the_child_is_being_replaced_reaches_the_new_life(start_metho
     proc.tell("for the next life")  # the first life is gone: never lost, delivered to the restart
     assert proc.result.timeout(60)() == "for the next life"
 
+
+
+_NO_GUARD = textwrap.dedent(
+    """
+    import multiprocessing, sys
+    from suitkaise.processing import ProcessError, Skprocess
+
+    multiprocessing.set_start_method(sys.argv[1], force=True)
+    # a spawn/forkserver child imports this file as __mp_main__
+    if sys.argv[2] == "raise" and __name__ != "__main__":
+        raise ValueError("this script cannot be imported in a child")
+
+
+    class Job(Skprocess):
+        def __init__(self):
+            self.process_config.runs = 1
+            self.process_config.lives = 3
+
+        def __result__(self):
+            return "ran"
+
+
+    print("MAIN" if __name__ == "__main__" else "CHILD", flush=True)
+    try:
+        print("RESULT", Job().run.timeout(60)(), flush=True)
+    except ProcessError as e:
+        print("ERROR", e, flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+@pytest.mark.parametrize("how", ["no-guard", "raise"])
+def test_bootstrap_failure_names_the_main_module_import(method, how, tmp_path):
+    """Issue 14.3: a script without the __main__ guard (or one that raises when a child
+    re-imports it) is reported as exactly that, not as a mysterious exit code."""
+    script = tmp_path / "noguard.py"
+    script.write_text(_NO_GUARD)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    done = subprocess.run(
+        [sys.executable, str(script), method, how],
+        capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=120,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("ERROR")]
+    assert len(lines) == 1, (done.stdout, done.stderr)
+    message = lines[0]
+    assert "raised while importing the main module 'noguard.py'" in message
+    assert 'if __name__ == "__main__":' in message
+    assert f"{method!r} start method" in message
+    assert "exited with code 1" in message
+    assert "os._exit" not in message
+    # deterministic, so not retried: one child was started, not one per life
+    assert done.stdout.count("MAIN") == 1
+    assert done.stdout.count("CHILD") == (1 if how == "no-guard" else 0)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import threading
 
 import pytest
-from skprocess_support import ErrorValue, FailingFinish, Logged
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from skprocess_support import Crasher, ErrorValue, FailingFinish, FailsIn, Logged, Sleeper
 
 from suitkaise import cucumber
 from suitkaise.processing import (
@@ -57,7 +59,7 @@ def test_error_handler_failure(start_method):
     err = info.value
     assert isinstance(err.original_error, OSError)
     assert isinstance(err.handled_error, RunError)
-    assert str(err) == "Error in __error__ on run 0"
+    assert str(err) == "Error in __error__ on run 0: OSError: handler broke"
 
 
 def test_onfinish_failure_is_not_retried(start_method):
@@ -192,3 +194,53 @@ def test_custom_exception_without_default_constructor(start_method):
     with pytest.raises(RunError) as info:
         Proc().run()
     assert "1-2" in str(info.value.original_error)
+
+
+@pytest.mark.parametrize(
+    ("section", "lives", "cls", "expected"),
+    [
+        ("run", 3, RunError, "Error in __run__ on run 3 (after 3 of 3 lives): ValueError: bad input at run 3"),
+        ("run", 1, RunError, "Error in __run__ on run 3: ValueError: bad input at run 3"),
+        ("prerun", 2, PreRunError, "Error in __prerun__ on run 3 (after 2 of 2 lives): ValueError: bad input at run 3"),
+        ("postrun", 1, PostRunError, "Error in __postrun__ on run 3: ValueError: bad input at run 3"),
+        # onfinish/result failures are not retried: no lives were used up
+        ("onfinish", 3, OnFinishError, "Error in __onfinish__ on run 5: ValueError: bad input at run 3"),
+        ("result", 3, ResultError, "Error in __result__ on run 5: ValueError: bad input at run 3"),
+    ],
+)
+def test_str_of_section_error_names_the_original_exception(start_method, section, lives, cls, expected):
+    """Issue 14.2: the message shows the user's exception and how many lives it took."""
+    proc = FailsIn(section, "bad input at run 3", lives=lives, at=3)
+    with pytest.raises(cls) as info:
+        proc.run.timeout(60)()
+    assert str(info.value) == expected
+    assert str(proc.error) == expected  # the parent's copy of the child's error
+
+
+@settings(max_examples=15, deadline=None)
+@given(message=st.text(max_size=40))
+def test_str_of_run_error_carries_any_message(message):
+    """Inline (no process per example): whatever the user's message, it is in str(err)."""
+    from suitkaise.processing._engine import run_inline
+
+    with pytest.raises(RunError) as info:
+        run_inline(FailsIn("run", message, lives=1, at=0))
+    tail = f"ValueError: {message}" if message else "ValueError"
+    assert str(info.value) == f"Error in __run__ on run 0: {tail}"
+    back = cucumber.deserialize(cucumber.serialize(info.value))
+    assert str(back) == str(info.value)
+
+
+def test_str_of_crash_error_counts_lives(start_method):
+    """A hard crash in every life: the message names the exit and the lives used."""
+    proc = Crasher("exit", lives=2)
+    with pytest.raises(ProcessError) as info:
+        proc.run.timeout(60)()
+    assert "exited with code 3" in str(info.value)
+    assert "(on run 1, after 2 of 2 lives)" in str(info.value)
+
+
+def test_str_of_timeout_counts_lives(start_method):
+    with pytest.raises(ProcessTimeoutError) as info:
+        Sleeper(nap=30, timeout=0.2, lives=2).run.timeout(60)()
+    assert str(info.value) == "Timeout in __run__ after 0.2s on run 0 (after 2 of 2 lives)"

@@ -1,4 +1,4 @@
-"""``process_config``: runs, join_in, lives and per-section timeouts.
+"""``process_config``: runs, join_in, lives, checkpoint and per-section timeouts.
 
 Plain dataclasses so users set fields in ``__init__``
 (``self.process_config.runs = 10``); ``validate`` checks them at
@@ -9,11 +9,11 @@ that names the field, the bad value and what is accepted.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+
+from suitkaise.processing._sections import KEYS
 
 __all__ = ["ProcessConfig", "TimeoutConfig", "validate"]
-
-SECTIONS = ("prerun", "run", "postrun", "onfinish", "result", "error")
 
 
 @dataclass
@@ -28,6 +28,10 @@ class TimeoutConfig:
     error: float | None = None
 
 
+# typed fields for users and mypy; the section table is the authority
+assert tuple(f.name for f in fields(TimeoutConfig)) == KEYS
+
+
 @dataclass
 class ProcessConfig:
     """How an ``Skprocess`` loops, retries and times out."""
@@ -36,6 +40,8 @@ class ProcessConfig:
     join_in: float | None = None
     lives: int = 1
     timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
+    # with lives > 1: save the state after each iteration so a hard crash resumes there
+    checkpoint: bool = True
 
 
 def _is_real(value: object) -> bool:
@@ -67,13 +73,18 @@ def validate(config: object, owner: str = "Skprocess") -> ProcessConfig:
         raise TypeError(f"{where}.lives must be an int >= 1 (1 = no retries), got {lives!r}")
     if lives < 1:
         raise ValueError(f"{where}.lives must be >= 1 (1 = no retries), got {lives}")
+    if not isinstance(config.checkpoint, bool):
+        raise TypeError(
+            f"{where}.checkpoint must be True (resume after the last completed iteration when a crash "
+            f"costs a life) or False (restart from the start state), got {config.checkpoint!r}"
+        )
     timeouts = config.timeouts
     if not isinstance(timeouts, TimeoutConfig):
         raise TypeError(
             f"{where}.timeouts must be a TimeoutConfig (set its fields, e.g. "
             f"self.process_config.timeouts.run = 5.0), got {type(timeouts).__name__}"
         )
-    for name in SECTIONS:
+    for name in KEYS:
         value = getattr(timeouts, name)
         if value is None:
             continue

@@ -1,17 +1,27 @@
-"""The ``ProcessError`` hierarchy raised by ``Skprocess`` (and ``Pool``).
+"""The ``ProcessError`` hierarchy, and how errors cross a process boundary.
 
-Every class keeps its message, ``current_run``, ``original_error`` and (for
-timeouts) ``section``/``timeout`` when it crosses a process boundary: the
-reduction stores the constructor-independent state, so ``str(e)`` in the
-parent is the same as in the child (0.4.14 lost the message). The child's
-formatted traceback travels as ``remote_traceback`` and is re-attached in the
-receiving process as the ``__cause__`` of ``original_error``, the way
-``concurrent.futures`` shows worker tracebacks.
+Every class keeps its message, ``current_run``, ``original_error``, ``lives``
+and (for timeouts) ``section``/``timeout`` when it travels (cucumber rebuilds
+exceptions without calling ``__init__``), so ``str(e)`` in the parent is the
+same as in the child (0.4.14 lost the message).
+
+One traceback pair for every worker error: ``capture_traceback`` (sending
+side) stores the formatted traceback as the string attribute
+``__remote_traceback__`` -- the name cucumber uses when it serializes any
+exception -- and ``attach_traceback`` (receiving side) turns it into a
+``RemoteTraceback`` ``__cause__``, the way ``concurrent.futures`` shows worker
+tracebacks. ``portable_error`` makes an error that cucumber cannot move
+portable (a stand-in keeps type, message and traceback as text).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+import traceback
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from suitkaise import cucumber
 
 __all__ = [
     "ProcessError",
@@ -24,7 +34,16 @@ __all__ = [
     "ProcessTimeoutError",
     "ResultTimeoutError",
     "RemoteTraceback",
+    "attach_traceback",
+    "capture_traceback",
+    "describe_exception",
+    "portable",
+    "portable_error",
 ]
+
+TB_ATTR = "__remote_traceback__"
+_LEGACY_TB_ATTR = "remote_traceback"  # read for compatibility (0.5.0 stored it on ProcessError)
+T = TypeVar("T")
 
 
 class RemoteTraceback(Exception):
@@ -38,15 +57,94 @@ class RemoteTraceback(Exception):
         return f'\n"""\n{self.tb}"""'
 
 
+def describe_exception(exc: BaseException) -> str:
+    """``"ValueError: bad input"`` (just the type when the message is empty)."""
+    try:
+        text = str(exc)
+    except Exception as e:  # a broken __str__ must not hide the error itself
+        text = f"<str() failed: {type(e).__name__}>"
+    name = type(exc).__qualname__
+    return f"{name}: {text}" if text else name
+
+
+def _stored_traceback(exc: BaseException) -> str | None:
+    d = getattr(exc, "__dict__", None) or {}
+    tb = d.get(TB_ATTR) or d.get(_LEGACY_TB_ATTR)
+    return tb if isinstance(tb, str) and tb else None
+
+
+def capture_traceback(exc: BaseException) -> str:
+    """Sending side: the traceback text of ``exc`` (kept if it already came from elsewhere),
+    stored on ``exc`` as ``__remote_traceback__`` so that it survives the trip."""
+    tb = _stored_traceback(exc)
+    if tb is None:
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        try:
+            setattr(exc, TB_ATTR, tb)
+        except AttributeError:  # an exception type without __dict__
+            pass
+    return tb
+
+
+def attach_traceback(err: BaseException) -> None:
+    """Receiving side: show the sender's traceback as ``__cause__`` of the user's exception
+    (``original_error`` of a ProcessError, else ``err`` itself), unless it has a cause."""
+    target = getattr(err, "original_error", None)
+    if not isinstance(target, BaseException):
+        target = err
+    if target.__cause__ is not None:
+        return
+    tb = _stored_traceback(target) or _stored_traceback(err)
+    if tb:
+        target.__cause__ = RemoteTraceback(tb)
+
+
+def portable(obj: T, fallback: Callable[[], T]) -> T:
+    """``obj`` if cucumber can serialize it, else ``fallback()``."""
+    try:
+        cucumber.serialize(obj)
+        return obj
+    except Exception:
+        return fallback()
+
+
+def portable_error(err: BaseException | None) -> BaseException | None:
+    """``err`` if cucumber can move it; else the same ProcessError class with a
+    stand-in ``original_error`` (type, message and traceback kept as text)."""
+    if err is None:
+        return None
+    try:
+        cucumber.serialize(err)
+        return err
+    except Exception as e:
+        problem = f"{type(e).__name__}: {e}"
+    orig = getattr(err, "original_error", None)
+    tb = capture_traceback(orig if isinstance(orig, BaseException) else err)
+    if isinstance(err, ProcessError) and orig is not None:
+        clone = copy.copy(err)
+        stand_in = ProcessError(f"{describe_exception(orig)} (the exception itself could not be sent: {problem})")
+        setattr(stand_in, TB_ATTR, tb)
+        clone.original_error = stand_in
+        clone.__cause__ = stand_in
+        clone.__context__ = None
+        try:
+            cucumber.serialize(clone)
+            return clone
+        except Exception:
+            pass
+    generic = ProcessError(describe_exception(err), getattr(err, "current_run", 0))
+    setattr(generic, TB_ATTR, tb)
+    return generic
+
+
 def _rebuild_error(cls: type[ProcessError], args: tuple[Any, ...], state: dict[str, Any]) -> ProcessError:
+    """Plain-pickle side of ``ProcessError.__reduce__`` (cucumber has its own exception handler)."""
     err = cls.__new__(cls)
     Exception.__init__(err, *args)
     err.__dict__.update(state)
     original = state.get("original_error")
     if isinstance(original, BaseException):
-        tb = state.get("remote_traceback")
-        if tb and original.__cause__ is None:
-            original.__cause__ = RemoteTraceback(tb)
+        attach_traceback(err)
         err.__cause__ = original
     return err
 
@@ -60,7 +158,7 @@ class ProcessError(Exception):
 
     current_run: int
     original_error: BaseException | None
-    remote_traceback: str | None
+    lives: int | None
 
     def __init__(
         self, message: str = "", current_run: int = 0, original_error: BaseException | None = None
@@ -68,21 +166,51 @@ class ProcessError(Exception):
         super().__init__(message)
         self.current_run = current_run
         self.original_error = original_error
-        self.remote_traceback = None
+        self.lives = None
         if original_error is not None:
             self.__cause__ = original_error
+
+    @property
+    def remote_traceback(self) -> str | None:
+        """The traceback text from the process the error happened in (``None`` if local)."""
+        original = self.original_error
+        found = _stored_traceback(original) if isinstance(original, BaseException) else None
+        return found or _stored_traceback(self)
+
+    def _compose(self) -> str:
+        """The message, rebuilt from the attributes (subclasses that know their parts override it)."""
+        return str(self.args[0]) if self.args else ""
+
+    def _note_lives(self, lives: int) -> None:
+        """Record that this error ended the process after all ``lives`` were used (shown by ``str``)."""
+        self.lives = lives
+        self.args = (self._compose(),)
+
+    def _lives_note(self) -> str:
+        lives = self.__dict__.get("lives")
+        return "" if not lives or lives <= 1 else f" (after {lives} of {lives} lives)"
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_error, (type(self), self.args, dict(self.__dict__)))
 
 
 class _SectionError(ProcessError):
-    """A lifecycle section raised; ``str(e)`` is ``Error in <section> on run N``."""
+    """A lifecycle section raised.
+
+    ``str(e)`` is ``Error in <section> on run N: <Type>: <message>``, with
+    ``(after L of L lives)`` after the run when retries were configured and all were used.
+    """
 
     section: str = ""
 
     def __init__(self, current_run: int = 0, original_error: BaseException | None = None) -> None:
-        super().__init__(f"Error in {self.section} on run {current_run}", current_run, original_error)
+        super().__init__("", current_run, original_error)
+        self.args = (self._compose(),)
+
+    def _compose(self) -> str:
+        text = f"Error in {self.section} on run {self.current_run}{self._lives_note()}"
+        original = self.original_error
+        return text if original is None else f"{text}: {describe_exception(original)}"
 
 
 class PreRunError(_SectionError):
@@ -129,9 +257,13 @@ class ProcessTimeoutError(ProcessError):
     timeout: float
 
     def __init__(self, section: str, timeout: float, current_run: int = 0) -> None:
-        super().__init__(f"Timeout in {section} after {timeout}s on run {current_run}", current_run)
+        super().__init__("", current_run)
         self.section = section
         self.timeout = timeout
+        self.args = (self._compose(),)
+
+    def _compose(self) -> str:
+        return f"Timeout in {self.section} after {self.timeout}s on run {self.current_run}{self._lives_note()}"
 
 
 class ResultTimeoutError(ProcessError, TimeoutError):
@@ -140,8 +272,3 @@ class ResultTimeoutError(ProcessError, TimeoutError):
     def __init__(self, message: str = "") -> None:
         ProcessError.__init__(self, message)
 
-
-SECTION_ERRORS: dict[str, type[_SectionError]] = {
-    cls.section: cls
-    for cls in (PreRunError, RunError, PostRunError, OnFinishError, ResultError, ErrorHandlerError)
-}

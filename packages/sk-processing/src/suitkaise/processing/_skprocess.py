@@ -1,9 +1,10 @@
 """``Skprocess``: subclass it, define lifecycle methods, call ``start()``/``run()``.
 
-The class itself holds only user-facing behaviour; the mechanics (spawning,
-the parent's monitor thread, the child's engine loop, timeouts, lives) live in
-``suitkaise.processing._engine``. See that module for the diagram of
-processes and channels.
+The class itself holds only user-facing behaviour; its control methods
+delegate to the instance's runtime (``_runtime.Runtime``): ``_parent`` starts
+the child and monitors it (see its diagram of processes and channels),
+``_child`` and ``_inline`` run ``_lifecycle``'s loop in a child process or a
+Pool worker.
 
 The instance travels to the child through cucumber: ``__reduce_ex__`` returns
 ``(_rebuild_skprocess, (type(self),), state)``, so the child gets an instance of
@@ -18,8 +19,11 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from suitkaise.processing import _parent
 from suitkaise.processing._config import ProcessConfig
 from suitkaise.processing._modifiers import modifiable
+from suitkaise.processing._runtime import RUNTIME_ATTR
+from suitkaise.processing._sections import DUNDERS
 from suitkaise.processing._timers import ProcessTimers, TimedMethod
 
 if TYPE_CHECKING:
@@ -27,10 +31,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Skprocess"]
 
-LIFECYCLE = ("__prerun__", "__run__", "__postrun__", "__onfinish__", "__result__", "__error__")
-
 # Attributes owned by the library; user code must not reuse these names.
-_RUNTIME_ATTR = "_sk_rt"
+_RUNTIME_ATTR = RUNTIME_ATTR
 
 
 def _setup(obj: Skprocess) -> None:
@@ -75,10 +77,11 @@ class Skprocess:
     timers: ProcessTimers | None
     error: BaseException | None
     _current_run: int
+    _sk_is_skprocess = True  # _runtime.SKPROCESS_MARK: lets the engine recognise instances
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for name in LIFECYCLE:
+        for name in DUNDERS:
             fn = cls.__dict__.get(name)
             if fn is not None and not isinstance(fn, TimedMethod) and callable(fn):
                 setattr(cls, name, TimedMethod(fn, name.strip("_")))
@@ -111,9 +114,9 @@ class Skprocess:
         """Called when lives are exhausted; return an exception to raise it, any other value to return it."""
         return self.error
 
-    __prerun__ = TimedMethod(_base_prerun, "prerun")
+    __prerun__ = TimedMethod(_base_prerun, "prerun", skip=True)
     __run__ = TimedMethod(_base_run, "run")
-    __postrun__ = TimedMethod(_base_postrun, "postrun")
+    __postrun__ = TimedMethod(_base_postrun, "postrun", skip=True)
     __onfinish__ = TimedMethod(_base_onfinish, "onfinish")
     __result__ = TimedMethod(_base_result, "result")
     __error__ = TimedMethod(_base_error, "error")
@@ -136,7 +139,7 @@ class Skprocess:
         ``TypeError``/``ValueError`` for a bad ``process_config`` and
         ``SerializationError`` if an attribute cannot travel.
         """
-        _engine.start(self)
+        _parent.start(self)
 
     def stop(self) -> None:
         """Ask the process to finish gracefully (non-blocking); works in the child too."""
@@ -169,7 +172,7 @@ class Skprocess:
     @modifiable
     def run(self, *, _sk_timeout: float | None = None) -> Any:
         """``start()``, ``wait()`` and ``result()`` in one call."""
-        _engine.start(self)
+        _parent.start(self)
         return self.__dict__[_RUNTIME_ATTR].result(_sk_timeout, what="run")
 
     def tell(self, data: Any) -> None:
@@ -216,5 +219,3 @@ class Skprocess:
         state = "not started" if rt is None else rt.describe()
         return f"<{type(self).__qualname__} Skprocess ({state})>"
 
-
-from suitkaise.processing import _engine  # noqa: E402  (cycle: _engine needs Skprocess)

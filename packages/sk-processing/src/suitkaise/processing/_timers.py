@@ -13,11 +13,12 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from suitkaise.processing._sections import KEYS
 from suitkaise.timing import Sktimer
 
 __all__ = ["ProcessTimers"]
 
-_SECTION_NAMES = ("prerun", "run", "postrun", "onfinish", "result", "error")
+_SECTION_NAMES = KEYS
 
 
 def _section_key(section: str) -> str:
@@ -57,23 +58,6 @@ class ProcessTimers:
             setattr(self, key, timer)
         return timer
 
-    def _update_full_run(self) -> None:
-        """Add the latest prerun + run + postrun measurements to ``full_run`` (if > 0)."""
-        total = 0.0
-        for key in ("prerun", "run", "postrun"):
-            timer = getattr(self, key)
-            if timer is not None and timer.num_times:
-                recent = timer.most_recent
-                if recent:
-                    total += recent
-        if total > 0:
-            self.full_run.add_time(total)
-
-    def _reset(self) -> None:
-        for key in _SECTION_NAMES:
-            setattr(self, key, None)
-        self.full_run = Sktimer()
-
     def __repr__(self) -> str:
         parts = []
         for key in (*_SECTION_NAMES, "full_run"):
@@ -87,11 +71,12 @@ class TimedMethod:
     """Class-level wrapper of a lifecycle method: ``proc.__run__`` is callable
     and has ``.timer`` (the matching ``Sktimer`` of ``proc.timers`` or ``None``)."""
 
-    __slots__ = ("__dict__", "fn", "key")
+    __slots__ = ("__dict__", "fn", "key", "skip")
 
-    def __init__(self, fn: Callable[..., Any], key: str) -> None:
+    def __init__(self, fn: Callable[..., Any], key: str, *, skip: bool = False) -> None:
         self.fn = fn
         self.key = key
+        self.skip = skip  # Skprocess's own no-op default: the engine does not call (or time) it
         functools.update_wrapper(self, fn)
 
     def __get__(self, obj: object, owner: type | None = None) -> Any:

@@ -1,0 +1,243 @@
+"""The child side of a started ``Skprocess``: ``child_main`` and its runtime.
+
+::
+
+    child process
+    main thread:   child_main -> rebuild instance (real class) -> Lifecycle.run()
+                   -> final message b"F" + cucumber{kind, value, current_run, error, timers}
+    reader thread: conn -> inbox (listen()); acknowledges each message (b"A")
+                   unless checkpointing (then each checkpoint says how many were consumed);
+                   EOF = parent gone -> os._exit
+
+The reader starts on the first ``listen()`` (a thread costs ~1 ms in a fresh
+child) unless it must also watch for the parent's death because
+``PR_SET_PDEATHSIG`` is unavailable or unsafe for this child.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing.connection as mpc
+import os
+import queue
+import signal
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from suitkaise import cucumber
+from suitkaise.processing._checkpoint import Checkpoint, resume
+from suitkaise.processing._errors import (
+    ProcessError,
+    ResultError,
+    ResultTimeoutError,
+    capture_traceback,
+    portable,
+    portable_error,
+)
+from suitkaise.processing._lifecycle import Lifecycle
+from suitkaise.processing._runtime import (
+    BOOTED,
+    LIVES,
+    RUNTIME_ATTR,
+    STOP,
+    TAG_ACK,
+    TAG_FINAL,
+    TAG_TELL,
+    FinalState,
+    Outcome,
+    is_skprocess,
+    min_timeout,
+)
+
+__all__ = ["ChildRuntime", "child_main"]
+
+_PR_SET_PDEATHSIG = 1
+_libc: Any = None
+
+
+def _set_pdeathsig(expected_ppid: int) -> bool:
+    """Ask Linux to SIGKILL us when the parent (thread) dies; exit if it already did.
+
+    Returns False when unavailable (then the reader thread watches the pipe's EOF).
+    """
+    global _libc
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(None, use_errno=True)
+        if _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):  # not Linux
+        return False
+    if expected_ppid and os.getppid() != expected_ppid:
+        os._exit(1)
+    return True
+
+
+class ChildRuntime:
+    """Runtime of the instance inside its child (implements ``Runtime``):
+    tell/listen over the pipe, stop via ctrl."""
+
+    def __init__(
+        self, conn: mpc.Connection, ctrl: Any, watch_parent: bool, checkpoint: Checkpoint | None = None
+    ) -> None:
+        self.conn = conn
+        self.ctrl = ctrl
+        # With checkpoints the parent learns what was consumed from them, not from acks.
+        self.checkpoint = checkpoint
+        self.inbox: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self.send_lock = threading.Lock()
+        self.finishing = False
+        self.reader: threading.Thread | None = None
+        if watch_parent:
+            self._start_reader()
+
+    def _start_reader(self) -> None:
+        with self.send_lock:
+            if self.reader is None:
+                self.reader = threading.Thread(target=self._reader, name="sk-skprocess-reader", daemon=True)
+                self.reader.start()
+
+    def _reader(self) -> None:
+        # SIGALRM must reach the main thread (section timeouts), never this one.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        conn = self.conn
+        try:
+            while True:
+                data = conn.recv_bytes()
+                if data[:1] == TAG_TELL:
+                    self.inbox.put(data[1:])
+                    if self.checkpoint is None:
+                        self.send(TAG_ACK, b"")  # the parent may now forget it
+        except (EOFError, OSError):
+            pass
+        if not self.finishing:
+            # The parent is gone (its end of the pipe closed): nothing may outlive it.
+            os._exit(1)
+
+    def send(self, tag: bytes, payload: bytes) -> None:
+        with self.send_lock:
+            self.conn.send_bytes(tag + payload)
+
+    def stop(self) -> None:
+        self.ctrl[STOP] = 1.0
+
+    def kill(self) -> None:
+        self.ctrl[STOP] = 1.0
+
+    def tell(self, data: Any) -> None:
+        self.send(TAG_TELL, cucumber.serialize(data))
+
+    def listen(self, timeout: float | None, sk_timeout: float | None) -> Any:
+        if self.reader is None:
+            self._start_reader()
+        limit = min_timeout(timeout, sk_timeout)
+        try:
+            data = self.inbox.get(timeout=limit) if limit is not None else self.inbox.get()
+        except queue.Empty:
+            if sk_timeout is not None and (timeout is None or sk_timeout <= timeout):
+                raise ResultTimeoutError(f"listen() timed out after {sk_timeout}s") from None
+            return None
+        if self.checkpoint is not None:
+            self.checkpoint.consumed += 1
+        return cucumber.deserialize(data)
+
+    def wait(self, timeout: float | None, sk_timeout: float | None) -> bool:
+        raise RuntimeError("wait() cannot be called from inside the running Skprocess")
+
+    def result(self, sk_timeout: float | None, what: str = "result") -> Any:
+        raise RuntimeError(f"{what}() cannot be called from inside the running Skprocess")
+
+    def live_current_run(self) -> int | None:
+        return None
+
+    def is_alive(self) -> bool:
+        return True
+
+    def describe(self) -> str:
+        return f"running in pid {os.getpid()}"
+
+
+def _final_message(proc: Any, kind: str, value: Any) -> bytes:
+    """The last message of a life: outcome plus the state the parent adopts (decision 6)."""
+    if proc is None:
+        state = FinalState(kind, value)
+    else:
+        state = FinalState(kind, value, True, proc._current_run, proc.error, proc.timers)
+    try:
+        return cucumber.serialize(state)
+    except Exception as e:
+        if kind == "value":
+            value = ResultError(state.current_run, ProcessError(
+                f"__result__ returned a {type(value).__name__} that cannot be sent to the parent: "
+                f"{type(e).__name__}: {e}"
+            ))
+            kind = "raise"
+        else:
+            value = portable_error(value)
+        timers = portable(state.timers, lambda: None)
+        return cucumber.serialize(state._replace(kind=kind, value=value, error=portable_error(state.error), timers=timers))
+
+
+def _rebuild(data: bytes) -> tuple[Any, Outcome | None]:
+    """The instance from the start payload, or the error that prevented it."""
+    try:
+        proc = cucumber.deserialize(data)
+        if not is_skprocess(proc):
+            raise TypeError(f"expected an Skprocess, got {type(proc).__name__}")
+    except Exception as e:
+        capture_traceback(e)
+        err = ProcessError(f"the Skprocess could not be rebuilt in the child process: {type(e).__name__}: {e}", 0, e)
+        return None, Outcome("raise", err)
+    return proc, None
+
+
+def _resume(proc: Any, checkpoint: Checkpoint) -> Outcome | None:
+    """Continue from the previous life's last checkpoint; the error if it cannot be read."""
+    try:
+        resume(proc, checkpoint)
+    except Exception as e:
+        capture_traceback(e)
+        return Outcome("raise", ProcessError(
+            f"{type(proc).__qualname__} could not resume from its last checkpoint: {type(e).__name__}: {e}",
+            checkpoint.run, e))
+    return None
+
+
+def child_main(
+    data: bytes,
+    conn: mpc.Connection,
+    ctrl: Any,
+    close_in_child: Sequence[Any],
+    pdeathsig: bool,
+    ppid: int,
+    checkpoint_fd: Any = None,
+) -> None:
+    """Entry point of the child process (target of ``multiprocessing.Process``).
+
+    ``checkpoint_fd`` (``.detach()`` gives the descriptor) is the parent's checkpoint file
+    when this process checkpoints (``_checkpoint``); a later life resumes from it.
+    """
+    ctrl[BOOTED] = 1.0  # multiprocessing's bootstrap (re-importing __main__ under spawn) is over
+    for obj in close_in_child:  # fork: the parent's end of our pipe, so its EOF reaches us
+        try:
+            obj.close()
+        except OSError:
+            pass
+    watch_parent = not (pdeathsig and _set_pdeathsig(ppid))
+    proc, outcome = _rebuild(data)
+    checkpoint = None
+    if checkpoint_fd is not None:
+        checkpoint = Checkpoint(checkpoint_fd.detach(), type(proc).__qualname__ if proc is not None else "Skprocess")
+        if outcome is None:
+            outcome = _resume(proc, checkpoint)
+    rt = ChildRuntime(conn, ctrl, watch_parent, checkpoint)
+    if outcome is None:
+        proc.__dict__[RUNTIME_ATTR] = rt
+        outcome = Lifecycle(proc, ctrl, lives=int(ctrl[LIVES]), checkpoint=checkpoint).run()
+    payload = _final_message(proc, *outcome)
+    rt.finishing = True
+    try:
+        rt.send(TAG_FINAL, payload)
+    except OSError:  # parent gone
+        pass

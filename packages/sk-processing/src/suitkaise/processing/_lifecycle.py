@@ -1,0 +1,343 @@
+"""The lifecycle loop of one ``Skprocess`` instance, wherever it runs.
+
+``Lifecycle(proc, ctrl).run()`` is the whole life of an instance, in the
+child process or inline in a Pool worker::
+
+    @autoreconnect -> loop: [stop? runs? join_in?] -> __prerun__ -> [stop?] -> __run__
+                            -> [stop?] -> __postrun__ -> current_run += 1 -> (checkpoint)
+                      a section raising (or timing out) costs a life and repeats the
+                      same iteration with the state kept; no lives left -> __error__
+                   -> __onfinish__ -> __result__          (failures here -> __error__)
+
+Section timeouts: ``setitimer``/SIGALRM on the main thread (the deadline is
+also published in ``ctrl`` so that the parent can replace a child stuck in
+native code); off the main thread the section runs on a helper thread that is
+abandoned at the deadline. ``run()`` never raises for user errors: it returns
+``("value", v)`` or ``("raise", ProcessError)``.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from suitkaise import cucumber
+from suitkaise.processing._errors import (
+    ErrorHandlerError,
+    ProcessError,
+    ProcessTimeoutError,
+    _SectionError,
+)
+from suitkaise.processing._runtime import (
+    DEADLINE,
+    LIVES,
+    RUN,
+    SECTION,
+    STOP,
+    TIMEOUT,
+    Outcome,
+    SectionTimeout,
+)
+from suitkaise.processing._sections import BY_DUNDER, DUNDERS
+from suitkaise.processing._timers import ProcessTimers, TimedMethod
+
+__all__ = ["Checkpointer", "Lifecycle"]
+
+_LOOP_ERRORS = (_SectionError, ProcessTimeoutError)
+
+
+class Checkpointer(Protocol):
+    """Where the loop records each completed iteration (see ``_checkpoint``)."""
+
+    def commit(self, proc: Any, samples: tuple[float, float, float]) -> None: ...
+
+    def failed(self, samples: tuple[float, float, float]) -> None: ...
+
+
+def resolve_section(cls: type, name: str) -> Callable[..., Any] | None:
+    """The plain function implementing ``name`` on ``cls`` (``None``: nothing to call)."""
+    for klass in cls.__mro__:
+        attr = klass.__dict__.get(name)
+        if attr is None:
+            continue
+        if isinstance(attr, TimedMethod):
+            return None if attr.skip else attr.fn
+        return attr
+    return None
+
+
+class _Alarm:
+    """SIGALRM-based section timeouts for the main thread (sub-second via setitimer)."""
+
+    def __init__(self) -> None:
+        self.armed: SectionTimeout | None = None
+        self.previous: Any = signal.signal(signal.SIGALRM, self._handler)
+
+    def uninstall(self) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, self.previous if self.previous is not None else signal.SIG_DFL)
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        armed = self.armed
+        if armed is not None:
+            self.armed = None
+            raise ProcessTimeoutError(*armed)
+
+
+def _call_on_thread(name: str, fn: Callable[..., Any], proc: Any, timeout: float) -> tuple[Any, float]:
+    """Off the main thread (a Pool worker thread): run the section on a daemon thread and stop
+    waiting at the deadline; the section itself cannot be interrupted."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn(proc)
+        except BaseException as e:
+            box["error"] = e
+
+    t0 = time.perf_counter()
+    worker = threading.Thread(target=target, name=f"sk-section-{name}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise ProcessTimeoutError(name, timeout, proc._current_run)
+    if "error" in box:
+        raise box["error"]
+    return box.get("value"), time.perf_counter() - t0
+
+
+class Lifecycle:
+    """Runs the loop, lives, onfinish, result and ``__error__`` for one instance.
+
+    ``ctrl`` is the shared control array (child) or a plain list (inline);
+    ``lives`` the lives left (the child's next life gets fewer than configured);
+    ``checkpoint`` records each completed iteration for a resume after a hard crash.
+    """
+
+    def __init__(
+        self,
+        proc: Any,
+        ctrl: Any,
+        *,
+        lives: int | None = None,
+        stop_event: Any = None,
+        checkpoint: Checkpointer | None = None,
+    ) -> None:
+        self.proc = proc
+        self.ctrl = ctrl
+        self.cfg = proc.process_config
+        self.lives = self.cfg.lives if lives is None else lives
+        self.total_lives = self.cfg.lives  # as configured (the start state), for error messages
+        self.stop_event = stop_event
+        self.checkpoint = checkpoint
+        self.alarm: _Alarm | None = None
+        self.use_alarm = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
+        cls = type(proc)
+        self.fns = {name: resolve_section(cls, name) for name in DUNDERS}
+        if proc.timers is None:
+            proc.timers = ProcessTimers()
+        # samples of the iteration in progress (prerun, run, postrun); NaN = did not run
+        self.samples = [_NAN, _NAN, _NAN]
+
+    # -- sections --------------------------------------------------------------------
+
+    def _call(self, name: str, fn: Callable[..., Any], timeout: float | None) -> tuple[Any, float]:
+        """Call one section with its timeout; return (value, elapsed); wrap failures."""
+        proc = self.proc
+        try:
+            if timeout is None:
+                t0 = time.perf_counter()
+                value = fn(proc)
+                return value, time.perf_counter() - t0
+            return self._call_with_timeout(name, fn, timeout)
+        except ProcessTimeoutError:
+            proc.timers._ensure_timer(name)
+            raise
+        except Exception as e:
+            proc.timers._ensure_timer(name)
+            raise BY_DUNDER[name].error(proc._current_run, e) from e
+
+    def _call_with_timeout(self, name: str, fn: Callable[..., Any], timeout: float) -> tuple[Any, float]:
+        proc = self.proc
+        if not self.use_alarm:
+            return _call_on_thread(name, fn, proc, timeout)
+        ctrl = self.ctrl
+        alarm = self.alarm
+        if alarm is None:
+            alarm = self.alarm = _Alarm()
+        ctrl[TIMEOUT] = timeout
+        ctrl[SECTION] = BY_DUNDER[name].code
+        ctrl[DEADLINE] = time.monotonic() + timeout
+        alarm.armed = SectionTimeout(name, timeout, proc._current_run)
+        t0 = time.perf_counter()
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+        try:
+            value = fn(proc)
+        finally:
+            alarm.armed = None
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            ctrl[DEADLINE] = 0.0
+        return value, time.perf_counter() - t0
+
+    def _timed(self, name: str, timeout: float | None) -> Any:
+        """Run a once-only section (onfinish/result/error) and record its timer."""
+        fn = self.fns[name]
+        if fn is None:
+            return None
+        value, elapsed = self._call(name, fn, timeout)
+        self.proc.timers._ensure_timer(name).add_time(elapsed)
+        return value
+
+    # -- the loop --------------------------------------------------------------------
+
+    def _loop(self, start_time: float) -> None:
+        """Iterate until stop(), runs or join_in; section errors propagate (to ``run``)."""
+        proc, ctrl, cfg, ev = self.proc, self.ctrl, self.cfg, self.stop_event
+        runs = cfg.runs
+        join_at = None if cfg.join_in is None else start_time + cfg.join_in
+        t_pre, t_run, t_post = cfg.timeouts.prerun, cfg.timeouts.run, cfg.timeouts.postrun
+        pre, run, post = self.fns["__prerun__"], self.fns["__run__"], self.fns["__postrun__"]
+        timers = proc.timers
+        full_run = timers.full_run
+        call = self._call
+        publish = not isinstance(ctrl, list)
+        checkpoint = self.checkpoint
+        samples = self.samples
+        ensure = timers._ensure_timer
+        pre_timer = run_timer = post_timer = None  # created on first success (timing spec)
+        while True:
+            if ctrl[STOP] or (ev is not None and ev.is_set()):
+                return
+            cr = proc._current_run
+            if (runs is not None and cr >= runs) or (join_at is not None and time.monotonic() >= join_at):
+                return
+            if publish:
+                ctrl[RUN] = cr
+            total = 0.0
+            if pre is not None:
+                _, el = call("__prerun__", pre, t_pre)
+                if pre_timer is None:
+                    pre_timer = ensure("prerun")
+                pre_timer.add_time(el)
+                total += el
+                samples[0] = el
+                if ctrl[STOP] or (ev is not None and ev.is_set()):
+                    return
+            if run is not None:
+                _, el = call("__run__", run, t_run)
+                if run_timer is None:
+                    run_timer = ensure("run")
+                run_timer.add_time(el)
+                total += el
+                samples[1] = el
+            if ctrl[STOP] or (ev is not None and ev.is_set()):
+                return
+            if post is not None:
+                _, el = call("__postrun__", post, t_post)
+                if post_timer is None:
+                    post_timer = ensure("postrun")
+                post_timer.add_time(el)
+                total += el
+                samples[2] = el
+            proc._current_run = cr + 1
+            if total > 0:
+                full_run.add_time(total)
+            if checkpoint is not None:
+                checkpoint.commit(proc, (samples[0], samples[1], samples[2]))
+                samples[0] = samples[1] = samples[2] = _NAN
+
+    def run(self) -> Outcome:
+        """The whole lifecycle; never raises for user errors (they come back as ``("raise", e)``)."""
+        try:
+            failed = self._reconnect()
+            if failed is not None:
+                return self._deliver_error(failed)
+            start_time = time.monotonic()
+            while True:
+                try:
+                    self._loop(start_time)
+                    break
+                except _LOOP_ERRORS as e:
+                    if not self._lose_life():
+                        e._note_lives(self.total_lives)
+                        return self._deliver_error(e)
+                    # retry the SAME iteration, state kept
+            return self._finish()
+        finally:
+            if self.alarm is not None:
+                self.alarm.uninstall()
+                self.alarm = None
+
+    def _reconnect(self) -> ProcessError | None:
+        """``@autoreconnect``: reconnect live resources before the first iteration."""
+        proc = self.proc
+        cls = type(proc)
+        if not getattr(cls, "_auto_reconnect_enabled", False):
+            return None
+        try:
+            cucumber.reconnect_all(
+                proc,
+                start_threads=bool(getattr(cls, "_auto_reconnect_start_threads", False)),
+                **dict(getattr(cls, "_auto_reconnect_kwargs", {})),
+            )
+        except Exception as e:
+            return ProcessError(f"@autoreconnect of {cls.__qualname__} failed: {type(e).__name__}: {e}", 0, e)
+        return None
+
+    def _lose_life(self) -> bool:
+        """A section of the loop failed: one life less; True if any are left."""
+        self.lives -= 1
+        self.cfg.lives = self.lives
+        if not isinstance(self.ctrl, list):
+            self.ctrl[LIVES] = self.lives
+        samples = self.samples
+        if self.checkpoint is not None:
+            self.checkpoint.failed((samples[0], samples[1], samples[2]))
+        samples[0] = samples[1] = samples[2] = _NAN
+        return self.lives > 0
+
+    def _finish(self) -> Outcome:
+        timeouts = self.cfg.timeouts
+        try:
+            self._timed("__onfinish__", timeouts.onfinish)
+            value = self._timed("__result__", timeouts.result)
+        except _LOOP_ERRORS as e:
+            return self._deliver_error(e)
+        return Outcome("value", value)
+
+    def _deliver_error(self, err: ProcessError) -> Outcome:
+        proc = self.proc
+        proc.error = err
+        try:
+            value = self._timed("__error__", self.cfg.timeouts.error)
+        except ErrorHandlerError as handler_err:
+            handler_err.handled_error = err
+            return Outcome("raise", handler_err)
+        except ProcessTimeoutError as timeout_err:
+            return Outcome("raise", timeout_err)
+        if isinstance(value, BaseException):
+            return Outcome("raise", as_process_error(value, err))
+        return Outcome("value", value)
+
+
+_NAN = float("nan")
+
+
+def as_process_error(value: BaseException, err: ProcessError) -> ProcessError:
+    """Decision 3: an exception returned by ``__error__`` is raised as the matching ProcessError."""
+    if isinstance(value, ProcessError):
+        return value
+    if isinstance(err, _SectionError):
+        wrapped: ProcessError = type(err)(err.current_run, value)
+    elif isinstance(err, ProcessTimeoutError):
+        wrapped = ProcessTimeoutError(err.section, err.timeout, err.current_run)
+        wrapped.original_error = value
+        wrapped.__cause__ = value
+    else:
+        wrapped = ProcessError(f"{type(value).__name__}: {value}", err.current_run, value)
+    if err.lives:
+        wrapped._note_lives(err.lives)
+    return wrapped

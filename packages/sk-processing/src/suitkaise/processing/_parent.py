@@ -1,0 +1,533 @@
+"""The parent side of a started ``Skprocess``: ``start()`` and the monitor thread.
+
+Processes and channels of one ``start()``::
+
+    parent process                                   child process (one per life lost to a crash)
+    --------------                                   -------------
+    user thread: start/tell/listen/wait/result       main thread: child_main -> Lifecycle.run()
+         |  tell: conn.send_bytes(b"T"+cucumber)  ==>    reader thread: conn -> inbox (listen);
+         |                                               EOF = parent gone -> os._exit
+    monitor thread (one per start):              <==   tell: b"T"+cucumber   final: b"F"+cucumber
+         waits on [conn, process sentinel, next section deadline]          ack: b"A"
+         - b"T" -> inbox (parent's listen())
+         - b"A" -> forget the oldest unacknowledged tell()
+         - b"F" -> final state: result/error, current_run, error, timers
+         - sentinel without b"F" -> crash: restart (lives left) or ProcessError
+         - deadline + grace passed -> SIGKILL the child stuck in native code
+    ctrl: RawArray('d', 7) shared by both:  [stop, deadline, timeout, section, run, lives, booted]
+
+One ``start()``: the parent validates ``process_config``, creates the duplex
+pipe and ``ctrl``, serializes the instance with cucumber (``_forkpayload``:
+Pipe points carry their fd under every start method) and starts the child.
+The child sets PR_SET_PDEATHSIG, rebuilds the instance (real class), applies
+``@autoreconnect`` and runs the loop. ``stop()`` sets ``ctrl[stop]`` (checked
+before each iteration and after prerun/run: ~100 ns). Section timeouts use
+``setitimer`` in the child's main thread; the deadline is also published in
+``ctrl`` so that the parent can replace a child stuck in code that never
+returns to Python. The final message carries the child's state; the monitor
+applies it to the parent's instance, then resolves ``result()``. No manager
+process, no temp files, no shared-memory names.
+
+tell() messages are never lost to a crash restart: the parent keeps each one
+until the child acknowledges it (taken off the pipe); those the dead life had
+not taken, then those told while it was being replaced, go to the next life
+in order.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection as mpc
+import os
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from typing import IO, Any
+
+from suitkaise import cucumber
+from suitkaise.processing._checkpoint import create_file, read_saved, read_timers
+from suitkaise.processing._child import child_main
+from suitkaise.processing._config import validate
+from suitkaise.processing._errors import (
+    ProcessError,
+    ProcessTimeoutError,
+    ResultTimeoutError,
+    attach_traceback,
+)
+from suitkaise.processing._forkpayload import SpawnPayload, fd_for_child, serialize_for_fork
+from suitkaise.processing._runtime import (
+    BOOTED,
+    CTRL_SLOTS,
+    DEADLINE,
+    LIVES,
+    RUN,
+    RUNTIME_ATTR,
+    SECTION,
+    STOP,
+    TAG_ACK,
+    TAG_FINAL,
+    TAG_TELL,
+    TIMEOUT,
+    FinalState,
+    Outcome,
+    SectionTimeout,
+    min_timeout,
+)
+from suitkaise.processing._sections import BY_CODE, KEYS
+from suitkaise.processing._timers import ProcessTimers
+
+__all__ = ["ParentRun", "describe_exit", "start"]
+
+_DEADLINE_POLL = 0.25
+_TRIM_EVERY = 64  # with checkpoints: look at what the child consumed once this many messages wait
+
+
+def _grace(timeout: float) -> float:
+    """How long past a section deadline the parent waits before killing the child.
+
+    The child's own SIGALRM normally fires at the deadline; the parent only
+    steps in for code that never returns to Python, so the margin is generous
+    (a loaded machine must not turn a normal timeout into a kill).
+    """
+    return 1.0 + 0.5 * timeout
+
+
+def _section_name(code: float) -> str:
+    section = BY_CODE.get(int(code))
+    return "__run__" if section is None else section.dunder
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "process ended without an exit code"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = {
+            "SIGKILL": " (killed from outside, or by the out-of-memory killer)",
+            "SIGSEGV": " (segmentation fault, usually in native code)",
+            "SIGABRT": " (aborted, usually by native code)",
+            "SIGBUS": " (bus error in native code)",
+        }.get(name, "")
+        return f"process was killed by signal {name} ({code}){hint}"
+    return f"process exited with code {code} before producing a result"
+
+
+def _bootstrap_failure(name: str, method: str, exitcode: int) -> str:
+    """The message for a child that died in multiprocessing's bootstrap, before our code ran."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    module = f"the main module {os.path.basename(path)!r}" if path else "the main module"
+    return (
+        f"{name}: the child process raised while importing {module}, before any Skprocess code "
+        f"ran (process exited with code {exitcode}; its traceback is on the child's stderr). "
+        f"Under the {method!r} start method every child re-imports the script that started it: "
+        "put the code that starts processes under `if __name__ == \"__main__\":`."
+    )
+
+
+class ParentRun:
+    """Parent-side state of one ``start()``: child process, pipe, ctrl, monitor thread."""
+
+    def __init__(self, owner: Any) -> None:
+        self.owner = owner
+        self.ctx = multiprocessing.get_context()
+        self.method = self.ctx.get_start_method()
+        self.ctrl = self.ctx.RawArray("d", CTRL_SLOTS)
+        self.ctrl[LIVES] = owner.process_config.lives
+        self.total_lives = owner.process_config.lives
+        self.cond = threading.Condition(threading.Lock())
+        self.inbox: deque[bytes] = deque()
+        self.done = threading.Event()
+        self.outcome: Outcome | None = None
+        self.killed = False
+        self.consumed = False
+        self.send_lock = threading.Lock()
+        self.conn: mpc.Connection | None = None
+        # Every tell() message, numbered, until it is known to be consumed: acknowledged by
+        # the child (taken off its pipe), or covered by a checkpoint (listen()ed in a completed
+        # iteration). A restarted life gets all the rest, in order.
+        self.pending: deque[tuple[int, bytes]] = deque()
+        self.told = 0
+        self.acked = 0
+        self.ack_lock = threading.Lock()  # guards pending/told/acked; never held while sending
+        cfg = owner.process_config
+        self.checkpoint: IO[bytes] | None = create_file() if cfg.checkpoint and cfg.lives > 1 else None
+        self.process: Any = None
+        self.final: bytes | None = None
+        self.timeout_kill: SectionTimeout | None = None
+        self.monitor: threading.Thread | None = None
+        timeouts = owner.process_config.timeouts
+        self.has_timeouts = any(getattr(timeouts, name) is not None for name in KEYS)
+
+    # -- spawning ----------------------------------------------------------------------
+
+    def spawn(self) -> None:
+        """Start one child for the current life; raises SerializationError before spawning."""
+        parent_conn, child_conn = self.ctx.Pipe(duplex=True)
+        owner = self.owner
+        self.ctrl[BOOTED] = 0.0
+        thread = threading.current_thread()
+        # PR_SET_PDEATHSIG fires when the *thread* that forked the child ends: only
+        # safe from the main thread or from our monitor (which outlives the child).
+        # Not under forkserver: the child's parent is the fork server, which itself
+        # only exits once all its children (holding its "alive" fd) are gone.
+        pdeathsig = self.method != "forkserver" and thread in (threading.main_thread(), self.monitor)
+        try:
+            if self.method == "fork":
+                payload: Any = serialize_for_fork(owner)
+                close_in_child: list[Any] = [parent_conn]
+                ppid = os.getpid()
+            else:
+                payload = SpawnPayload(owner)
+                close_in_child = []
+                # forkserver: the parent of the child is the fork server
+                ppid = os.getpid() if self.method == "spawn" else 0
+            checkpoint = None if self.checkpoint is None else fd_for_child(self.checkpoint.fileno(), self.method)
+            process = self.ctx.Process(
+                target=child_main,
+                args=(payload, child_conn, self.ctrl, close_in_child, pdeathsig, ppid, checkpoint),
+                name=f"Skprocess-{type(owner).__qualname__}",
+                daemon=False,
+            )
+            process.start()
+        except BaseException:
+            parent_conn.close()
+            child_conn.close()
+            raise
+        child_conn.close()
+        with self.send_lock:
+            self.process = process  # before the pipe: tell() judges the pipe by this process
+            self.conn = parent_conn
+            self._redeliver(parent_conn)
+        self.final = None
+
+    def _redeliver(self, conn: mpc.Connection) -> None:
+        """Send a new life (under ``send_lock``) every message not known to be consumed: those
+        the previous life had not taken, or (checkpointing) had taken in the iteration that
+        did not complete, then those told while it was being replaced -- in the order told."""
+        with self.ack_lock:
+            self._trim()
+            messages = [payload for _, payload in self.pending]
+        for payload in messages:
+            try:
+                conn.send_bytes(payload)
+            except OSError:
+                return  # this child died too; the monitor restarts it (they stay pending) or reports
+
+    def _trim(self) -> None:
+        """Forget the messages known to be consumed (under ``ack_lock``)."""
+        done = self.acked
+        if self.checkpoint is not None:
+            saved = read_saved(self.checkpoint.fileno())
+            if saved is None:
+                return  # being written right now: keep everything
+            done = saved.consumed
+        pending = self.pending
+        while pending and pending[0][0] < done:
+            pending.popleft()
+
+    def begin(self) -> None:
+        try:
+            self.spawn()
+        except BaseException:
+            if self.checkpoint is not None:
+                self.checkpoint.close()
+                self.checkpoint = None
+            raise
+        self.monitor = threading.Thread(
+            target=self._monitor, name=f"sk-monitor-{type(self.owner).__qualname__}", daemon=True
+        )
+        self.monitor.start()
+
+    # -- monitor thread ----------------------------------------------------------------
+
+    def _monitor(self) -> None:
+        try:
+            while True:
+                if not self._watch_child():
+                    return
+                if self.killed:
+                    self._resolve(Outcome("killed", None))
+                    return
+                try:
+                    self.spawn()
+                except BaseException as e:
+                    self._resolve(Outcome("raise", ProcessError(
+                        f"{type(self.owner).__qualname__} could not be restarted after a crash: "
+                        f"{type(e).__name__}: {e}", int(self.ctrl[RUN]), e)))
+                    return
+                if self.killed:
+                    self.process.kill()
+        except BaseException as e:  # a bug here must not leave result() hanging
+            self._resolve(Outcome("raise", ProcessError(f"internal error in the Skprocess monitor: {e!r}", 0, e)))
+        finally:
+            with self.send_lock:
+                if self.conn is not None:
+                    self.conn.close()
+                    self.conn = None
+            with self.ack_lock:
+                if self.checkpoint is not None:
+                    self.checkpoint.close()
+                    self.checkpoint = None
+
+    def _watch_child(self) -> bool:
+        """Pump one child until it exits; return True if it must be restarted."""
+        conn = self.conn
+        process = self.process
+        assert conn is not None and process is not None
+        waitables: list[Any] = [conn, process.sentinel]
+        ctrl = self.ctrl
+        # With section timeouts configured, look at the published deadline a few
+        # times a second (the child does not message us when it enters a section).
+        poll = _DEADLINE_POLL if self.has_timeouts else None
+        while True:
+            wait_for = poll
+            deadline = ctrl[DEADLINE]
+            if deadline > 0:
+                wait_for = max(0.0, deadline + _grace(ctrl[TIMEOUT]) - time.monotonic())
+            ready = mpc.wait(waitables, wait_for)
+            if conn in ready:
+                try:
+                    self._handle(conn.recv_bytes())
+                except (EOFError, OSError):
+                    waitables.remove(conn)
+                continue
+            if process.sentinel in ready:
+                while conn in waitables:
+                    try:
+                        if not conn.poll(0):
+                            break
+                        self._handle(conn.recv_bytes())
+                    except (EOFError, OSError):
+                        break
+                process.join()
+                # Under the lock: a tell() racing with this close must not write to a reused
+                # descriptor (the next life's pipe); it finds None and buffers. Bounded wait:
+                # a tell() stuck on a full pipe must not stall the monitor.
+                locked = self.send_lock.acquire(timeout=5.0)
+                try:
+                    conn.close()
+                    self.conn = None
+                finally:
+                    if locked:
+                        self.send_lock.release()
+                return self._on_exit(process.exitcode)
+            deadline = ctrl[DEADLINE]
+            if deadline > 0 and time.monotonic() > deadline + _grace(ctrl[TIMEOUT]):
+                # The child is stuck where SIGALRM cannot reach (native code): replace it.
+                self.timeout_kill = SectionTimeout(
+                    _section_name(ctrl[SECTION]), float(ctrl[TIMEOUT]), int(ctrl[RUN])
+                )
+                ctrl[DEADLINE] = 0.0
+                process.kill()
+
+    def _handle(self, data: bytes) -> None:
+        tag = data[:1]
+        if tag == TAG_TELL:
+            with self.cond:
+                self.inbox.append(data[1:])
+                self.cond.notify_all()
+        elif tag == TAG_ACK:
+            with self.ack_lock:
+                self.acked += 1
+                pending = self.pending
+                while pending and pending[0][0] < self.acked:
+                    pending.popleft()
+        elif tag == TAG_FINAL:
+            self.final = data[1:]
+
+    def _on_exit(self, exitcode: int | None) -> bool:
+        """The child has exited: resolve the run, or return True to restart it."""
+        if self.final is not None:
+            self._resolve(self._adopt_final(self.final))
+            return False
+        if self.killed:
+            self._resolve(Outcome("killed", None))
+            return False
+        error, retry = self._crash_error(exitcode)
+        self.timeout_kill = None
+        saved = None if self.checkpoint is None else read_saved(self.checkpoint.fileno())
+        if retry:
+            # One life less; the next one resumes from the last checkpoint (else the start state).
+            self.ctrl[LIVES] = int(self.ctrl[LIVES]) - 1
+            self.ctrl[DEADLINE] = 0.0
+            self.ctrl[RUN] = 0 if saved is None else saved.run
+            return True
+        d = self.owner.__dict__
+        d["_current_run"] = error.current_run
+        d["error"] = error
+        if saved is not None and self.checkpoint is not None:
+            d["timers"] = read_timers(self.checkpoint.fileno(), saved)
+        self._resolve(Outcome("raise", error))
+        return False
+
+    def _adopt_final(self, final: bytes) -> Outcome:
+        """Apply the child's final state to the parent's instance (decision 6)."""
+        try:
+            state: FinalState = cucumber.deserialize(final)
+        except Exception as e:
+            return Outcome("raise", ProcessError(
+                f"the final state sent by {type(self.owner).__qualname__} could not be read: "
+                f"{type(e).__name__}: {e}", int(self.ctrl[RUN]), e))
+        d = self.owner.__dict__
+        if state.has_state:
+            d["_current_run"] = state.current_run
+            d["error"] = state.error
+            if state.timers is not None:
+                d["timers"] = state.timers
+        if state.kind == "raise":
+            attach_traceback(state.value)
+        return Outcome(state.kind, state.value)
+
+    def _crash_error(self, exitcode: int | None) -> tuple[ProcessError, bool]:
+        """The error for a child that exited without a final message, and whether to restart."""
+        name = type(self.owner).__qualname__
+        run = int(self.ctrl[RUN])
+        if not self.ctrl[BOOTED] and self.method != "fork" and exitcode is not None and exitcode > 0:
+            # Deterministic: every new child would fail the same way, so no restart.
+            return ProcessError(_bootstrap_failure(name, self.method, exitcode), run), False
+        retry = int(self.ctrl[LIVES]) - 1 >= 1
+        total = self.total_lives
+        if self.timeout_kill is not None:
+            section, timeout, run = self.timeout_kill
+            error: ProcessError = ProcessTimeoutError(section, timeout, run)
+            if not retry:
+                error._note_lives(total)
+            return error, retry
+        used = f", after {total} of {total} lives" if total > 1 else ""
+        error = ProcessError(f"{name}: {describe_exit(exitcode)} (on run {run}{used})", run)
+        error.lives = total
+        return error, retry
+
+    def _resolve(self, outcome: Outcome) -> None:
+        with self.cond:
+            if self.outcome is None:
+                self.outcome = outcome
+            self.cond.notify_all()
+        self.done.set()
+
+    # -- API used by Skprocess -----------------------------------------------------------
+
+    def stop(self) -> None:
+        if not self.done.is_set():
+            self.ctrl[STOP] = 1.0
+
+    def kill(self) -> None:
+        if self.done.is_set():
+            return
+        self.killed = True
+        process = self.process
+        if process is not None:
+            try:
+                process.kill()
+            except (OSError, ValueError):
+                pass
+        self.done.wait(10.0)
+
+    def wait(self, timeout: float | None, sk_timeout: float | None) -> bool:
+        limit = min_timeout(timeout, sk_timeout)
+        if self.done.wait(limit):
+            return True
+        if sk_timeout is not None and (timeout is None or sk_timeout <= timeout):
+            raise ResultTimeoutError(f"wait() timed out after {sk_timeout}s")
+        return False
+
+    def result(self, sk_timeout: float | None, what: str = "result") -> Any:
+        if not self.done.wait(sk_timeout):
+            raise ResultTimeoutError(f"{what}() timed out after {sk_timeout}s")
+        if self.monitor is not None:
+            self.monitor.join()
+        self.consumed = True
+        assert self.outcome is not None
+        kind, value = self.outcome
+        if kind == "raise":
+            raise value
+        if kind == "killed":
+            return None
+        return value
+
+    def tell(self, data: Any) -> None:
+        if self.consumed or self.done.is_set():
+            raise RuntimeError("Cannot tell() - process finished")
+        payload = TAG_TELL + cucumber.serialize(data)
+        with self.send_lock:
+            with self.ack_lock:
+                self.pending.append((self.told, payload))
+                self.told += 1
+                if self.checkpoint is not None and len(self.pending) > _TRIM_EVERY:
+                    self._trim()
+            conn = self.conn
+            process = self.process
+            # Between two lives (no pipe yet, or the child has exited and the monitor has
+            # not replaced it yet), the message waits in pending for the restarted child. The
+            # exit is read from the sentinel, not inferred from EPIPE: another process forked
+            # while the pipe was being set up may hold a copy of the child's end.
+            if conn is None or (process is not None and mpc.wait([process.sentinel], 0)):
+                return
+            try:
+                conn.send_bytes(payload)
+            except OSError:
+                pass  # the child just died: if it is restarted, the new one gets the message
+
+    def listen(self, timeout: float | None, sk_timeout: float | None) -> Any:
+        if self.consumed:
+            raise RuntimeError("Cannot listen() - process finished (result() was already collected)")
+        limit = min_timeout(timeout, sk_timeout)
+        end = None if limit is None else time.monotonic() + limit
+        with self.cond:
+            while not self.inbox:
+                if self.outcome is not None:
+                    return None  # finished and drained: nothing more can arrive
+                if end is None:
+                    self.cond.wait()
+                    continue
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    if sk_timeout is not None and (timeout is None or sk_timeout <= timeout):
+                        raise ResultTimeoutError(f"listen() timed out after {sk_timeout}s")
+                    return None
+                self.cond.wait(remaining)
+            data = self.inbox.popleft()
+        return cucumber.deserialize(data)
+
+    def live_current_run(self) -> int | None:
+        if self.done.is_set():
+            return None
+        return int(self.ctrl[RUN])
+
+    def is_alive(self) -> bool:
+        return not self.done.is_set()
+
+    def describe(self) -> str:
+        if not self.done.is_set():
+            pid = getattr(self.process, "pid", None)
+            return f"running, pid {pid}"
+        return "finished"
+
+
+def start(owner: Any) -> None:
+    """``Skprocess.start()``: validate, reset the run state, spawn, start the monitor."""
+    d = owner.__dict__
+    if "process_config" not in d:
+        raise TypeError(
+            f"{type(owner).__qualname__} was not initialised: its __init__ must run "
+            "(do not bypass Skprocess.__init__ with __new__)"
+        )
+    rt = d.get(RUNTIME_ATTR)
+    if isinstance(rt, ParentRun) and not rt.done.is_set():
+        raise RuntimeError("process already started")
+    if rt is not None and not isinstance(rt, ParentRun):
+        raise RuntimeError("start() cannot be called from inside the running Skprocess")
+    validate(owner.process_config, type(owner).__qualname__)
+    d["timers"] = ProcessTimers()
+    d["error"] = None
+    d["_current_run"] = 0
+    d[RUNTIME_ATTR] = None  # the payload must not carry the previous run
+    new = ParentRun(owner)
+    new.begin()
+    d[RUNTIME_ATTR] = new

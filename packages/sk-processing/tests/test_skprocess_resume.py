@@ -1,0 +1,119 @@
+"""Checkpointed resume (issue 13): a hard crash with lives left continues after the last
+completed iteration -- attributes, current_run and timers -- instead of from iteration 0.
+
+Each test owns a side-channel file in which every iteration that *completed its side effect*
+appends its number, so "ran exactly once" is observed outside the process state.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import warnings
+
+import pytest
+from skprocess_support import BigState, ListenEachRun, SelfKiller, Unpicklable, inline_life
+
+from suitkaise.processing import ProcessError
+from suitkaise.processing._checkpoint import create_file
+
+
+def _iterations(log):
+    with open(log) as f:
+        return [int(line) for line in f.read().split()]
+
+
+def test_sigkills_at_37_and_71_resume_where_they_left_off(start_method, tmp_path):
+    """The issue's done-when: runs=100, lives=3, SIGKILL at iterations 37 and 71."""
+    log = str(tmp_path / "iterations")
+    proc = SelfKiller(log, str(tmp_path), runs=100, lives=3, kill_at=(37, 71))
+    out = proc.run.timeout(120)()
+    assert _iterations(log) == list(range(100))  # every iteration's side effect exactly once
+    assert out == {"seen": list(range(100)), "pids": 3}  # the state came back each time
+    assert proc.current_run == 100
+    assert proc.timers.run.num_times == 100  # the killed attempts recorded nothing
+    assert proc.timers.full_run.num_times == 100
+    assert proc.error is None
+
+
+def test_checkpoint_off_restarts_from_the_start_state(start_method, tmp_path):
+    log = str(tmp_path / "iterations")
+    proc = SelfKiller(log, str(tmp_path), runs=10, lives=2, kill_at=(6,), checkpoint=False)
+    out = proc.run.timeout(120)()
+    assert _iterations(log) == list(range(6)) + list(range(10))  # 0..5 ran twice
+    assert out == {"seen": list(range(10)), "pids": 1}  # the second life started from scratch
+
+
+def test_crash_in_the_last_life_reports_the_checkpointed_run(start_method, tmp_path):
+    log = str(tmp_path / "iterations")
+    proc = SelfKiller(log, str(tmp_path), runs=20, lives=2, kill_at=(5, 12))
+    with pytest.raises(ProcessError, match=r"killed by signal SIGKILL .*on run 12, after 2 of 2 lives"):
+        proc.run.timeout(120)()
+    assert _iterations(log) == list(range(12))
+    assert proc.current_run == 12
+    assert proc.timers.run.num_times == 12  # the parent adopts the checkpointed timers
+
+
+def test_messages_taken_by_the_crashed_iteration_are_delivered_again(start_method, tmp_path):
+    """Exactly which: a message listen()ed during an iteration that did not complete goes to
+    the next life again (that iteration runs again); messages listened in completed
+    iterations do not; messages never taken follow in order. Nothing is lost or doubled."""
+    proc = ListenEachRun(str(tmp_path), runs=8, lives=2, kill_at=5)
+    proc.start()
+    for i in range(8):
+        proc.tell(f"m{i}")
+    out = proc.result.timeout(120)()
+    assert out == [(i, f"m{i}") for i in range(8)]
+
+
+def test_ten_megabyte_state(start_method, tmp_path):
+    proc = BigState(str(tmp_path), nbytes=10 * 1024 * 1024, runs=6, lives=2, kill_at=4)
+    out = proc.run.timeout(300)()
+    assert out == {"runs": 6, "marks": [1, 2, 3, 4, 5, 6], "size": 10 * 1024 * 1024, "lives_used": 2}
+
+
+def test_unserializable_attribute_stops_checkpointing_with_a_warning(tmp_path):
+    from suitkaise.processing._checkpoint import Checkpoint
+    from suitkaise.processing._engine import run_inline
+
+    f = create_file()
+    try:
+        proc = Unpicklable(runs=4, lives=2)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert run_inline(proc, checkpoint=Checkpoint(f.fileno(), "Unpicklable")) == 4
+        messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+        assert len(messages) == 1
+        assert "checkpointing stopped at run 2" in messages[0] and "restarts from run 1" in messages[0]
+    finally:
+        f.close()
+
+
+def test_pool_item_resumes_on_a_fresh_worker(start_method, tmp_path):
+    """The inline runtime's side of Pool items with lives: each 'worker' is a fresh process
+    running run_inline on the same checkpoint file; the caller re-queues the item with one
+    life less when a worker dies (what the Pool does for an item with lives left)."""
+    log = str(tmp_path / "iterations")
+    f = create_file()
+    ctx = multiprocessing.get_context()
+    lives, exits = 3, []
+    try:
+        while True:
+            result = ctx.Queue()
+            worker = ctx.Process(target=inline_life, args=(os.getpid(), f.fileno(), log, str(tmp_path), lives, result))
+            worker.start()
+            worker.join(120)
+            exits.append(worker.exitcode)
+            if worker.exitcode == -signal.SIGKILL:
+                lives -= 1
+                assert lives >= 1
+                continue
+            out = result.get(timeout=60)
+            result.close()
+            break
+    finally:
+        f.close()
+    assert exits == [-signal.SIGKILL, -signal.SIGKILL, 0]
+    assert _iterations(log) == list(range(100))
+    assert out == {"seen": list(range(100)), "run": 100, "timed": 100}
