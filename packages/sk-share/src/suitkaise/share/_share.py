@@ -79,14 +79,7 @@ _BUILTIN_READERS: dict[type, frozenset[str]] = {
     tuple: frozenset({"count", "index"}), str: frozenset(dir(str)), bytes: frozenset(dir(bytes)),
 }
 
-_tl = threading.local()
 _HANDLES: weakref.WeakSet[Share] = weakref.WeakSet()
-
-
-def _take_own() -> tuple[Any, ...] | None:
-    """The pending read-your-own-write result of this thread (consumed by any operation)."""
-    own = _tl.__dict__.pop("own", None)
-    return own
 
 
 _path_str = path_str
@@ -493,9 +486,6 @@ class Share:
         ``rop`` describes the same operation as data, for a handle that reaches the
         store through its owner's server (``_Remote``)."""
         d = _oga(self, "__dict__")
-        tld = _tl.__dict__
-        if tld:
-            tld.pop("own", None)
         for _ in range(100):
             st = d["_sk_store"]
             if st is None or st.closed:
@@ -576,7 +566,6 @@ class Share:
 
     def _sk_fast(self, name: str) -> list[Any] | None:
         """The cached entry for ``name`` if nothing was committed since it was checked."""
-        _tl.__dict__.pop("own", None)
         st: Store | None = self.__dict__["_sk_store"]
         if st is None:
             return None
@@ -590,7 +579,6 @@ class Share:
 
     def _sk_view(self, path: Path, fn: Callable[[Any], Any]) -> Any:
         """Apply read-only ``fn`` to the object at ``path`` (fast path when nothing changed)."""
-        _tl.__dict__.pop("own", None)
         st: Store | None = self.__dict__["_sk_store"]
         if st is not None:
             with st.tlock:
@@ -631,12 +619,6 @@ class Share:
             # gives the same result, and the whole statement needs one locked operation.
             return _new_proxy(self, (name,))
         d = _oga(self, "__dict__")
-        tld = _tl.__dict__
-        if tld:
-            own = tld.pop("own", None)
-            if own is not None and own[0] == (d["_sk_name"], name) and own[2] == id(frame) \
-                    and own[3] is frame.f_code and frame.f_lasti > own[4]:
-                return own[1]
         # fast path: the cached copy is current if no commit started since it was checked
         # (one 8-byte read of the shared epoch; immutable values are returned as they are)
         st = d["_sk_store"]
@@ -675,7 +657,6 @@ class Share:
                 f"({'a Share method/property' if name in _RESERVED else 'internal names'}). "
                 "Choose another attribute name."
             )
-        _take_own()
         value = _unwrap(value)
         enc = encode_for(value, (name,))
         owned = _codec.is_immutable(value)
@@ -688,7 +669,6 @@ class Share:
     def __delattr__(self, name: str) -> None:
         if name.startswith(("__", "_sk_")) or name in _RESERVED:
             raise AttributeError(f"Cannot delete share.{name}: the name is reserved by Share.")
-        _take_own()
 
         def op(txn: Txn) -> None:
             if not txn.has(name):
@@ -758,16 +738,13 @@ class Share:
         return self._sk_run(op, ("call", path, name, args, kwargs))
 
 
-    def _sk_aug_apply(self, path: Path, iop: Callable[[Any, Any], Any], value: Any) -> Any:
+    def _sk_aug_apply(self, path: Path, iop: Callable[[Any, Any], Any], value: Any) -> None:
         d = _oga(self, "__dict__")
         st = d["_sk_store"]
         if len(path) == 1 and st is not None and not st.closed and not d["_sk_queue"]:
             # fast path for `share.x op= v` on a plain immutable value (counters): no
             # transaction object, one entry rewrite. Anything unusual takes the general path.
             name = path[0]
-            tld = _tl.__dict__
-            if tld:
-                tld.pop("own", None)
             try:
                 st.acquire()
             except StoreGone:
@@ -791,11 +768,11 @@ class Share:
                                     seq = st.put1(s, i, _K_PLAIN, _dumps(new))
                                     if seq is not None:
                                         st.cache[name] = [seq, new, st.q[EPOCH_Q], True]
-                                        return new
+                                        return
                 finally:
                     st.release()
 
-        def op(txn: Txn) -> Any:
+        def op(txn: Txn) -> None:
             try:
                 root = txn.get(path[0])
             except KeyError:
@@ -803,7 +780,7 @@ class Share:
             if len(path) == 1:
                 new = iop(root, value)
                 txn.set(path[0], new, where=path)
-                return new if type(new) in _ATOMS else _codec.copy_out(new)
+                return None
             parent = _resolve(root, path[1:-1])
             kind, key = path[-1]
             cur = getattr(parent, key) if kind == "a" else parent[key]
@@ -813,9 +790,9 @@ class Share:
             else:
                 parent[key] = new
             txn.touch(path[0], root, force=True, where=_path_str(path[:1]))
-            return _codec.copy_out(new)
+            return None
 
-        return Share._sk_run(self, op, ("aug", path, iop.__name__, value))
+        Share._sk_run(self, op, ("aug", path, iop.__name__, value))
 
 
 _LOCAL = frozenset(n for n in vars(Share) if not n.startswith("_"))
@@ -841,7 +818,6 @@ def _rebuild_share(
 
 def _after_fork_in_child() -> None:
     # a forked child holds copies of the parent's handles: they become clients
-    _tl.__dict__.clear()
     for srv in list(_SERVERS.values()):  # the server threads stayed in the parent
         srv.forget_after_fork()
     _SERVERS.clear()
@@ -1140,17 +1116,9 @@ class Proxy:
 
     # augmented assignment: one atomic fetch-and-op at this path
     def _sk_aug(self, iop: Callable[[Any, Any], Any], value: Any) -> Proxy:
-        share = self._sk_share
-        path = self._sk_path
-        d = _oga(share, "__dict__")
-        queue = d["_sk_queue"]
-        queued = len(queue)
-        new = Share._sk_aug_apply(share, path, iop, _unwrap(value))
-        if queued != len(queue) or queue is not d["_sk_queue"]:
-            return self  # stopped: queued, there is no result to read back yet
-        if len(path) == 1 and (type(new) in _ATOMS or _codec.is_immutable(new)):
-            f = sys._getframe(2)
-            _tl.own = ((d["_sk_name"], path[0]), new, id(f), f.f_code, f.f_lasti)
+        # the store-back that follows (`share.x = <this proxy>`) is recognised as a no-op;
+        # a later read of share.x is an ordinary (fresh) read
+        Share._sk_aug_apply(self._sk_share, self._sk_path, iop, _unwrap(value))
         return self
 
 
