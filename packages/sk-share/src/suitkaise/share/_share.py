@@ -44,7 +44,7 @@ from suitkaise import cucumber
 
 from . import _codec, _net, _store
 from ._aug import _KIND as _READ_KIND
-from ._aug import AUG, METHOD, read_kind
+from ._aug import AUG, BINARY_OPS, METHOD, REASSIGN, read_kind
 from ._store import EPOCH_Q, FLAG_CLOSED, FLAG_STOPPED, S_FLAGS, Store, StoreGone
 from ._txn import Txn, encode_for, path_str
 
@@ -65,7 +65,7 @@ class ShareError(RuntimeError):
 
 
 _RESERVED = frozenset(
-    {"start", "stop", "exit", "clear", "reconnect_all", "is_running", "has_error", "serve"}
+    {"start", "stop", "exit", "clear", "reconnect_all", "is_running", "has_error", "serve", "lock"}
 )
 
 _LIST_READERS = frozenset({"copy", "count", "index"})
@@ -93,8 +93,11 @@ def _resolve(obj: Any, steps: Path) -> Any:
 
 def _unwrap(value: Any) -> Any:
     """A Proxy used as a value stands for a copy of what it points at."""
-    if type(value) is Proxy:
+    t = type(value)
+    if t is Proxy:
         return value._sk_snapshot()
+    if t is _Pending:
+        return value.value()
     return value
 
 
@@ -381,6 +384,24 @@ class Share:
 
         self._sk_run(op, ("clear",))
 
+    def lock(self) -> _Critical:
+        """A critical section for compound updates no single statement expresses::
+
+            with share.lock():
+                if share.stock >= n:
+                    share.stock -= n
+                    share.orders = share.orders + [order]
+
+        While the block runs no other thread or process reads or writes this Share (they
+        wait), and this thread uses the Share normally inside it (reads see the block's own
+        writes; nested ``share.lock()`` joins the outer block). The block's writes are
+        committed together when it ends: if it raises, or the process dies inside it (even
+        by SIGKILL), none of them is applied and the lock is released (robust mutex).
+        Keep blocks short: every other user of the Share waits. Local (shared-memory)
+        handles only; a running Share.
+        """
+        return _Critical(self)
+
     def reconnect_all(self, *, start_threads: bool = False, **auth: Any) -> dict[str, Any]:
         """Every stored object, with cucumber Reconnectors reconnected (``name -> object``)."""
 
@@ -510,6 +531,15 @@ class Share:
                 if not flags & FLAG_STOPPED:
                     if d["_sk_queue"]:
                         Share._sk_replay(self)
+                    txn = st.txn
+                    if txn is not None:
+                        # inside `with share.lock():` (this thread holds it): stage into
+                        # the block's transaction, committed when the block ends
+                        try:
+                            return op(txn)
+                        except BaseException:
+                            txn.restore()
+                            raise
                     txn = Txn(st)
                     try:
                         result = op(txn)
@@ -617,6 +647,9 @@ class Share:
             # AUG: the operator proxy of `share.x op= v`. CHAIN/METHOD: only an attribute
             # of the value is used next (`share.obj.add(1)`, `share.o.total`): a Proxy
             # gives the same result, and the whole statement needs one locked operation.
+            # REASSIGN: `share.x = share.x <op> expr`, applied atomically by the store-back.
+            if kind == REASSIGN:
+                return _Operand(self, (name,))
             return _new_proxy(self, (name,))
         d = _oga(self, "__dict__")
         # fast path: the cached copy is current if no commit started since it was checked
@@ -649,8 +682,13 @@ class Share:
         return obj if imm else _new_proxy(self, (name,))
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if type(value) is Proxy and value._sk_path == (name,) and value._sk_share is self:
+        t = type(value)
+        if t is Proxy and value._sk_path == (name,) and value._sk_share is self:
             return  # the store-back of `share.x op= v`: already applied atomically
+        if t is _Pending and value.path == (name,) and _same_share(value.share, self):
+            # `share.x = share.x <op> expr`: one atomic read-modify-write
+            Share._sk_aug_apply(self, value.path, value.op, value.other)
+            return
         if not isinstance(name, str) or name.startswith(("__", "_sk_", "\x00")) or name in _RESERVED:
             raise AttributeError(
                 f"Cannot set share.{name}: the name is reserved by Share "
@@ -751,7 +789,7 @@ class Share:
                 pass
             else:
                 try:
-                    found = st.lookup1(name)
+                    found = st.lookup1(name) if st.txn is None else None
                     if found is not None and not found[0][S_FLAGS] & (FLAG_STOPPED | FLAG_CLOSED):
                         s, i, e = found
                         if e[2] == _K_PLAIN:
@@ -846,7 +884,7 @@ _REMOTES_LOCK = threading.Lock()
 _AUG_OPS = frozenset(
     f"i{n}" for n in ("add", "sub", "mul", "matmul", "truediv", "floordiv", "mod", "pow",
                       "lshift", "rshift", "and", "xor", "or")
-)
+) | frozenset(BINARY_OPS.values())
 
 
 def _new_key() -> bytes:
@@ -1017,6 +1055,8 @@ class Proxy:
             kind = read_kind(frame, attr)
         if kind == METHOD:
             return _Method(share, path, attr)  # resolved and called in one locked step
+        if kind == REASSIGN:
+            return _Operand(share, (*path, ("a", attr)))
         if kind:
             return _new_proxy(share, (*path, ("a", attr)))
 
@@ -1033,7 +1073,7 @@ class Proxy:
 
     def __setattr__(self, attr: str, value: Any) -> None:
         path = (*self._sk_path, ("a", attr))
-        if type(value) is Proxy and value._sk_path == path and value._sk_share._sk_name == self._sk_share._sk_name:
+        if _stores_back(self, value, path):
             return
         self._sk_share._sk_write(path, "set", _unwrap(value))
 
@@ -1042,8 +1082,12 @@ class Proxy:
 
     def __getitem__(self, key: Any) -> Any:
         share, path = self._sk_share, self._sk_path
-        if not isinstance(key, slice) and read_kind(sys._getframe(1), key, subscr=True) == AUG:
-            return _new_proxy(share, (*path, ("i", key)))
+        if not isinstance(key, slice):
+            kind = read_kind(sys._getframe(1), key, subscr=True)
+            if kind == AUG:
+                return _new_proxy(share, (*path, ("i", key)))
+            if kind == REASSIGN:
+                return _Operand(share, (*path, ("i", key)))
 
         def fn(target: Any) -> Any:
             value = target[key]
@@ -1057,7 +1101,7 @@ class Proxy:
 
     def __setitem__(self, key: Any, value: Any) -> None:
         path = (*self._sk_path, ("i", key))
-        if type(value) is Proxy and value._sk_path == path and value._sk_share._sk_name == self._sk_share._sk_name:
+        if _stores_back(self, value, path):
             return
         self._sk_share._sk_write(path, "set", _unwrap(value))
 
@@ -1188,3 +1232,134 @@ class _Method:
         return f"<shared method {_path_str(self._path)}.{self._name}>"
 
 
+
+
+def _same_share(a: Share, b: Share) -> bool:
+    return a is b or _oga(a, "__dict__")["_sk_name"] == _oga(b, "__dict__")["_sk_name"]
+
+
+def _stores_back(proxy: Proxy, value: Any, path: Path) -> bool:
+    """Handle the store-back of ``p.a op= v`` / ``p.a = p.a <op> v`` (True when done)."""
+    t = type(value)
+    if t is Proxy:
+        return bool(value._sk_path == path and _same_share(value._sk_share, proxy._sk_share))
+    if t is _Pending and value.path == path and _same_share(value.share, proxy._sk_share):
+        Share._sk_aug_apply(proxy._sk_share, path, value.op, value.other)
+        return True
+    return False
+
+
+class _Operand:
+    """What ``share.x`` reads as in ``share.x = share.x <op> expr`` (recognised from the
+    caller's bytecode, ``_aug.py``): its operator does not compute anything, it returns the
+    update as a ``_Pending`` that the store-back applies as one locked read-modify-write."""
+
+    __slots__ = ("path", "share")
+
+    def __init__(self, share: Share, path: Path) -> None:
+        self.share, self.path = share, path
+
+    def __repr__(self) -> str:
+        return f"<pending read of {_path_str(self.path)}>"
+
+
+class _Pending:
+    """``<current value at path> <op> other``, not yet applied. Stored back to the same path
+    it is applied atomically; used as a value anywhere else it is computed from a fresh read."""
+
+    __slots__ = ("op", "other", "path", "share")
+
+    def __init__(self, share: Share, path: Path, op: Callable[[Any, Any], Any], other: Any) -> None:
+        self.share, self.path, self.op, self.other = share, path, op, other
+
+    def value(self) -> Any:
+        op, other = self.op, self.other
+        return self.share._sk_view(self.path, lambda t: _codec.copy_out(op(t, other)))
+
+    def __repr__(self) -> str:
+        return f"<pending update {_path_str(self.path)} {self.op.__name__} {self.other!r}>"
+
+
+def _operand_method(opname: str) -> Callable[[_Operand, Any], _Pending]:
+    fn = getattr(operator, opname)
+
+    def method(self: _Operand, other: Any) -> _Pending:
+        return _Pending(self.share, self.path, fn, _unwrap(other))
+
+    method.__name__ = f"__{opname.rstrip('_')}__"
+    return method
+
+
+for _opname in BINARY_OPS.values():
+    setattr(_Operand, f"__{_opname.rstrip('_')}__", _operand_method(_opname))
+
+
+class _Critical:
+    """``with share.lock():`` - holds the store's lock (thread RLock + robust process mutex)
+    for the block and collects its writes into one transaction (``Store.txn``)."""
+
+    __slots__ = ("outer", "share", "st")
+
+    def __init__(self, share: Share) -> None:
+        self.share = share
+        self.st: Store | None = None
+        self.outer = False
+
+    def __enter__(self) -> Share:
+        share = self.share
+        d = _oga(share, "__dict__")
+        for _ in range(100):
+            st = Share._sk_attached(share)
+            if st is None:
+                if d["_sk_remote"] is not None:
+                    raise ShareError(
+                        f"share.lock() is not available over TCP (Share {d['_sk_name']!r} is "
+                        "reached through its owner's server from this process); use += or a "
+                        "method of a stored object for atomic updates."
+                    )
+                raise ShareError(
+                    f"share.lock() needs a running Share: {d['_sk_name']!r} is stopped "
+                    "(call share.start() in the process that created it)."
+                )
+            try:
+                st.acquire()
+            except StoreGone:
+                d["_sk_store"] = None
+                continue
+            try:
+                flags = st.slot()[S_FLAGS]
+                if flags & (FLAG_STOPPED | FLAG_CLOSED):
+                    raise ShareError(f"share.lock() needs a running Share: {d['_sk_name']!r} is stopped or closed.")
+                if st.txn is None:
+                    if d["_sk_queue"]:
+                        Share._sk_replay(share)
+                    st.txn = Txn(st, block=True)
+                    for c in st.cache.values():  # the fast read paths must not skip the block
+                        c[2] = -1
+                    self.outer = True
+            except BaseException:
+                st.release()
+                raise
+            self.st = st
+            return share
+        raise ShareError(f"Share {d['_sk_name']!r}: the store kept changing under this process")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        st = self.st
+        assert st is not None
+        self.st = None
+        try:
+            if self.outer:
+                txn: Txn = st.txn
+                st.txn = None
+                if exc_type is not None:
+                    txn.rollback()
+                elif txn.changes or txn.cleared:
+                    try:
+                        seq = st.commit(txn.changes, clear=txn.cleared)
+                    except BaseException:
+                        txn.rollback()
+                        raise
+                    txn.committed(seq)
+        finally:
+            st.release()

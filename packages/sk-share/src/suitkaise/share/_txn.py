@@ -58,7 +58,10 @@ def encode_for(value: Any, where: str | tuple[Any, ...]) -> tuple[int, bytes, tu
 
 
 class Txn:
-    __slots__ = ("changes", "classes", "cleared", "owned", "scratch", "snapshot", "st", "work")
+    """The staged changes of one operation - or, for ``with share.lock():`` (``block``), of
+    every operation of the block, committed together when it ends."""
+
+    __slots__ = ("block", "changes", "classes", "cleared", "owned", "scratch", "snapshot", "st", "work")
 
     def __init__(
         self,
@@ -66,10 +69,12 @@ class Txn:
         *,
         scratch: bool = False,
         snapshot: dict[str, tuple[int, bytes]] | None = None,
+        block: bool = False,
     ) -> None:
         self.st = st
         self.scratch = scratch or st is None
         self.snapshot = snapshot
+        self.block = block
         self.changes: dict[str, tuple[int, bytes] | None] = {}
         self.work: dict[str, Any] = {}
         self.owned: dict[str, bool] = {}
@@ -124,8 +129,19 @@ class Txn:
     def get(self, name: str) -> Any:
         """The current value of ``name`` (a working object: may be the cached instance)."""
         work = self.work
-        if name in work:
+        if name in work and self.owned.get(name, True):
             return work[name]
+        changes = self.changes
+        if name in changes:
+            # staged earlier in this transaction (a lock block): decode a private copy,
+            # never hand out the caller's own object that ``put`` staged
+            ch = changes[name]
+            if ch is None:
+                raise KeyError(name)
+            obj = _codec.decode(ch[0], ch[1], self._load_class)
+            work[name] = obj
+            self.owned[name] = True
+            return obj
         st = self.st
         if st is not None and not self.scratch and not self.cleared and name not in self.changes:
             # the common case, in one lookup: a live store, nothing staged for this name
@@ -151,7 +167,7 @@ class Txn:
     def mark_checked(self, name: str) -> None:
         """Record that the cached copy of ``name`` is current at the committed sequence."""
         st = self.st
-        if st is not None and not self.scratch:
+        if st is not None and not self.scratch and not self.block:
             c = st.cache.get(name)
             if c is not None:
                 c[2] = st.epoch()
@@ -205,6 +221,22 @@ class Txn:
         for name, obj in self.work.items():
             if not _codec.is_immutable(obj):
                 st.cache.pop(name, None)
+
+    def restore(self) -> None:
+        """One operation of a lock block raised: undo what it may have done to working
+        objects (staged bytes are the truth; unstaged objects are decoded again)."""
+        st = self.st
+        for name, obj in list(self.work.items()):
+            if _codec.is_immutable(obj):
+                continue
+            if st is not None and not self.scratch:
+                st.cache.pop(name, None)
+            ch = self.changes.get(name)
+            if ch is not None:
+                self.work[name] = _codec.decode(ch[0], ch[1], self._load_class)
+                self.owned[name] = True
+            else:
+                del self.work[name]
 
     def committed(self, seq: int) -> None:
         st = self.st
