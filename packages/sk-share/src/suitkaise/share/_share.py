@@ -83,6 +83,17 @@ _HANDLES: weakref.WeakSet[Share] = weakref.WeakSet()
 
 
 _path_str = path_str
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first caller outside this package."""
+    f = sys._getframe(1)
+    level = 1
+    while f is not None and os.path.dirname(os.path.abspath(f.f_code.co_filename)) == _PKG_DIR:
+        f = f.f_back  # type: ignore[assignment]
+        level += 1
+    return level
 
 
 def _resolve(obj: Any, steps: Path) -> Any:
@@ -581,7 +592,7 @@ class Share:
                     f"({d.get('_sk_gone')})."
                 ) from None
         if txn.changes or txn.cleared:
-            warnings.warn(STOPPED_WARNING, UserWarning, stacklevel=4)
+            warnings.warn(STOPPED_WARNING, RuntimeWarning, stacklevel=_user_stacklevel())
             d["_sk_queue"].append(op)
         return result
 
