@@ -83,6 +83,30 @@ _HANDLES: weakref.WeakSet[Share] = weakref.WeakSet()
 
 
 _path_str = path_str
+
+SNAPSHOT_FORMAT = "suitkaise.share/1"
+_KINDS = frozenset({_codec.K_PLAIN, _codec.K_OBJECT, _codec.K_CUCUMBER})
+
+
+def _check_snapshot(state: Any) -> tuple[tuple[Any, ...] | None, dict[str, tuple[int, bytes]]]:
+    """(ref, entries) of a ``Share.__serialize__`` snapshot; ValueError if it is not one."""
+    if not isinstance(state, dict) or state.get("format") != SNAPSHOT_FORMAT:
+        got = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(
+            f"not a Share snapshot (format {got!r}; expected {SNAPSHOT_FORMAT!r} from share.__serialize__())"
+        )
+    ref, entries = state.get("ref"), state.get("entries")
+    if ref is not None and not (isinstance(ref, tuple) and len(ref) == 4 and isinstance(ref[0], str)):
+        raise ValueError(f"Share snapshot: malformed 'ref' {ref!r}")
+    if not isinstance(entries, dict):
+        raise ValueError(f"Share snapshot: 'entries' must be a dict, got {type(entries).__name__}")
+    for name, entry in entries.items():
+        if not (
+            isinstance(name, str) and isinstance(entry, tuple) and len(entry) == 2
+            and entry[0] in _KINDS and isinstance(entry[1], bytes)
+        ):
+            raise ValueError(f"Share snapshot: malformed entry for {name!r}")
+    return ref, entries
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -244,6 +268,55 @@ class Share:
         # the serialized Share is a secret: whoever holds it can use the Share.
         d = _oga(self, "__dict__")
         return (_rebuild_share, (d["_sk_name"], d["_sk_owner_pid"], d["_sk_host"], d["_sk_net"]))
+
+    # -- cucumber's custom protocol ------------------------------------------------------
+
+    def __serialize__(self) -> dict[str, Any]:
+        """A snapshot of this Share that ``Share.__deserialize__`` rebuilds (cucumber uses
+        the pair, so a Share sent through cucumber travels this way)::
+
+            {"format": "suitkaise.share/1",
+             "ref": (name, owner pid, host id, server address and key or None),
+             "entries": {attribute: (encoding, bytes), ...}}   # the stored bytes, as is
+
+        ``ref`` lets the receiver bind to this very Share; ``entries`` (every attribute,
+        committed atomically at one instant; inside ``share.lock()`` including the block's
+        writes) let it rebuild a new Share with the same data. The snapshot is as big as
+        the stored data. Like the pickled form it carries the server key once
+        ``serve()`` was called: treat it as a secret.
+        """
+        d = _oga(self, "__dict__")
+        entries = Share._sk_run(self, lambda txn: txn.entries(), ("entries",))
+        return {
+            "format": SNAPSHOT_FORMAT,
+            "ref": (d["_sk_name"], d["_sk_owner_pid"], d["_sk_host"], d["_sk_net"]),
+            "entries": entries,
+        }
+
+    @classmethod
+    def __deserialize__(cls, state: Any, *, fresh: bool = False) -> Share:
+        """Rebuild a Share from ``__serialize__()``'s snapshot.
+
+        While the original is alive (its owner process runs on this host, or it is served
+        over TCP) the result is a handle bound to it, as after unpickling. Otherwise -
+        or with ``fresh=True`` - it is a new, running Share owned by this process that
+        holds the snapshot's data (a copy: later writes to either are not shared); when
+        the original is gone a ``RuntimeWarning`` says so.
+        """
+        ref, entries = _check_snapshot(state)
+        if not fresh and ref is not None:
+            name, owner_pid, host, net = ref
+            if net is not None or host != _net.host_id() or _owner_alive(owner_pid):
+                return cls._sk_client(name, owner_pid, host, net)
+            warnings.warn(
+                f"Share {name!r} is gone (its owner process {owner_pid} exited): rebuilt a new "
+                "Share, owned by this process, from the snapshot.",
+                RuntimeWarning, stacklevel=_user_stacklevel(),
+            )
+        share = cls(auto_start=False)
+        _oga(share, "__dict__")["_sk_snapshot"] = dict(entries)
+        share.start()
+        return share
 
     # -- network access ------------------------------------------------------------------
 
@@ -1023,6 +1096,8 @@ class _Dispatcher:
             return h._sk_run(lambda txn: txn._load_class(key))
         if kind == "names":
             return h._sk_run(lambda txn: txn.names())
+        if kind == "entries":
+            return h._sk_run(lambda txn: txn.entries())
         if kind == "objects":
             return h._sk_run(lambda txn: {n: _codec.copy_out(txn.get(n)) for n in txn.names()})
         if kind == "clear":

@@ -126,6 +126,23 @@ class Txn:
         out += [n for n, c in self.changes.items() if c is not None and n not in base and not n.startswith("\x00")]
         return out
 
+    def entries(self) -> dict[str, tuple[int, bytes]]:
+        """Every entry (user attributes and class-table entries) as name -> (kind, data),
+        staged changes included: the bytes a new store can be filled with."""
+        if self.st is not None:
+            base = self.st.items()
+        else:
+            assert self.snapshot is not None
+            base = dict(self.snapshot)
+        if self.cleared:
+            base = {k: v for k, v in base.items() if k.startswith("\x00")}
+        for name, ch in self.changes.items():
+            if ch is None:
+                base.pop(name, None)
+            else:
+                base[name] = ch
+        return base
+
     def get(self, name: str) -> Any:
         """The current value of ``name`` (a working object: may be the cached instance)."""
         work = self.work
