@@ -262,8 +262,3 @@ def read_kind(frame: FrameType | None, name: object, *, subscr: bool = False) ->
             _KIND.clear()
         _KIND[key] = got
     return got
-
-
-def is_aug_read(frame: FrameType | None, name: object, *, subscr: bool = False) -> bool:
-    """True if the instruction running in ``frame`` reads the target of an ``op=``."""
-    return read_kind(frame, name, subscr=subscr) == AUG

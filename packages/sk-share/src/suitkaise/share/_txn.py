@@ -34,6 +34,13 @@ def path_str(path: tuple[Any, ...]) -> str:
     return out
 
 
+def resolve(obj: Any, steps: tuple[Any, ...]) -> Any:
+    """The object reached from ``obj`` by path ``steps`` (``("a", name)`` / ``("i", key)``)."""
+    for kind, key in steps:
+        obj = getattr(obj, key) if kind == "a" else obj[key]
+    return obj
+
+
 def encode_for(value: Any, where: str | tuple[Any, ...]) -> tuple[int, bytes, tuple[str, bytes] | None]:
     """Validate and encode ``value`` for the place ``where`` (``share.counter``, or a path
     tuple, formatted only if there is an error to report)."""
