@@ -257,11 +257,11 @@ def test_stop_queues_writes_until_start() -> None:
         assert s.stop() is True
         assert s.stop() is True  # already stopped
         assert not s.is_running
-        with pytest.warns(UserWarning, match="Share is stopped. Changes are queued"):
+        with pytest.warns(RuntimeWarning, match="Share is stopped. Changes are queued"):
             s.counter += 1
-        with pytest.warns(UserWarning, match="Share is stopped"):
+        with pytest.warns(RuntimeWarning, match="Share is stopped"):
             s.l.append(2)
-        with pytest.warns(UserWarning, match="Share is stopped"):
+        with pytest.warns(RuntimeWarning, match="Share is stopped"):
             s.other = "queued"
         assert s.counter == 1  # not applied yet
         s.start()

@@ -39,16 +39,24 @@ def _is_inplace(i: dis.Instruction) -> bool:
         and i.argrepr not in ("==", "!=", "<=", ">=")
 
 
-def _check(code: CodeType, lasti: int, name: object, subscr: bool) -> bool:
-    ins, where = _instructions(code)
+def _index(where: dict[int, int], lasti: int) -> int | None:
+    """The instruction running at ``lasti``. A specialized instruction may report the
+    offset of one of its inline CACHE entries (3.11 BINARY_SUBSCR_GETITEM): use the
+    instruction that owns it."""
     n = where.get(lasti)
     if n is None:
-        # a specialized instruction may report the offset of one of its inline CACHE
-        # entries (3.11 BINARY_SUBSCR_GETITEM): use the instruction that owns it
         before = [o for o in where if o <= lasti]
         if not before:
-            return False
+            return None
         n = where[max(before)]
+    return n
+
+
+def _check(code: CodeType, lasti: int, name: object, subscr: bool) -> bool:
+    ins, where = _instructions(code)
+    n = _index(where, lasti)
+    if n is None:
+        return False
     cur = ins[n]
     if subscr:
         if not (cur.opname == "BINARY_SUBSCR" or (cur.opname == "BINARY_OP" and cur.argrepr == "[]")):
@@ -75,7 +83,121 @@ def _check(code: CodeType, lasti: int, name: object, subscr: bool) -> bool:
     return False
 
 
-PLAIN, AUG, CHAIN, METHOD = 0, 1, 2, 3
+PLAIN, AUG, CHAIN, METHOD, REASSIGN = 0, 1, 2, 3, 4
+
+# ``share.x = share.x <op> expr``: the binary operators whose reassignment is atomic
+BINARY_OPS: dict[str, str] = {
+    "+": "add", "-": "sub", "*": "mul", "@": "matmul", "/": "truediv", "//": "floordiv",
+    "%": "mod", "**": "pow", "|": "or_", "&": "and_", "^": "xor", "<<": "lshift", ">>": "rshift",
+}
+
+# instructions that load a name (the start of an object chain such as ``self.share``)
+_ROOT_LOADS = frozenset({
+    "LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_FAST_BORROW", "LOAD_GLOBAL", "LOAD_NAME",
+    "LOAD_DEREF", "LOAD_CLASSDEREF", "LOAD_CONST", "LOAD_SMALL_INT",
+})
+# instructions that push one value from nothing, or two (3.13+ fused local loads)
+_PAIR_LOADS = frozenset({"LOAD_FAST_LOAD_FAST", "LOAD_FAST_BORROW_LOAD_FAST_BORROW"})
+# instructions that reorder, duplicate or pop stack items in ways the scan below cannot
+# follow, or that end the expression: the pattern is refused when one appears
+_OPAQUE_PREFIXES = ("SWAP", "COPY", "ROT_", "DUP_", "STORE_", "DELETE_", "RETURN", "YIELD",
+                    "UNPACK_", "BEFORE_", "POP_", "SETUP_", "RAISE", "RERAISE", "END_",
+                    "JUMP", "FOR_ITER", "SEND", "GET_", "PUSH_EXC", "CHECK_", "WITH_", "MAKE_CELL",
+                    "COPY_FREE", "LOAD_METHOD", "LOAD_SUPER", "INSTRUMENTED", "ENTER_", "EXIT_")
+_JUMPS = frozenset(dis.hasjrel) | frozenset(dis.hasjabs)
+
+
+def _is_plain_attr(i: dis.Instruction) -> bool:
+    """``LOAD_ATTR name`` that loads a value (not the 3.12+ method form)."""
+    return i.opname == "LOAD_ATTR" and not (sys.version_info >= (3, 12) and (i.arg or 0) & 1)
+
+
+def _is_root(i: dis.Instruction) -> bool:
+    if i.opname not in _ROOT_LOADS:
+        return False
+    # LOAD_GLOBAL with the low bit set also pushes NULL (a callable is being loaded)
+    return not (i.opname == "LOAD_GLOBAL" and (i.arg or 0) & 1)
+
+
+def _chain_start(ins: list[dis.Instruction], end: int) -> int | None:
+    """Start of ``root(.attr)*`` ending just before ``end`` (None if there is none)."""
+    k = end - 1
+    while k >= 0 and _is_plain_attr(ins[k]):
+        k -= 1
+    if k < 0 or not _is_root(ins[k]):
+        return None
+    return k
+
+
+def _pushes(i: dis.Instruction) -> int:
+    """How many items ``i`` pushes (the scan only needs it for the two-item loads)."""
+    if i.opname in _PAIR_LOADS:
+        return 2
+    if i.opname == "LOAD_ATTR" and not _is_plain_attr(i):
+        return 2
+    if i.opname == "LOAD_GLOBAL" and (i.arg or 0) & 1:
+        return 2
+    return 1
+
+
+def _reassign(ins: list[dis.Instruction], n: int, subscr: bool) -> bool:
+    """``<target> = <target> <op> <expr>`` with the read at ``ins[n]`` (``LOAD_ATTR`` of
+    the target, or the ``BINARY_SUBSCR`` of ``obj[key]``), ``<expr>`` straight-line code
+    that never touches the value read, and the store target the very same instructions."""
+    cur = ins[n]
+    if subscr:
+        if n >= 1 and ins[n - 1].opname in _PAIR_LOADS:
+            start: int | None = n - 1  # `d[k]` with both locals: one fused instruction
+        else:
+            key = _chain_start(ins, n)
+            start = None if key is None else _chain_start(ins, key)
+        store = ("STORE_SUBSCR",)
+    else:
+        if not _is_plain_attr(cur):
+            return False
+        start = _chain_start(ins, n)
+        store = ("STORE_ATTR",)
+    if start is None:
+        return False
+    target = ins[start:n]
+    depth = 1  # items on the stack at or above the value we read
+    m = n + 1
+    while m < len(ins):
+        i = ins[m]
+        if i.opcode in _JUMPS or i.opname.startswith(_OPAQUE_PREFIXES):
+            return False
+        if i.opname == "BINARY_OP" and depth == 2:
+            if i.argrepr not in BINARY_OPS:
+                return False  # in-place or unknown operator on our value
+            break
+        try:
+            effect = dis.stack_effect(i.opcode, i.arg, jump=False) if i.opcode >= dis.HAVE_ARGUMENT \
+                else dis.stack_effect(i.opcode, jump=False)
+        except (ValueError, TypeError):
+            return False
+        pops = _pushes(i) - effect
+        if pops >= depth:
+            return False  # the instruction consumes the value we read
+        depth += effect
+        m += 1
+    else:
+        return False
+    tail = ins[m + 1 : m + 2 + len(target)]
+    if len(tail) != len(target) + 1 or tail[-1].opname not in store:
+        return False
+    if any(a.opname != b.opname or a.arg != b.arg for a, b in zip(tail, target, strict=False)):
+        return False
+    return subscr or tail[-1].argval == cur.argval
+
+
+def binary_op_name(code: CodeType, lasti: int) -> str | None:
+    """The ``operator`` function name of the ``BINARY_OP`` at ``lasti`` (None otherwise)."""
+    ins, where = _instructions(code)
+    n = _index(where, lasti)
+    if n is None:
+        return None
+    i = ins[n]
+    return BINARY_OPS.get(i.argrepr) if i.opname == "BINARY_OP" else None
 
 _KIND: dict[tuple[CodeType, int], int] = {}
 
@@ -90,13 +212,17 @@ def _is_method_load(i: dis.Instruction) -> bool:
 def _classify(code: CodeType, lasti: int, name: object, subscr: bool) -> int:
     if _check(code, lasti, name, subscr):
         return AUG
-    if subscr:
-        return PLAIN
     ins, where = _instructions(code)
-    n = where.get(lasti)
+    n = _index(where, lasti) if subscr else where.get(lasti)
     if n is None:
         return PLAIN
     cur = ins[n]
+    if subscr:
+        if cur.opname == "BINARY_SUBSCR" or (cur.opname == "BINARY_OP" and cur.argrepr == "[]"):
+            return REASSIGN if _reassign(ins, n, True) else PLAIN
+        return PLAIN
+    if cur.argval == name and _reassign(ins, n, False):
+        return REASSIGN
     if cur.argval != name:
         return PLAIN
     if _is_method_load(cur):
@@ -116,6 +242,8 @@ def read_kind(frame: FrameType | None, name: object, *, subscr: bool = False) ->
     ``AUG``    it is the target of ``op=`` (``share.x += 1``);
     ``METHOD`` it is a method about to be called (``share.obj.add(...)``: ``LOAD_METHOD``);
     ``CHAIN``  only an attribute of it is used next (``share.obj.add``, ``share.o.total``);
+    ``REASSIGN`` it is the left operand of ``<op>`` in ``target = target <op> expr`` and the
+               result is stored back to the same target (``share.x = share.x + [v]``);
     ``PLAIN``  anything else (the value itself escapes to the caller).
 
     Cached per (code object, instruction offset): one dict lookup after the first time.
@@ -134,8 +262,3 @@ def read_kind(frame: FrameType | None, name: object, *, subscr: bool = False) ->
             _KIND.clear()
         _KIND[key] = got
     return got
-
-
-def is_aug_read(frame: FrameType | None, name: object, *, subscr: bool = False) -> bool:
-    """True if the instruction running in ``frame`` reads the target of an ``op=``."""
-    return read_kind(frame, name, subscr=subscr) == AUG

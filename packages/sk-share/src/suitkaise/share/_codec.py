@@ -18,7 +18,10 @@ Everything that is not exact plain data goes through cucumber: this module never
 from __future__ import annotations
 
 import hashlib
+import io
 import marshal
+import os
+import stat
 import types
 from typing import Any
 
@@ -118,6 +121,8 @@ def _simple_class(cls: type) -> bool:
         return False
     if mod.startswith(("multiprocessing", "_multiprocessing")) or getattr(cls, "_share_disallowed", None):
         return False
+    if issubclass(cls, io.IOBase):  # may wrap an OS pipe: check_storable must see it
+        return False
     if (
         cls.__reduce_ex__ is not object.__reduce_ex__
         or cls.__reduce__ is not object.__reduce__
@@ -196,6 +201,23 @@ def copy_out(value: Any) -> Any:
 MP_MESSAGE = (
     "Share does not support multiprocessing.* objects. Use Share primitives or plain data instead."
 )
+PIPE_MESSAGE = (
+    "Share does not support os.pipe() handles: {where} is a {kind} on fd {fd}, one end of an "
+    "OS pipe, whose data lives in the kernel and cannot be shared through a Share. Pass the "
+    "pipe to the other process directly (suitkaise.pipe, or multiprocessing), or read the "
+    "data and store that. The Share was left unchanged."
+)
+
+
+def _pipe_fd(value: io.IOBase) -> int | None:
+    """The descriptor of a file object that is one end of an OS pipe (else None)."""
+    try:
+        if value.closed:
+            return None
+        fd = value.fileno()
+        return fd if stat.S_ISFIFO(os.fstat(fd).st_mode) else None
+    except (OSError, ValueError, AttributeError, TypeError, io.UnsupportedOperation):
+        return None
 
 
 def check_storable(value: Any, where: str) -> None:
@@ -217,6 +239,11 @@ def _check(value: Any, where: str, depth: int, seen: set[int]) -> None:
     disallowed = getattr(t, "_share_disallowed", None)
     if isinstance(disallowed, str) and disallowed:
         raise TypeError(f"{disallowed} (at {where})")
+    if isinstance(value, io.IOBase):
+        fd = _pipe_fd(value)
+        if fd is not None:
+            raise ValueError(PIPE_MESSAGE.format(where=where, kind=f"{mod}.{t.__qualname__}", fd=fd))
+        return
     if t is dict:
         for k, v in value.items():
             _check(v, f"{where}[{k!r}]", depth + 1, seen)

@@ -125,6 +125,7 @@ class Store:
             self.plock = FcntlLock(fd)
         self.tlock = threading.RLock()
         self.depth = 0
+        self.txn: Any = None  # the Txn of the `with share.lock():` block holding the lock
         self.closed = False
         self.recovered = 0  # how often this process took the lock over from a dead holder
         self.generation = bytes(hdr[GEN_OFF : GEN_OFF + 8])
@@ -555,6 +556,7 @@ def _after_fork_in_child() -> None:
     for st in list(_REGISTRY.values()):
         st.tlock = threading.RLock()
         st.depth = 0  # the child holds no lock (POSIX locks and mutex ownership stay with the parent)
+        st.txn = None
         st._s = None
 
 

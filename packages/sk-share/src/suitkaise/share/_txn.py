@@ -34,6 +34,13 @@ def path_str(path: tuple[Any, ...]) -> str:
     return out
 
 
+def resolve(obj: Any, steps: tuple[Any, ...]) -> Any:
+    """The object reached from ``obj`` by path ``steps`` (``("a", name)`` / ``("i", key)``)."""
+    for kind, key in steps:
+        obj = getattr(obj, key) if kind == "a" else obj[key]
+    return obj
+
+
 def encode_for(value: Any, where: str | tuple[Any, ...]) -> tuple[int, bytes, tuple[str, bytes] | None]:
     """Validate and encode ``value`` for the place ``where`` (``share.counter``, or a path
     tuple, formatted only if there is an error to report)."""
@@ -58,7 +65,10 @@ def encode_for(value: Any, where: str | tuple[Any, ...]) -> tuple[int, bytes, tu
 
 
 class Txn:
-    __slots__ = ("changes", "classes", "cleared", "owned", "scratch", "snapshot", "st", "work")
+    """The staged changes of one operation - or, for ``with share.lock():`` (``block``), of
+    every operation of the block, committed together when it ends."""
+
+    __slots__ = ("block", "changes", "classes", "cleared", "owned", "scratch", "snapshot", "st", "work")
 
     def __init__(
         self,
@@ -66,10 +76,12 @@ class Txn:
         *,
         scratch: bool = False,
         snapshot: dict[str, tuple[int, bytes]] | None = None,
+        block: bool = False,
     ) -> None:
         self.st = st
         self.scratch = scratch or st is None
         self.snapshot = snapshot
+        self.block = block
         self.changes: dict[str, tuple[int, bytes] | None] = {}
         self.work: dict[str, Any] = {}
         self.owned: dict[str, bool] = {}
@@ -121,11 +133,39 @@ class Txn:
         out += [n for n, c in self.changes.items() if c is not None and n not in base and not n.startswith("\x00")]
         return out
 
+    def entries(self) -> dict[str, tuple[int, bytes]]:
+        """Every entry (user attributes and class-table entries) as name -> (kind, data),
+        staged changes included: the bytes a new store can be filled with."""
+        if self.st is not None:
+            base = self.st.items()
+        else:
+            assert self.snapshot is not None
+            base = dict(self.snapshot)
+        if self.cleared:
+            base = {k: v for k, v in base.items() if k.startswith("\x00")}
+        for name, ch in self.changes.items():
+            if ch is None:
+                base.pop(name, None)
+            else:
+                base[name] = ch
+        return base
+
     def get(self, name: str) -> Any:
         """The current value of ``name`` (a working object: may be the cached instance)."""
         work = self.work
-        if name in work:
+        if name in work and self.owned.get(name, True):
             return work[name]
+        changes = self.changes
+        if name in changes:
+            # staged earlier in this transaction (a lock block): decode a private copy,
+            # never hand out the caller's own object that ``put`` staged
+            ch = changes[name]
+            if ch is None:
+                raise KeyError(name)
+            obj = _codec.decode(ch[0], ch[1], self._load_class)
+            work[name] = obj
+            self.owned[name] = True
+            return obj
         st = self.st
         if st is not None and not self.scratch and not self.cleared and name not in self.changes:
             # the common case, in one lookup: a live store, nothing staged for this name
@@ -151,7 +191,7 @@ class Txn:
     def mark_checked(self, name: str) -> None:
         """Record that the cached copy of ``name`` is current at the committed sequence."""
         st = self.st
-        if st is not None and not self.scratch:
+        if st is not None and not self.scratch and not self.block:
             c = st.cache.get(name)
             if c is not None:
                 c[2] = st.epoch()
@@ -205,6 +245,22 @@ class Txn:
         for name, obj in self.work.items():
             if not _codec.is_immutable(obj):
                 st.cache.pop(name, None)
+
+    def restore(self) -> None:
+        """One operation of a lock block raised: undo what it may have done to working
+        objects (staged bytes are the truth; unstaged objects are decoded again)."""
+        st = self.st
+        for name, obj in list(self.work.items()):
+            if _codec.is_immutable(obj):
+                continue
+            if st is not None and not self.scratch:
+                st.cache.pop(name, None)
+            ch = self.changes.get(name)
+            if ch is not None:
+                self.work[name] = _codec.decode(ch[0], ch[1], self._load_class)
+                self.owned[name] = True
+            else:
+                del self.work[name]
 
     def committed(self, seq: int) -> None:
         st = self.st

@@ -1,0 +1,91 @@
+"""``with share.lock():`` - a critical section across threads and processes.
+
+::
+
+    __enter__: Store.acquire (thread RLock + robust process mutex, reentrant)
+               Store.txn = Txn(block=True)  ◄── every operation of this thread joins it
+    __exit__:  no exception: one commit of everything the block staged; else: nothing
+               Store.release  (a holder killed inside the block: the kernel releases the
+               robust mutex, nothing of the block was committed)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _ops
+from ._base import ShareError
+from ._base import oga as _oga
+from ._store import FLAG_CLOSED, FLAG_STOPPED, S_FLAGS, Store, StoreGone
+from ._txn import Txn
+
+
+class Critical:
+    """``with share.lock():`` - holds the store's lock (thread RLock + robust process mutex)
+    for the block and collects its writes into one transaction (``Store.txn``)."""
+
+    __slots__ = ("outer", "share", "st")
+
+    def __init__(self, share: Any) -> None:
+        self.share = share
+        self.st: Store | None = None
+        self.outer = False
+
+    def __enter__(self) -> Any:
+        share = self.share
+        d = _oga(share, "__dict__")
+        for _ in range(100):
+            st = _ops.attached(share)
+            if st is None:
+                if d["_sk_remote"] is not None:
+                    raise ShareError(
+                        f"share.lock() is not available over TCP (Share {d['_sk_name']!r} is "
+                        "reached through its owner's server from this process); use += or a "
+                        "method of a stored object for atomic updates."
+                    )
+                raise ShareError(
+                    f"share.lock() needs a running Share: {d['_sk_name']!r} is stopped "
+                    "(call share.start() in the process that created it)."
+                )
+            try:
+                st.acquire()
+            except StoreGone:
+                d["_sk_store"] = None
+                continue
+            try:
+                flags = st.slot()[S_FLAGS]
+                if flags & (FLAG_STOPPED | FLAG_CLOSED):
+                    raise ShareError(f"share.lock() needs a running Share: {d['_sk_name']!r} is stopped or closed.")
+                if st.txn is None:
+                    if d["_sk_queue"]:
+                        _ops.replay(share)
+                    st.txn = Txn(st, block=True)
+                    for c in st.cache.values():  # the fast read paths must not skip the block
+                        c[2] = -1
+                    self.outer = True
+            except BaseException:
+                st.release()
+                raise
+            self.st = st
+            return share
+        raise ShareError(f"Share {d['_sk_name']!r}: the store kept changing under this process")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        st = self.st
+        assert st is not None
+        self.st = None
+        try:
+            if self.outer:
+                txn: Txn = st.txn
+                st.txn = None
+                if exc_type is not None:
+                    txn.rollback()
+                elif txn.changes or txn.cleared:
+                    try:
+                        seq = st.commit(txn.changes, clear=txn.cleared)
+                    except BaseException:
+                        txn.rollback()
+                        raise
+                    txn.committed(seq)
+        finally:
+            st.release()

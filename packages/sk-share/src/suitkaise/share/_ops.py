@@ -1,0 +1,362 @@
+"""The operations every Share handle runs on its store (attribute access, writes, calls).
+
+::
+
+    Share / Proxy syntax ──► run(share, op, rop) ──► Store.acquire ─► op(Txn) ─► commit
+                                 │  stopped: run_stopped (snapshot; writes queued + warning)
+                                 │  remote:  rop travels to the owner's server (_remote.py)
+                                 └─ inside `with share.lock()`: op joins the block's Txn
+
+An operation is a function ``op(txn) -> result``; ``rop`` describes the same operation as
+data for a handle that reaches the store over TCP. ``share`` is a ``Share`` handle: these
+functions read its per-handle state (``_sk_*`` entries of its ``__dict__``) only.
+"""
+
+from __future__ import annotations
+
+import marshal
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from . import _codec, _net, _store
+from ._base import STOPPED_WARNING, Path, ShareError, user_stacklevel
+from ._base import oga as _oga
+from ._lifecycle import owner_alive
+from ._remote import remote_for
+from ._store import EPOCH_Q, FLAG_CLOSED, FLAG_STOPPED, S_FLAGS, Store, StoreGone
+from ._txn import Txn, path_str, resolve
+
+Op = Callable[[Txn], Any]
+
+_ATOMS = _codec.ATOMS
+_K_PLAIN = _codec.K_PLAIN
+_NOPE = object()
+_loads = marshal.loads
+_dumps = marshal.dumps
+
+_LIST_READERS = frozenset({"copy", "count", "index"})
+_DICT_READERS = frozenset({"copy", "get", "items", "keys", "values"})
+_SET_READERS = frozenset(
+    {"copy", "difference", "intersection", "issubset", "issuperset", "isdisjoint",
+     "symmetric_difference", "union"}
+)
+_BUILTIN_READERS: dict[type, frozenset[str]] = {
+    list: _LIST_READERS, dict: _DICT_READERS, set: _SET_READERS, frozenset: _SET_READERS,
+    tuple: frozenset({"count", "index"}), str: frozenset(dir(str)), bytes: frozenset(dir(bytes)),
+}
+
+
+def _method_kind(target: Any, name: str) -> str:
+    """'reader' (never writes), 'writer' (always writes) or 'unknown' (compare bytes)."""
+    t = type(target)
+    readers = _BUILTIN_READERS.get(t)
+    if readers is not None:
+        return "reader" if name in readers else "writer"
+    meta = getattr(t, "_shared_meta", None)
+    if isinstance(meta, dict):
+        entry = (meta.get("methods") or {}).get(name)
+        if isinstance(entry, dict):
+            return "writer" if "writes" in entry else "reader"
+    return "unknown"
+
+
+def check_blocked(target: Any, name: str) -> None:
+    """``_share_blocked_methods = {name: message}`` on the class: refuse ``name``."""
+    blocked = getattr(type(target), "_share_blocked_methods", None)
+    if isinstance(blocked, dict) and name in blocked:
+        raise TypeError(blocked[name])
+
+
+def fail(share: Any, msg: str) -> ShareError:
+    """Record that this handle found the Share unusable (``has_error``) and build the error."""
+    _oga(share, "__dict__")["_sk_error"] = msg
+    return ShareError(msg)
+
+
+def attached(share: Any) -> Store | None:
+    """The live store for this process, None when stopped, ShareError when gone."""
+    d = _oga(share, "__dict__")
+    st: Store | None = d["_sk_store"]
+    if d["_sk_owner"]:
+        return st
+    if st is not None and not st.closed:
+        return st
+    if d["_sk_remote"] is not None:
+        return None
+    net = d["_sk_net"]
+    host = d["_sk_host"]
+    if (host is not None and host != _net.host_id()) or (net is not None and _net.forced_tcp()):
+        if net is None:
+            raise ShareError(
+                f"Share {d['_sk_name']!r} lives in the shared memory of another machine (or "
+                "another /dev/shm) and its owner is not serving it over the network: call "
+                "share.serve() in the process that created it before sending it here."
+            )
+        d["_sk_remote"] = remote_for(d["_sk_name"], net)
+        return None
+    try:
+        st = _store.get_store(d["_sk_name"])
+    except StoreGone as e:
+        if owner_alive(d["_sk_owner_pid"]):
+            d["_sk_store"] = None
+            d["_sk_gone"] = str(e)
+            return None
+        raise fail(share,
+            f"Share {d['_sk_name']!r} is gone: its owner process {d['_sk_owner_pid']} "
+            "exited and the shared memory was released."
+        ) from None
+    d["_sk_store"] = st
+    return st
+
+
+def run(share: Any, op: Op, rop: tuple[Any, ...] | None = None) -> Any:
+    """Run ``op`` as one atomic transaction (or on a snapshot while stopped).
+
+    ``rop`` describes the same operation as data, for a handle that reaches the
+    store through its owner's server (``_Remote``)."""
+    d = _oga(share, "__dict__")
+    for _ in range(100):
+        st = d["_sk_store"]
+        if st is None or st.closed:
+            st = attached(share)
+            if st is None:
+                rem = d["_sk_remote"]
+                if rem is not None:
+                    return rem.run(share, rop)
+                return run_stopped(share, op, None)
+        try:
+            st.acquire()
+        except StoreGone:
+            continue
+        try:
+            flags = st.slot()[S_FLAGS]
+            if flags & FLAG_CLOSED:
+                raise fail(
+                    share,
+                    f"Share {d['_sk_name']!r} was closed by its owner process "
+                    f"{d['_sk_owner_pid']} (it stopped or exited).",
+                )
+            if not flags & FLAG_STOPPED:
+                if d["_sk_queue"]:
+                    replay(share)
+                txn = st.txn
+                if txn is not None:
+                    # inside `with share.lock():` (this thread holds it): stage into
+                    # the block's transaction, committed when the block ends
+                    try:
+                        return op(txn)
+                    except BaseException:
+                        txn.restore()
+                        raise
+                txn = Txn(st)
+                try:
+                    result = op(txn)
+                except BaseException:
+                    txn.rollback()
+                    raise
+                if txn.changes or txn.cleared:
+                    txn.committed(st.commit(txn.changes, clear=txn.cleared))
+                return result
+        finally:
+            st.release()
+        # the store says "stopped": is there a restarted one at the same name?
+        gen = st.file_generation()
+        if gen is not None and gen != st.generation:
+            _store.forget_store(st)
+            st.close()
+            d["_sk_store"] = None
+            continue
+        return run_stopped(share, op, st)
+    raise fail(share, f"Share {d['_sk_name']!r}: the store kept changing under this process")
+
+
+def run_stopped(share: Any, op: Op, st: Store | None) -> Any:
+    d = _oga(share, "__dict__")
+    if st is not None:
+        with st.locked():
+            txn = Txn(st, scratch=True)
+            result = op(txn)
+    elif d["_sk_owner"]:
+        txn = Txn(None, snapshot=d["_sk_snapshot"])
+        result = op(txn)
+    else:
+        txn = Txn(None, snapshot={})
+        try:
+            result = op(txn)
+        except (KeyError, AttributeError):
+            raise ShareError(
+                f"Share {d['_sk_name']!r} is stopped and this process holds no copy of "
+                "its data; call share.start() in the process that created it "
+                f"({d.get('_sk_gone')})."
+            ) from None
+    if txn.changes or txn.cleared:
+        warnings.warn(STOPPED_WARNING, RuntimeWarning, stacklevel=user_stacklevel())
+        d["_sk_queue"].append(op)
+    return result
+
+
+def replay(share: Any) -> None:
+    """Apply the writes queued while the Share was stopped, in order."""
+    queue: list[Op] = _oga(share, "__dict__")["_sk_queue"]
+    _oga(share, "__dict__")["_sk_queue"] = []
+    for op in queue:
+        try:
+            run(share, op)
+        except Exception as e:
+            warnings.warn(f"A write queued while the Share was stopped failed: {e!r}", UserWarning, stacklevel=2)
+
+
+def view(share: Any, path: Path, fn: Callable[[Any], Any]) -> Any:
+    """Apply read-only ``fn`` to the object at ``path`` (fast path when nothing changed)."""
+    st: Store | None = _oga(share, "__dict__")["_sk_store"]
+    if st is not None:
+        with st.tlock:
+            if not st.closed:
+                c = st.cache.get(path[0])
+                if c is not None and c[2] == st.epoch():
+                    return fn(resolve(c[1], path[1:]))
+
+    def op(txn: Txn) -> Any:
+        try:
+            root = txn.get(path[0])
+        except KeyError:
+            raise AttributeError(f"Share has no attribute {path[0]!r}") from None
+        txn.mark_checked(path[0])
+        return fn(resolve(root, path[1:]))
+
+    return run(share, op, ("view", path, fn))
+
+
+def read(share: Any, name: str) -> tuple[Any, bool]:
+    """Locked read of ``name``: (value, immutable?) (the cached copy was not known to be
+    current; a mutable value is wrapped in a Proxy by the caller)."""
+
+    def op(txn: Txn) -> tuple[Any, bool]:
+        try:
+            obj = txn.get(name)
+        except KeyError:
+            raise AttributeError(f"Share has no attribute {name!r}") from None
+        txn.mark_checked(name)
+        imm = _codec.is_immutable(obj)
+        return obj, imm
+
+    return run(share, op, ("read", name))
+
+
+def write(share: Any, path: Path, action: str, value: Any) -> None:
+    """``action`` ("set" or "del") at a nested ``path``: one locked read-modify-write of
+    the root object."""
+    where = path_str(path)
+    if action == "set":
+        if not _codec.is_plain(value):
+            _codec.check_storable(value, where)
+
+    def op(txn: Txn) -> None:
+        try:
+            root = txn.get(path[0])
+        except KeyError:
+            raise AttributeError(f"Share has no attribute {path[0]!r}") from None
+        parent = resolve(root, path[1:-1])
+        kind, key = path[-1]
+        if action == "set":
+            if kind == "a":
+                setattr(parent, key, value)
+            else:
+                parent[key] = value
+        elif kind == "a":
+            delattr(parent, key)
+        else:
+            del parent[key]
+        txn.touch(path[0], root, force=True, where=path_str(path[:1]))
+
+    run(share, op, ("write", path, action, value))
+
+
+def call(share: Any, path: Path, name: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Call method ``name`` of the object at ``path`` (or the object itself when ``name``
+    is None) on the current copy, under the lock; write it back if it changed. Returns a
+    private copy of the real result. ``args`` are plain values (proxies unwrapped)."""
+    where = path_str(path[:1])
+
+    def op(txn: Txn) -> Any:
+        try:
+            root = txn.get(path[0])
+        except KeyError:
+            raise AttributeError(f"Share has no attribute {path[0]!r}") from None
+        target = resolve(root, path[1:])
+        if name is None:
+            result = target(*args, **kwargs)
+            kind = "unknown"
+        else:
+            check_blocked(target, name)
+            aliases = getattr(type(target), "_share_method_aliases", None)
+            real = aliases.get(name, name) if isinstance(aliases, dict) else name
+            kind = _method_kind(target, name)
+            result = getattr(target, real)(*args, **kwargs)
+        if kind != "reader":
+            txn.touch(path[0], root, force=(kind == "writer"), where=where)
+        else:
+            txn.mark_checked(path[0])
+        return _codec.copy_out(result)
+
+    return run(share, op, ("call", path, name, args, kwargs))
+
+
+def aug_apply(share: Any, path: Path, iop: Callable[[Any, Any], Any], value: Any) -> None:
+    """``<value at path> = iop(<value at path>, value)`` as one locked update (``op=`` and
+    read-modify-reassign)."""
+    d = _oga(share, "__dict__")
+    st = d["_sk_store"]
+    if len(path) == 1 and st is not None and not st.closed and not d["_sk_queue"]:
+        # fast path for `share.x op= v` on a plain immutable value (counters): no
+        # transaction object, one entry rewrite. Anything unusual takes the general path.
+        name = path[0]
+        try:
+            st.acquire()
+        except StoreGone:
+            pass
+        else:
+            try:
+                found = st.lookup1(name) if st.txn is None else None
+                if found is not None and not found[0][S_FLAGS] & (FLAG_STOPPED | FLAG_CLOSED):
+                    s, i, e = found
+                    if e[2] == _K_PLAIN:
+                        c = st.cache.get(name)
+                        if c is not None and c[0] == e[3]:
+                            cur = c[1] if c[3] else _NOPE
+                        else:
+                            cur = _loads(st.raw(e))
+                            if type(cur) not in _ATOMS:
+                                cur = _NOPE
+                        if cur is not _NOPE:
+                            new = iop(cur, value)
+                            if type(new) in _ATOMS:
+                                seq = st.put1(s, i, _K_PLAIN, _dumps(new))
+                                if seq is not None:
+                                    st.cache[name] = [seq, new, st.q[EPOCH_Q], True]
+                                    return
+            finally:
+                st.release()
+
+    def op(txn: Txn) -> None:
+        try:
+            root = txn.get(path[0])
+        except KeyError:
+            raise AttributeError(f"Share has no attribute {path[0]!r}") from None
+        if len(path) == 1:
+            new = iop(root, value)
+            txn.set(path[0], new, where=path)
+            return None
+        parent = resolve(root, path[1:-1])
+        kind, key = path[-1]
+        cur = getattr(parent, key) if kind == "a" else parent[key]
+        new = iop(cur, value)
+        if kind == "a":
+            setattr(parent, key, new)
+        else:
+            parent[key] = new
+        txn.touch(path[0], root, force=True, where=path_str(path[:1]))
+        return None
+
+    run(share, op, ("aug", path, iop.__name__, value))

@@ -1,0 +1,323 @@
+"""Proxies: containers and objects stored in a Share, addressed by their path.
+
+::
+
+    share.o            ──► Proxy(share, ("o",))              every use is one operation
+    share.o.items      ──► Proxy(share, ("o", ("a", "items"))) on the shared state (_ops)
+    share.o.add        ──► _Method: called = one locked call on the shared copy
+    share.x  (in `share.x = share.x + v`) ──► Operand ─(+ v)─► Pending ─(store-back)─►
+                                             _ops.aug_apply: one locked read-modify-write
+"""
+
+from __future__ import annotations
+
+import operator
+import sys
+import types
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from . import _codec, _ops
+from ._aug import _KIND as _READ_KIND
+from ._aug import AUG, BINARY_OPS, METHOD, REASSIGN, read_kind
+from ._base import Path
+from ._base import oga as _oga
+from ._ops import check_blocked
+from ._txn import path_str
+
+_view = _ops.view
+_write = _ops.write
+_call = _ops.call
+_aug_apply = _ops.aug_apply
+
+
+def _unwrap(value: Any) -> Any:
+    """A Proxy used as a value stands for a copy of what it points at (a pending update for
+    its computed value)."""
+    t = type(value)
+    if t is Proxy:
+        return value._sk_snapshot()
+    if t is Pending:
+        return value.value()
+    return value
+
+
+unwrap = _unwrap
+
+
+def _unwrap_args(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(_unwrap(a) for a in args)
+
+
+def _unwrap_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {k: _unwrap(v) for k, v in kwargs.items()}
+
+
+class Proxy:
+    """A container or object stored in a Share, addressed by its path (``share.o.items``).
+
+    Every operation runs on the one shared state: reads see the latest committed value,
+    mutations (``append``, ``d[k] = v``, ``o.n = 1``, ``+=``) are atomic read-modify-writes,
+    method calls return their real result. ``copy.copy``/pickling a Proxy gives a real copy.
+    """
+
+    __slots__ = ("_sk_path", "_sk_share")
+
+    def __init__(self, share: Any, path: Path) -> None:
+        object.__setattr__(self, "_sk_share", share)
+        object.__setattr__(self, "_sk_path", path)
+
+    # reading
+    def _sk_snapshot(self) -> Any:
+        return _view(self._sk_share, self._sk_path, _codec.copy_out)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_identity, (self._sk_snapshot(),))
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        share, path = self._sk_share, self._sk_path
+        frame = sys._getframe(1)
+        kind = _READ_KIND.get((frame.f_code, frame.f_lasti))
+        if kind is None:
+            kind = read_kind(frame, attr)
+        if kind == METHOD:
+            return _Method(share, path, attr)  # resolved and called in one locked step
+        if kind == REASSIGN:
+            return Operand(share, (*path, ("a", attr)))
+        if kind:
+            return new_proxy(share, (*path, ("a", attr)))
+
+        def fn(target: Any) -> Any:
+            check_blocked(target, attr)
+            value = getattr(target, attr)
+            if _codec.is_immutable(value):
+                return value
+            if isinstance(value, types.MethodType | types.BuiltinMethodType) and getattr(value, "__self__", None) is target:
+                return _Method(share, path, attr)
+            return Proxy(share, (*path, ("a", attr)))
+
+        return _view(share, path, fn)
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        path = (*self._sk_path, ("a", attr))
+        if _stores_back(self, value, path):
+            return
+        _write(self._sk_share, path, "set", _unwrap(value))
+
+    def __delattr__(self, attr: str) -> None:
+        _write(self._sk_share, (*self._sk_path, ("a", attr)), "del", None)
+
+    def __getitem__(self, key: Any) -> Any:
+        share, path = self._sk_share, self._sk_path
+        if not isinstance(key, slice):
+            kind = read_kind(sys._getframe(1), key, subscr=True)
+            if kind == AUG:
+                return new_proxy(share, (*path, ("i", key)))
+            if kind == REASSIGN:
+                return Operand(share, (*path, ("i", key)))
+
+        def fn(target: Any) -> Any:
+            value = target[key]
+            if _codec.is_immutable(value):
+                return value
+            if isinstance(key, slice):
+                return _codec.copy_out(value)
+            return Proxy(share, (*path, ("i", key)))
+
+        return _view(share, path, fn)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        path = (*self._sk_path, ("i", key))
+        if _stores_back(self, value, path):
+            return
+        _write(self._sk_share, path, "set", _unwrap(value))
+
+    def __delitem__(self, key: Any) -> None:
+        _write(self._sk_share, (*self._sk_path, ("i", key)), "del", None)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return _call(self._sk_share, self._sk_path, None, _unwrap_args(args), _unwrap_kwargs(kwargs))
+
+    def _sk_read(self, fn: Callable[[Any], Any]) -> Any:
+        return _view(self._sk_share, self._sk_path, fn)
+
+    def __len__(self) -> int:
+        return self._sk_read(len)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._sk_read(lambda t: _codec.copy_out(list(t))))
+
+    def __reversed__(self) -> Iterator[Any]:
+        return iter(self._sk_read(lambda t: _codec.copy_out(list(reversed(t)))))
+
+    def __contains__(self, item: Any) -> bool:
+        item = _unwrap(item)
+        return self._sk_read(lambda t: item in t)
+
+    def __bool__(self) -> bool:
+        return self._sk_read(bool)
+
+    def __str__(self) -> str:
+        return self._sk_read(str)
+
+    def __repr__(self) -> str:
+        try:
+            inner = self._sk_read(repr)
+        except Exception as e:  # repr must not raise
+            inner = f"<unavailable: {e!r}>"
+        return f"Proxy({path_str(self._sk_path)}: {inner})"
+
+    def __format__(self, spec: str) -> str:
+        return self._sk_read(lambda t: format(t, spec))
+
+    def __hash__(self) -> int:
+        return self._sk_read(hash)
+
+    def __dir__(self) -> list[str]:
+        return self._sk_read(dir)
+
+    def __int__(self) -> int:
+        return self._sk_read(int)
+
+    def __float__(self) -> float:
+        return self._sk_read(float)
+
+    def __index__(self) -> int:
+        return self._sk_read(operator.index)
+
+    # augmented assignment: one atomic fetch-and-op at this path
+    def _sk_aug(self, iop: Callable[[Any, Any], Any], value: Any) -> Proxy:
+        # the store-back that follows (`share.x = <this proxy>`) is recognised as a no-op;
+        # a later read of share.x is an ordinary (fresh) read
+        _aug_apply(self._sk_share, self._sk_path, iop, _unwrap(value))
+        return self
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+_set_share = Proxy._sk_share.__set__  # type: ignore[attr-defined]
+_set_path = Proxy._sk_path.__set__  # type: ignore[attr-defined]
+_new = object.__new__
+
+
+def new_proxy(share: Any, path: Path) -> Proxy:
+    """``Proxy(share, path)`` without going through the blocked ``__setattr__``."""
+    p = _new(Proxy)
+    _set_share(p, share)
+    _set_path(p, path)
+    return p
+
+
+def _binary(opname: str, reflected: bool) -> Callable[[Proxy, Any], Any]:
+    fn = getattr(operator, opname)
+
+    def method(self: Proxy, other: Any) -> Any:
+        other = _unwrap(other)
+        if reflected:
+            return self._sk_read(lambda t: _codec.copy_out(fn(other, t)))
+        return self._sk_read(lambda t: _codec.copy_out(fn(t, other)))
+
+    return method
+
+
+def _inplace(opname: str) -> Callable[[Proxy, Any], Proxy]:
+    iop = getattr(operator, opname)
+
+    def method(self: Proxy, other: Any) -> Proxy:
+        return self._sk_aug(iop, other)
+
+    return method
+
+
+for _op in ("add", "sub", "mul", "matmul", "truediv", "floordiv", "mod", "pow", "lshift",
+            "rshift", "and", "xor", "or"):
+    _name = _op + "_" if _op in ("and", "or") else _op
+    setattr(Proxy, f"__{_op}__", _binary(_name, False))
+    setattr(Proxy, f"__r{_op}__", _binary(_name, True))
+    setattr(Proxy, f"__i{_op}__", _inplace(f"i{_op}"))
+for _op in ("eq", "ne", "lt", "le", "gt", "ge"):
+    setattr(Proxy, f"__{_op}__", _binary(_op, False))
+for _op in ("neg", "pos", "abs", "invert"):
+    _f = getattr(operator, _op)
+    setattr(Proxy, f"__{_op}__", (lambda f: lambda self: self._sk_read(lambda t: _codec.copy_out(f(t))))(_f))
+
+
+class _Method:
+    """A method of a shared object; calling it runs it on the one shared copy."""
+
+    __slots__ = ("_name", "_path", "_share")
+
+    def __init__(self, share: Any, path: Path, name: str) -> None:
+        self._share, self._path, self._name = share, path, name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return _call(self._share, self._path, self._name, _unwrap_args(args), _unwrap_kwargs(kwargs))
+
+    def __repr__(self) -> str:
+        return f"<shared method {path_str(self._path)}.{self._name}>"
+
+
+
+
+def same_share(a: Any, b: Any) -> bool:
+    return a is b or _oga(a, "__dict__")["_sk_name"] == _oga(b, "__dict__")["_sk_name"]
+
+
+def _stores_back(proxy: Proxy, value: Any, path: Path) -> bool:
+    """Handle the store-back of ``p.a op= v`` / ``p.a = p.a <op> v`` (True when done)."""
+    t = type(value)
+    if t is Proxy:
+        return bool(value._sk_path == path and same_share(value._sk_share, proxy._sk_share))
+    if t is Pending and value.path == path and same_share(value.share, proxy._sk_share):
+        _aug_apply(proxy._sk_share, path, value.op, value.other)
+        return True
+    return False
+
+
+class Operand:
+    """What ``share.x`` reads as in ``share.x = share.x <op> expr`` (recognised from the
+    caller's bytecode, ``_aug.py``): its operator does not compute anything, it returns the
+    update as a ``Pending`` that the store-back applies as one locked read-modify-write."""
+
+    __slots__ = ("path", "share")
+
+    def __init__(self, share: Any, path: Path) -> None:
+        self.share, self.path = share, path
+
+    def __repr__(self) -> str:
+        return f"<pending read of {path_str(self.path)}>"
+
+
+class Pending:
+    """``<current value at path> <op> other``, not yet applied. Stored back to the same path
+    it is applied atomically; used as a value anywhere else it is computed from a fresh read."""
+
+    __slots__ = ("op", "other", "path", "share")
+
+    def __init__(self, share: Any, path: Path, op: Callable[[Any, Any], Any], other: Any) -> None:
+        self.share, self.path, self.op, self.other = share, path, op, other
+
+    def value(self) -> Any:
+        op, other = self.op, self.other
+        return _view(self.share, self.path, lambda t: _codec.copy_out(op(t, other)))
+
+    def __repr__(self) -> str:
+        return f"<pending update {path_str(self.path)} {self.op.__name__} {self.other!r}>"
+
+
+def _operand_method(opname: str) -> Callable[[Operand, Any], Pending]:
+    fn = getattr(operator, opname)
+
+    def method(self: Operand, other: Any) -> Pending:
+        return Pending(self.share, self.path, fn, _unwrap(other))
+
+    method.__name__ = f"__{opname.rstrip('_')}__"
+    return method
+
+
+for _opname in BINARY_OPS.values():
+    setattr(Operand, f"__{_opname.rstrip('_')}__", _operand_method(_opname))

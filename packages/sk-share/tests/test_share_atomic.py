@@ -1,0 +1,368 @@
+"""Read-modify-reassign is one atomic update, and ``with share.lock():`` is a critical
+section: concurrent processes never lose an update.
+
+::
+
+    8 processes ──► share.x = share.x <op> expr      (recognised from the bytecode: one
+                    share.d[k] = share.d[k] + 1       locked read-modify-write each)
+                    with share.lock(): ...            (compound updates, one commit)
+    parent      ──► exact totals
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from typing import Any
+
+import pytest
+
+from suitkaise.share import Share, ShareError
+
+TIMEOUT = 110
+PROCS, N = 8, 2000
+# Forms whose value grows with every update (a list/set/dict of all 16 000 results) cost
+# O(size) per update (the whole container is re-encoded: issue 17 item 2), so 8 x 2000 of
+# them is quadratic (minutes). They run 8 x 250 (2 000 entries); counters, d[k] and the
+# lock run the full 8 x 2000.
+N_GROWING = 250
+
+
+def _run(ctx: Any, target: Any, args_list: list[tuple[Any, ...]]) -> None:
+    procs = [ctx.Process(target=target, args=args) for args in args_list]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(TIMEOUT)
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+            p.join()
+        assert p.exitcode == 0, f"child exited with {p.exitcode}"
+
+
+# -- the forms users write ---------------------------------------------------------------
+
+
+def _list_append(share: Share, wid: int, n: int) -> None:
+    for i in range(n):
+        share.lst = share.lst + [wid * n + i]  # noqa: RUF005 - the form under test
+
+
+def _set_union(share: Share, wid: int, n: int) -> None:
+    for i in range(n):
+        share.tags = share.tags | {wid * n + i}
+
+
+def _dict_merge(share: Share, wid: int, n: int) -> None:
+    for i in range(n):
+        share.meta = share.meta | {f"{wid}-{i}": i}
+
+
+def _counter(share: Share, wid: int, n: int) -> None:
+    for _ in range(n):
+        share.counter = share.counter + 1
+
+
+def _item(share: Share, wid: int, n: int) -> None:
+    k = "hits"
+    for _ in range(n):
+        share.d[k] = share.d[k] + 1
+
+
+def _locked(share: Share, wid: int, n: int, q: Any) -> None:
+    seen = []
+    for _ in range(n):
+        with share.lock():
+            v = share.n  # a compound update no pattern can see: read, compute, write
+            share.n = v + 1
+            share.last = (wid, v)
+            seen.append(v)
+    q.put(seen)
+
+
+def _core_forms(share: Share, wid: int, n: int, q: Any) -> None:
+    _counter(share, wid, n)
+    _item(share, wid, n)
+    _locked(share, wid, n, q)
+
+
+def _growing_forms(share: Share, wid: int, n: int) -> None:
+    _list_append(share, wid, n)
+    _set_union(share, wid, n)
+    _dict_merge(share, wid, n)
+
+
+def test_core_forms_are_exact(start_method: str) -> None:
+    """8 processes x 2000 of each: counter = counter + 1, d[k] = d[k] + 1, and a compound
+    read-compute-write inside ``with share.lock()`` (one process start per start method
+    for all three: under spawn the start-up dominates)."""
+    ctx = multiprocessing.get_context()
+    q = ctx.Queue()
+    total = PROCS * N
+    with Share() as share:
+        share.counter, share.d, share.n = 0, {"hits": 0}, 0
+        _run(ctx, _core_forms, [(share, w, N, q) for w in range(PROCS)])
+        seen = [v for _ in range(PROCS) for v in q.get(timeout=TIMEOUT)]
+        assert share.counter == total
+        assert share.d == {"hits": total}
+        assert share.n == total
+        assert sorted(seen) == list(range(total))  # every read inside the lock was unique
+        assert share.last[1] == total - 1
+
+
+def test_growing_forms_are_exact(start_method: str) -> None:
+    """8 processes x N_GROWING of each: lst = lst + [v], tags = tags | {v},
+    meta = meta | {k: v}."""
+    ctx = multiprocessing.get_context()
+    n = N_GROWING
+    total = PROCS * n
+    with Share() as share:
+        share.lst, share.tags, share.meta = [], set(), {}
+        _run(ctx, _growing_forms, [(share, w, n) for w in range(PROCS)])
+        assert sorted(share.lst) == list(range(total))
+        assert share.tags == set(range(total))
+        assert share.meta == {f"{w}-{i}": i for w in range(PROCS) for i in range(n)}
+
+
+# -- every operator ------------------------------------------------------------------------
+
+
+class Tally:
+    """Every binary operator returns a new Tally counting one more application."""
+
+    def __init__(self, n: int = 0) -> None:
+        self.n = n
+
+    def _bump(self, k: int) -> Tally:
+        return Tally(self.n + k)
+
+    __add__ = __sub__ = __mul__ = __matmul__ = __truediv__ = __floordiv__ = __mod__ = _bump
+    __pow__ = __or__ = __and__ = __xor__ = __lshift__ = __rshift__ = _bump
+
+
+_OPS = ("add", "sub", "mul", "matmul", "truediv", "floordiv", "mod", "pow", "or", "and", "xor",
+        "lshift", "rshift")
+
+
+def _every_operator(share: Share, n: int) -> None:
+    for _ in range(n):
+        share.add = share.add + 1
+        share.sub = share.sub - 1
+        share.mul = share.mul * 1
+        share.matmul = share.matmul @ 1
+        share.truediv = share.truediv / 1
+        share.floordiv = share.floordiv // 1
+        share.mod = share.mod % 1
+        share.pow = share.pow ** 1
+        share.or_ = share.or_ | 1
+        share.and_ = share.and_ & 1
+        share.xor = share.xor ^ 1
+        share.lshift = share.lshift << 1
+        share.rshift = share.rshift >> 1
+        share.box.t = share.box.t + 1  # an attribute of a stored object
+
+
+class Box:
+    def __init__(self) -> None:
+        self.t = Tally()
+
+
+def test_every_binary_operator_reassignment_is_atomic(start_method: str) -> None:
+    ctx = multiprocessing.get_context()
+    procs, n = 4, 150
+    names = [o + "_" if o in ("or", "and") else o for o in _OPS]
+    with Share() as share:
+        for name in names:
+            setattr(share, name, Tally())
+        share.box = Box()
+        _run(ctx, _every_operator, [(share, n)] * procs)
+        assert {name: getattr(share, name).n for name in names} == {name: procs * n for name in names}
+        assert share.box.t.n == procs * n
+
+
+def test_real_values_of_every_operator() -> None:
+    # the same statements on ordinary values give exactly what plain Python gives
+    with Share() as share:
+        share.i, share.f, share.s, share.b = 7, 2.5, "ab%s", 0b1100
+        share.i = share.i + 3
+        share.i = share.i * 4
+        share.i = share.i - 5
+        share.i = share.i // 3
+        share.i = share.i % 7
+        share.i = share.i ** 3
+        share.i = share.i << 2
+        share.i = share.i >> 1
+        share.b = share.b | 0b1
+        share.b = share.b & 0b1101
+        share.b = share.b ^ 0b11
+        share.f = share.f / 2
+        share.s = share.s % "c"
+        i = 7
+        i = ((((((i + 3) * 4 - 5) // 3) % 7) ** 3) << 2) >> 1
+        assert (share.i, share.b, share.f, share.s) == (i, ((0b1100 | 1) & 0b1101) ^ 0b11, 1.25, "abc")
+        assert type(share.i) is int and type(share.f) is float
+
+
+def test_reassignment_that_fails_changes_nothing() -> None:
+    with Share() as share:
+        share.lst = [1]
+        with pytest.raises(TypeError):
+            share.lst = share.lst + 1  # list + int
+        assert share.lst == [1]
+        with pytest.raises(AttributeError, match="no attribute 'missing'"):
+            share.missing = share.missing + 1
+        assert "missing" not in dir(share)
+
+
+def test_other_targets_and_shapes_are_plain_python() -> None:
+    # not the same target, or not `target <op> expr`: ordinary reads and writes
+    with Share() as share:
+        share.a, share.b = 1, 10
+        share.b = share.a + 1
+        assert share.b == 2
+        share.a = 1 + share.a
+        share.a = share.a + 1 if share.a else 0
+        share.a = -share.a + 1
+        assert share.a == -2
+        share.d = {"x": 1, "y": 5}
+        share.d["x"] = share.d["y"] + 1
+        assert share.d == {"x": 6, "y": 5}
+        v = share.a + 1  # the value escapes: a real int
+        assert type(v) is int and v == -1
+        other = Share()
+        try:
+            other.a = share.a + 100  # another Share's attribute: a plain value
+            assert other.a == 98 and share.a == -2
+        finally:
+            other.stop()
+
+
+# -- the lock ------------------------------------------------------------------------------
+
+
+def test_lock_block_sees_its_own_writes_and_commits_once() -> None:
+    with Share() as share:
+        share.n, share.lst = 0, []
+        with share.lock() as s:
+            assert s is share
+            share.n += 1
+            assert share.n == 1
+            share.lst.append(share.n)
+            share.lst = share.lst + [2]  # noqa: RUF005
+            with share.lock():  # nested: joins the outer block
+                share.n = share.n + 10
+            assert share.n == 11 and share.lst == [1, 2]
+            share.new = {"made": "inside"}
+            assert share.new["made"] == "inside"
+        assert (share.n, share.lst, share.new) == (11, [1, 2], {"made": "inside"})
+
+
+def test_lock_block_that_raises_applies_nothing() -> None:
+    with Share() as share:
+        share.n, share.lst = 0, [0]
+        with pytest.raises(RuntimeError, match="boom"):
+            with share.lock():
+                share.n = 5
+                share.lst.append(1)
+                del share.n
+                raise RuntimeError("boom")
+        assert share.n == 0 and share.lst == [0]
+        # an operation that fails inside a block (caught there) leaves no half-done trace
+        with share.lock():
+            share.lst.append(2)
+            with pytest.raises(AttributeError):
+                share.lst.no_such_method()
+            with pytest.raises(TypeError):
+                share.lst = share.lst + None  # type: ignore[operator]
+            share.n += 1
+        assert share.n == 1 and share.lst == [0, 2]
+
+
+def _hold_lock_and_die(share: Share, ev: Any) -> None:
+    with share.lock():
+        share.n = 999
+        share.lst.append(999)
+        ev.set()
+        time.sleep(600)  # SIGKILLed here, holding the lock
+
+
+def test_lock_holder_killed_releases_and_applies_nothing(start_method: str) -> None:
+    ctx = multiprocessing.get_context()
+    ev = ctx.Event()
+    with Share() as share:
+        share.n, share.lst = 1, [1]
+        p = ctx.Process(target=_hold_lock_and_die, args=(share, ev))
+        p.start()
+        try:
+            assert ev.wait(TIMEOUT), "child never entered the block"
+            os.kill(p.pid, signal.SIGKILL)
+        finally:
+            p.join(TIMEOUT)
+        assert p.exitcode == -signal.SIGKILL
+        with share.lock():  # the kernel released the robust mutex
+            share.n += 1
+        assert share.n == 2 and share.lst == [1]
+
+
+def _tickets(share: Share, q: Any, n: int) -> None:
+    got = []
+    for _ in range(n):
+        with share.lock():
+            share.counter += 1
+            got.append(share.counter)  # inside the lock: exactly the value this += made
+    q.put(got)
+
+
+def test_fetch_and_add_tickets_through_the_lock(start_method: str) -> None:
+    ctx = multiprocessing.get_context()
+    q = ctx.Queue()
+    with Share() as share:
+        share.counter = 0
+        _run(ctx, _tickets, [(share, q, 50)] * 4)
+        values = sorted(v for _ in range(4) for v in q.get(timeout=TIMEOUT))
+        assert values == list(range(1, 201))
+
+
+def test_lock_on_a_stopped_share_is_refused() -> None:
+    share = Share()
+    share.stop()
+    with pytest.raises(ShareError, match="running Share"):
+        with share.lock():
+            pass
+
+
+# -- the issue's scenario: Skprocess items on Pool workers -----------------------------------
+
+
+processing = pytest.importorskip("suitkaise.processing")
+
+
+RUNS = 5
+
+
+class Appender(processing.Skprocess):  # type: ignore[misc,name-defined]
+    def __init__(self, share: Share, v: int) -> None:
+        self.share = share
+        self.v = v
+        self.process_config.runs = RUNS
+
+    def __run__(self) -> None:
+        v = self.v * RUNS + self._current_run
+        self.share.items = self.share.items + [v]  # noqa: RUF005 - the issue's form
+        self.share.tags = self.share.tags | {v}
+        self.share.meta = self.share.meta | {str(v): v}
+
+
+def test_pool_skprocess_read_modify_reassign_loses_nothing(start_method: str) -> None:
+    # the issue's scenario: 40 Skprocess items on 4 workers (each item runs RUNS times)
+    with Share() as share:
+        share.items, share.tags, share.meta = [], set(), {}
+        with processing.Pool(workers=4) as pool:
+            pool.star().map(Appender, [(share, v) for v in range(40)])
+        total = 40 * RUNS
+        assert sorted(share.items) == list(range(total))
+        assert share.tags == set(range(total))
+        assert share.meta == {str(v): v for v in range(total)}

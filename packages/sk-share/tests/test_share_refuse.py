@@ -1,0 +1,228 @@
+"""What the how-to page says Share refuses, it refuses; writes to a stopped Share warn.
+
+* ``os.pipe()`` handles wrapped as file objects (``io.FileIO``, ``os.fdopen``: buffered or
+  text), anywhere in the value and through any write path, raise a ``ValueError`` naming
+  the attribute path, and the Share is left exactly as it was.
+* Writing to a stopped Share (attribute, ``+=``, reassignment, ``del``, through a proxy)
+  emits a ``RuntimeWarning`` saying the change is queued until ``start()``, and ``start()``
+  applies it.
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from suitkaise.share import Share
+
+TIMEOUT = 60
+
+
+class Holder:
+    def __init__(self) -> None:
+        self.f: Any = None
+
+
+def _wrappers() -> dict[str, Callable[[int, int], Any]]:
+    return {
+        "FileIO-read": lambda r, w: io.FileIO(r, "r", closefd=False),
+        "FileIO-write": lambda r, w: io.FileIO(w, "w", closefd=False),
+        "fdopen-rb": lambda r, w: os.fdopen(r, "rb", closefd=False),
+        "fdopen-wb-unbuffered": lambda r, w: os.fdopen(w, "wb", buffering=0, closefd=False),
+        "fdopen-text": lambda r, w: os.fdopen(w, "w", closefd=False),
+    }
+
+
+_PLACES: dict[str, tuple[Callable[[Share, Any], None], str]] = {
+    "attribute": (lambda s, f: setattr(s, "f", f), "share.f"),
+    "in-a-dict": (lambda s, f: setattr(s, "g", {"x": [1, f]}), "share.g['x'][1]"),
+    "in-an-object": (lambda s, f: setattr(s, "h", _holding(f)), "share.h.f"),
+    "proxy-append": (lambda s, f: s.lst.append(f), "share.lst[2]"),
+    "proxy-setitem": (lambda s, f: s.d.__setitem__("k", f), "share.d['k']"),
+    "proxy-setattr": (lambda s, f: setattr(s.obj, "f", f), "share.obj.f"),
+    "reassign": (lambda s, f: _reassign(s, f), "share.lst[2]"),
+}
+
+
+def _holding(f: Any) -> Holder:
+    h = Holder()
+    h.f = f
+    return h
+
+
+def _reassign(share: Share, f: Any) -> None:
+    share.lst = share.lst + [f]  # noqa: RUF005 - the form under test
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, int]]:
+    r, w = os.pipe()
+    try:
+        yield r, w
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def _state(share: Share) -> dict[str, Any]:
+    return share.reconnect_all()
+
+
+@pytest.mark.parametrize("place", list(_PLACES))
+@pytest.mark.parametrize("wrapper", list(_wrappers()))
+def test_pipe_backed_files_are_refused_naming_the_attribute(
+    pipe: tuple[int, int], wrapper: str, place: str,
+) -> None:
+    f = _wrappers()[wrapper](*pipe)
+    assign, where = _PLACES[place]
+    with Share() as share:
+        share.lst, share.d, share.obj = [0, 1], {"a": 1}, Holder()
+        before = {k: v for k, v in _state(share).items() if k != "obj"}
+        with pytest.raises(ValueError, match=r"os\.pipe\(\) handles") as info:
+            assign(share, f)
+        msg = str(info.value)
+        assert where in msg and f"fd {f.fileno()}" in msg and "left unchanged" in msg
+        after = _state(share)
+        assert after.pop("obj").f is None
+        assert after == before
+    f.close()
+
+
+def test_regular_files_are_not_mistaken_for_pipes(tmp_path: Any) -> None:
+    from suitkaise.share import _codec
+
+    path = tmp_path / "data.bin"
+    path.write_bytes(b"x")
+    with open(path, "rb") as f:
+        _codec.check_storable({"f": f}, "share.f")  # no pipe: not refused by this check
+
+
+def _assign_pipe_in_child(share: Share, q: Any) -> None:
+    r, w = os.pipe()
+    try:
+        share.f = os.fdopen(w, "wb", closefd=False)
+    except ValueError as e:
+        q.put(str(e))
+    else:
+        q.put("accepted")
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_a_child_process_is_refused_too(start_method: str) -> None:
+    ctx = multiprocessing.get_context()
+    q = ctx.Queue()
+    with Share() as share:
+        share.f = "untouched"
+        p = ctx.Process(target=_assign_pipe_in_child, args=(share, q))
+        p.start()
+        msg = q.get(timeout=TIMEOUT)
+        p.join(TIMEOUT)
+        assert p.exitcode == 0
+        assert "os.pipe" in msg and "share.f" in msg
+        assert share.f == "untouched"
+
+
+# -- writes to a stopped Share ---------------------------------------------------------------
+
+
+def _w_set(s: Share) -> None:
+    s.counter = 10
+
+
+def _w_aug(s: Share) -> None:
+    s.counter += 1
+
+
+def _w_reassign(s: Share) -> None:
+    s.counter = s.counter + 1
+
+
+def _w_del(s: Share) -> None:
+    del s.gone
+
+
+def _w_append(s: Share) -> None:
+    s.lst.append(2)
+
+
+def _w_setitem(s: Share) -> None:
+    s.d["k"] = 2
+
+
+def _w_item_aug(s: Share) -> None:
+    s.d["n"] += 1
+
+
+def _w_proxy_setattr(s: Share) -> None:
+    s.obj.f = "set"
+
+
+_WRITES = {
+    "set": (_w_set, lambda s: s.counter == 10),
+    "aug": (_w_aug, lambda s: s.counter == 2),
+    "reassign": (_w_reassign, lambda s: s.counter == 2),
+    "del": (_w_del, lambda s: "gone" not in dir(s)),
+    "append": (_w_append, lambda s: s.lst == [1, 2]),
+    "setitem": (_w_setitem, lambda s: "k" in s.d and s.d["k"] == 2),
+    "item-aug": (_w_item_aug, lambda s: s.d["n"] == 1),
+    "proxy-setattr": (_w_proxy_setattr, lambda s: s.obj.f == "set"),
+}
+
+
+@pytest.mark.parametrize("form", list(_WRITES))
+def test_writing_to_a_stopped_share_warns_and_queues(form: str) -> None:
+    write, applied = _WRITES[form]
+    share = Share()
+    try:
+        share.counter, share.lst, share.d, share.obj, share.gone = 1, [1], {"n": 0}, Holder(), 0
+        share.stop()
+        with warnings.catch_warnings(record=True) as got:
+            warnings.simplefilter("always")
+            write(share)
+        runtime = [w for w in got if w.category is RuntimeWarning]
+        assert len(runtime) == 1, [str(w.message) for w in got]
+        assert "queued" in str(runtime[0].message) and "start()" in str(runtime[0].message)
+        assert runtime[0].filename == __file__  # points at the user's line
+        assert not applied(share)
+        share.start()
+        assert applied(share)
+    finally:
+        share.stop()
+
+
+def _write_while_stopped(share: Share, q: Any, ev: Any) -> None:
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        share.c = 5
+    q.put([(w.category.__name__, str(w.message)) for w in got])
+    assert ev.wait(TIMEOUT)
+    q.put(share.c)  # after start(): the queued write was applied
+
+
+def test_a_child_writing_to_a_stopped_share_warns_and_queues(start_method: str) -> None:
+    ctx = multiprocessing.get_context()
+    q, ev = ctx.Queue(), ctx.Event()
+    share = Share()
+    try:
+        share.c = 0
+        share.stop()
+        p = ctx.Process(target=_write_while_stopped, args=(share, q, ev))
+        p.start()
+        got = q.get(timeout=TIMEOUT)
+        assert [c for c, _ in got] == ["RuntimeWarning"] and "queued" in got[0][1]
+        share.start()
+        ev.set()
+        assert q.get(timeout=TIMEOUT) == 5
+        p.join(TIMEOUT)
+        assert p.exitcode == 0
+        assert share.c == 5
+    finally:
+        share.stop()
