@@ -202,7 +202,7 @@ class Share:
         d["_sk_error"] = None
         d["_sk_finalizer"] = None
         d["_sk_host"] = _net.host_id()
-        d["_sk_net"] = None  # (address, key, max_frame) once served
+        d["_sk_net"] = None  # (address, key, max_frame, tls pin or None) once served
         d["_sk_serve_args"] = None
         d["_sk_remote"] = None
         _HANDLES.add(self)
@@ -254,6 +254,7 @@ class Share:
     def serve(
         self, host: str = "127.0.0.1", port: int = 0, *, advertise: str | None = None,
         max_frame: int = _net.DEFAULT_MAX_FRAME, max_connections: int = 64,
+        tls: _net.TLSConfig | None = None,
     ) -> tuple[str, int]:
         """Serve this Share over TCP so processes that cannot map its shared memory (other
         hosts, containers, cluster workers) can use it; returns the address they connect to.
@@ -264,6 +265,9 @@ class Share:
         that travels inside the serialized Share: treat a serialized Share as a secret.
         Calling it again returns the current address. ``stop()`` closes the server and all
         connections; ``start()`` serves again at the same address.
+        ``tls``: encrypt with TLS (an ``ssl.SSLContext``, a PEM file with certificate and
+        key, or ``(certfile, keyfile)``); clients check the certificate's pin, which travels
+        in the serialized Share (see docs/guides/cluster.md).
         """
         d = self.__dict__
         if not d["_sk_owner"]:
@@ -282,7 +286,7 @@ class Share:
         try:
             srv = _net.Server(
                 d["_sk_name"], host, port, key, _Dispatcher(d["_sk_name"], d["_sk_owner_pid"]),
-                max_frame=max_frame, max_connections=max_connections,
+                max_frame=max_frame, max_connections=max_connections, tls=tls,
             )
         except OSError as e:
             raise ShareError(f"share.serve() could not listen on {host}:{port}: {e}") from e
@@ -291,8 +295,8 @@ class Share:
         if advertise is None:
             advertise = socket.gethostname() if host in ("", "0.0.0.0", "::") else bound_host
         addr = (advertise, bound_port)
-        d["_sk_net"] = (addr, key, max_frame)
-        d["_sk_serve_args"] = (host, bound_port, advertise, max_frame, max_connections)
+        d["_sk_net"] = (addr, key, max_frame, srv.tls_pin)
+        d["_sk_serve_args"] = (host, bound_port, advertise, max_frame, max_connections, tls)
         return addr
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -323,8 +327,9 @@ class Share:
         self._sk_replay()
         args = d["_sk_serve_args"]
         if args is not None and d["_sk_name"] not in _SERVERS:
-            host, port, advertise, max_frame, max_conns = args
-            self.serve(host, port, advertise=advertise, max_frame=max_frame, max_connections=max_conns)
+            host, port, advertise, max_frame, max_conns, tls = args
+            self.serve(host, port, advertise=advertise, max_frame=max_frame, max_connections=max_conns,
+                       tls=tls)
 
     def stop(self, timeout: float = 5.0) -> bool:
         """Stop sharing and free the shared memory. Returns False if the store stayed busy
@@ -884,11 +889,11 @@ def _stop_server(name: str, timeout: float = 5.0) -> None:
 
 
 def _remote_for(name: str, net: tuple[Any, ...]) -> _Remote:
-    addr, key, max_frame = net
+    addr, key, max_frame, tls_pin = net
     with _REMOTES_LOCK:
         rem = _REMOTES.get(name)
-        if rem is None or rem.client.key != key or rem.client.address != tuple(addr):
-            rem = _REMOTES[name] = _Remote(name, tuple(addr), key, max_frame)
+        if rem is None or rem.client.key != key or rem.client.address != tuple(addr) or rem.client.tls_pin != tls_pin:
+            rem = _REMOTES[name] = _Remote(name, tuple(addr), key, max_frame, tls_pin)
         return rem
 
 
@@ -897,9 +902,11 @@ class _Remote:
     (``rop`` tuples) and run in the owner; reads fetch the root value's bytes (only when its
     version changed) and apply read-only functions locally."""
 
-    def __init__(self, name: str, address: tuple[str, int], key: bytes, max_frame: int) -> None:
+    def __init__(
+        self, name: str, address: tuple[str, int], key: bytes, max_frame: int, tls_pin: str | None,
+    ) -> None:
         self.name = name
-        self.client = _net.Client(address, key, max_frame)
+        self.client = _net.Client(address, key, max_frame, tls_pin)
         self.cache: dict[str, tuple[int, Any]] = {}
 
     def _load_class(self, key: str) -> bytes:
