@@ -311,10 +311,12 @@ class FakeServer(threading.Thread):
                          r"server, or it is overloaded", 1),
         (lambda c: c.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n"),
          r"is not a Share server \(it greeted with b'HTTP/1\.1'\)", 1),
+        (lambda c: c.sendall(b"SKSHNET1" + bytes(32)),
+         r"speaks another version of the protocol \(b'SKSHNET1'.*same suitkaise version", 1),
         (lambda c: c.close(), r"closed the connection before its greeting.*shutting down, or "
                               r"overloaded with pending connections.*\(3 attempts\)", 3),
     ],
-    ids=["silent", "other-protocol", "closes"],
+    ids=["silent", "other-protocol", "older-version", "closes"],
 )
 def test_client_error_says_what_the_server_did(
     monkeypatch: pytest.MonkeyPatch, behave: Any, message: str, attempts: int,

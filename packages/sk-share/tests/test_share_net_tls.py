@@ -65,7 +65,7 @@ def _server(share: Share) -> _net.Server:
 def _handle_via(share: Share, address: tuple[str, int] | None = None, pin: Any = "same") -> Share:
     """A handle of ``share`` as another host would rebuild it, optionally pointed at another
     address (a proxy) or carrying another TLS pin."""
-    name, pid, host, (addr, key, max_frame, tls_pin) = share.__reduce__()[1]
+    name, pid, _host, (addr, key, max_frame, tls_pin) = share.__reduce__()[1]
     net = (address or addr, key, max_frame, tls_pin if pin == "same" else pin)
     _share._REMOTES.pop(name, None)
     return _share._rebuild_share(name, pid, "another-machine", net)
@@ -103,7 +103,7 @@ def test_tls_share_updated_from_other_processes(start_method: str, tcp_env: None
                     p.join()
         assert results == [("ok", "tcp")] * 2, results
         assert share.counter == 600
-        assert sorted(share.items) == sorted(p.pid for p in procs)
+        assert sorted(share.items) == sorted(p.pid or 0 for p in procs)
         assert _server(share).stats["requests"] >= 600
 
 
@@ -210,7 +210,7 @@ def test_plaintext_client_is_refused_with_a_clear_error(
             _ = plain.x
         # a client speaking the plaintext protocol anyway: the TLS handshake fails, logged
         before = srv.stats["refused"]
-        s = socket.create_connection(tuple(addr), timeout=TIMEOUT)
+        s = socket.create_connection(addr, timeout=TIMEOUT)
         assert s.recv(len(_net.TLS_HELLO)) == _net.TLS_HELLO
         s.sendall(secrets.token_bytes(_net.NONCE + _net.DIGEST))
         s.settimeout(TIMEOUT)

@@ -256,6 +256,11 @@ def client_handshake(
             "TLS: refusing to talk in plaintext (was the Share re-served without tls=?)"
         )
     if first != PROTO:
+        if first[:6] == PROTO[:6]:  # SKSH..: another version of this protocol
+            raise NetError(
+                f"the Share server at {where} speaks another version of the protocol ({first!r}, "
+                f"this side speaks {PROTO!r}): run the same suitkaise version on both ends"
+            )
         raise NetError(f"the peer at {where} is not a Share server (it greeted with {first!r})")
     ns = bytes(_client_recv(sock, NONCE, "the server greeting", deadline, where))
     nc = secrets.token_bytes(NONCE)
