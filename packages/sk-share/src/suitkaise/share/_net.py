@@ -8,19 +8,33 @@
     │                        ▲   (same store,  │             │   share.x += 1               │
     │ Server                 │    same lock)   │    TCP      │     └─► Client.request(op)   │
     │  accept thread ──► handler thread/conn ──┼─────────────┼──── one connection per       │
-    │                    runs the op through a │  handshake, │     process and Share        │
-    │                    local handle (_share) │  then HMAC- │                              │
-    └──────────────────────────────────────────┘  ed frames  └──────────────────────────────┘
+    │                    runs the op through a │ [TLS,] HMAC │     process and Share        │
+    │                    local handle (_share) │ handshake,  │                              │
+    └──────────────────────────────────────────┘ MAC'd frames└──────────────────────────────┘
       local processes on host A keep using the shared memory directly (no hop).
+
+Admission (connections that never authenticate cannot lock clients out):
+
+- at most ``max_pending`` (32) handshakes in progress, each within ``HANDSHAKE_TIMEOUT``
+  (5 s) in total, however slowly the peer trickles bytes; when the budget is full a new
+  connection displaces the OLDEST pending one (a real client needs a round trip or two, and
+  retries up to ``CONNECT_ATTEMPTS`` times if it lost its place);
+- at most ``max_connections`` authenticated connections; beyond that the client is told it
+  is busy (before the handshake: a plaintext ``SKSHBUSY`` notice; if the last slot went while
+  it authenticated: a MAC'd status in the server's proof).
 
 Security (nothing is deserialized before both steps pass):
 
+0. With ``serve(tls=...)`` the server first sends ``SKSHTLS2`` and runs a TLS handshake; the
+   client accepts only the certificate whose SHA-256 its handle carries (the pin travels
+   next to the key), and everything below runs inside TLS.
 1. Handshake, fixed-size raw bytes (as ``multiprocessing.connection`` does, but mutual):
-   server → ``SKSHNET1`` + 32-byte nonce Ns;
+   server → ``SKSHNET2`` + 32-byte nonce Ns;
    client → 32-byte nonce Nc + HMAC(key, "client"|Ns|Nc);
    server checks it with ``hmac.compare_digest`` (wrong key, random bytes, silence until
-   the handshake timeout: refused, logged, closed) and answers HMAC(key, "server"|Nc|Ns),
-   which the client checks. Both derive per-direction session keys from (key, Ns, Nc).
+   the handshake deadline: refused, logged, closed) and answers status + HMAC(key,
+   "server"|status|Nc|Ns), which the client checks. Both derive per-direction session keys
+   from (key, Ns, Nc).
 2. Frames: ``!IQ`` header (payload length, sequence number) + HMAC-SHA256 of header and
    payload under the session key + payload. A length above ``max_frame`` is refused before
    anything is allocated; a sequence number other than the next one (a replayed or
