@@ -59,14 +59,15 @@ def _client_loop(share: Share, go: Any, q: Any) -> None:
     """For each size the parent sets up: a fresh connection, 50 increments, the time taken."""
     os.environ["SK_SHARE_TRANSPORT"] = "tcp"  # a forkserver started earlier lacks the fixture's
     while go.get(timeout=TIMEOUT):
-        _drop_connection(share)
         t0 = time.monotonic()
         try:
             for _ in range(50):
                 share.counter += 1
-            q.put(("ok", share._sk_transport(), time.monotonic() - t0))
+            out = ("ok", share._sk_transport(), time.monotonic() - t0)
         except BaseException as e:  # reported by the test
-            q.put(("err", f"{type(e).__name__}: {e}", time.monotonic() - t0))
+            out = ("err", f"{type(e).__name__}: {e}", time.monotonic() - t0)
+        _drop_connection(share)  # the next size finds the server without our connection
+        q.put(out)
 
 
 # The default budgets: 32 pending handshakes, 64 authenticated connections. Sizes around
@@ -100,6 +101,7 @@ def test_idle_connections_do_not_lock_out_a_client(start_method: str, tcp_env: N
             # and this process too, while the idle sockets are still open
             remote = pickle.loads(pickle.dumps(share))
             remote.counter += 1
+            _drop_connection(remote)
             for s in socks:
                 s.close()
             _wait(lambda: srv.stats["refused"] - before["refused"] >= idle,  # noqa: B023
