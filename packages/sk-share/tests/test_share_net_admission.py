@@ -333,3 +333,46 @@ def test_client_error_says_what_the_server_did(
         assert fake.accepted == attempts
     finally:
         fake.close()
+
+
+OUT_OF_DESCRIPTORS = r"""
+import os, pickle, resource, socket, time
+os.environ["SK_SHARE_TRANSPORT"] = "tcp"
+from suitkaise.share import Share, _share
+
+share = Share()
+share.counter = 0
+addr = share.serve()
+remote = pickle.loads(pickle.dumps(share))
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 20, hard))
+fill = []
+try:
+    while True:
+        fill.append(os.open("/dev/null", os.O_RDONLY))
+except OSError:
+    pass
+os.close(fill.pop())
+c = socket.create_connection(addr)  # the server's accept() now fails: no descriptor left
+srv = _share._SERVERS[share._sk_name]
+time.sleep(0.3)
+for fd in fill:
+    os.close(fd)
+c.close()
+resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+t0 = time.monotonic()
+remote.counter += 1
+print(srv.stats.get("accept_errors", 0) > 0, srv._thread.is_alive(), share.counter, time.monotonic() - t0)
+share.stop()
+"""
+
+
+def test_server_survives_running_out_of_descriptors() -> None:
+    """A flood can exhaust the owner's file descriptors: accept() fails (EMFILE) until some are
+    free again, and the server then serves as before (its accept thread used to die)."""
+    from sk_testkit.interpreter import run_fresh
+
+    out = run_fresh(OUT_OF_DESCRIPTORS, timeout=120).stdout.decode().split()
+    saw_error, alive, counter, took = out[0] == "True", out[1] == "True", int(out[2]), float(out[3])
+    assert saw_error and alive and counter == 1, out
+    assert took < _net.HANDSHAKE_TIMEOUT, took

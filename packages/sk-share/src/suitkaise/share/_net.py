@@ -58,6 +58,7 @@ import hmac
 import logging
 import os
 import secrets
+import select
 import selectors
 import socket
 import struct
@@ -83,6 +84,7 @@ DEFAULT_MAX_FRAME = 64 * 1024 * 1024
 HANDSHAKE_TIMEOUT = 5.0  # server: the whole handshake (TLS included) within this; client: per attempt
 DEFAULT_MAX_PENDING = 32  # handshakes in progress at once (a separate budget from max_connections)
 CONNECT_ATTEMPTS = 3
+ACCEPT_BACKOFF = 0.05  # after accept() failed (out of descriptors): wait, then try again
 FRAME_TIMEOUT = 30.0  # once a frame has started, the rest must arrive within this
 CONNECT_TIMEOUT = 10.0
 
@@ -556,13 +558,27 @@ class Server:
         self.sock = socket.create_server((host, port), family=family, backlog=128)
         self.sock.setblocking(False)
         self.address: tuple[str, int] = self.sock.getsockname()[:2]
-        self.stats = {"connections": 0, "refused": 0, "requests": 0, "busy": 0, "evicted": 0}
+        self.stats = {"connections": 0, "refused": 0, "requests": 0, "busy": 0, "evicted": 0,
+                      "accept_errors": 0}
+        self._accept_logged = -1e9
         self._lock = threading.Lock()
         self._pending: dict[_Conn, None] = {}  # in arrival order: the first is the oldest
         self._conns: dict[_Conn, None] = {}  # authenticated
         self._threads: set[threading.Thread] = set()
         self._closing = False
-        self._wake_r, self._wake_w = socket.socketpair()
+        # made here, not in the thread: out of descriptors, serve() fails instead of the thread
+        made: list[Any] = [self.sock]
+        try:
+            self._wake_r, self._wake_w = socket.socketpair()
+            made += [self._wake_r, self._wake_w]
+            self._sel = selectors.DefaultSelector()
+            made.append(self._sel)
+            self._sel.register(self.sock, selectors.EVENT_READ)
+            self._sel.register(self._wake_r, selectors.EVENT_READ)
+        except BaseException:
+            for obj in made:
+                obj.close()
+            raise
         self._owner_pid = os.getpid()
         self._thread = threading.Thread(
             target=self._accept_loop, name=f"sk-share-serve-{name}", daemon=True,
@@ -572,9 +588,7 @@ class Server:
             log.info("Share %s serving on non-loopback address %s:%s", name, *self.address)
 
     def _accept_loop(self) -> None:
-        sel = selectors.DefaultSelector()
-        sel.register(self.sock, selectors.EVENT_READ)
-        sel.register(self._wake_r, selectors.EVENT_READ)
+        sel = self._sel
         try:
             while not self._closing:
                 for key, _ in sel.select():
@@ -584,13 +598,34 @@ class Server:
                         conn, peer = self.sock.accept()
                     except (BlockingIOError, InterruptedError):
                         continue
-                    except OSError:
+                    except OSError as e:
                         if self._closing:
                             return
-                        raise
+                        # out of descriptors (EMFILE/ENFILE, a flood of connections) or
+                        # memory: the connection waits in the backlog; never let this
+                        # thread die, or the Share stops accepting for good
+                        self._accept_failed(e)
+                        self._wake_r_wait(ACCEPT_BACKOFF)
+                        continue
                     self._admit(conn, peer)
         finally:
             sel.close()
+
+    def _accept_failed(self, e: OSError) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self.stats["accept_errors"] += 1
+            if now - self._accept_logged < 5.0:
+                return  # once per 5 s: a flood must not become a flood of log lines
+            self._accept_logged = now
+        log.warning("Share %s: cannot accept connections for now (%s); retrying", self.name, e)
+
+    def _wake_r_wait(self, seconds: float) -> None:
+        """Sleep, but wake at once for stop() (poll() needs no new descriptor, unlike epoll;
+        select() cannot take descriptors above 1023)."""
+        p = select.poll()
+        p.register(self._wake_r, select.POLLIN)
+        p.poll(seconds * 1000)
 
     def _admit(self, conn: socket.socket, peer: Any) -> None:
         with self._lock:
@@ -760,6 +795,8 @@ class Server:
         for s in (self.sock, self._wake_r, self._wake_w, *(c.sock for c in [*self._pending, *self._conns])):
             with contextlib.suppress(OSError):
                 s.close()
+        with contextlib.suppress(OSError):
+            self._sel.close()
 
 
 def _peer(peer: Any) -> str:
