@@ -279,3 +279,23 @@ def test_bad_tls_arguments_are_clear_errors(cert: tuple[str, str], tmp_path: Pat
             assert _handle_via(share).x == 5
         finally:
             del os.environ["SK_SHARE_TRANSPORT"]
+
+
+# around TLS's 16 KiB record, the Channel's 64 KiB single-write limit, and large
+SIZES = [0, 1, 16383, 16384, 16385, 65535, 65536, 65537, 10**6, 5 * 10**6]
+
+
+def test_payload_sizes_through_tls(tcp_env: None, cert: tuple[str, str]) -> None:
+    with Share() as share:
+        share.serve(tls=cert)
+        remote = _handle_via(share)
+        try:
+            for n in SIZES:
+                blob = secrets.token_bytes(n)
+                remote.blob = blob  # client -> server
+                assert share.blob == blob, n
+                back = bytes(reversed(blob))
+                share.back = back  # server -> client
+                assert remote.back == back, n
+        finally:
+            _share._REMOTES.pop(share._sk_name, None)
