@@ -291,7 +291,7 @@ def _session(share: Share) -> tuple[socket.socket, _net.Channel]:
     """A correctly authenticated raw session (to send malformed frames inside it)."""
     s = _connect(share)
     key = share.__dict__["_sk_net"][1]
-    c2s, s2c = _net.client_handshake(s, key, TIMEOUT)
+    s, c2s, s2c = _net.client_handshake(s, key, TIMEOUT)
     s.settimeout(TIMEOUT)
     return s, _net.Channel(s, c2s, s2c, _net.DEFAULT_MAX_FRAME)
 
@@ -325,7 +325,7 @@ def _finish(share: Share, good: GoodClient, caplog: pytest.LogCaptureFixture, re
     assert any(reason in r.getMessage() for r in records), [r.getMessage() for r in records]
     # the well-behaved client was not disturbed, and a new one can still connect
     assert good.is_alive() and good.error is None
-    addr, key, max_frame = share.__dict__["_sk_net"]
+    addr, key, max_frame, _pin = share.__dict__["_sk_net"]
     fresh = _net.Client(tuple(addr), key, max_frame)
     assert fresh.request(("running",)) is True
     fresh.close()
@@ -363,7 +363,7 @@ def test_wrong_key_is_refused(served: tuple[Share, GoodClient], caplog: pytest.L
     _wait_refusal(share, before)
     # and through the public API: a Share payload carrying a wrong key
     name, pid, host, net = share.__reduce__()[1]
-    forged = _share._rebuild_share(name, pid, host, (net[0], secrets.token_bytes(32), net[2]))
+    forged = _share._rebuild_share(name, pid, host, (net[0], secrets.token_bytes(32), *net[2:]))
     _share._REMOTES.pop(name, None)
     try:
         with pytest.raises(ShareError, match="refused our authentication"):

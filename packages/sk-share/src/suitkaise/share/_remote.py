@@ -35,11 +35,12 @@ def stop_server(name: str, timeout: float = 5.0) -> None:
 
 def remote_for(name: str, net: tuple[Any, ...]) -> Remote:
     """This process's connection to the server of Share ``name`` (one per process)."""
-    addr, key, max_frame = net
+    addr, key, max_frame, tls_pin = net
     with _REMOTES_LOCK:
         rem = REMOTES.get(name)
-        if rem is None or rem.client.key != key or rem.client.address != tuple(addr):
-            rem = REMOTES[name] = Remote(name, tuple(addr), key, max_frame)
+        if (rem is None or rem.client.key != key or rem.client.address != tuple(addr)
+                or rem.client.tls_pin != tls_pin):
+            rem = REMOTES[name] = Remote(name, tuple(addr), key, max_frame, tls_pin)
         return rem
 
 
@@ -59,9 +60,11 @@ class Remote:
     (``rop`` tuples) and run in the owner; reads fetch the root value's bytes (only when its
     version changed) and apply read-only functions locally."""
 
-    def __init__(self, name: str, address: tuple[str, int], key: bytes, max_frame: int) -> None:
+    def __init__(
+        self, name: str, address: tuple[str, int], key: bytes, max_frame: int, tls_pin: str | None,
+    ) -> None:
         self.name = name
-        self.client = _net.Client(address, key, max_frame)
+        self.client = _net.Client(address, key, max_frame, tls_pin)
         self.cache: dict[str, tuple[int, Any]] = {}
 
     def _load_class(self, key: str) -> bytes:

@@ -71,7 +71,7 @@ def _init_handle(
         _sk_owner=owner,
         _sk_owner_pid=owner_pid,
         _sk_host=host,
-        _sk_net=net,  # (address, key, max_frame) once served
+        _sk_net=net,  # (address, key, max_frame, tls pin or None) once served
         _sk_store=None,  # this process's attachment, once used
         _sk_snapshot={},  # the owner's data while stopped
         _sk_seq=0,
@@ -178,6 +178,7 @@ class Share:
     def serve(
         self, host: str = "127.0.0.1", port: int = 0, *, advertise: str | None = None,
         max_frame: int = _net.DEFAULT_MAX_FRAME, max_connections: int = 64,
+        tls: _net.TLSConfig | None = None,
     ) -> tuple[str, int]:
         """Serve this Share over TCP so processes that cannot map its shared memory (other
         hosts, containers, cluster workers) can use it; returns the address they connect to.
@@ -188,6 +189,9 @@ class Share:
         that travels inside the serialized Share: treat a serialized Share as a secret.
         Calling it again returns the current address. ``stop()`` closes the server and all
         connections; ``start()`` serves again at the same address.
+        ``tls``: encrypt with TLS (an ``ssl.SSLContext``, a PEM file with certificate and
+        key, or ``(certfile, keyfile)``); clients check the certificate's pin, which travels
+        in the serialized Share (see docs/guides/cluster.md).
         """
         d = self.__dict__
         if not d["_sk_owner"]:
@@ -207,7 +211,7 @@ class Share:
             srv = _net.Server(
                 d["_sk_name"], host, port, key,
                 Dispatcher(Share._sk_client(d["_sk_name"], d["_sk_owner_pid"], _net.host_id(), None)),
-                max_frame=max_frame, max_connections=max_connections,
+                max_frame=max_frame, max_connections=max_connections, tls=tls,
             )
         except OSError as e:
             raise ShareError(f"share.serve() could not listen on {host}:{port}: {e}") from e
@@ -216,8 +220,8 @@ class Share:
         if advertise is None:
             advertise = socket.gethostname() if host in ("", "0.0.0.0", "::") else bound_host
         addr = (advertise, bound_port)
-        d["_sk_net"] = (addr, key, max_frame)
-        d["_sk_serve_args"] = (host, bound_port, advertise, max_frame, max_connections)
+        d["_sk_net"] = (addr, key, max_frame, srv.tls_pin)
+        d["_sk_serve_args"] = (host, bound_port, advertise, max_frame, max_connections, tls)
         return addr
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -248,8 +252,9 @@ class Share:
         _ops.replay(self)
         args = d["_sk_serve_args"]
         if args is not None and d["_sk_name"] not in SERVERS:
-            host, port, advertise, max_frame, max_conns = args
-            self.serve(host, port, advertise=advertise, max_frame=max_frame, max_connections=max_conns)
+            host, port, advertise, max_frame, max_conns, tls = args
+            self.serve(host, port, advertise=advertise, max_frame=max_frame, max_connections=max_conns,
+                       tls=tls)
 
     def stop(self, timeout: float = 5.0) -> bool:
         """Stop sharing and free the shared memory. Returns False if the store stayed busy
