@@ -238,11 +238,6 @@ def test_all_lists_exactly_the_public_api(package: str) -> None:
 NOT_REEXPORTED = {"__version__", "time", "sleep"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="suitkaise (packages/suitkaise/src/suitkaise/__init__.py _EXPORTS/__all__) does not "
-           "re-export ReconnectWarning, ShareError, Proxy, DaskBackend; reported to the lead",
-)
 def test_meta_package_reexports_every_package_api() -> None:
     """The meta-package's docstring promises the public API of every sk-* distribution."""
     import suitkaise

@@ -31,8 +31,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "Skprocess", "Pool", "autoreconnect", "ProcessTimers",
         "ProcessError", "PreRunError", "RunError", "PostRunError", "OnFinishError",
         "ResultError", "ErrorHandlerError", "ProcessTimeoutError", "ResultTimeoutError",
+        "DaskBackend",
     ),
-    "suitkaise.share": ("Share",),
+    "suitkaise.share": ("Share", "ShareError", "Proxy"),
     "suitkaise.pipe": ("Pipe", "PipeEndpointError"),
     "suitkaise.timing": (
         "Sktimer", "TimerStats", "TimeThis", "timethis", "clear_global_timers", "elapsed",
@@ -40,7 +41,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "suitkaise.cucumber": (
         "serialize", "deserialize", "serialize_ir", "reconnect_all",
         "to_json", "to_jsonable", "ir_to_json", "ir_to_jsonable",
-        "SerializationError", "DeserializationError",
+        "SerializationError", "DeserializationError", "ReconnectWarning",
+        "Reconnector", "register_handler",
     ),
 }
 _SUBMODULES = ("cucumber", "timing", "pipe", "share", "processing")
