@@ -212,24 +212,3 @@ def test_concurrent_senders_never_interleave(pair: Any) -> None:
         mine = [m for m in got if m[0] == tag]
         assert [m[1] for m in mine] == list(range(20))
         assert all(m[2] == (chunk if m[1] % 5 == 0 else b"") for m in mine)
-
-
-def test_framed_fallback_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Connections without raw fd I/O (non-POSIX) frame every buffer instead."""
-    np = pytest.importorskip("numpy")
-    from suitkaise.pipe import _pipe
-
-    monkeypatch.setattr(_pipe, "raw_io_available", lambda conn: False)
-    anchor, point = Pipe.pair()
-    try:
-        arr = np.arange(300_000, dtype=np.float64)
-        got: list[Any] = []
-        reader = _in_thread(lambda: got.extend(point.recv() for _ in range(3)))
-        anchor.send({"a": arr})
-        anchor.send(bytes(100_000))
-        anchor.send("small")
-        reader.join(30)
-        assert np.array_equal(got[0]["a"], arr) and got[1] == bytes(100_000) and got[2] == "small"
-    finally:
-        anchor.close()
-        point.close()

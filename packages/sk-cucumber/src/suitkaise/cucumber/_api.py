@@ -48,6 +48,33 @@ class _Tracer:
         self.say(f"  {_type_name(obj)} -> handler {getattr(reducer, '__name__', reducer)}")
 
 
+class _BufferRelay:
+    """Passes each ``PickleBuffer`` to the caller's ``buffer_callback`` and returns its answer.
+
+    A retry of the same object (the deep-payload path) meets the same buffers in
+    the same order: their answers are replayed instead of calling the callback twice.
+    """
+
+    __slots__ = ("answers", "pos", "target")
+
+    def __init__(self, target: BufferCallback) -> None:
+        self.target = target
+        self.answers: list[bool] = []
+        self.pos = 0
+
+    def __call__(self, buf: pickle.PickleBuffer) -> bool:
+        pos = self.pos
+        self.pos = pos + 1
+        if pos < len(self.answers):
+            return self.answers[pos]
+        keep = bool(self.target(buf))
+        self.answers.append(keep)
+        return keep
+
+    def rewind(self) -> None:
+        self.pos = 0
+
+
 def serialize(
     obj: Any,
     debug: bool = False,
@@ -59,26 +86,32 @@ def serialize(
 
     Anything pickle or cloudpickle can carry, plus the live resources in
     cucumber's handler table (locks, files, loggers, queues, database
-    connections, ...). With ``buffer_callback`` (pickle protocol 5), large
-    buffers such as numpy arrays are handed to the callback instead of being
-    copied into the payload. Raises ``SerializationError`` naming the path
-    to the first object that cannot be serialized.
+    connections, ...). Raises ``SerializationError`` naming the path to the
+    first object that cannot be serialized.
+
+    ``buffer_callback`` follows pickle's protocol-5 rule exactly: it is called
+    once per ``PickleBuffer`` (numpy arrays, ``PickleBuffer`` objects), in
+    order; when it returns a **true** value that buffer stays **in-band**
+    (copied into the payload), when it returns a false value (``None``, as
+    ``list.append`` does) the buffer is **out-of-band** and the caller must
+    pass it, in the same order as the other out-of-band ones, to
+    ``deserialize(data, buffers=[...])``. Each buffer is reported once even
+    when a deep payload is serialized a second time by the explicit-stack pickler.
     """
     tracer = _Tracer() if verbose else None
     if tracer:
         tracer.say(f"Starting serialization of {_type_name(obj)}")
-    buffers: list[pickle.PickleBuffer] | None = [] if buffer_callback is not None else None
-    collect = buffers.append if buffers is not None else None
+    relay = _BufferRelay(buffer_callback) if buffer_callback is not None else None
     try:
         try:
-            data = dumps(obj, buffer_callback=collect, trace=tracer)
+            data = dumps(obj, buffer_callback=relay, trace=tracer)
         except Exception as exc:
             # Deep nesting: retry with the explicit-stack pickler (see _deep).
             if not is_recursion_error(exc):
                 raise
-            if buffers is not None:
-                buffers.clear()
-            data = deep_dumps(obj, buffer_callback=collect, trace=tracer)
+            if relay is not None:
+                relay.rewind()
+            data = deep_dumps(obj, buffer_callback=relay, trace=tracer)
     except SerializationError:
         raise
     except TooDeepError as exc:
@@ -102,9 +135,6 @@ def serialize(
             type_name=type_name,
             hint=_hint_for(cause, culprit),
         ) from cause
-    if buffers is not None and buffer_callback is not None:
-        for buf in buffers:
-            buffer_callback(buf)
     if tracer:
         tracer.say(f"Serialization complete, bytes: {len(data)}")
     return data

@@ -26,8 +26,9 @@ the process that created it, and a forked child holding a copy would keep the
 pipe open after the parent died, so its Point would never see "peer closed".
 
 One call's journey: ``anchor.send(obj)`` serializes ``obj`` with cucumber
-(large buffers out-of-band), writes one frame (plus raw buffers, see
-``_wire``); ``point.recv()`` in the child reads them and deserializes.
+(buffers of 64 KiB and more out-of-band), writes one message whose head is the
+object's kind, plus the raw buffers (see ``suitkaise.pipe.wire``);
+``point.recv()`` in the child reads them and deserializes.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ from multiprocessing.connection import Connection
 from multiprocessing.connection import Pipe as _mp_pipe
 from typing import Any, ClassVar
 
+from suitkaise.pipe import wire
 from suitkaise.pipe._errors import PipeEndpointError
-from suitkaise.pipe._wire import Progress, Reader, raw_io_available, recv_message, send_message
+from suitkaise.pipe.wire import Progress, Reader
 
 __all__ = ["Pipe"]
 
@@ -73,7 +75,6 @@ class _PipeEndpoint:
         "_conn",
         "_locked",
         "_progress",
-        "_raw",
         "_reader",
         "_recv_lock",
         "_send_lock",
@@ -82,7 +83,6 @@ class _PipeEndpoint:
     def __init__(self, conn: Connection, locked: bool) -> None:
         self._conn = conn
         self._locked = locked
-        self._raw = raw_io_available(conn)
         self._can_send = conn.writable
         self._can_recv = conn.readable
         self._progress = Progress()
@@ -186,7 +186,7 @@ class _PipeEndpoint:
         with self._send_lock:
             progress = self._progress
             try:
-                send_message(conn, self._raw, obj, progress)
+                _send_object(conn.fileno(), obj, progress)
             except (BrokenPipeError, ConnectionResetError) as e:
                 raise self._peer_closed("send", e) from e
             except OSError as e:
@@ -215,7 +215,7 @@ class _PipeEndpoint:
         with self._recv_lock:
             progress = self._progress
             try:
-                return recv_message(conn, self._raw, progress, self._reader)
+                return _recv_object(conn.fileno(), progress, self._reader)
             except (EOFError, ConnectionResetError) as e:
                 raise self._peer_closed("recv", e) from e
             except OSError as e:
@@ -311,6 +311,23 @@ class Pipe:
             return Pipe.Anchor(writer, True), Pipe.Point(reader, False)
         a, b = _mp_pipe(duplex=True)
         return Pipe.Anchor(a, True), Pipe.Point(b, False)
+
+
+_KIND_HEADS = [bytes([kind]) for kind in range(4)]
+
+
+def _send_object(fd: int, obj: Any, progress: Progress) -> None:
+    kind, data, buffers = wire.encode(obj)
+    try:
+        wire.send(fd, _KIND_HEADS[kind], data, buffers, progress)
+    finally:
+        for b in buffers:  # let the sender resize its arrays again
+            b.release()
+
+
+def _recv_object(fd: int, progress: Progress, reader: Reader) -> Any:
+    frame = wire.recv(fd, 1, reader, progress)
+    return wire.decode(frame.head[0], frame.data, frame.buffers)
 
 
 def _rebuild_point(df: Any, readable: bool, writable: bool) -> Pipe.Point:

@@ -1,38 +1,28 @@
-"""Message framing between a ``Pool`` and its workers.
+"""The messages between a ``Pool`` and its workers, on ``suitkaise.pipe.wire`` frames.
 
 Each worker owns one duplex ``multiprocessing.Pipe`` (a Unix socketpair). A
-message on that socket is::
-
-    [8-byte length L][header (fixed struct) + buffer sizes + in-band payload: L bytes]
-    [raw out-of-band buffer 0][raw buffer 1]...
-
-The payload is ``cucumber.serialize(obj, buffer_callback=...)``: large
-contiguous buffers (numpy arrays, bytearrays, ...) are left out of the pickle
-stream and written to the socket as they are (no copy), then read straight
-into a preallocated ``bytearray`` with ``os.readv`` (no copy either) and
-handed to ``cucumber.deserialize(..., buffers=...)``. We read and write the
-raw file descriptor instead of ``Connection.send_bytes``/``recv_bytes_into``
-because CPython 3.11's ``recv_bytes_into`` still reads through an
-``io.BytesIO`` (two extra copies of every 20 MB array).
-
-Only this module knows the layout; everything else sees ``Message``.
+message is one ``suitkaise.pipe.wire`` frame whose head is ``_HEAD`` below
+(kind, status, job, chunk number, two counters, elapsed seconds) and whose
+payload is ``wire.dumps(obj)``: buffers of 64 KiB and more travel out-of-band,
+written from and read into place. The framing, the buffer rule and the raw
+descriptor I/O live in ``suitkaise.pipe.wire`` only; this module names the
+Pool's message kinds.
 """
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from suitkaise.cucumber import deserialize, serialize
+from suitkaise.pipe import wire
+from suitkaise.pipe.wire import dumps, loads
 
 __all__ = [
+    "DROP",
     "ERROR",
     "FN",
-    "DROP",
     "OK",
-    "OOB_MIN",
     "RESULT",
     "RETIRE",
     "STOP",
@@ -56,12 +46,8 @@ OK = 0  # every item of the chunk succeeded
 ERROR = 1  # results up to a failing item, then its error
 RETIRE = 2  # like ERROR, and the worker exits right after (e.g. MemoryError)
 
-# Buffers smaller than this stay inside the pickle stream: one syscall less.
-OOB_MIN = 64 * 1024
-
-_LEN = struct.Struct("<Q")
-# kind, status/flags, job, seq, a (start or count), b, elapsed seconds, number of buffers
-_HEAD = struct.Struct("<BBqqqqdI")
+# kind, status/flags, job, seq, a (start or count), b, elapsed seconds
+_HEAD = struct.Struct("<BBqqqqd")
 
 
 class Message(NamedTuple):
@@ -74,53 +60,6 @@ class Message(NamedTuple):
     elapsed: float
     payload: memoryview
     buffers: list[bytearray]
-
-
-def dumps(obj: Any) -> tuple[bytes, list[memoryview]]:
-    """Serialize ``obj`` with large contiguous buffers kept out of band."""
-    buffers: list[memoryview] = []
-
-    def keep(pb: Any) -> bool:
-        try:
-            raw = pb.raw()
-        except BufferError:  # not contiguous: let pickle copy it in band
-            return True
-        if raw.nbytes < OOB_MIN:
-            return True
-        buffers.append(raw)
-        return False
-
-    data = serialize(obj, buffer_callback=keep)
-    return data, buffers
-
-
-def loads(payload: memoryview | bytes, buffers: Sequence[bytearray]) -> Any:
-    """Inverse of ``dumps``."""
-    return deserialize(payload, buffers=list(buffers))
-
-
-def _write_all(fd: int, views: list[memoryview]) -> None:
-    views = [v for v in views if v.nbytes]
-    while views:
-        n = os.writev(fd, views)
-        while n:
-            first = views[0]
-            if n >= first.nbytes:
-                n -= first.nbytes
-                views.pop(0)
-            else:
-                views[0] = first[n:]
-                n = 0
-
-
-def _read_into(fd: int, view: memoryview) -> None:
-    pos = 0
-    total = view.nbytes
-    while pos < total:
-        n = os.readv(fd, [view[pos:]])
-        if n == 0:
-            raise EOFError("connection closed in the middle of a message" if pos else "connection closed")
-        pos += n
 
 
 def send_message(
@@ -137,27 +76,11 @@ def send_message(
     buffers: Sequence[memoryview] = (),
 ) -> None:
     """Write one message (blocking until the whole message is in the socket)."""
-    bufs = [memoryview(buf).cast("B") for buf in buffers]
-    head = _HEAD.pack(kind, flags, job, seq, a, b, elapsed, len(bufs))
-    sizes = struct.pack(f"<{len(bufs)}Q", *(v.nbytes for v in bufs))
-    length = len(head) + len(sizes) + len(payload)
-    _write_all(fd, [memoryview(_LEN.pack(length)), memoryview(head), memoryview(sizes), memoryview(payload), *bufs])
+    wire.send(fd, _HEAD.pack(kind, flags, job, seq, a, b, elapsed), payload, buffers)
 
 
 def recv_message(fd: int) -> Message:
     """Read one message; ``EOFError`` when the peer closed the socket."""
-    lenbuf = bytearray(_LEN.size)
-    _read_into(fd, memoryview(lenbuf))
-    (length,) = _LEN.unpack(lenbuf)
-    block = bytearray(length)
-    _read_into(fd, memoryview(block))
-    kind, flags, job, seq, a, b, elapsed, nbuf = _HEAD.unpack_from(block)
-    offset = _HEAD.size
-    sizes = struct.unpack_from(f"<{nbuf}Q", block, offset)
-    offset += 8 * nbuf
-    buffers = []
-    for size in sizes:
-        buf = bytearray(size)
-        _read_into(fd, memoryview(buf))
-        buffers.append(buf)
-    return Message(kind, flags, job, seq, a, b, elapsed, memoryview(block)[offset:], buffers)
+    frame = wire.recv(fd, _HEAD.size)
+    kind, flags, job, seq, a, b, elapsed = _HEAD.unpack(frame.head)
+    return Message(kind, flags, job, seq, a, b, elapsed, frame.data, frame.buffers)

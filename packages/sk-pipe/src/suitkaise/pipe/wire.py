@@ -1,0 +1,310 @@
+"""``suitkaise.pipe.wire``: the one framing of cucumber payloads between processes.
+
+::
+
+    sender process                                        receiver process
+    ──────────────                                        ────────────────
+    Pipe.Anchor/Point.send ─┐                        ┌──► Pipe.Point/Anchor.recv
+    Pool caller / manager ──┼─ dumps(obj)            │    Pool manager / worker reader
+    Pool worker ────────────┘   │ bytes + buffers    │
+                                v                    │
+             send(fd, head, data, buffers)           recv(fd, head_size) ─► loads()
+                    │  one os.writev                  ▲  exact reads into bytearrays
+                    └──── socketpair / os.pipe ───────┘
+
+One message on the file descriptor::
+
+    <u64 L> head (caller's fixed-size header) <u32 n> <n x u64 buffer sizes> data
+    raw buffer 0 | raw buffer 1 | ... | raw buffer n-1
+
+``L`` counts the bytes after itself up to the end of ``data``. The head is the
+caller's: the Pipe puts one byte there (what kind of object, see ``encode``),
+the Pool its message kind, job, chunk and timing fields
+(``suitkaise.processing._pool_wire``). ``data`` is a cucumber payload.
+
+**The buffer rule.** ``dumps`` serializes with cucumber and a
+``buffer_callback`` that follows pickle's protocol-5 semantics (a true return
+keeps the buffer in-band): a contiguous buffer of at least ``OOB_MIN`` bytes
+(64 KiB; numpy arrays, ``PickleBuffer`` objects) goes **out-of-band**; smaller
+or non-contiguous ones stay **in-band** in the pickle stream (one small copy
+beats an extra write/read). Out-of-band buffers are written straight from the
+object's memory (``os.writev``, no copy) and read straight into the
+``bytearray`` that becomes the new object's storage (``os.readv``), then
+handed to ``cucumber.deserialize(data, buffers=...)`` in order. We use the raw
+file descriptor because ``Connection.recv_bytes_into`` still reads through an
+``io.BytesIO`` (two extra copies of every 20 MB array).
+
+The functions are not thread-safe per descriptor: the caller serialises
+senders and receivers (the Pipe endpoints hold one lock each; the Pool has a
+single writer and a single reader per socket). ``Progress`` tells the caller
+whether an exception interrupted a message half way (the stream is then out of
+step and must not be used again).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from suitkaise.cucumber import deserialize, serialize
+
+__all__ = [
+    "KIND_BYTEARRAY",
+    "KIND_BYTES",
+    "KIND_MEMORYVIEW",
+    "KIND_PICKLE",
+    "OOB_MIN",
+    "Frame",
+    "Progress",
+    "Reader",
+    "decode",
+    "dumps",
+    "encode",
+    "loads",
+    "read_into",
+    "recv",
+    "send",
+    "write_all",
+]
+
+OOB_MIN = 64 * 1024
+"""Buffers of at least this many bytes travel out-of-band; smaller ones in the pickle stream."""
+
+# Frames up to this size are gathered into one bytes object / read in one os.read.
+_SMALL = 64 * 1024
+_CHUNK = _SMALL + 64
+_LEN = struct.Struct("<Q")
+_COUNT = struct.Struct("<I")
+
+# What ``encode`` made of an object (the Pipe puts it in its one-byte head).
+KIND_PICKLE = 0
+KIND_BYTES = 1
+KIND_BYTEARRAY = 2
+KIND_MEMORYVIEW = 3
+
+
+# -- the buffer rule -----------------------------------------------------------------
+
+def dumps(obj: Any) -> tuple[bytes, list[memoryview]]:
+    """Serialize ``obj``; return the payload and its out-of-band buffers (see the buffer rule)."""
+    buffers: list[memoryview] = []
+
+    def keep_in_band(pb: Any) -> bool:
+        try:
+            raw = pb.raw()
+        except BufferError:  # not contiguous: pickle copies it in-band
+            return True
+        if raw.nbytes < OOB_MIN:
+            return True
+        buffers.append(raw)
+        return False
+
+    return serialize(obj, buffer_callback=keep_in_band), buffers
+
+
+def loads(data: Any, buffers: Sequence[Any]) -> Any:
+    """Inverse of ``dumps``: ``buffers`` are the out-of-band buffers in the order sent."""
+    return deserialize(data, buffers=buffers)
+
+
+def encode(obj: Any) -> tuple[int, bytes, list[memoryview]]:
+    """``(kind, data, buffers)`` for one object sent on its own (the Pipe's messages).
+
+    A top-level ``memoryview`` (pickle cannot carry one) travels as its bytes
+    plus its format and shape; a top-level ``bytes``/``bytearray`` of at least
+    ``OOB_MIN`` bytes skips pickle entirely. Everything else is ``dumps``.
+    """
+    tp = type(obj)
+    if tp is memoryview:
+        mv: memoryview = obj
+        try:
+            flat = mv.cast("B") if mv.c_contiguous else memoryview(mv.tobytes())
+        except TypeError:  # non-native format such as '<d': copy its bytes
+            flat = memoryview(mv.tobytes())
+        return KIND_MEMORYVIEW, serialize((mv.format, mv.shape)), [flat]
+    if (tp is bytes or tp is bytearray) and len(obj) >= OOB_MIN:
+        return (KIND_BYTES if tp is bytes else KIND_BYTEARRAY), b"", [memoryview(obj)]
+    data, buffers = dumps(obj)
+    return KIND_PICKLE, data, buffers
+
+
+def decode(kind: int, data: Any, buffers: list[bytearray]) -> Any:
+    """Inverse of ``encode``."""
+    if kind == KIND_PICKLE:
+        return deserialize(data, buffers=buffers)
+    if kind == KIND_BYTES:
+        return bytes(buffers[0])
+    if kind == KIND_BYTEARRAY:
+        return buffers[0]
+    if kind == KIND_MEMORYVIEW:
+        fmt, shape = deserialize(data)
+        view = memoryview(buffers[0])
+        if fmt != "B" or len(shape) != 1:
+            try:
+                view = view.cast(fmt, shape)
+            except (TypeError, ValueError):
+                pass  # non-native format: keep the flat byte view (documented)
+        return view
+    raise EOFError(f"unknown message kind {kind}: the peer speaks another protocol")
+
+
+# -- raw descriptor I/O --------------------------------------------------------------
+
+class Progress:
+    """Whether a message is half written (``tx_dirty``) or half read (``rx_dirty``)."""
+
+    __slots__ = ("rx_dirty", "tx_dirty")
+
+    def __init__(self) -> None:
+        self.tx_dirty = False
+        self.rx_dirty = False
+
+
+class Reader:
+    """Bytes read from the descriptor ahead of the message being parsed.
+
+    With a ``Reader``, a small message costs one ``os.read`` of up to 64 KiB
+    instead of one per field; whatever follows it (the start of the next
+    message) waits in ``pending``, so a caller that polls the descriptor must
+    check ``pending`` first. Without one (``reader=None``) every read is exact.
+    """
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending: bytes = b""
+
+
+def write_all(fd: int, views: Sequence[Any]) -> None:
+    """Write every byte of ``views`` (bytes-like objects), in order, with ``os.writev``."""
+    parts = [v if isinstance(v, memoryview) else memoryview(v) for v in views]
+    parts = [v.cast("B") if v.ndim != 1 or v.itemsize != 1 else v for v in parts if v.nbytes]
+    while parts:
+        n = os.writev(fd, parts[:1024])  # IOV_MAX
+        while n:
+            first = parts[0]
+            if n >= first.nbytes:
+                n -= first.nbytes
+                parts.pop(0)
+            else:
+                parts[0] = first[n:]
+                n = 0
+
+
+def read_into(fd: int, buf: bytearray | memoryview) -> None:
+    """Fill ``buf`` exactly from ``fd``; ``EOFError`` if the peer closed first."""
+    with memoryview(buf) as view:
+        total = view.nbytes
+        done = 0
+        while done < total:
+            n = os.readv(fd, [view[done:]])
+            if n == 0:
+                raise EOFError("end of file in the middle of a message" if done else "peer closed")
+            done += n
+
+
+def _fill(fd: int, rd: Reader, need: int) -> bytes:
+    buf = rd.pending
+    while len(buf) < need:
+        chunk = os.read(fd, max(_CHUNK, need - len(buf)))
+        if not chunk:
+            rd.pending = buf
+            raise EOFError("end of file in the middle of a message" if buf else "peer closed")
+        buf = buf + chunk if buf else chunk
+    rd.pending = buf
+    return buf
+
+
+def _read_exact(fd: int, rd: Reader | None, buf: bytearray) -> None:
+    """Fill ``buf``: pending bytes first, then straight from ``fd``."""
+    pending = rd.pending if rd is not None else b""
+    if not pending:
+        read_into(fd, buf)
+        return
+    assert rd is not None
+    k = min(len(pending), len(buf))
+    buf[:k] = memoryview(pending)[:k]
+    rd.pending = pending[k:]
+    if k < len(buf):
+        with memoryview(buf) as view:
+            read_into(fd, view[k:])
+
+
+# -- messages ------------------------------------------------------------------------
+
+class Frame(NamedTuple):
+    """One received message: the caller's head, the payload, the out-of-band buffers."""
+
+    head: memoryview
+    data: memoryview
+    buffers: list[bytearray]
+
+
+def send(fd: int, head: bytes, data: Any = b"", buffers: Sequence[memoryview] = (),
+         progress: Progress | None = None) -> None:
+    """Write one message (blocks until all of it is in the descriptor's buffer)."""
+    bufs: list[memoryview] = []
+    for buf in buffers:
+        view = memoryview(buf)
+        bufs.append(view if view.ndim == 1 and view.itemsize == 1 else view.cast("B"))
+    n = len(bufs)
+    sizes = struct.pack(f"<{n}Q", *(b.nbytes for b in bufs)) if n else b""
+    length = len(head) + 4 + 8 * n + len(data)
+    prefix = _LEN.pack(length) + head + _COUNT.pack(n) + sizes
+    if progress is not None:
+        progress.tx_dirty = True
+    if not bufs and length <= _SMALL:
+        frame = prefix + data
+        written = os.write(fd, frame)
+        if written < len(frame):
+            write_all(fd, [memoryview(frame)[written:]])
+    else:
+        write_all(fd, [prefix, data, *bufs])
+    if progress is not None:
+        progress.tx_dirty = False
+
+
+def recv(fd: int, head_size: int, reader: Reader | None = None, progress: Progress | None = None) -> Frame:
+    """Read one message written by ``send`` with a head of ``head_size`` bytes.
+
+    ``EOFError`` when the peer closed the descriptor (before or inside a message).
+    """
+    if reader is not None:
+        buf = reader.pending if len(reader.pending) >= 8 else _fill(fd, reader, 8)
+        if progress is not None:
+            progress.rx_dirty = True
+        (length,) = _LEN.unpack_from(buf, 0)
+        if length <= _SMALL:
+            end = 8 + length
+            if len(buf) < end:
+                buf = _fill(fd, reader, end)
+            block: bytes | bytearray = buf[8:end]
+            reader.pending = buf[end:]
+        else:
+            reader.pending = buf[8:]
+            block = bytearray(length)
+            _read_exact(fd, reader, block)
+    else:
+        lenbuf = bytearray(8)
+        read_into(fd, lenbuf)
+        if progress is not None:
+            progress.rx_dirty = True
+        (length,) = _LEN.unpack(lenbuf)
+        block = bytearray(length)
+        read_into(fd, block)
+    view = memoryview(block)
+    (n,) = _COUNT.unpack_from(block, head_size)
+    offset = head_size + 4
+    buffers: list[bytearray] = []
+    if n:
+        sizes = struct.unpack_from(f"<{n}Q", block, offset)
+        offset += 8 * n
+        for size in sizes:
+            b = bytearray(size)
+            _read_exact(fd, reader, b)
+            buffers.append(b)
+    if progress is not None:
+        progress.rx_dirty = False
+    return Frame(view[:head_size], view[offset:], buffers)
