@@ -124,21 +124,6 @@ def test_getstate_and_serialize_hooks_propagate() -> None:
     assert "root[0]" in kinfo.value.__notes__[0]
 
 
-def test_library_refusals_stay_serialization_errors() -> None:
-    from suitkaise.pipe import Pipe
-
-    anchor, point = Pipe.pair()
-    try:
-        with pytest.raises(SerializationError) as info:
-            serialize(Holder(pipe=anchor))
-        assert info.value.path == "root.pipe"
-        with pytest.raises(SerializationError):
-            serialize(Holder(w=_unpicklable_builtin()))
-    finally:
-        anchor.close()
-        point.close()
-
-
 def test_user_setstate_exception_propagates_on_load() -> None:
     data = serialize(SetstateRaises())
     with pytest.raises(HookError, match="cannot restore") as info:

@@ -332,37 +332,3 @@ def test_lock_on_a_stopped_share_is_refused() -> None:
     with pytest.raises(ShareError, match="running Share"):
         with share.lock():
             pass
-
-
-# -- the scenario: Skprocess items on Pool workers -----------------------------------
-
-
-processing = pytest.importorskip("suitkaise.processing")
-
-
-RUNS = 5
-
-
-class Appender(processing.Skprocess):  # type: ignore[misc,name-defined]
-    def __init__(self, share: Share, v: int) -> None:
-        self.share = share
-        self.v = v
-        self.process_config.runs = RUNS
-
-    def __run__(self) -> None:
-        v = self.v * RUNS + self._current_run
-        self.share.items = self.share.items + [v]  # noqa: RUF005 - the issue's form
-        self.share.tags = self.share.tags | {v}
-        self.share.meta = self.share.meta | {str(v): v}
-
-
-def test_pool_skprocess_read_modify_reassign_loses_nothing(start_method: str) -> None:
-    # the scenario: 40 Skprocess items on 4 workers (each item runs RUNS times)
-    with Share() as share:
-        share.items, share.tags, share.meta = [], set(), {}
-        with processing.Pool(workers=4) as pool:
-            pool.star().map(Appender, [(share, v) for v in range(40)])
-        total = 40 * RUNS
-        assert sorted(share.items) == list(range(total))
-        assert share.tags == set(range(total))
-        assert share.meta == {str(v): v for v in range(total)}
