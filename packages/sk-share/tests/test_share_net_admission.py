@@ -97,7 +97,10 @@ def test_idle_connections_do_not_lock_out_a_client(start_method: str, tcp_env: N
             assert detail == "tcp"
             # it did not wait for idle peers to time out (5 s): it took a free place at once
             assert took < _net.HANDSHAKE_TIMEOUT, (idle, took)
-            assert srv.stats["evicted"] - before["evicted"] == max(0, idle + 1 - srv.max_pending)
+            # at least the surplus over the pending budget was dropped, never more peers than
+            # were pending (timing decides which of them were still pending when we came)
+            evicted = srv.stats["evicted"] - before["evicted"]
+            assert max(0, idle + 1 - srv.max_pending) <= evicted <= idle + 3, (idle, evicted)
             # and this process too, while the idle sockets are still open
             remote = pickle.loads(pickle.dumps(share))
             remote.counter += 1
