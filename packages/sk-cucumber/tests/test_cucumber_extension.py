@@ -186,10 +186,13 @@ def test_failing_to_state_names_the_path(registry: None) -> None:
         raise RuntimeError("session expired")
 
     register_handler(Meter, broken)
-    with pytest.raises(SerializationError) as info:
+    # the handler is the user's own code: its exception propagates as itself (pickle's
+    # contract, see test_cucumber_errors.py), with the path added as a note
+    with pytest.raises(RuntimeError, match="session expired") as info:
         serialize({"jobs": [Meter(1)]})
-    text = str(info.value)
-    assert "session expired" in text and "Meter" in text
+    assert not isinstance(info.value, SerializationError)
+    note = " ".join(info.value.__notes__)
+    assert "root['jobs'][0]" in note and "Meter" in note
 
 
 class Vault:
@@ -550,7 +553,7 @@ def test_installed_library_type_is_refused_without_its_entry_point(fresh_venv: P
         _plugins._pending = [e for e in _plugins.scan() if e.distribution != "skext-demo"]
         try:
             serialize(skext_demo.Client(sys.argv[1], "s"))
-        except SerializationError as e:
+        except (SerializationError, TypeError) as e:  # the library's own __reduce_ex__ refuses
             print(json.dumps({"refused": "live session" in str(e)}))
         else:
             print(json.dumps({"refused": False}))
