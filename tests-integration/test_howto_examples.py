@@ -545,7 +545,7 @@ def test_share_start_stop_exit(start_method):
     share.exit()
 
     # While stopped, changes are queued but won't take effect until start() is called.
-    with pytest.warns(UserWarning, match="stopped"):
+    with pytest.warns(RuntimeWarning, match="stopped"):
         share.counter += 4
 
     # start again
