@@ -68,20 +68,14 @@ def _reduce_mp_queue(q: Any) -> Any:
         return NotImplemented
     items: list[Any] = []
     try:
-        while len(items) <= QUEUE_CAP:
+        while len(items) <= QUEUE_CAP and _unread(q):
             try:
-                items.append(q.get(block=False))
+                # An item put by this process may be in flight: taken off the feeder
+                # thread's buffer but not yet written to the pipe. _unread() counts it,
+                # so wait for it rather than miss it.
+                items.append(q.get(timeout=5.0))
             except queue.Empty:
-                # Items this process put may still sit in the feeder thread's buffer,
-                # not yet written to the pipe: wait for them rather than miss them.
-                with q._notempty:
-                    pending = bool(q._buffer)
-                if not pending:
-                    break
-                try:
-                    items.append(q.get(timeout=5.0))
-                except queue.Empty:
-                    break
+                break  # another process took it meanwhile
     finally:
         for item in items:
             q.put(item)
@@ -93,6 +87,21 @@ def _reduce_mp_queue(q: Any) -> Any:
         )
     joinable = _is_joinable(q)
     return (_rebuild_mp_queue, (joinable, q._maxsize, items))
+
+
+def _unread(q: Any) -> bool:
+    """True while ``q`` holds an item some process put and none has taken yet.
+
+    The queue's semaphore counts items from ``put()`` to ``get()``, wherever they
+    are (feeder buffer, in flight, pipe). Where ``qsize()`` is not implemented
+    (macOS), fall back to the pipe and this process's feeder buffer.
+    """
+    try:
+        return bool(q.qsize() > 0)
+    except NotImplementedError:
+        with q._notempty:
+            pending = bool(q._buffer)
+        return pending or bool(q._poll())
 
 
 def _is_joinable(q: Any) -> bool:
