@@ -16,7 +16,6 @@ child) unless it must also watch for the parent's death because
 
 from __future__ import annotations
 
-import ctypes
 import multiprocessing.connection as mpc
 import os
 import queue
@@ -36,6 +35,7 @@ from suitkaise.processing._errors import (
     portable_error,
 )
 from suitkaise.processing._lifecycle import Lifecycle
+from suitkaise.processing._pdeathsig import set_pdeathsig
 from suitkaise.processing._runtime import (
     BOOTED,
     LIVES,
@@ -51,28 +51,6 @@ from suitkaise.processing._runtime import (
 )
 
 __all__ = ["ChildRuntime", "child_main"]
-
-_PR_SET_PDEATHSIG = 1
-_libc: Any = None
-
-
-def _set_pdeathsig(expected_ppid: int) -> bool:
-    """Ask Linux to SIGKILL us when the parent (thread) dies; exit if it already did.
-
-    Returns False when unavailable (then the reader thread watches the pipe's EOF).
-    """
-    global _libc
-    try:
-        if _libc is None:
-            _libc = ctypes.CDLL(None, use_errno=True)
-        if _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            return False
-    except (OSError, AttributeError):  # not Linux
-        return False
-    if expected_ppid and os.getppid() != expected_ppid:
-        os._exit(1)
-    return True
-
 
 class ChildRuntime:
     """Runtime of the instance inside its child (implements ``Runtime``):
@@ -224,7 +202,7 @@ def child_main(
             obj.close()
         except OSError:
             pass
-    watch_parent = not (pdeathsig and _set_pdeathsig(ppid))
+    watch_parent = not (pdeathsig and set_pdeathsig(ppid))
     proc, outcome = _rebuild(data)
     checkpoint = None
     if checkpoint_fd is not None:

@@ -375,9 +375,14 @@ class Core:
         while len(self.workers) < self.size:
             parent, child = ctx.Pipe(duplex=True)
             progress = ctx.RawArray("q", 3)
-            close_fd = parent.fileno() if ctx.get_start_method() == "fork" else -1
+            method = ctx.get_start_method()
+            # fork: the worker inherits our end of its own socket and of its siblings'
+            # (and the wake pipe); it closes them, so that our death gives it EOF.
+            close_fds = [parent.fileno(), *(w.fd for w in self.workers), self._wake_r, self._wake_w] if method == "fork" else []
+            # forkserver: the worker's parent is the fork server (its pid is not ours).
+            ppid = 0 if method == "forkserver" else os.getpid()
             process = ctx.Process(
-                target=worker_main, args=(child, progress, close_fd), name="sk-pool-worker", daemon=True
+                target=worker_main, args=(child, progress, close_fds, ppid), name="sk-pool-worker", daemon=True
             )
             try:
                 process.start()

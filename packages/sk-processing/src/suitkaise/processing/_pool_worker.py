@@ -29,11 +29,12 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from suitkaise.cucumber import SerializationError
 from suitkaise.processing import _pool_wire as wire
+from suitkaise.processing._pdeathsig import set_pdeathsig
 
 __all__ = ["PHASE_IDLE", "PHASE_LOADING", "PHASE_RUNNING", "PHASE_SENDING", "worker_main"]
 
@@ -101,8 +102,16 @@ def _reader(fd: int, inbox: queue.SimpleQueue[Any]) -> None:
         os._exit(0)
 
 
-def worker_main(conn: Any, progress: Any, close_fd: int) -> None:
-    """Entry point of a pool worker process."""
+def worker_main(conn: Any, progress: Any, close_fds: Sequence[int], ppid: int) -> None:
+    """Entry point of a pool worker process.
+
+    ``close_fds``: the parent's descriptors a forked worker inherited (its end of
+    every worker's socket, the wake pipe); ``ppid``: the parent's pid, 0 if unknown.
+    """
+    # SIGKILLed with the parent, even while a task holds the GIL in a long C call
+    # (the reader thread's EOF check cannot run then). The manager thread that
+    # forks us stops its workers before it ends, so the signal never fires early.
+    set_pdeathsig(ppid)
     # Ctrl-C goes to the whole foreground process group: the parent reacts and
     # terminates us; a KeyboardInterrupt in a task would only be noise.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -115,11 +124,12 @@ def worker_main(conn: Any, progress: Any, close_fd: int) -> None:
             faulthandler.enable(file=sys.__stderr__)  # type: ignore[arg-type]
         except (AttributeError, OSError, ValueError):
             pass
-    if close_fd >= 0:
-        # fork: drop our copy of the parent's end so that the parent's death
-        # gives EOF here (otherwise the worker would outlive it).
+    _release_forkserver()
+    for inherited in close_fds:
+        # Where PR_SET_PDEATHSIG is unavailable, the reader thread's EOF is what ends
+        # us when the parent dies: no copy of the parent's ends may keep it away.
         try:
-            os.close(close_fd)
+            os.close(inherited)
         except OSError:
             pass
     fd = conn.fileno()
@@ -150,6 +160,26 @@ def worker_main(conn: Any, progress: Any, close_fd: int) -> None:
             os._exit(70)
         _run_chunk(fd, msg, jobs.get(msg.job), progress, perf)
     conn.close()
+
+
+def _release_forkserver() -> None:
+    """Close this worker's copy of the fork server's "alive" pipe.
+
+    Every forkserver child holds it (and a forked worker inherits the parent's),
+    and the server, our parent under forkserver, runs until the last copy is
+    closed: kept here, it would outlive the Pool's process and so would we (our
+    parent-death signal waits for the server). Workers never start processes.
+    """
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    fd = getattr(server, "_forkserver_alive_fd", None)
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+        server._forkserver_alive_fd = None  # type: ignore[union-attr]
 
 
 def _run_chunk(fd: int, msg: wire.Message, job: _Job | None, progress: Any, perf: Callable[[], float]) -> None:

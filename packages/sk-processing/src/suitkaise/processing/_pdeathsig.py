@@ -1,0 +1,44 @@
+"""Children that die with their parent: Linux's ``PR_SET_PDEATHSIG``.
+
+Used by every process we start (``Skprocess`` children and ``Pool`` workers),
+so that none outlives a parent that was SIGKILLed, even while its main thread
+holds the GIL in a long C call (where a watchdog thread could not run).
+
+The signal fires when the *thread* that forked the child ends, not the
+process: callers only ask for it when that thread outlives the child (the
+main thread, a Skprocess monitor, a Pool's manager thread, which stops its
+workers before it returns).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+from typing import Any
+
+__all__ = ["set_pdeathsig"]
+
+_PR_SET_PDEATHSIG = 1
+_libc: Any = None
+
+
+def set_pdeathsig(expected_ppid: int) -> bool:
+    """Ask Linux to SIGKILL this process when its parent dies; exit if it already has.
+
+    ``expected_ppid`` is the parent's pid as the parent saw it before starting us
+    (0: unknown); a different ``os.getppid()`` after the call means the parent died
+    first and we were re-parented. Returns False where unavailable (not Linux):
+    the caller then watches its pipe's EOF instead.
+    """
+    global _libc
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(None, use_errno=True)
+        if _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):  # not Linux
+        return False
+    if expected_ppid and os.getppid() != expected_ppid:
+        os._exit(1)
+    return True
