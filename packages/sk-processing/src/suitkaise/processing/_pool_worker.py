@@ -36,12 +36,16 @@ from suitkaise.cucumber import SerializationError
 from suitkaise.processing import _pool_wire as wire
 from suitkaise.processing._pdeathsig import set_pdeathsig
 
-__all__ = ["PHASE_IDLE", "PHASE_LOADING", "PHASE_RUNNING", "PHASE_SENDING", "worker_main"]
+__all__ = ["PHASE_IDLE", "PHASE_LOADING", "PHASE_RUNNING", "PHASE_SENDING", "PROGRESS_SLOTS", "worker_main"]
 
 PHASE_IDLE = 0
 PHASE_LOADING = 1  # deserializing a function or a chunk
 PHASE_RUNNING = 2  # running progress[1]
 PHASE_SENDING = 3  # serializing / sending results
+
+# progress[] slots: job, item, phase, booted (1 once worker_main runs: before it, a
+# spawn/forkserver child is still importing the main module)
+PROGRESS_SLOTS = 4
 
 # kinds of jobs (FN flags)
 FLAG_STAR = 1
@@ -111,6 +115,7 @@ def worker_main(conn: Any, progress: Any, close_fds: Sequence[int], ppid: int) -
     # SIGKILLed with the parent, even while a task holds the GIL in a long C call
     # (the reader thread's EOF check cannot run then). The manager thread that
     # forks us stops its workers before it ends, so the signal never fires early.
+    progress[3] = 1
     set_pdeathsig(ppid)
     # Ctrl-C goes to the whole foreground process group: the parent reacts and
     # terminates us; a KeyboardInterrupt in a task would only be noise.
