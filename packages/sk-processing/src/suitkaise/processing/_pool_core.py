@@ -48,6 +48,7 @@ from suitkaise.processing._pool_worker import (
     PROGRESS_SLOTS,
     worker_main,
 )
+from suitkaise.processing._trace import from_env
 
 __all__ = ["Chunk", "Core", "Entry", "Job", "short_repr"]
 
@@ -197,6 +198,7 @@ class Core:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._closed = False
+        self.trace = from_env()  # python -m suitkaise report
 
     # -- called by callers -------------------------------------------------------
 
@@ -210,6 +212,8 @@ class Core:
 
     def add_job(self, job: Job) -> None:
         check_not_bootstrapping(f"Pool.{job.name}")
+        if self.trace is not None:
+            self.trace.event("call", job=job.id, name=job.name)
         with self.lock:
             self.jobs[job.id] = job
 
@@ -221,11 +225,15 @@ class Core:
             self._ensure_thread()
         self.wake()
 
-    def finish(self, job: Job, *, kill: bool = False) -> None:
+    def finish(self, job: Job, *, kill: bool = False, error: BaseException | None = None) -> None:
         """The caller is done with ``job`` (completed, failed, timed out or abandoned)."""
         with self.lock:
             if job.closed:
                 return
+            if self.trace is not None:
+                failure = error or job.fatal
+                self.trace.event("call-end", job=job.id, name=job.name,
+                                 error=None if failure is None else f"{type(failure).__name__}: {failure}")
             job.closed = True
             job.kill = kill and job.inflight > 0
             job.pending.clear()
@@ -394,6 +402,8 @@ class Core:
                 process.start()
             finally:
                 child.close()
+            if self.trace is not None:
+                self.trace.event("worker", worker=process.pid)
             self.workers.append(_Worker(process, parent, progress, method))
 
     def _plan(self) -> list[tuple[_Worker, Any]]:
@@ -491,6 +501,10 @@ class Core:
             w.process.kill()
             w.process.join(1.0)
         code = w.process.exitcode
+        if self.trace is not None and not w.doomed and not w.retiring:
+            running = w.progress[1] if w.progress[2] == PHASE_RUNNING else None
+            self.trace.event("death", worker=w.process.pid, item=running, job=w.progress[0],
+                             exit=describe_exit(code))
         with self.lock:
             if w in self.workers:
                 self.workers.remove(w)

@@ -35,6 +35,7 @@ from typing import Any
 from suitkaise.cucumber import SerializationError
 from suitkaise.processing import _pool_wire as wire
 from suitkaise.processing._pdeathsig import set_pdeathsig
+from suitkaise.processing._trace import Trace, from_env
 
 __all__ = ["PHASE_IDLE", "PHASE_LOADING", "PHASE_RUNNING", "PHASE_SENDING", "PROGRESS_SLOTS", "worker_main"]
 
@@ -137,6 +138,7 @@ def worker_main(conn: Any, progress: Any, close_fds: Sequence[int], ppid: int) -
             os.close(inherited)
         except OSError:
             pass
+    trace = from_env()  # python -m suitkaise report
     fd = conn.fileno()
     inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
     threading.Thread(target=_reader, args=(fd, inbox), name="sk-pool-reader", daemon=True).start()
@@ -163,7 +165,7 @@ def worker_main(conn: Any, progress: Any, close_fds: Sequence[int], ppid: int) -
             continue
         if msg.kind != wire.TASK:  # pragma: no cover - protocol error
             os._exit(70)
-        _run_chunk(fd, msg, jobs.get(msg.job), progress, perf)
+        _run_chunk(fd, msg, jobs.get(msg.job), progress, perf, trace)
     conn.close()
 
 
@@ -187,7 +189,9 @@ def _release_forkserver() -> None:
         server._forkserver_alive_fd = None  # type: ignore[union-attr]
 
 
-def _run_chunk(fd: int, msg: wire.Message, job: _Job | None, progress: Any, perf: Callable[[], float]) -> None:
+def _run_chunk(
+    fd: int, msg: wire.Message, job: _Job | None, progress: Any, perf: Callable[[], float], trace: Trace | None
+) -> None:
     start = msg.a
     results: list[Any] = []
     error: tuple[Any, ...] | None = None
@@ -209,7 +213,14 @@ def _run_chunk(fd: int, msg: wire.Message, job: _Job | None, progress: Any, perf
         fn = job.fn
         append = results.append
         try:
-            if job.skprocess or job.star:
+            if trace is not None:
+                for item in items:
+                    progress[1] = index
+                    trace.event("item", job=msg.job, item=index)
+                    append(_call_item(job, item))
+                    trace.event("item-end", job=msg.job, item=index)
+                    index += 1
+            elif job.skprocess or job.star:
                 for item in items:
                     progress[1] = index
                     append(_call_item(job, item))
