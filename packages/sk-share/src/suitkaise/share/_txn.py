@@ -48,10 +48,11 @@ def encode_for(value: Any, where: str | tuple[Any, ...]) -> tuple[int, bytes, tu
         return _codec.K_PLAIN, _dumps(value), None
     if type(where) is tuple:
         where = path_str(where)
-    if not _codec.is_plain(value) and not _codec.simple_object(value):
+    plain = _codec.is_plain(value)
+    if not plain and not _codec.simple_object(value):
         _codec.check_storable(value, where)  # type: ignore[arg-type]
     try:
-        return _codec.encode(value)
+        return _codec.encode(value, plain)
     except cucumber.SerializationError as e:
         raise EncodeError(
             f"Share cannot store {where}: a {type(value).__module__}.{type(value).__qualname__} "
