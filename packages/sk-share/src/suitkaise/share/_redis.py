@@ -52,6 +52,7 @@ import hashlib
 import logging
 import os
 import secrets
+import select
 import socket
 import threading
 import time
@@ -388,19 +389,21 @@ class Backend:
         bookkeeping costs more than the loopback round trip itself (~15 us of ~30 us)."""
         tl = self._tl
         c = getattr(tl, "conn", None)
-        now = time.monotonic()
         if c is None:
             pool = self.client().connection_pool
             c = tl.conn = pool.connection_class(**pool.connection_kwargs)
-        elif now - tl.used > 1.0:
-            # idle for a while: if the server closed it meanwhile (a restart, an idle
-            # timeout), reconnect before sending rather than fail after
-            try:
-                if c._sock is not None and c.can_read():
-                    c.disconnect()
-            except Exception:
+            tl.psock = None
+        sock = c._sock
+        if sock is not None:
+            # Between commands nothing may arrive: if the socket is readable, the server
+            # closed it (a restart, an idle timeout). Reconnect before sending, so that a
+            # server that is back is never reported as unreachable (one poll, ~0.5 us).
+            if sock is not tl.psock:
+                tl.poller = select.poll()
+                tl.poller.register(sock, select.POLLIN)
+                tl.psock = sock
+            if tl.poller.poll(0):
                 c.disconnect()
-        tl.used = now
         try:
             c.send_command(*args, check_health=False)
             return c.read_response()
