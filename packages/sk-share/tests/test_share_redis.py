@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sk_testkit.servers import RedisServer, ServerUnavailable
 
+from sk_testkit.servers import RedisServer, ServerUnavailable
 from suitkaise import cucumber
 from suitkaise.share import Share, ShareError
 
@@ -147,7 +147,7 @@ def test_augmented_and_reassign_forms(url: str) -> None:
         share.s += "b"
         share.lst = [1]
         share.lst += [2]
-        share.lst = share.lst + [3]
+        share.lst = share.lst + [3]  # noqa: RUF005 - the read-modify-reassign form under test
         share.d = {"k": 0, "inner": {"n": 0}}
         share.d["k"] += 1
         share.d["k"] = share.d["k"] + 1
@@ -396,7 +396,7 @@ def test_redis_restarted_without_its_data_says_so(url: str, redis_server: Any) -
         share = Share(backend=f"{server.url}/0")
         share.counter = 1
         server.restart()
-        with pytest.raises(ShareError, match="no longer on the Redis server .*restarted without persistence"):
+        with pytest.raises(ShareError, match=r"no longer on the Redis server .*restarted without persistence"):
             share.counter += 1
         share.stop()
     finally:
@@ -510,7 +510,7 @@ def test_creator_exit_and_stop_delete_the_keys(url: str, redis_server: Any) -> N
     assert raw.exists(key)
     share.stop()
     assert not raw.exists(key) and not share.is_running
-    with pytest.raises(ShareError, match="is stopped: call share.start"):
+    with pytest.raises(ShareError, match=r"is stopped: call share\.start"):
         share.counter  # noqa: B018
     share.start()
     assert share.counter == 3  # restored

@@ -109,11 +109,11 @@ return {1}
 """
 
 _COMMIT = """
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('DEL', KEYS[2])
+  if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
   return -2
 end
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
 if ARGV[2] == '1' then
   for _, k in ipairs(redis.call('HKEYS', KEYS[1])) do
     if string.byte(k, 1) ~= 0 then redis.call('HDEL', KEYS[1], k) end
@@ -275,7 +275,7 @@ def owner_cleanup(config: Config, pid: int) -> None:
         return
     try:
         b = backend_for(config)
-        if not b.stopped:
+        if b.created and not b.stopped:
             b.delete_all()
         b.close()
     except Exception as e:  # the server may be gone at exit: nothing else to do
@@ -296,6 +296,7 @@ class Backend:
         self._client: Any = None
         self._client_lock = threading.Lock()
         self.stopped = False
+        self.created = False  # this process created (or restored) it on the server
         self.snapshot: dict[bytes, bytes] | None = None
         self._tl = threading.local()
         self.renewer = _Renewer(self)
@@ -457,6 +458,7 @@ class Backend:
                 self.snapshot = snap
                 raise self.error(e) from e
             raise
+        self.created = True
 
     def alive(self) -> bool:
         return not self.stopped and bool(self.cmd("EXISTS", self.keys[0]))
