@@ -22,9 +22,13 @@
                        The real return value comes back.  If f raises, nothing is written.
     with share.lock(): a critical section whose writes commit together (_critical.py).
 
+    Share(backend="redis://...")   the state lives in Redis instead: every operation goes to
+                       _redis.Backend.run (one Lua script for int +=, else the same op(txn)
+                       under the Share's lock key); see _redis.py.
+
 Modules: _base (errors, names) · _store/_lock (bytes, lock) · _txn (values of one
 transaction) · _ops (the operations) · _proxy · _critical · _lifecycle (cleanup, fork) ·
-_remote/_dispatch/_net (TCP) · _snapshot (``__serialize__`` format) · this file (the API).
+_remote/_dispatch/_net (TCP) · _redis (Redis) · _snapshot (``__serialize__`` format) · this file (the API).
 """
 
 from __future__ import annotations
