@@ -278,6 +278,10 @@ def owner_cleanup(config: Config, pid: int) -> None:
         if b.created and not b.stopped:
             b.delete_all()
         b.close()
+        with _BACKENDS_LOCK:  # nobody creates this unnamed Share again: forget it
+            for k, v in list(_BACKENDS.items()):
+                if v is b:
+                    del _BACKENDS[k]
     except Exception as e:  # the server may be gone at exit: nothing else to do
         log.debug("could not delete Share %r from Redis at exit: %r", config[2], e)
 
