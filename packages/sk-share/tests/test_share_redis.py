@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -214,6 +215,26 @@ def test_lock_excludes_other_processes(url: str, start_method: str) -> None:
         p.join(TIMEOUT)
         assert p.exitcode == 0
         assert share.counter == 101  # the child's += came after the block, not lost under it
+
+
+def test_threads_of_one_process(url: str) -> None:
+    with Share(backend=url) as share:
+        share.counter, share.d = 0, {"k": 0}
+
+        def work() -> None:
+            for _ in range(100):
+                share.counter += 1
+                share.d["k"] += 1
+                with share.lock():  # other threads of this process wait too
+                    n = share.counter
+                    share.counter = n + 1
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(TIMEOUT)
+        assert share.counter == 800 and share.d == {"k": 400}
 
 
 # -- across processes ------------------------------------------------------------------------------

@@ -152,9 +152,23 @@ class RedisServer:
                      "--tls-key-file", self.tls[1], "--tls-auth-clients", "no"]
         else:
             argv += ["--port", str(self.port)]
-        self._proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_for_port(self.port, time.monotonic() + 30)
-        return self
+        log = os.path.join(self._dir, "redis.log")
+        with open(log, "ab") as out:
+            self._proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while True:
+            code = self._proc.poll()
+            if code is not None:  # e.g. a build without TLS refusing --tls-port
+                self._proc = None
+                with open(log, "rb") as f:
+                    tail = f.read()[-500:].decode(errors="replace").strip()
+                raise ServerUnavailable(f"redis-server exited with {code}: {tail or 'no message'}")
+            try:
+                _wait_for_port(self.port, min(deadline, time.monotonic() + 0.5))
+                return self
+            except ServerUnavailable:
+                if time.monotonic() >= deadline:
+                    raise
 
     @property
     def pid(self) -> int | None:
