@@ -178,6 +178,24 @@ def test_method_calls_apply_atomically_and_failures_change_nothing(url: str) -> 
         assert isinstance(share.acc.total, int)
 
 
+class UsesShare:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def bump(self, share: Share) -> int:
+        self.n += 1
+        share.counter += 1  # a Share operation from inside a method the Share runs
+        return self.n
+
+
+def test_a_method_that_uses_the_share_does_not_deadlock(url: str) -> None:
+    with Share(backend=url, lock_lease=0.5) as share:
+        share.counter, share.obj = 0, UsesShare()
+        assert share.obj.bump(share) == 1
+        assert share.obj.bump(share) == 2
+        assert (share.counter, share.obj.n) == (2, 2)
+
+
 def test_lock_block_commits_together_or_not_at_all(url: str) -> None:
     with Share(backend=url) as share:
         share.stock, share.orders = 5, []

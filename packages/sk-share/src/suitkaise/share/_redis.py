@@ -587,16 +587,23 @@ class Backend:
         if root:
             txn.orig[root] = raw
         self.renewer.add(token)
+        tl = self._tl
         try:
+            # a Share operation made by ``op`` itself (a stored object's method that uses
+            # the Share) joins this transaction: taking the lock again would wait forever
+            tl.block = txn
             try:
                 result = op(txn)
             except BaseException:
+                tl.block = None
                 with contextlib.suppress(ShareError):
                     self.release(token)
                 raise
+            tl.block = None
             self.commit(txn)
             return result
         finally:
+            tl.block = None
             self.renewer.discard(token)
 
     # -- the operation entry point (``_ops.run``) --
