@@ -65,7 +65,7 @@ from suitkaise import cucumber
 from . import _codec
 from ._base import Path, ShareError
 from ._base import oga as _oga
-from ._txn import EncodeError, path_str
+from ._txn import checked_encode
 
 log = logging.getLogger("suitkaise.share.redis")
 
@@ -174,20 +174,11 @@ def encode(value: Any, where: str | Path) -> bytes:
     """The bytes stored for ``value``: an int64 as decimal text, anything else b"C" + cucumber."""
     if type(value) is int and _I64_MIN <= value <= _I64_MAX:
         return b"%d" % value
-    if type(where) is tuple:
-        where = path_str(where)
-    if not _codec.is_plain(value):
-        _codec.check_storable(value, where)  # type: ignore[arg-type]
-    try:
-        return b"C" + cucumber.serialize(value)
-    except cucumber.SerializationError as e:
-        raise EncodeError(
-            f"Share cannot store {where}: a {type(value).__module__}.{type(value).__qualname__} "
-            f"could not be serialized by suitkaise.cucumber ({e}). Store plain data or an "
-            "object cucumber can carry; the Share was left unchanged."
-        ) from e
-    except (TypeError, ValueError, RecursionError) as e:
-        raise EncodeError(f"Share cannot store {where}: {type(e).__name__}: {e}. The Share was left unchanged.") from e
+    return checked_encode(value, where, _cucumber_bytes)
+
+
+def _cucumber_bytes(value: Any, _plain: bool) -> bytes:
+    return b"C" + cucumber.serialize(value)
 
 
 def decode(raw: bytes) -> Any:
