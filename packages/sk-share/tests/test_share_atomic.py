@@ -233,6 +233,49 @@ def test_every_operator_on_real_numbers_is_exact(start_method: str) -> None:
                            "div": _iterate(lambda x: x / 1.0001, 1.0, total)}
 
 
+def _computed(share: Share, wid: int, n: int) -> None:
+    # Shapes users write that the first version left non-atomic (lost updates, silently):
+    # a key computed in place, and more than one operator on the value read.
+    for x in range(n):
+        k = x % 3
+        share.l[x % 3] = share.l[x % 3] + 1
+        share.d[str(k)] = share.d[str(k)] + 1
+        share.d[f"k{k}"] = share.d[f"k{k}"] + 2
+        share.c = share.c * 1 + 2 - 1
+        share.m[k + 1] = share.m[k + 1] * 1 + 1
+
+
+@pytest.mark.timeout(GROWING_TIMEOUT)
+def test_computed_keys_and_operator_chains_are_exact(start_method: str) -> None:
+    ctx = multiprocessing.get_context()
+    total = PROCS * N
+    with Share() as share:
+        share.l, share.c, share.m = [0, 0, 0], 0, {1: 0, 2: 0, 3: 0}
+        share.d = {"0": 0, "1": 0, "2": 0, "k0": 0, "k1": 0, "k2": 0}
+        _run(ctx, _computed, [(share, w, N) for w in range(PROCS)], GROWING_TIMEOUT - 30)
+        assert sum(share.l) == total and share.c == total and sum(share.m.values()) == total
+        assert sum(share.d[str(k)] for k in range(3)) == total
+        assert sum(share.d[f"k{k}"] for k in range(3)) == 2 * total
+
+
+def test_chains_and_other_shapes_give_plain_python_values() -> None:
+    keys = iter(["a", "b"])
+    with Share() as share:
+        share.x, share.s, share.d = 5, "v", {"a": 1, "b": 10}
+        share.x = share.x * 2 + 1 - 3  # one pending update of three steps
+        assert share.x == 8
+        share.x = share.x + share.x  # the right one is an ordinary read
+        assert share.x == 16
+        share.s = "<%s>" % share.s  # our value as the right operand: an ordinary read
+        assert share.s == "<v>"
+        share.x = 1 + share.x * 2
+        assert share.x == 33
+        share.d[next(keys)] = share.d[next(keys)] + 1  # the keys differ: d["b"] = d["a"] + 1
+        assert share.d == {"a": 1, "b": 2}
+        y = share.x * 2 + 1  # not stored back: a real value
+        assert y == 67 and type(y) is int
+
+
 def test_real_values_of_every_operator() -> None:
     # the same statements on ordinary values give exactly what plain Python gives
     with Share() as share:

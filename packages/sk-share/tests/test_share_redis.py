@@ -164,6 +164,12 @@ def test_augmented_and_reassign_forms(url: str) -> None:
         share.b = True
         share.b += 1  # bool is not int: the general path, Python semantics
         assert share.b == 2
+        # computed keys and operator chains: one update each, as on the local Share
+        share.d["k"] = share.d["k"] * 10 + 1
+        k = 1
+        share.m = {"1": 0}
+        share.m[str(k)] = share.m[str(k)] + 5
+        assert (share.d["k"], share.m) == (21, {"1": 5})
 
 
 def test_method_calls_apply_atomically_and_failures_change_nothing(url: str) -> None:

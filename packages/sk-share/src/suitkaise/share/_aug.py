@@ -129,6 +129,36 @@ def _chain_start(ins: list[dis.Instruction], end: int) -> int | None:
     return k
 
 
+def _effect(i: dis.Instruction) -> int | None:
+    """Net stack effect of ``i`` (None when ``dis`` cannot tell)."""
+    try:
+        if i.opcode >= dis.HAVE_ARGUMENT:
+            return dis.stack_effect(i.opcode, i.arg, jump=False)
+        return dis.stack_effect(i.opcode, jump=False)
+    except (ValueError, TypeError):
+        return None
+
+
+def _expr_start(ins: list[dis.Instruction], end: int) -> int | None:
+    """Start of the straight-line code just before ``end`` that pushes exactly one value
+    (None if there is none: a jump, an opaque instruction, or one pushing past it)."""
+    need = 1  # values still to be produced, walking backwards
+    k = end - 1
+    while k >= 0:
+        i = ins[k]
+        if i.opcode in _JUMPS or i.opname.startswith(_OPAQUE_PREFIXES):
+            return None
+        effect = _effect(i)
+        pushes = _pushes(i)
+        if effect is None or pushes > need:
+            return None
+        need -= effect  # it produces `pushes` of them and needs its own operands first
+        if need == 0:
+            return k
+        k -= 1
+    return None
+
+
 def _pushes(i: dis.Instruction) -> int:
     """How many items ``i`` pushes (the scan only needs it for the two-item loads)."""
     if i.opname in _PAIR_LOADS:
@@ -149,7 +179,10 @@ def _reassign(ins: list[dis.Instruction], n: int, subscr: bool) -> bool:
         if n >= 1 and ins[n - 1].opname in _PAIR_LOADS:
             start: int | None = n - 1  # `d[k]` with both locals: one fused instruction
         else:
-            key = _chain_start(ins, n)
+            # the key: any straight-line expression (`d[k]`, `d[x % 3]`, `d[str(k)]`); the
+            # store side evaluates it again, and a key that came out different there makes
+            # the update an ordinary read and write (``Pending``), as in plain Python
+            key = _expr_start(ins, n)
             start = None if key is None else _chain_start(ins, key)
         store = ("STORE_SUBSCR",)
     else:
@@ -160,29 +193,38 @@ def _reassign(ins: list[dis.Instruction], n: int, subscr: bool) -> bool:
     if start is None:
         return False
     target = ins[start:n]
-    depth = 1  # items on the stack at or above the value we read
+    depth = 1  # items on the stack at or above the value we read (or its pending update)
     m = n + 1
     while m < len(ins):
         i = ins[m]
         if i.opcode in _JUMPS or i.opname.startswith(_OPAQUE_PREFIXES):
             return False
-        if i.opname == "BINARY_OP" and depth == 2:
-            if i.argrepr not in BINARY_OPS:
-                return False  # in-place or unknown operator on our value
-            break
-        try:
-            effect = dis.stack_effect(i.opcode, i.arg, jump=False) if i.opcode >= dis.HAVE_ARGUMENT \
-                else dis.stack_effect(i.opcode, jump=False)
-        except (ValueError, TypeError):
+        if i.opname == "BINARY_OP" and depth <= 2:
+            # Our value is an operand. Only ever the left one (`x * 2 + 1`): as the right
+            # one, the left operand's own method runs first and may not refuse an unknown
+            # operand (`"%s" % x` would format the pending read itself).
+            if depth == 1 or i.argrepr not in BINARY_OPS:
+                return False
+            depth = 1  # the result (a pending update of the same target) replaces it
+            m += 1
+            if _stores_to(ins, m, target, store, cur, subscr):
+                return True
+            continue
+        effect = _effect(i)
+        if effect is None:
             return False
         pops = _pushes(i) - effect
         if pops >= depth:
             return False  # the instruction consumes the value we read
         depth += effect
         m += 1
-    else:
-        return False
-    tail = ins[m + 1 : m + 2 + len(target)]
+    return False
+
+
+def _stores_to(ins: list[dis.Instruction], m: int, target: list[dis.Instruction], store: tuple[str, ...],
+               cur: dis.Instruction, subscr: bool) -> bool:
+    """``ins[m:]`` stores the top of the stack to ``target`` (the same instructions again)."""
+    tail = ins[m : m + 1 + len(target)]
     if len(tail) != len(target) + 1 or tail[-1].opname not in store:
         return False
     if any(a.opname != b.opname or a.arg != b.arg for a, b in zip(tail, target, strict=False)):

@@ -18,6 +18,7 @@ from ._base import RESERVED, ShareError
 from ._txn import Txn
 
 # operator names a remote `op=` / read-modify-reassign may ask for
+_BINARY_NAMES = frozenset(BINARY_OPS.values())
 _AUG_OPS = frozenset(
     f"i{n}" for n in ("add", "sub", "mul", "matmul", "truediv", "floordiv", "mod", "pow",
                       "lshift", "rshift", "and", "xor", "or")
@@ -71,6 +72,13 @@ class Dispatcher:
         if kind == "call":
             return _ops.call(h, req[1], req[2], req[3], req[4])
         if kind == "aug":
+            if req[2] == "chain":  # `share.x = share.x * 2 + 1`: (operator name, operand) steps
+                steps = req[3]
+                if type(steps) is not tuple or not all(
+                    type(st) is tuple and len(st) == 2 and st[0] in _BINARY_NAMES for st in steps
+                ):
+                    raise ShareError("malformed chained update")
+                return _ops.aug_apply(h, req[1], _ops.chain, steps)
             if req[2] not in _AUG_OPS:
                 raise ShareError(f"unknown in-place operator {req[2]!r}")
             return _ops.aug_apply(h, req[1], getattr(operator, req[2]), req[3])

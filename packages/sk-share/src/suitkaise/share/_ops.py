@@ -15,11 +15,13 @@ functions read its per-handle state (``_sk_*`` entries of its ``__dict__``) only
 from __future__ import annotations
 
 import marshal
+import operator
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 from . import _codec, _net, _store
+from ._aug import BINARY_OPS
 from ._base import STOPPED_WARNING, Path, ShareError, user_stacklevel
 from ._base import oga as _oga
 from ._lifecycle import owner_alive
@@ -304,6 +306,17 @@ def call(share: Any, path: Path, name: str | None, args: tuple[Any, ...], kwargs
         return _codec.copy_out(result)
 
     return run(share, op, ("call", path, name, args, kwargs))
+
+
+_BINARY: dict[str, Callable[[Any, Any], Any]] = {name: getattr(operator, name) for name in BINARY_OPS.values()}
+
+
+def chain(value: Any, steps: tuple[tuple[str, Any], ...]) -> Any:
+    """``share.x = share.x * 2 + 1``: binary operators applied in turn, as one update
+    (``steps``: ``(operator name, operand)`` pairs; a name travels to a served Share)."""
+    for name, other in steps:
+        value = _BINARY[name](value, other)
+    return value
 
 
 def aug_apply(share: Any, path: Path, iop: Callable[[Any, Any], Any], value: Any) -> None:

@@ -39,6 +39,8 @@ def _unwrap(value: Any) -> Any:
         return value._sk_snapshot()
     if t is Pending:
         return value.value()
+    if t is Operand:  # `share.x = share.x + share.x`: the right one is a plain read
+        return _view(value.share, value.path, _codec.copy_out)
     return value
 
 
@@ -305,6 +307,11 @@ class Pending:
         op, other = self.op, self.other
         return _view(self.share, self.path, lambda t: _codec.copy_out(op(t, other)))
 
+    def then(self, fn: Callable[[Any, Any], Any], other: Any) -> Pending:
+        """``(self) <fn> other``: one pending update of the same path (`x * 2 + 1`)."""
+        steps = self.other if self.op is _ops.chain else ((self.op.__name__, self.other),)
+        return Pending(self.share, self.path, _ops.chain, (*steps, (fn.__name__, other)))
+
     def __repr__(self) -> str:
         return f"<pending update {path_str(self.path)} {self.op.__name__} {self.other!r}>"
 
@@ -319,5 +326,16 @@ def _operand_method(opname: str) -> Callable[[Operand, Any], Pending]:
     return method
 
 
+def _pending_method(opname: str) -> Callable[[Pending, Any], Pending]:
+    fn = getattr(operator, opname)
+
+    def method(self: Pending, other: Any) -> Pending:
+        return self.then(fn, _unwrap(other))
+
+    method.__name__ = f"__{opname.rstrip('_')}__"
+    return method
+
+
 for _opname in BINARY_OPS.values():
     setattr(Operand, f"__{_opname.rstrip('_')}__", _operand_method(_opname))
+    setattr(Pending, f"__{_opname.rstrip('_')}__", _pending_method(_opname))
