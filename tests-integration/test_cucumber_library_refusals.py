@@ -34,3 +34,27 @@ def test_library_refusals_stay_serialization_errors() -> None:
     finally:
         anchor.close()
         point.close()
+
+
+@pytest.mark.parametrize("where", ["attribute", "nested"])
+def test_a_share_refuses_pipe_endpoints_on_assignment(where: str) -> None:
+    # Accepted before, then a spawn child reading it failed with a misleading
+    # "truncated or corrupted payload" (its handle goes to one process once).
+    from suitkaise.pipe import Pipe
+    from suitkaise.share import Share
+
+    anchor, point = Pipe.pair()
+    try:
+        with Share() as share:
+            share.keep = 1
+            for end in (point, anchor):
+                with pytest.raises(TypeError, match="a Pipe endpoint cannot be stored in a Share") as info:
+                    if where == "attribute":
+                        share.pp = end
+                    else:
+                        share.d = {"ends": [end]}
+                assert ("share.pp" if where == "attribute" else "share.d['ends'][0]") in str(info.value)
+            assert share.keep == 1 and not hasattr(share, "pp") and not hasattr(share, "d")
+    finally:
+        anchor.close()
+        point.close()

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -233,3 +234,24 @@ def test_bootstrap_failure_names_the_main_module_import(method: str, how: str, t
         # the child's own Pool call is refused in its thread, with the reason
         assert "Pool.map was called while this process, a child started by multiprocessing" in done.stderr
     assert done.stdout.count("MAIN") == 1
+
+
+def start_inner_pool(x: int) -> int:
+    return sum(Pool(1).map(abs, [x]))
+
+
+def start_inner_skprocess(x: int) -> int:
+    from skprocess_support import Forever
+
+    Forever().start()
+    return x
+
+
+@pytest.mark.parametrize("task", [start_inner_pool, start_inner_skprocess])
+def test_a_task_starting_processes_gets_a_clear_error(start_method: str, task: Any) -> None:
+    """Workers are daemonic: the task's own call says so and what to do (it used to be
+    'internal error in the manager thread: AssertionError(...)' for a Pool)."""
+    with Pool(1) as pool:
+        with pytest.raises(RuntimeError, match=r"inside a daemonic process .*Skprocess classes as items"):
+            pool.map(task, [1])
+        assert pool.map(square, [3]) == [9]  # the pool goes on

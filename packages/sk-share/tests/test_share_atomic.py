@@ -266,7 +266,7 @@ def test_chains_and_other_shapes_give_plain_python_values() -> None:
         assert share.x == 8
         share.x = share.x + share.x  # the right one is an ordinary read
         assert share.x == 16
-        share.s = "<%s>" % share.s  # our value as the right operand: an ordinary read
+        share.s = "<%s>" % share.s  # noqa: UP031 - the right-operand form under test
         assert share.s == "<v>"
         share.x = 1 + share.x * 2
         assert share.x == 33

@@ -226,3 +226,13 @@ def test_a_child_writing_to_a_stopped_share_warns_and_queues(start_method: str) 
         assert share.c == 5
     finally:
         share.stop()
+
+
+def test_with_on_a_stored_lock_points_to_share_lock() -> None:
+    import threading
+
+    with Share() as share:
+        share.lk = threading.Lock()
+        with pytest.raises(TypeError, match=r"share\.lk is stored in a Share.*with share\.lock\(\):"):
+            with share.lk:
+                pass

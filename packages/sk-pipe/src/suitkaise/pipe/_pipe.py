@@ -66,6 +66,14 @@ class _PipeEndpoint:
     """
 
     _role: ClassVar[str] = "endpoint"
+    # Read by suitkaise.share (duck-typed, no import): a Share refuses the endpoint on
+    # assignment. Its OS handle can be handed to one process once; every process reading
+    # it from a Share would need its own.
+    _share_disallowed: ClassVar[str] = (
+        "a Pipe endpoint cannot be stored in a Share: its OS handle goes to one process "
+        "once. Pass the point to the process that uses it instead (an Skprocess argument, "
+        "a Pool item or multiprocessing.Process args)"
+    )
 
     __slots__ = (
         "__weakref__",

@@ -39,7 +39,7 @@ __all__ = [
     "RemoteTraceback",
     "attach_traceback",
     "bootstrap_failure",
-    "check_not_bootstrapping",
+    "check_can_start_processes",
     "capture_traceback",
     "describe_exception",
     "portable",
@@ -304,15 +304,22 @@ def bootstrap_failure(who: str, method: str, exitcode: int | None) -> str:
     )
 
 
-def check_not_bootstrapping(what: str) -> None:
-    """Refuse to start processes from a child that is still importing the main module.
+def check_can_start_processes(what: str) -> None:
+    """Refuse, in the caller's thread, to start processes where multiprocessing cannot.
 
-    multiprocessing raises its own RuntimeError deep inside (for a Pool, in the
-    manager thread); this says the same in the caller's thread, naming the call.
+    multiprocessing raises deep inside (for a Pool, in its manager thread) with a message
+    about its own internals; this names the call and says what to do instead.
     """
-    if getattr(multiprocessing.current_process(), "_inheriting", False):
+    me = multiprocessing.current_process()
+    if getattr(me, "_inheriting", False):
         raise RuntimeError(
             f"{what} was called while this process, a child started by multiprocessing, is "
             f"still importing {_main_module()}: it cannot start processes of its own yet. "
             f"The script runs again in every child; {_GUARD}."
+        )
+    if me.daemon:
+        raise RuntimeError(
+            f"{what} was called inside a daemonic process ({me.name}, e.g. a Pool worker): "
+            "it cannot start processes of its own. Give the Pool Skprocess classes as items "
+            "(they run inside the worker), or start the inner work from the parent."
         )

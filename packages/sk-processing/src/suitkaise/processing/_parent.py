@@ -55,6 +55,7 @@ from suitkaise.processing._errors import (
     ResultTimeoutError,
     attach_traceback,
     bootstrap_failure,
+    check_can_start_processes,
 )
 from suitkaise.processing._forkpayload import SpawnPayload, fd_for_child, serialize_for_fork
 from suitkaise.processing._runtime import (
@@ -511,6 +512,7 @@ def start(owner: Any) -> None:
     if rt is not None and not isinstance(rt, ParentRun):
         raise RuntimeError("start() cannot be called from inside the running Skprocess")
     validate(owner.process_config, type(owner).__qualname__)
+    check_can_start_processes(f"{type(owner).__qualname__}.start()")
     d["timers"] = ProcessTimers()
     d["error"] = None
     d["_current_run"] = 0

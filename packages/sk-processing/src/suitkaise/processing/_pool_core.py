@@ -40,7 +40,7 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from suitkaise.processing import _pool_wire as wire
-from suitkaise.processing._errors import ProcessError, bootstrap_failure, check_not_bootstrapping
+from suitkaise.processing._errors import ProcessError, bootstrap_failure, check_can_start_processes
 from suitkaise.processing._pool_worker import (
     PHASE_LOADING,
     PHASE_RUNNING,
@@ -211,7 +211,7 @@ class Core:
             os.write(self._wake_w, b"x")
 
     def add_job(self, job: Job) -> None:
-        check_not_bootstrapping(f"Pool.{job.name}")
+        check_can_start_processes(f"Pool.{job.name}")
         if self.trace is not None:
             self.trace.event("call", job=job.id, name=job.name)
         with self.lock:

@@ -148,6 +148,20 @@ class Proxy:
     def __len__(self) -> int:
         return self._sk_read(len)
 
+    def __enter__(self) -> Any:
+        # `with share.lk:` on a stored lock, connection, file...: each process rebuilds its
+        # own copy, so it could not exclude anyone. Say so instead of Python's "does not
+        # support the context manager protocol".
+        raise TypeError(
+            f"{path_str(self._sk_path)} is stored in a Share, where every process works on its own "
+            "copy: it cannot be used in a `with` statement (a stored lock would lock nothing "
+            "across processes). For a critical section across processes use "
+            "`with share.lock():`; for a resource, read a copy (`copy.copy(share.x)`)."
+        )
+
+    def __exit__(self, *exc: Any) -> None:  # pragma: no cover - __enter__ always raises
+        return None
+
     def __iter__(self) -> Iterator[Any]:
         return iter(self._sk_read(lambda t: _codec.copy_out(list(t))))
 
