@@ -243,6 +243,7 @@ def _computed(share: Share, wid: int, n: int) -> None:
         share.d[f"k{k}"] = share.d[f"k{k}"] + 2
         share.c = share.c * 1 + 2 - 1
         share.m[k + 1] = share.m[k + 1] * 1 + 1
+        share.g[k] = share.g.get(k, 0) + 1  # the counting idiom, keys created on first use
 
 
 @pytest.mark.timeout(GROWING_TIMEOUT)
@@ -250,10 +251,12 @@ def test_computed_keys_and_operator_chains_are_exact(start_method: str) -> None:
     ctx = multiprocessing.get_context()
     total = PROCS * N
     with Share() as share:
-        share.l, share.c, share.m = [0, 0, 0], 0, {1: 0, 2: 0, 3: 0}
+        share.l, share.c, share.m, share.g = [0, 0, 0], 0, {1: 0, 2: 0, 3: 0}, {}
         share.d = {"0": 0, "1": 0, "2": 0, "k0": 0, "k1": 0, "k2": 0}
         _run(ctx, _computed, [(share, w, N) for w in range(PROCS)], GROWING_TIMEOUT - 30)
         assert sum(share.l) == total and share.c == total and sum(share.m.values()) == total
+        assert share.g == {k: PROCS * len(range(k, N, 3)) for k in range(3)}
+        assert sum(share.g.values()) == total
         assert sum(share.d[str(k)] for k in range(3)) == total
         assert sum(share.d[f"k{k}"] for k in range(3)) == 2 * total
 
@@ -274,6 +277,14 @@ def test_chains_and_other_shapes_give_plain_python_values() -> None:
         assert share.d == {"a": 1, "b": 2}
         y = share.x * 2 + 1  # not stored back: a real value
         assert y == 67 and type(y) is int
+        share.d["new"] = share.d.get("new", 10) * 2 + 1  # missing key: the default
+        share.d["a"] = share.d.get("a", 0) + 5
+        assert (share.d["new"], share.d["a"]) == (21, 6)
+        z = share.d.get("a", 0) + 1  # not stored back: a real value
+        assert z == 7 and type(z) is int
+        with pytest.raises(TypeError):  # no default: None + 1, as in plain Python
+            share.d["none"] = share.d.get("none") + 1
+        assert "none" not in share.d
 
 
 def test_real_values_of_every_operator() -> None:

@@ -159,15 +159,16 @@ def _chains(share: Share, n: int) -> None:
     for x in range(n):
         share.c = share.c * 1 + 2 - 1  # one chained update, sent as (operator, operand) steps
         share.d[str(x % 2)] = share.d[str(x % 2)] + 1
+        share.g[x % 2] = share.g.get(x % 2, 0) + 1  # sent with its default
 
 
 def test_chained_and_computed_key_updates_over_tcp(start_method: str, tcp_env: None) -> None:
     ctx = multiprocessing.get_context()
     with Share() as share:
-        share.c, share.d = 0, {"0": 0, "1": 0}
+        share.c, share.d, share.g = 0, {"0": 0, "1": 0}, {}
         share.serve()
         _run(ctx, _chains, [(share, 300)] * 2)
-        assert share.c == 600 and share.d == {"0": 300, "1": 300}
+        assert share.c == 600 and share.d == {"0": 300, "1": 300} and share.g == {0: 300, 1: 300}
 
 
 def test_rebuilt_handle_in_this_process_reads_earlier_writes(tcp_env: None) -> None:

@@ -169,7 +169,9 @@ def test_augmented_and_reassign_forms(url: str) -> None:
         k = 1
         share.m = {"1": 0}
         share.m[str(k)] = share.m[str(k)] + 5
-        assert (share.d["k"], share.m) == (21, {"1": 5})
+        share.m["2"] = share.m.get("2", 0) + 1
+        share.m["2"] = share.m.get("2", 0) + 1
+        assert (share.d["k"], share.m) == (21, {"1": 5, "2": 2})
 
 
 def test_method_calls_apply_atomically_and_failures_change_nothing(url: str) -> None:

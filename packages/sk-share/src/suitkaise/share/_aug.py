@@ -192,7 +192,13 @@ def _reassign(ins: list[dis.Instruction], n: int, subscr: bool) -> bool:
         store = ("STORE_ATTR",)
     if start is None:
         return False
-    target = ins[start:n]
+    return _flows_to(ins, n, ins[start:n], store, cur, subscr)
+
+
+def _flows_to(ins: list[dis.Instruction], n: int, target: list[dis.Instruction], store: tuple[str, ...],
+              cur: dis.Instruction, subscr: bool) -> bool:
+    """The value pushed by ``ins[n]`` is the left operand of one or more binary operators
+    whose result is stored to ``target`` (the same instructions again, then ``store``)."""
     depth = 1  # items on the stack at or above the value we read (or its pending update)
     m = n + 1
     while m < len(ins):
@@ -242,6 +248,54 @@ def binary_op_name(code: CodeType, lasti: int) -> str | None:
     return BINARY_OPS.get(i.argrepr) if i.opname == "BINARY_OP" else None
 
 _KIND: dict[tuple[CodeType, int], int] = {}
+_GET: dict[tuple[CodeType, int], bool] = {}
+
+
+def _get_reassign(code: CodeType, lasti: int) -> bool:
+    ins, where = _instructions(code)
+    n = _index(where, lasti)
+    if n is None:
+        return False
+    call = ins[n]
+    if call.opname != "CALL" or call.arg not in (1, 2):
+        return False
+    end = n - 1 if n >= 1 and ins[n - 1].opname == "PRECALL" else n  # 3.11 has PRECALL
+    starts = []
+    for _ in range(call.arg):
+        s = _expr_start(ins, end)
+        if s is None:
+            return False
+        starts.append(s)
+        end = s
+    key_start = starts[-1]
+    key_end = starts[-2] if call.arg == 2 else (n - 1 if ins[n - 1].opname == "PRECALL" else n)
+    meth = key_start - 1
+    if meth < 1 or not (_is_method_load(ins[meth]) and ins[meth].argval == "get"):
+        return False
+    chain = _chain_start(ins, meth)
+    if chain is None:
+        return False
+    target = ins[chain:meth] + ins[key_start:key_end]
+    return _flows_to(ins, n, target, ("STORE_SUBSCR",), call, True)
+
+
+def get_reassign(frame: FrameType | None) -> bool:
+    """The call running in ``frame`` is ``c.get(key[, default])`` in
+    ``c[key] = c.get(key, default) <op> expr`` (the same ``c`` and ``key`` instructions on
+    both sides): the store-back can apply it as one update. Cached per instruction."""
+    if frame is None:
+        return False
+    key = (frame.f_code, frame.f_lasti)
+    got = _GET.get(key)
+    if got is None:
+        try:
+            got = _get_reassign(frame.f_code, frame.f_lasti)
+        except Exception:  # never let the detection break a call
+            got = False
+        if len(_GET) > 65536:
+            _GET.clear()
+        _GET[key] = got
+    return got
 
 
 def _is_method_load(i: dis.Instruction) -> bool:

@@ -72,16 +72,18 @@ class Dispatcher:
         if kind == "call":
             return _ops.call(h, req[1], req[2], req[3], req[4])
         if kind == "aug":
+            # ("aug", path, operator name, operand[, default of the `d.get(k, default)` form])
+            default = req[4] if len(req) == 5 else _ops.NO_DEFAULT
             if req[2] == "chain":  # `share.x = share.x * 2 + 1`: (operator name, operand) steps
                 steps = req[3]
                 if type(steps) is not tuple or not all(
                     type(st) is tuple and len(st) == 2 and st[0] in _BINARY_NAMES for st in steps
                 ):
                     raise ShareError("malformed chained update")
-                return _ops.aug_apply(h, req[1], _ops.chain, steps)
+                return _ops.aug_apply(h, req[1], _ops.chain, steps, default)
             if req[2] not in _AUG_OPS:
                 raise ShareError(f"unknown in-place operator {req[2]!r}")
-            return _ops.aug_apply(h, req[1], getattr(operator, req[2]), req[3])
+            return _ops.aug_apply(h, req[1], getattr(operator, req[2]), req[3], default)
         if kind == "class":
             key = req[1]
             if type(key) is not str or not key.startswith(_codec.CLASS_PREFIX):

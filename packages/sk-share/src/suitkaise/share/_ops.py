@@ -319,12 +319,16 @@ def chain(value: Any, steps: tuple[tuple[str, Any], ...]) -> Any:
     return value
 
 
-def aug_apply(share: Any, path: Path, iop: Callable[[Any, Any], Any], value: Any) -> None:
+NO_DEFAULT: Any = type("NoDefault", (), {"__repr__": lambda self: "<no default>"})()
+
+
+def aug_apply(share: Any, path: Path, iop: Callable[[Any, Any], Any], value: Any, default: Any = NO_DEFAULT) -> None:
     """``<value at path> = iop(<value at path>, value)`` as one locked update (``op=`` and
-    read-modify-reassign)."""
+    read-modify-reassign). With ``default`` the value at ``path`` (``c[key]``) is read as
+    ``c.get(key, default)`` (``share.d[k] = share.d.get(k, 0) + 1``)."""
     d = _oga(share, "__dict__")
     st = d["_sk_store"]
-    if len(path) == 1 and st is not None and not st.closed and not d["_sk_queue"]:
+    if len(path) == 1 and default is NO_DEFAULT and st is not None and not st.closed and not d["_sk_queue"]:
         # fast path for `share.x op= v` on a plain immutable value (counters): no
         # transaction object, one entry rewrite. Anything unusual takes the general path.
         name = path[0]
@@ -366,7 +370,10 @@ def aug_apply(share: Any, path: Path, iop: Callable[[Any, Any], Any], value: Any
             return None
         parent = resolve(root, path[1:-1])
         kind, key = path[-1]
-        cur = getattr(parent, key) if kind == "a" else parent[key]
+        if kind == "a":
+            cur = getattr(parent, key)
+        else:
+            cur = parent[key] if default is NO_DEFAULT else parent.get(key, default)
         new = iop(cur, value)
         if kind == "a":
             setattr(parent, key, new)
@@ -375,4 +382,7 @@ def aug_apply(share: Any, path: Path, iop: Callable[[Any, Any], Any], value: Any
         txn.touch(path[0], root, force=True, where=path_str(path[:1]))
         return None
 
-    run(share, op, ("aug", path, iop.__name__, value))
+    if default is NO_DEFAULT:
+        run(share, op, ("aug", path, iop.__name__, value))
+    else:
+        run(share, op, ("aug", path, iop.__name__, value, default))

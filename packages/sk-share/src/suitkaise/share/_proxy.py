@@ -19,10 +19,10 @@ from typing import Any
 
 from . import _codec, _ops
 from ._aug import _KIND as _READ_KIND
-from ._aug import AUG, BINARY_OPS, METHOD, REASSIGN, read_kind
+from ._aug import AUG, BINARY_OPS, METHOD, REASSIGN, get_reassign, read_kind
 from ._base import Path
 from ._base import oga as _oga
-from ._ops import check_blocked
+from ._ops import NO_DEFAULT, check_blocked
 from ._txn import path_str
 
 _view = _ops.view
@@ -40,11 +40,15 @@ def _unwrap(value: Any) -> Any:
     if t is Pending:
         return value.value()
     if t is Operand:  # `share.x = share.x + share.x`: the right one is a plain read
-        return _view(value.share, value.path, _codec.copy_out)
+        return Pending(value.share, value.path, _first, None, value.default).value()
     return value
 
 
 unwrap = _unwrap
+
+
+def _first(value: Any, _other: Any) -> Any:
+    return value
 
 
 def _unwrap_args(args: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -271,6 +275,11 @@ class _Method:
         self._share, self._path, self._name = share, path, name
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._name == "get" and 1 <= len(args) <= 2 and not kwargs and get_reassign(sys._getframe(1)):
+            # `share.d[k] = share.d.get(k, 0) + 1`: one update, like `share.d[k] += 1`
+            key = _unwrap(args[0])
+            default = _unwrap(args[1]) if len(args) == 2 else None
+            return Operand(self._share, (*self._path, ("i", key)), default)
         return _call(self._share, self._path, self._name, _unwrap_args(args), _unwrap_kwargs(kwargs))
 
     def __repr__(self) -> str:
@@ -289,7 +298,7 @@ def _stores_back(proxy: Proxy, value: Any, path: Path) -> bool:
     if t is Proxy:
         return bool(value._sk_path == path and same_share(value._sk_share, proxy._sk_share))
     if t is Pending and value.path == path and same_share(value.share, proxy._sk_share):
-        _aug_apply(proxy._sk_share, path, value.op, value.other)
+        _aug_apply(proxy._sk_share, path, value.op, value.other, value.default)
         return True
     return False
 
@@ -299,10 +308,11 @@ class Operand:
     caller's bytecode, ``_aug.py``): its operator does not compute anything, it returns the
     update as a ``Pending`` that the store-back applies as one locked read-modify-write."""
 
-    __slots__ = ("path", "share")
+    __slots__ = ("default", "path", "share")
 
-    def __init__(self, share: Any, path: Path) -> None:
-        self.share, self.path = share, path
+    def __init__(self, share: Any, path: Path, default: Any = NO_DEFAULT) -> None:
+        # default: read as `container.get(key, default)` (the `d.get(k, 0) + 1` form)
+        self.share, self.path, self.default = share, path, default
 
     def __repr__(self) -> str:
         return f"<pending read of {path_str(self.path)}>"
@@ -312,19 +322,24 @@ class Pending:
     """``<current value at path> <op> other``, not yet applied. Stored back to the same path
     it is applied atomically; used as a value anywhere else it is computed from a fresh read."""
 
-    __slots__ = ("op", "other", "path", "share")
+    __slots__ = ("default", "op", "other", "path", "share")
 
-    def __init__(self, share: Any, path: Path, op: Callable[[Any, Any], Any], other: Any) -> None:
-        self.share, self.path, self.op, self.other = share, path, op, other
+    def __init__(
+        self, share: Any, path: Path, op: Callable[[Any, Any], Any], other: Any, default: Any = NO_DEFAULT
+    ) -> None:
+        self.share, self.path, self.op, self.other, self.default = share, path, op, other, default
 
     def value(self) -> Any:
-        op, other = self.op, self.other
-        return _view(self.share, self.path, lambda t: _codec.copy_out(op(t, other)))
+        op, other, default = self.op, self.other, self.default
+        if default is NO_DEFAULT:
+            return _view(self.share, self.path, lambda t: _codec.copy_out(op(t, other)))
+        key = self.path[-1][1]
+        return _view(self.share, self.path[:-1], lambda c: _codec.copy_out(op(c.get(key, default), other)))
 
     def then(self, fn: Callable[[Any, Any], Any], other: Any) -> Pending:
         """``(self) <fn> other``: one pending update of the same path (`x * 2 + 1`)."""
         steps = self.other if self.op is _ops.chain else ((self.op.__name__, self.other),)
-        return Pending(self.share, self.path, _ops.chain, (*steps, (fn.__name__, other)))
+        return Pending(self.share, self.path, _ops.chain, (*steps, (fn.__name__, other)), self.default)
 
     def __repr__(self) -> str:
         return f"<pending update {path_str(self.path)} {self.op.__name__} {self.other!r}>"
@@ -334,7 +349,7 @@ def _operand_method(opname: str) -> Callable[[Operand, Any], Pending]:
     fn = getattr(operator, opname)
 
     def method(self: Operand, other: Any) -> Pending:
-        return Pending(self.share, self.path, fn, _unwrap(other))
+        return Pending(self.share, self.path, fn, _unwrap(other), self.default)
 
     method.__name__ = f"__{opname.rstrip('_')}__"
     return method

@@ -613,7 +613,7 @@ class Backend:
         if kind in ("view", "names", "objects"):
             return op(RedisTxn(self, None))
         if kind == "aug":
-            _, path, opname, value = rop  # type: ignore[misc]
+            path, opname, value = rop[1], rop[2], rop[3]  # type: ignore[index]
             sign = _FAST_AUG.get(opname)
             if sign is not None and len(path) == 1 and type(value) is int:
                 delta = sign * value

@@ -529,7 +529,7 @@ class Share:
             return  # the store-back of `share.x op= v`: already applied atomically
         if t is Pending and value.path == (name,) and same_share(value.share, self):
             # `share.x = share.x <op> expr`: one atomic read-modify-write
-            _aug_apply(self, value.path, value.op, value.other)
+            _aug_apply(self, value.path, value.op, value.other, value.default)
             return
         if not isinstance(name, str) or name.startswith(("__", "_sk_", "\x00")) or name in RESERVED:
             raise AttributeError(
