@@ -162,7 +162,7 @@ def summary(tl: Timeline) -> str:
     return "\n".join(lines)
 
 
-_LANE, _TOP, _LEFT, _WIDTH = 34, 58, 250, 1060
+_LANE, _TOP, _LEFT, _WIDTH = 34, 58, 250, 1100
 _COLOURS = ("#76b7b2", "#4e79a7", "#f28e2b", "#59a14f")
 
 
@@ -174,7 +174,7 @@ def render_svg(tl: Timeline, title: str = "Pool timeline") -> str:
     def x(t: float) -> float:
         return _LEFT + (t - t0) * scale
 
-    height = _TOP + _LANE * max(len(tl.workers), 1) + 60
+    height = _TOP + _LANE * max(len(tl.workers), 1) + 75
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" height="{height}" '
         f'font-family="sans-serif" font-size="11">',
@@ -217,9 +217,12 @@ def render_svg(tl: Timeline, title: str = "Pool timeline") -> str:
     axis_y = _TOP + _LANE * len(tl.workers) + 18
     for i in range(6):
         t = t0 + span * i / 5
-        out.append(f'<text x="{x(t):.1f}" y="{axis_y}" text-anchor="middle">{(t - t0) * 1000:.0f} ms</text>')
-    out.append(f'<text x="{_LEFT}" y="{axis_y + 20}" fill="#555">time since the first event; '
-               'hover a bar for the item and its duration</text>')
+        anchor = "end" if i == 5 else "middle"  # the last label must not run off the edge
+        out.append(f'<text x="{x(t):.1f}" y="{axis_y}" text-anchor="{anchor}">{(t - t0) * 1000:.0f} ms</text>')
+    legend = ("Time since the first event. Numbers: each item's position in its call; hover a bar for details.",
+              "Pale: finished after its call had raised (result dropped). Red with X: the worker died running it.")
+    for row, line in enumerate(legend):
+        out.append(f'<text x="{_LEFT}" y="{axis_y + 20 + 15 * row}" fill="#555">{line}</text>')
     out.append("</svg>")
     return "\n".join(out)
 
