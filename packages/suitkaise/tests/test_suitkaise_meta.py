@@ -112,3 +112,14 @@ def test_stub_lists_exactly_the_table() -> None:
     missing, extra = sorted(wanted - seen), sorted(seen - wanted)
     assert not missing and not extra, f"{stub}: add {missing}, remove {extra}"
 
+
+
+def test_demo_says_when_the_machine_is_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from suitkaise import _demo
+
+    monkeypatch.setattr(_demo.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(_demo.os, "getloadavg", lambda: (5.0, 5.0, 5.0))
+    note = _demo._busy_note(2)
+    assert note is not None and "busy (load average 5.0 on 2 CPUs)" in note
+    monkeypatch.setattr(_demo.os, "getloadavg", lambda: (0.5, 0.5, 0.5))
+    assert _demo._busy_note(2) is None

@@ -251,8 +251,25 @@ def prime_census(quick: bool, workers: int | None) -> None:
         ["same total as serial", sum(counts) == sum(serial)],
     ]
     print(_table(["summary", "value"], rows))
+    busy = _busy_note(workers)
+    if busy:
+        print(busy)
     if sum(counts) != sum(serial) or verdict["mismatches"] or tasks_done != chunks:
         raise RuntimeError("the parallel run disagrees with the serial one")
+
+
+def _busy_note(workers: int) -> str | None:
+    """A note when other work competes for the CPUs (the speed-up then says little)."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not available on this platform
+        return None
+    cpus = os.cpu_count() or 1
+    if load <= cpus:
+        return None
+    return (f"note: this machine is busy (load average {load:.1f} on {cpus} CPUs), so the "
+            f"{workers} workers shared the CPUs with other work: the speed-up above understates "
+            "what the Pool does on an idle machine.")
 
 
 def run_demo(*, quick: bool = False, workers: int | None = None) -> int:
