@@ -77,6 +77,7 @@ _SMALL = 64 * 1024
 _CHUNK = _SMALL + 64
 _LEN = struct.Struct("<Q")
 _COUNT = struct.Struct("<I")
+_NO_BUFFERS = _COUNT.pack(0)
 
 # What ``encode`` made of an object (the Pipe puts it in its one-byte head).
 KIND_PICKLE = 0
@@ -235,16 +236,29 @@ def _read_exact(fd: int, rd: Reader | None, buf: bytearray) -> None:
 # -- messages ------------------------------------------------------------------------
 
 class Frame(NamedTuple):
-    """One received message: the caller's head, the payload, the out-of-band buffers."""
+    """One received message: the caller's head, the payload, the out-of-band buffers
+    (``head`` and ``data`` are ``bytes`` for a small message read whole, otherwise views
+    of one ``bytearray``)."""
 
-    head: memoryview
-    data: memoryview
+    head: bytes | memoryview
+    data: bytes | memoryview
     buffers: list[bytearray]
 
 
 def send(fd: int, head: bytes, data: Any = b"", buffers: Sequence[memoryview] = (),
          progress: Progress | None = None) -> None:
     """Write one message (blocks until all of it is in the descriptor's buffer)."""
+    if not buffers and len(head) + len(data) <= _SMALL - 4:
+        # The common small message: one bytes object, one os.write.
+        frame = b"".join((_LEN.pack(len(head) + 4 + len(data)), head, _NO_BUFFERS, data))
+        if progress is not None:
+            progress.tx_dirty = True
+        written = os.write(fd, frame)
+        if written < len(frame):
+            write_all(fd, [memoryview(frame)[written:]])
+        if progress is not None:
+            progress.tx_dirty = False
+        return
     bufs: list[memoryview] = []
     for buf in buffers:
         view = memoryview(buf)
@@ -294,9 +308,13 @@ def recv(fd: int, head_size: int, reader: Reader | None = None, progress: Progre
         (length,) = _LEN.unpack(lenbuf)
         block = bytearray(length)
         read_into(fd, block)
-    view = memoryview(block)
     (n,) = _COUNT.unpack_from(block, head_size)
     offset = head_size + 4
+    if not n and type(block) is bytes:  # a small message read whole: plain slices are cheaper
+        if progress is not None:
+            progress.rx_dirty = False
+        return Frame(block[:head_size], block[offset:], [])
+    view = memoryview(block)
     buffers: list[bytearray] = []
     if n:
         sizes = struct.unpack_from(f"<{n}Q", block, offset)

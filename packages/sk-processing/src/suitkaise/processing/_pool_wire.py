@@ -58,7 +58,7 @@ class Message(NamedTuple):
     a: int
     b: int
     elapsed: float
-    payload: memoryview
+    payload: bytes | memoryview
     buffers: list[bytearray]
 
 
