@@ -39,7 +39,6 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.connection as mpc
 import os
-import signal
 import sys
 import threading
 import time
@@ -55,6 +54,7 @@ from suitkaise.processing._errors import (
     ProcessTimeoutError,
     ResultTimeoutError,
     attach_traceback,
+    describe_exit,
 )
 from suitkaise.processing._forkpayload import SpawnPayload, fd_for_child, serialize_for_fork
 from suitkaise.processing._runtime import (
@@ -78,7 +78,7 @@ from suitkaise.processing._runtime import (
 from suitkaise.processing._sections import BY_CODE, KEYS
 from suitkaise.processing._timers import ProcessTimers
 
-__all__ = ["ParentRun", "describe_exit", "start"]
+__all__ = ["ParentRun", "start"]
 
 _DEADLINE_POLL = 0.25
 _TRIM_EVERY = 64  # with checkpoints: look at what the child consumed once this many messages wait
@@ -97,24 +97,6 @@ def _grace(timeout: float) -> float:
 def _section_name(code: float) -> str:
     section = BY_CODE.get(int(code))
     return "__run__" if section is None else section.dunder
-
-
-def describe_exit(code: int | None) -> str:
-    if code is None:
-        return "process ended without an exit code"
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        hint = {
-            "SIGKILL": " (killed from outside, or by the out-of-memory killer)",
-            "SIGSEGV": " (segmentation fault, usually in native code)",
-            "SIGABRT": " (aborted, usually by native code)",
-            "SIGBUS": " (bus error in native code)",
-        }.get(name, "")
-        return f"process was killed by signal {name} ({code}){hint}"
-    return f"process exited with code {code} before producing a result"
 
 
 def _bootstrap_failure(name: str, method: str, exitcode: int) -> str:
