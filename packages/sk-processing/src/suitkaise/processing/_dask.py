@@ -209,13 +209,7 @@ class _DaskRun(CallBase):
     def _finish_on_error(self, error: BaseException) -> None:
         self._finish()  # errors, timeouts, Ctrl-C: cancel what is left of this call
 
-    def _next_values(self) -> list[Any] | None:
-        if self._pending_error is not None:
-            err, self._pending_error = self._pending_error, None
-            raise err
-        if self._done:
-            return None
-        self._top_up()
+    def _take(self) -> list[Any] | None:
         seqs = self._wait()
         if seqs is None:
             self._finish()

@@ -50,7 +50,6 @@ __all__ = [
 ]
 
 TB_ATTR = "__remote_traceback__"
-_LEGACY_TB_ATTR = "remote_traceback"  # read for compatibility (0.5.0 stored it on ProcessError)
 T = TypeVar("T")
 
 
@@ -122,7 +121,7 @@ def describe_exit(code: int | None) -> str:
 
 def _stored_traceback(exc: BaseException) -> str | None:
     d = getattr(exc, "__dict__", None) or {}
-    tb = d.get(TB_ATTR) or d.get(_LEGACY_TB_ATTR)
+    tb = d.get(TB_ATTR)
     return tb if isinstance(tb, str) and tb else None
 
 

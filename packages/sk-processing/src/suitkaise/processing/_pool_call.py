@@ -7,11 +7,11 @@
            └─ backend.start(call) ─► a CallBase subclass:
                 _pool_local._Run    local worker processes (_pool_core, _pool_worker)
                 _dask._DaskRun      a dask.distributed cluster
-    CallBase: checks the arguments, sizes chunks, bounds read-ahead, iterates the
-    results and rebuilds an item's error (an ``ErrorRecord``) as the exception to raise.
+    open_input checks the arguments; CallBase sizes chunks, bounds read-ahead, iterates
+    the results and rebuilds an item's error (an ``ErrorRecord``) as the exception to raise.
 
 A subclass feeds chunks (``_top_up``), waits for the next finished chunk and
-decodes it (``_next_values``), and says how long an item takes (``_item_time``).
+decodes it (``_take``), and says how long an item takes (``_item_time``).
 """
 
 from __future__ import annotations
@@ -134,8 +134,9 @@ class CallBase:
     Chunk sizing (``map``: about four chunks per worker; ``imap``: adaptive, aiming at
     ``_target_chunk_seconds`` of measured work) with bounded read-ahead, iteration,
     timeouts, progress, and rebuilding an item's error with its remote traceback.
-    Subclasses provide ``_next_values`` (the next chunk's values, ``None`` at the end),
-    ``_finish_on_error`` and ``_item_time`` (measured seconds per item, or ``None``).
+    Subclasses provide ``_top_up`` (submit chunks), ``_take`` (the next finished chunk's
+    values, ``None`` at the end), ``_finish_on_error`` and ``_item_time`` (measured
+    seconds per item, or ``None``).
     """
 
     _target_chunk_seconds = 0.01  # adaptive imap chunks aim at this much work each
@@ -243,6 +244,21 @@ class CallBase:
         return out
 
     def _next_values(self) -> list[Any] | None:
+        """The values of the next chunk (may be empty), or ``None`` at the end."""
+        if self._pending_error is not None:
+            err, self._pending_error = self._pending_error, None
+            raise err
+        if self._done:
+            return None
+        self._top_up()
+        return self._take()
+
+    def _top_up(self) -> None:
+        """Submit chunks while the input lasts and read-ahead allows."""
+        raise NotImplementedError
+
+    def _take(self) -> list[Any] | None:
+        """Wait for the next finished chunk(s); their values, or ``None`` at the end."""
         raise NotImplementedError
 
     def _finish_on_error(self, error: BaseException) -> None:

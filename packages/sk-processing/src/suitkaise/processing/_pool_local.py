@@ -71,14 +71,7 @@ class LocalRun(CallBase):
             self._core.terminate()
         self._finish(kill=False)
 
-    def _next_values(self) -> list[Any] | None:
-        """The values of the next chunk (may be empty), or ``None`` at the end."""
-        if self._pending_error is not None:
-            err, self._pending_error = self._pending_error, None
-            raise err
-        if self._done:
-            return None
-        self._top_up()
+    def _take(self) -> list[Any] | None:
         entry = self._wait()
         if entry is None:
             self._finish(kill=False)
