@@ -36,6 +36,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     "pool": ([], ["--quick", "--rounds", "3"]),
     "share": ([], ["--rounds", "3"]),
     "cluster": ([], ["--quick"]),
+    "share_redis": ([], ["--rounds", "3"]),
 }
 MARK = re.compile(r"<!-- BENCHMARKS:START -->.*?<!-- BENCHMARKS:END -->", re.S)
 

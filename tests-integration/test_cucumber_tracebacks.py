@@ -185,6 +185,76 @@ def test_skprocess_run_traceback_names_script_and_line(
     _assert_frame(out, script, line, "__run__", text)
 
 
+_SECTIONS_SCRIPT = '''
+import multiprocessing
+import os
+import sys
+import traceback
+
+from suitkaise.processing import Skprocess
+
+SECTION, DELETE = sys.argv[2], sys.argv[3] == "delete"
+
+
+def make_local():
+    class Local(Skprocess):
+        def __init__(self):
+            self.process_config.runs = 1
+
+        def boom(self, section):
+            if section == SECTION:
+                y = section
+                if DELETE:
+                    os.remove(__file__)
+                raise ValueError(f"bad input {y}")
+
+        def __prerun__(self):
+            self.boom("__prerun__")  # in __prerun__
+
+        def __run__(self):
+            self.boom("__run__")  # in __run__
+
+        def __postrun__(self):
+            self.boom("__postrun__")  # in __postrun__
+
+        def __onfinish__(self):
+            self.boom("__onfinish__")  # in __onfinish__
+
+        def __result__(self):
+            self.boom("__result__")  # in __result__
+            return "no error"
+
+    return Local
+
+
+if __name__ == "__main__":
+    multiprocessing.set_start_method(sys.argv[1])
+    p = make_local()()
+    try:
+        p.run.timeout(60)()
+    except Exception as e:
+        print("".join(traceback.format_exception(e)))
+    else:
+        raise SystemExit("no error")
+'''
+
+
+@pytest.mark.parametrize("delete", ["keep", "delete"])
+@pytest.mark.parametrize("section", ["__prerun__", "__run__", "__postrun__", "__onfinish__", "__result__"])
+def test_skprocess_traceback_of_every_lifecycle_method(
+    tmp_path: Path, start_method: str, section: str, delete: str
+) -> None:
+    """Issue 14.1 for every lifecycle method of a class that travels by value: the method's
+    own frame and the helper it calls show the script's file, line and source text."""
+    script = _write(tmp_path, "sections_script.py", _SECTIONS_SCRIPT)
+    call = f'self.boom("{section}")  # in {section}'
+    call_line, fail_line = _line_of(script, call), _line_of(script, FAILING)
+    out = _run(script, start_method, section, delete)
+    assert script.exists() == (delete == "keep")
+    _assert_frame(out, script, call_line, section, call)
+    _assert_frame(out, script, fail_line, "boom", FAILING)
+
+
 _DASK_SCRIPT = '''
 import logging
 import os

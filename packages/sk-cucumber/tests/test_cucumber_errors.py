@@ -131,6 +131,66 @@ def test_user_setstate_exception_propagates_on_load() -> None:
     assert info.value.__notes__[0].startswith("cucumber: raised while deserializing")
 
 
+@pytest.mark.parametrize("hook", ["__setstate__", "__deserialize__"])
+def test_user_load_hook_exception_propagates_as_itself_in_another_interpreter(tmp_path: Any, hook: str) -> None:
+    # The receiver's own hook raises: that exception, not a DeserializationError, with the path.
+    mod = tmp_path / "hooks_mod.py"
+    mod.write_text(textwrap.dedent(
+        """
+        import os
+
+        class RestoreError(Exception):
+            pass
+
+        class ViaSetstate:
+            def __setstate__(self, state):
+                if os.environ.get("RECEIVER"):
+                    raise RestoreError("no restoring here")
+                self.__dict__.update(state)
+
+        class ViaDeserialize:
+            def __serialize__(self):
+                return {"v": 1}
+
+            @classmethod
+            def __deserialize__(cls, state):
+                if os.environ.get("RECEIVER"):
+                    raise RestoreError("no restoring here")
+                return cls()
+        """
+    ))
+    cls = "ViaSetstate" if hook == "__setstate__" else "ViaDeserialize"
+    sender = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        from suitkaise import cucumber
+        import hooks_mod
+        obj = hooks_mod.{cls}()
+        obj.v = 1
+        sys.stdout.buffer.write(cucumber.serialize({{"jobs": [obj]}}))
+        """
+    )
+    data = run_fresh(sender).stdout
+    receiver = textwrap.dedent(
+        f"""
+        import os, sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        os.environ["RECEIVER"] = "1"
+        from suitkaise import cucumber
+        import hooks_mod
+        try:
+            cucumber.deserialize(sys.stdin.buffer.read())
+        except hooks_mod.RestoreError as e:
+            print("RestoreError|" + str(e) + "|" + e.__notes__[0])
+        """
+    )
+    out = run_fresh(receiver, stdin=data).stdout.decode().strip()
+    kind, message, note = out.split("|")
+    assert (kind, message) == ("RestoreError", "no restoring here")
+    assert note.startswith("cucumber: raised while deserializing")
+
+
 def test_missing_module_on_load_propagates_as_module_not_found(tmp_path: Any) -> None:
     # A class from a module that exists only in the sending interpreter.
     mod = tmp_path / "only_here_mod.py"

@@ -3,13 +3,14 @@
 Sizes straddle the out-of-band threshold of ``suitkaise.pipe.wire`` (64 KiB):
 0, 1, 10, 1000, 65535, 65536, 10**6 bytes as a hypothesis property, and 2*10**7
 bytes as explicit cases, as items (parent -> worker) and as results (worker ->
-parent), through every map variant. Regression: ``Pool().map(lambda a: a.sum(),
+parent), through every map variant, with star() and with the modifiers. Regression: ``Pool().map(lambda a: a.sum(),
 [np.arange(10)] * 4)`` raised "not enough out-of-band buffers" because
 cucumber ignored the buffer_callback's answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -71,7 +72,14 @@ VARIANTS: dict[str, Callable[[Pool, Any, list[Any]], list[Any]]] = {
     "unordered_map": lambda p, f, xs: _by_index(p.unordered_map(f, xs)),
     "unordered_imap": lambda p, f, xs: _by_index(list(p.unordered_imap(f, xs))),
     "star.map": lambda p, f, xs: p.star().map(echo_star, xs),
+    "star.imap": lambda p, f, xs: list(p.star().imap(echo_star, xs)),
+    "star.unordered_map": lambda p, f, xs: _by_index(p.star().unordered_map(echo_star, xs)),
     "star.unordered_imap": lambda p, f, xs: _by_index(list(p.star().unordered_imap(echo_star, xs))),
+    # the modifiers take the same path to the workers and back
+    "map.timeout": lambda p, f, xs: p.map.timeout(120)(f, xs),
+    "map.background": lambda p, f, xs: p.map.background()(f, xs).result(120),
+    "unordered_map.asynced": lambda p, f, xs: _by_index(asyncio.run(p.unordered_map.asynced()(f, xs))),
+    "imap.timeout": lambda p, f, xs: list(p.imap.timeout(120)(f, xs)),
 }
 
 payloads = st.lists(

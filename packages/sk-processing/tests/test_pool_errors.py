@@ -7,6 +7,9 @@ import ctypes
 import os
 import resource
 import signal
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 
 import pytest
@@ -209,3 +212,57 @@ def test_out_of_memory_in_a_task(start_method: str) -> None:
         # the worker that hit the limit is retired and replaced
         assert pool.map(square, range(30)) == [x * x for x in range(30)]
         assert pool.map(crash, ["ok"] * 10) == [0] * 10
+
+
+_NO_GUARD = textwrap.dedent(
+    """
+    import multiprocessing, sys
+    from suitkaise.processing import Pool, ProcessError
+
+    multiprocessing.set_start_method(sys.argv[1], force=True)
+    # a spawn/forkserver child imports this file as __mp_main__
+    if sys.argv[2] == "raise" and __name__ != "__main__":
+        raise ValueError("this script cannot be imported in a child")
+
+
+    def square(x):
+        return x * x
+
+
+    print("MAIN" if __name__ == "__main__" else "CHILD", flush=True)
+    try:
+        print("RESULT", Pool(2).map.timeout(60)(square, range(4)), flush=True)
+    except ProcessError as e:
+        print("ERROR", e, flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+@pytest.mark.parametrize("how", ["no-guard", "raise"])
+def test_bootstrap_failure_names_the_main_module_import(method: str, how: str, tmp_path) -> None:
+    """Issue 14.3: a worker that dies while re-importing a script without the __main__
+    guard (or one that raises when imported) is reported as exactly that, and no
+    internal thread traceback reaches stderr."""
+    script = tmp_path / "noguard.py"
+    script.write_text(_NO_GUARD)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    done = subprocess.run(
+        [sys.executable, str(script), method, how],
+        capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=120,
+    )
+    errors = [line for line in done.stdout.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 1, (done.stdout, done.stderr)
+    message = errors[0]
+    assert "the worker process (pid " in message
+    assert "raised while importing the main module 'noguard.py'" in message
+    assert 'if __name__ == "__main__":' in message
+    assert f"{method!r} start method" in message
+    assert "exited with code 1" in message
+    assert "os._exit" not in message
+    assert "Exception in thread" not in done.stderr
+    assert "internal error" not in done.stderr
+    if how == "no-guard":
+        # the child's own Pool call is refused in its thread, with the reason
+        assert "Pool.map was called while this process, a child started by multiprocessing" in done.stderr
+    assert done.stdout.count("MAIN") == 1

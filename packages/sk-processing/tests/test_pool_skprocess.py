@@ -156,15 +156,20 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_ctrl_c_stops_every_worker(start_method: str, tmp_path: object) -> None:
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
+def test_ctrl_c_stops_every_worker(start_method: str, tmp_path: object, inherited: str) -> None:
+    """``ignored``: started as from `cmd &`, nohup or a CI runner that ignores SIGINT
+    (issue 14.5: the test passes under `bash -c 'trap "" INT; ...'`)."""
     script = os.path.join(str(tmp_path), "ctrl_c.py")
     marks = os.path.join(str(tmp_path), "marks")
     os.mkdir(marks)
     with open(script, "w") as f:
         f.write(SCRIPT)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    proc = subprocess.Popen([sys.executable, script, start_method, marks], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    command = [sys.executable, script, start_method, marks]
+    if inherited == "ignored":
+        command = ["bash", "-c", 'trap "" INT; exec "$0" "$@"', *command]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
         while len(os.listdir(marks)) < 2:  # both workers are inside a task

@@ -122,11 +122,17 @@ class PostgresServer:
 
 @dataclass
 class RedisServer:
-    """A private redis-server on loopback with a password."""
+    """A private redis-server on loopback with a password.
+
+    ``persistent=True`` keeps the data across ``restart()`` (append-only file, fsync on
+    every write); ``tls=(certfile, keyfile)`` serves TLS only, on ``.port``.
+    """
 
     host: str = "127.0.0.1"
     port: int = 0
     password: str = field(default_factory=lambda: secrets.token_hex(8))
+    persistent: bool = False
+    tls: tuple[str, str] | None = None
     _dir: str = ""
     _proc: subprocess.Popen[bytes] | None = None
 
@@ -134,21 +140,46 @@ class RedisServer:
         exe = shutil.which("redis-server")
         if exe is None:
             raise ServerUnavailable("redis-server not found (apt-get install redis-server provides it)")
-        self._dir = tempfile.mkdtemp(prefix="testkit-redis-")
-        self.port = free_port()
-        self._proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--requirepass", self.password, "--dir", self._dir, "--daemonize", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        _wait_for_port(self.port, time.monotonic() + 30)
-        return self
+        if not self._dir:
+            self._dir = tempfile.mkdtemp(prefix="testkit-redis-")
+        if not self.port:
+            self.port = free_port()
+        argv = [exe, "--bind", "127.0.0.1", "--save", "", "--requirepass", self.password,
+                "--dir", self._dir, "--daemonize", "no"]
+        argv += ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
+        if self.tls is not None:
+            argv += ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", self.tls[0],
+                     "--tls-key-file", self.tls[1], "--tls-auth-clients", "no"]
+        else:
+            argv += ["--port", str(self.port)]
+        log = os.path.join(self._dir, "redis.log")
+        with open(log, "ab") as out:
+            self._proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while True:
+            code = self._proc.poll()
+            if code is not None:  # e.g. a build without TLS refusing --tls-port
+                self._proc = None
+                with open(log, "rb") as f:
+                    tail = f.read()[-500:].decode(errors="replace").strip()
+                raise ServerUnavailable(f"redis-server exited with {code}: {tail or 'no message'}")
+            try:
+                _wait_for_port(self.port, min(deadline, time.monotonic() + 0.5))
+                return self
+            except ServerUnavailable:
+                if time.monotonic() >= deadline:
+                    raise
 
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
-    def stop(self) -> None:
+    @property
+    def url(self) -> str:
+        """``redis://:password@host:port`` (``rediss://`` with TLS); append ``/db``."""
+        return f"{'rediss' if self.tls else 'redis'}://:{self.password}@{self.host}:{self.port}"
+
+    def _terminate(self) -> None:
         if self._proc is not None:
             self._proc.terminate()
             try:
@@ -157,6 +188,16 @@ class RedisServer:
                 self._proc.kill()
                 self._proc.wait()
             self._proc = None
+
+    def restart(self, down: float = 0.0) -> None:
+        """Stop the server, wait ``down`` seconds, start it again on the same port (and, when
+        ``persistent``, with the same data)."""
+        self._terminate()
+        time.sleep(down)
+        self.start()
+
+    def stop(self) -> None:
+        self._terminate()
         if self._dir:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = ""

@@ -34,6 +34,7 @@ __all__ = [
     "ErrorRecord",
     "FnJob",
     "Outcome",
+    "call_item",
     "encode_outcome",
     "error_record",
     "run_chunk",
@@ -103,7 +104,8 @@ def error_record(exc: BaseException, index: int) -> ErrorRecord:
     return ErrorRecord(index, exc, name, message, tb, None)
 
 
-def _call_item(job: FnJob, item: Any) -> Any:
+def call_item(job: FnJob, item: Any) -> Any:
+    """``job``'s function applied to one item (star, Skprocess classes), as workers call it."""
     if job.skprocess:
         # imported on first use: workers that never run an Skprocess skip its machinery
         from suitkaise.processing._inline import run_inline
@@ -135,7 +137,7 @@ def run_chunk(
         if job.skprocess or job.star:
             for item in items:
                 progress[1] = index
-                append(_call_item(job, item))
+                append(call_item(job, item))
                 index += 1
         else:  # the hot path for tiny tasks: no per-item helper call
             fn = job.fn

@@ -20,8 +20,11 @@ portable (a stand-in keeps type, message and traceback as text).
 from __future__ import annotations
 
 import copy
+import multiprocessing
+import os
 import reprlib
 import signal
+import sys
 import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -40,6 +43,8 @@ __all__ = [
     "ResultTimeoutError",
     "RemoteTraceback",
     "attach_traceback",
+    "bootstrap_failure",
+    "check_not_bootstrapping",
     "capture_traceback",
     "describe_exception",
     "describe_exit",
@@ -102,21 +107,22 @@ _SIGNAL_HINTS = {
 
 
 def describe_exit(code: int | None) -> str:
-    """Why a process ended, from its exit code (Skprocess and Pool messages alike).
+    """Why a process ended, from its exit code, as a phrase without its subject
+    (Skprocess writes ``process <phrase>``, the Pool ``it <phrase>``, the report the phrase).
 
-    ``'process was killed by signal SIGSEGV (-11) (segmentation fault: ...)'``,
-    ``'process exited with code 3 (...)'``.
+    ``'was killed by signal SIGSEGV (-11) (segmentation fault: ...)'``,
+    ``'exited with code 3 (...)'``.
     """
     if code is None:
-        return "process ended without an exit code (its connection closed while it was still running)"
+        return "ended without an exit code (its connection closed while it was still running)"
     if code < 0:
         try:
             sig = signal.Signals(-code)
         except ValueError:
-            return f"process was killed by signal {-code}"
+            return f"was killed by signal {-code}"
         hint = _SIGNAL_HINTS.get(sig)
-        return f"process was killed by signal {sig.name} ({code})" + (f" ({hint})" if hint else "")
-    return f"process exited with code {code} (os._exit(), sys.exit() or exit() in native code)"
+        return f"was killed by signal {sig.name} ({code})" + (f" ({hint})" if hint else "")
+    return f"exited with code {code} (os._exit(), sys.exit() or exit() in native code)"
 
 
 def _stored_traceback(exc: BaseException) -> str | None:
@@ -330,3 +336,42 @@ class ResultTimeoutError(ProcessError, TimeoutError):
     def __init__(self, message: str = "") -> None:
         ProcessError.__init__(self, message)
 
+
+
+# -- children that die in multiprocessing's bootstrap -------------------------------------
+
+_GUARD = 'put the code that starts processes under `if __name__ == "__main__":`'
+
+
+def _main_module() -> str:
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    return f"the main module {os.path.basename(path)!r}" if path else "the main module"
+
+
+def bootstrap_failure(who: str, method: str, exitcode: int | None) -> str:
+    """The message for a child that died in multiprocessing's bootstrap, before our code ran.
+
+    ``who`` starts the sentence (``"Job: the child process"``). Under spawn and
+    forkserver a child first re-imports the main module; a script without the
+    ``__main__`` guard, or one that raises when imported, dies right there.
+    """
+    return (
+        f"{who} raised while importing {_main_module()}, before any suitkaise code ran in it "
+        f"(process exited with code {exitcode}; its traceback is on the child's stderr). "
+        f"Under the {method!r} start method every child re-imports the script that started it: "
+        f"{_GUARD}."
+    )
+
+
+def check_not_bootstrapping(what: str) -> None:
+    """Refuse to start processes from a child that is still importing the main module.
+
+    multiprocessing raises its own RuntimeError deep inside (for a Pool, in the
+    manager thread); this says the same in the caller's thread, naming the call.
+    """
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise RuntimeError(
+            f"{what} was called while this process, a child started by multiprocessing, is "
+            f"still importing {_main_module()}: it cannot start processes of its own yet. "
+            f"The script runs again in every child; {_GUARD}."
+        )

@@ -39,7 +39,6 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.connection as mpc
 import os
-import sys
 import threading
 import time
 from collections import deque
@@ -54,6 +53,7 @@ from suitkaise.processing._errors import (
     ProcessTimeoutError,
     ResultTimeoutError,
     attach_traceback,
+    bootstrap_failure,
     describe_exit,
 )
 from suitkaise.processing._forkpayload import SpawnPayload, fd_for_child, serialize_for_fork
@@ -99,17 +99,6 @@ def _section_name(code: float) -> str:
     return "__run__" if section is None else section.dunder
 
 
-def _bootstrap_failure(name: str, method: str, exitcode: int) -> str:
-    """The message for a child that died in multiprocessing's bootstrap, before our code ran."""
-    main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    module = f"the main module {os.path.basename(path)!r}" if path else "the main module"
-    return (
-        f"{name}: the child process raised while importing {module}, before any Skprocess code "
-        f"ran (process exited with code {exitcode}; its traceback is on the child's stderr). "
-        f"Under the {method!r} start method every child re-imports the script that started it: "
-        "put the code that starts processes under `if __name__ == \"__main__\":`."
-    )
 
 
 class ParentRun:
@@ -372,7 +361,7 @@ class ParentRun:
         run = int(self.ctrl[RUN])
         if not self.ctrl[BOOTED] and self.method != "fork" and exitcode is not None and exitcode > 0:
             # Deterministic: every new child would fail the same way, so no restart.
-            return ProcessError(_bootstrap_failure(name, self.method, exitcode), run), False
+            return ProcessError(bootstrap_failure(f"{name}: the child process", self.method, exitcode), run), False
         retry = int(self.ctrl[LIVES]) - 1 >= 1
         total = self.total_lives
         if self.timeout_kill is not None:
@@ -382,7 +371,7 @@ class ParentRun:
                 error._note_lives(total)
             return error, retry
         used = f", after {total} of {total} lives" if total > 1 else ""
-        error = ProcessError(f"{name}: {describe_exit(exitcode)} (on run {run}{used})", run)
+        error = ProcessError(f"{name}: process {describe_exit(exitcode)} (on run {run}{used})", run)
         error.lives = total
         return error, retry
 

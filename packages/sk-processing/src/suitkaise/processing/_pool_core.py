@@ -38,13 +38,21 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from suitkaise.processing import _pool_wire as wire
-from suitkaise.processing._errors import ProcessError, describe_exit, short_repr
+from suitkaise.processing._errors import (
+    ProcessError,
+    bootstrap_failure,
+    check_not_bootstrapping,
+    describe_exit,
+    short_repr,
+)
 from suitkaise.processing._pool_worker import (
     PHASE_LOADING,
     PHASE_RUNNING,
     PHASE_SENDING,
+    PROGRESS_SLOTS,
     worker_main,
 )
+from suitkaise.processing._trace import from_env
 
 __all__ = ["Chunk", "Core", "Entry", "Job"]
 
@@ -119,11 +127,12 @@ class Job:
 
 class _Worker:
     __slots__ = (
-        "busy_since", "conn", "doomed", "fd", "inflight", "loaded", "process", "progress", "retiring",
+        "busy_since", "conn", "doomed", "fd", "inflight", "loaded", "method", "process", "progress", "retiring",
     )
 
-    def __init__(self, process: Any, conn: Any, progress: Any) -> None:
+    def __init__(self, process: Any, conn: Any, progress: Any, method: str) -> None:
         self.process = process
+        self.method = method  # start method
         self.conn = conn
         self.fd: int = conn.fileno()
         self.progress = progress
@@ -152,6 +161,7 @@ class Core:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._closed = False
+        self.trace = from_env()  # python -m suitkaise report
 
     # -- called by callers -------------------------------------------------------
 
@@ -164,6 +174,9 @@ class Core:
             os.write(self._wake_w, b"x")
 
     def add_job(self, job: Job) -> None:
+        check_not_bootstrapping(f"Pool.{job.name}")
+        if self.trace is not None:
+            self.trace.event("call", job=job.id, name=job.name)
         with self.lock:
             self.jobs[job.id] = job
 
@@ -175,11 +188,15 @@ class Core:
             self._ensure_thread()
         self.wake()
 
-    def finish(self, job: Job, *, kill: bool = False) -> None:
+    def finish(self, job: Job, *, kill: bool = False, error: BaseException | None = None) -> None:
         """The caller is done with ``job`` (completed, failed, timed out or abandoned)."""
         with self.lock:
             if job.closed:
                 return
+            if self.trace is not None:
+                failure = error or job.fatal
+                self.trace.event("call-end", job=job.id, name=job.name,
+                                 error=None if failure is None else f"{type(failure).__name__}: {failure}")
             job.closed = True
             job.kill = kill and job.inflight > 0
             job.pending.clear()
@@ -242,9 +259,12 @@ class Core:
             with self.lock:
                 workers, self.workers = self.workers, []
                 self.thread = None
-                self._fail_all(ProcessError(f"Pool: internal error in the manager thread: {e!r}"))
+                error = ProcessError(f"Pool: internal error in the manager thread: {e!r}")
+                error.__cause__ = e
+                self._fail_all(error)
             self._kill(workers)
-            raise
+            # Not re-raised: the callers get the error; threading's excepthook would only
+            # print an internal traceback on the user's stderr.
 
     def _loop(self) -> None:
         while True:
@@ -331,7 +351,7 @@ class Core:
         ctx = multiprocessing.get_context()
         while len(self.workers) < self.size:
             parent, child = ctx.Pipe(duplex=True)
-            progress = ctx.RawArray("q", 3)
+            progress = ctx.RawArray("q", PROGRESS_SLOTS)
             method = ctx.get_start_method()
             # fork: the worker inherits our end of its own socket and of its siblings'
             # (and the wake pipe); it closes them, so that our death gives it EOF.
@@ -345,7 +365,9 @@ class Core:
                 process.start()
             finally:
                 child.close()
-            self.workers.append(_Worker(process, parent, progress))
+            if self.trace is not None:
+                self.trace.event("worker", worker=process.pid)
+            self.workers.append(_Worker(process, parent, progress, method))
 
     def _plan(self) -> list[tuple[_Worker, Any]]:
         """Decide what to send (under the lock); sending happens outside it."""
@@ -442,6 +464,10 @@ class Core:
             w.process.kill()
             w.process.join(1.0)
         code = w.process.exitcode
+        if self.trace is not None and not w.doomed and not w.retiring:
+            running = w.progress[1] if w.progress[2] == PHASE_RUNNING else None
+            self.trace.event("death", worker=w.process.pid, item=running, job=w.progress[0],
+                             exit=describe_exit(code))
         with self.lock:
             if w in self.workers:
                 self.workers.remove(w)
@@ -469,8 +495,11 @@ class Core:
             w.process.close()
 
     def _crash_message(self, w: _Worker, chunk: Chunk, code: int | None) -> str:
-        job_id, index, phase = w.progress[0], w.progress[1], w.progress[2]
+        job_id, index, phase, booted = w.progress[0], w.progress[1], w.progress[2], w.progress[3]
         end = chunk.start + len(chunk.items)
+        who = f"Pool.{chunk.job.name}: the worker process (pid {w.process.pid})"
+        if not booted and code is not None and code > 0 and w.method != "fork":
+            return bootstrap_failure(who, w.method, code) + " The rest of this call was cancelled."
         if job_id == chunk.job.id and phase == PHASE_RUNNING and chunk.start <= index < end:
             where = f"while running item {index} ({short_repr(chunk.items[index - chunk.start])})"
         elif job_id == chunk.job.id and phase == PHASE_SENDING:
@@ -481,8 +510,8 @@ class Core:
         else:
             where = (f"before running item {chunk.start} ({short_repr(chunk.items[0])}) "
                      "(it had not started the task yet)")
-        return (f"Pool.{chunk.job.name}: the worker process (pid {w.process.pid}) died {where}: "
-                f"{describe_exit(code)}. The worker is replaced; the rest of this call was cancelled.")
+        return (f"{who} died {where}: "
+                f"it {describe_exit(code)}. The worker is replaced; the rest of this call was cancelled.")
 
     def _stop_workers(self, workers: list[_Worker]) -> None:
         for w in workers:

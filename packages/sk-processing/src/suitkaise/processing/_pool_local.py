@@ -69,7 +69,7 @@ class LocalRun(CallBase):
         if isinstance(error, KeyboardInterrupt):
             # Ctrl-C: stop every worker now (the pool restarts on the next call).
             self._core.terminate()
-        self._finish(kill=False)
+        self._finish(kill=False, error=error)
 
     def _take(self) -> list[Any] | None:
         entry = self._wait()
@@ -127,13 +127,13 @@ class LocalRun(CallBase):
             self._finish(kill=False)
         return values
 
-    def _finish(self, *, kill: bool) -> None:
+    def _finish(self, *, kill: bool, error: BaseException | None = None) -> None:
         if self._done and self._job.closed:
             return
         self._done = True
         self._source = None
         self._progress.close()
-        self._core.finish(self._job, kill=kill)
+        self._core.finish(self._job, kill=kill, error=error)
 
     def close(self) -> None:
         """Stop early: the rest of the input is not read, pending work is cancelled."""

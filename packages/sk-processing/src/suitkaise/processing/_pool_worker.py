@@ -39,12 +39,18 @@ from suitkaise.processing._chunk import (
     PHASE_SENDING,
     ErrorRecord,
     FnJob,
+    call_item,
     encode_outcome,
     run_chunk,
 )
 from suitkaise.processing._pdeathsig import set_pdeathsig
+from suitkaise.processing._trace import Trace, from_env
 
-__all__ = ["PHASE_IDLE", "PHASE_LOADING", "PHASE_RUNNING", "PHASE_SENDING", "worker_main"]
+__all__ = ["PHASE_IDLE", "PHASE_LOADING", "PHASE_RUNNING", "PHASE_SENDING", "PROGRESS_SLOTS", "worker_main"]
+
+# progress[] slots: job, item, phase (_chunk.PHASE_*), booted (1 once worker_main runs:
+# before it, a spawn/forkserver child is still importing the main module)
+PROGRESS_SLOTS = 4
 
 
 def _reader(fd: int, inbox: queue.SimpleQueue[Any]) -> None:
@@ -68,6 +74,7 @@ def worker_main(conn: Any, progress: Any, close_fds: Sequence[int], ppid: int) -
     # SIGKILLed with the parent, even while a task holds the GIL in a long C call
     # (the reader thread's EOF check cannot run then). The manager thread that
     # forks us stops its workers before it ends, so the signal never fires early.
+    progress[3] = 1
     set_pdeathsig(ppid)
     # Ctrl-C goes to the whole foreground process group: the parent reacts and
     # terminates us; a KeyboardInterrupt in a task would only be noise.
@@ -89,6 +96,7 @@ def worker_main(conn: Any, progress: Any, close_fds: Sequence[int], ppid: int) -
             os.close(inherited)
         except OSError:
             pass
+    trace = from_env()  # python -m suitkaise report
     fd = conn.fileno()
     inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
     threading.Thread(target=_reader, args=(fd, inbox), name="sk-pool-reader", daemon=True).start()
@@ -115,7 +123,7 @@ def worker_main(conn: Any, progress: Any, close_fds: Sequence[int], ppid: int) -
             continue
         if msg.kind != wire.TASK:  # pragma: no cover - protocol error
             os._exit(70)
-        _run_chunk(fd, msg, jobs.get(msg.job), progress, perf)
+        _run_chunk(fd, msg, jobs.get(msg.job), progress, perf, trace)
     conn.close()
 
 
@@ -139,7 +147,9 @@ def _release_forkserver() -> None:
         server._forkserver_alive_fd = None  # type: ignore[union-attr]
 
 
-def _run_chunk(fd: int, msg: wire.Message, job: FnJob | None, progress: Any, perf: Callable[[], float]) -> None:
+def _run_chunk(
+    fd: int, msg: wire.Message, job: FnJob | None, progress: Any, perf: Callable[[], float], trace: Trace | None
+) -> None:
     """Run one TASK message's chunk (``_chunk.run_chunk``) and send its RESULT."""
     start = msg.a
 
@@ -148,6 +158,8 @@ def _run_chunk(fd: int, msg: wire.Message, job: FnJob | None, progress: Any, per
             raise RuntimeError("internal error: pool worker received a task before its function")
         if job.error is not None:
             raise job.error
+        if trace is not None:
+            return _traced(job, trace, msg.job, progress), wire.loads(msg.payload, msg.buffers)
         return job, wire.loads(msg.payload, msg.buffers)
 
     t0 = perf()
@@ -170,6 +182,19 @@ def _run_chunk(fd: int, msg: wire.Message, job: FnJob | None, progress: Any, per
         os._exit(0)  # parent gone
     if outcome.retire:
         os._exit(0)
+
+
+def _traced(job: FnJob, trace: Trace, job_id: int, progress: Any) -> FnJob:
+    """``job`` with an "item" / "item-end" trace event around each item (``SK_POOL_TRACE``)."""
+
+    def fn(item: Any) -> Any:
+        index = progress[1]  # set by run_chunk just before the call
+        trace.event("item", job=job_id, item=index)
+        value = call_item(job, item)
+        trace.event("item-end", job=job_id, item=index)
+        return value
+
+    return FnJob(fn, 0)
 
 
 def _dumps(results: list[Any], error: ErrorRecord | None) -> tuple[bytes, list[memoryview]]:

@@ -11,7 +11,8 @@
     share.log.append("done")    # atomic, never lost
 
 See README.md for the design (shared memory + a robust lock; `share.serve()` adds
-authenticated TCP access for processes on other hosts).
+authenticated TCP access for processes on other hosts; ``Share(backend="redis://...")``
+keeps the state in Redis instead, for processes on many machines).
 """
 
 from __future__ import annotations

@@ -36,6 +36,10 @@ CLASS_PREFIX = "\x00cls:"  # index names of class-table entries (never valid use
 _ATOMS: frozenset[type] = frozenset({int, float, bool, str, bytes, complex, type(None)})
 ATOMS = _ATOMS
 _CONTAINERS: frozenset[type] = frozenset({list, tuple, dict, set, frozenset})
+# Containers kept in marshal form. Not sets: since 3.11 marshal sorts a set's elements by
+# their marshalled bytes (reproducible .pyc files), ~15x slower than pickle for a set of
+# 2 000 ints; sets go through cucumber (pickle) instead.
+_MARSHAL_CONTAINERS: frozenset[type] = frozenset({list, tuple, dict})
 _IMMUTABLE_ATOMS: frozenset[type] = frozenset({int, float, bool, str, bytes, complex, type(None), range})
 
 _VIEWS: tuple[type, ...] = (type({}.keys()), type({}.values()), type({}.items()))
@@ -52,7 +56,7 @@ def is_plain(value: Any) -> bool:
     t = type(value)
     if t in _ATOMS:
         return True
-    if t not in _CONTAINERS:
+    if t not in _MARSHAL_CONTAINERS:
         return False
     return _plain_walk(value, 0, set())
 
@@ -61,12 +65,18 @@ def _plain_walk(value: Any, depth: int, seen: set[int]) -> bool:
     t = type(value)
     if t in _ATOMS:
         return True
-    if t not in _CONTAINERS or depth > _MAX_DEPTH:
+    if t not in _MARSHAL_CONTAINERS or depth > _MAX_DEPTH:
         return False
     i = id(value)
     if i in seen:  # shared reference or cycle: marshal keeps both
         return True
     seen.add(i)
+    # The common case, a flat container of atoms, in C loops (no Python call per element).
+    if t is dict:
+        if set(map(type, value)) <= _ATOMS and set(map(type, value.values())) <= _ATOMS:
+            return True
+    elif set(map(type, value)) <= _ATOMS:
+        return True
     if t is dict:
         for k, v in value.items():
             if not (type(k) in _ATOMS or _plain_walk(k, depth + 1, seen)):
@@ -151,12 +161,13 @@ def class_key(cls: type) -> tuple[str, bytes]:
     return got
 
 
-def encode(value: Any) -> tuple[int, bytes, tuple[str, bytes] | None]:
+def encode(value: Any, plain: bool | None = None) -> tuple[int, bytes, tuple[str, bytes] | None]:
     """Encode ``value``; returns (kind, data, class entry the store must hold or None).
 
+    ``plain``: ``is_plain(value)`` when the caller already knows it (one walk, not two).
     Raises ``cucumber.SerializationError`` when cucumber cannot carry the value.
     """
-    if is_plain(value):
+    if is_plain(value) if plain is None else plain:
         return K_PLAIN, marshal.dumps(value), None
     if _simple_object(value):
         key, cdata = class_key(type(value))
@@ -244,12 +255,14 @@ def _check(value: Any, where: str, depth: int, seen: set[int]) -> None:
         if fd is not None:
             raise ValueError(PIPE_MESSAGE.format(where=where, kind=f"{mod}.{t.__qualname__}", fd=fd))
         return
-    if t is dict:
+    if t is dict:  # atoms skipped inline: no call and no path string per element
         for k, v in value.items():
-            _check(v, f"{where}[{k!r}]", depth + 1, seen)
+            if type(v) not in _ATOMS:
+                _check(v, f"{where}[{k!r}]", depth + 1, seen)
     elif t in _CONTAINERS:
         for n, v in enumerate(value):
-            _check(v, f"{where}[{n}]", depth + 1, seen)
+            if type(v) not in _ATOMS:
+                _check(v, f"{where}[{n}]", depth + 1, seen)
     elif not isinstance(value, type | types.ModuleType | types.FunctionType):
         try:
             d = object.__getattribute__(value, "__dict__")

@@ -116,6 +116,9 @@ def run(share: Any, op: Op, rop: tuple[Any, ...] | None = None) -> Any:
     ``rop`` describes the same operation as data, for a handle that reaches the
     store through its owner's server (``_Remote``)."""
     d = _oga(share, "__dict__")
+    rb = d["_sk_redis"]
+    if rb is not None:  # the state lives in Redis (_redis.py)
+        return rb.run(share, op, rop)
     for _ in range(100):
         st = d["_sk_store"]
         if st is None or st.closed:

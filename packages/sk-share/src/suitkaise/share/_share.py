@@ -22,9 +22,13 @@
                        The real return value comes back.  If f raises, nothing is written.
     with share.lock(): a critical section whose writes commit together (_critical.py).
 
+    Share(backend="redis://...")   the state lives in Redis instead: every operation goes to
+                       _redis.Backend.run (one Lua script for int +=, else the same op(txn)
+                       under the Share's lock key); see _redis.py.
+
 Modules: _base (errors, names) · _store/_lock (bytes, lock) · _txn (values of one
 transaction) · _ops (the operations) · _proxy · _critical · _lifecycle (cleanup, fork) ·
-_remote/_dispatch/_net (TCP) · _snapshot (``__serialize__`` format) · this file (the API).
+_remote/_dispatch/_net (TCP) · _redis (Redis) · _snapshot (``__serialize__`` format) · this file (the API).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from typing import Any
 
 from suitkaise import cucumber
 
-from . import _codec, _net, _ops, _snapshot, _store
+from . import _codec, _net, _ops, _redis, _snapshot, _store
 from ._aug import _KIND as _READ_KIND
 from ._aug import REASSIGN, read_kind
 from ._base import RESERVED, ShareError, user_stacklevel
@@ -81,6 +85,7 @@ def _init_handle(
         _sk_finalizer=None,
         _sk_serve_args=None,
         _sk_remote=None,  # _remote.Remote when reached over TCP
+        _sk_redis=None,  # _redis.Backend when the state lives in Redis
     )
     HANDLES.add(share)
 
@@ -93,10 +98,47 @@ class Share:
     they receive a handle bound to the same state. See the package README for semantics.
     """
 
-    def __init__(self, *, auto_start: bool = True) -> None:
-        _init_handle(self, _store.new_name(), True, os.getpid(), _net.host_id(), None)
+    def __init__(
+        self, *, auto_start: bool = True, backend: str | None = None, password: str | None = None,
+        name: str | None = None, lock_lease: float = _redis.DEFAULT_LEASE,
+        redis_options: dict[str, Any] | None = None,
+    ) -> None:
+        """``Share()`` keeps the state in this machine's shared memory.
+
+        ``Share(backend="redis://host:port/db")`` keeps it in Redis instead (``rediss://``
+        for TLS; needs ``pip install 'sk-share[redis]'``), for processes on many machines:
+        the same attribute API. ``password`` (or ``redis://:password@host...``) authenticates;
+        ``name`` binds to a named, persistent Share (default: a new one, deleted when its
+        creator stops or exits); ``lock_lease``: seconds after which the lock of a holder
+        that died is released; ``redis_options``: more ``redis.Redis`` keywords (e.g.
+        ``ssl_ca_certs``). A serialized Redis Share carries the URL and password: a secret.
+        """
+        if backend is None:
+            if (password, name, redis_options) != (None, None, None) or lock_lease != _redis.DEFAULT_LEASE:
+                raise ValueError(
+                    "password=, name=, lock_lease= and redis_options= configure a Share on Redis: "
+                    "pass backend='redis://host:port/db' too (the local Share needs none of them)."
+                )
+            _init_handle(self, _store.new_name(), True, os.getpid(), _net.host_id(), None)
+            if auto_start:
+                self.start()
+            return
+        url = _redis.check_url(backend)
+        name, password, lease, opts = _redis.check_config(name, password, lock_lease, redis_options)
+        persistent = name is not None
+        config = (url, password, name or _store.new_name(), lease, opts)
+        _init_redis_handle(self, config, owner=True)
+        if not persistent:
+            # an unnamed Share is this process's: its keys are deleted when it stops or exits
+            self.__dict__["_sk_finalizer"] = weakref.finalize(self, _redis.owner_cleanup, config, os.getpid())
         if auto_start:
             self.start()
+
+    @classmethod
+    def _sk_redis_handle(cls, config: _redis.Config, *, owner: bool) -> Share:
+        self = cls.__new__(cls)
+        _init_redis_handle(self, config, owner=owner)
+        return self
 
     @classmethod
     def _sk_client(
@@ -111,6 +153,8 @@ class Share:
         # its key travel; the receiver attaches lazily on first use. With a key inside,
         # the serialized Share is a secret: whoever holds it can use the Share.
         d = _oga(self, "__dict__")
+        if d["_sk_redis"] is not None:  # the URL, password, name and lease travel
+            return (_redis.rebuild, (d["_sk_redis"].config,))
         return (_rebuild_share, (d["_sk_name"], d["_sk_owner_pid"], d["_sk_host"], d["_sk_net"]))
 
     # -- cucumber's custom protocol ------------------------------------------------------
@@ -130,6 +174,9 @@ class Share:
         ``serve()`` was called: treat it as a secret.
         """
         d = _oga(self, "__dict__")
+        if d["_sk_redis"] is not None:
+            # a Share on Redis is its configuration: the receiver connects to the same server
+            return {"format": _REDIS_FORMAT, "config": d["_sk_redis"].config}
         entries = _ops.run(self, lambda txn: txn.entries(), ("entries",))
         return {
             "format": _snapshot.FORMAT,
@@ -147,6 +194,16 @@ class Share:
         holds the snapshot's data (a copy: later writes to either are not shared); when
         the original is gone a ``RuntimeWarning`` says so.
         """
+        if isinstance(state, dict) and state.get("format") == _REDIS_FORMAT:
+            if fresh:
+                raise ValueError(
+                    "Share.__deserialize__(fresh=True) copies a local Share's data; a Share on "
+                    "Redis is always bound to its server (use Share(backend=...) for a new one)."
+                )
+            config = state.get("config")
+            if not (isinstance(config, tuple) and len(config) == 5):
+                raise ValueError(f"Share snapshot: malformed Redis configuration {config!r}")
+            return cls._sk_redis_handle(config, owner=False)
         ref, entries = _snapshot.check_snapshot(state)
         if not fresh and ref is not None:
             name, owner_pid, host, net = ref
@@ -167,6 +224,8 @@ class Share:
     def _sk_transport(self) -> str:
         """How this handle reaches the store: "shm", "tcp" or "none" (stopped / not attached)."""
         d = _oga(self, "__dict__")
+        if d["_sk_redis"] is not None:
+            return "none" if d["_sk_redis"].stopped else "redis"
         try:
             st = _ops.attached(self)
         except ShareError:
@@ -194,6 +253,12 @@ class Share:
         in the serialized Share (see docs/guides/cluster.md).
         """
         d = self.__dict__
+        if d["_sk_redis"] is not None:
+            raise ShareError(
+                f"share.serve() is for the local Share: Share {d['_sk_name']!r} lives on the Redis "
+                f"server {d['_sk_redis'].where}, which every process that can reach that server "
+                "already uses directly (send the Share itself)."
+            )
         if not d["_sk_owner"]:
             raise ShareError(
                 "share.serve() must be called in the process that created the Share "
@@ -229,6 +294,14 @@ class Share:
     def start(self) -> None:
         """Create the shared store (owner) and apply the writes queued while stopped."""
         d = self.__dict__
+        rb = d["_sk_redis"]
+        if rb is not None:
+            if d["_sk_owner"]:
+                rb.create()  # connects: a wrong address or password fails here, clearly
+            elif not self.is_running:
+                raise ShareError(f"Share {d['_sk_name']!r} is not on {rb.where}: only the process "
+                                 "that created it can start it.")
+            return
         if not d["_sk_owner"]:
             if self.is_running:
                 return
@@ -261,6 +334,16 @@ class Share:
         for ``timeout`` seconds (nothing is changed then). In a process that did not create
         the Share this only detaches the process (or, if the owner died, frees the orphan)."""
         d = self.__dict__
+        rb = d["_sk_redis"]
+        if rb is not None:
+            if d["_sk_owner"] and d["_sk_finalizer"] is not None and not rb.stopped:
+                rb.take_snapshot_and_delete()  # an unnamed Share: its data leaves the server
+            elif d["_sk_owner"]:
+                rb.stopped = True  # a named Share stays on the server for others
+                rb.close()
+            else:
+                rb.close()  # this process's connections only; the next use reconnects
+            return True
         if not d["_sk_owner"]:
             # the attachment is shared by every handle of this process: only drop ours
             d["_sk_store"] = None
@@ -315,7 +398,7 @@ class Share:
 
         _ops.run(self, op, ("clear",))
 
-    def lock(self) -> Critical:
+    def lock(self) -> Critical | _redis.Critical:
         """A critical section for compound updates no single statement expresses::
 
             with share.lock():
@@ -331,6 +414,9 @@ class Share:
         Keep blocks short: every other user of the Share waits. Local (shared-memory)
         handles only; a running Share.
         """
+        rb = _oga(self, "__dict__")["_sk_redis"]
+        if rb is not None:
+            return _redis.Critical(self, rb)
         return Critical(self)
 
     def reconnect_all(self, *, start_threads: bool = False, **auth: Any) -> dict[str, Any]:
@@ -348,6 +434,12 @@ class Share:
     def is_running(self) -> bool:
         """Whether the shared store is live (False after stop(), or once closed)."""
         d = self.__dict__
+        rb = d["_sk_redis"]
+        if rb is not None:
+            try:
+                return bool(rb.alive())
+            except ShareError:
+                return False
         if d["_sk_owner"]:
             return d["_sk_store"] is not None
         try:
@@ -446,6 +538,10 @@ class Share:
                 "Choose another attribute name."
             )
         value = unwrap(value)
+        rb = _oga(self, "__dict__")["_sk_redis"]
+        if rb is not None:
+            rb.set(name, value)
+            return
         enc = encode_for(value, (name,))
         owned = _codec.is_immutable(value)
 
@@ -474,6 +570,14 @@ def _share_init_subclass(cls: type[Share], **kw: Any) -> None:
 
 
 Share.__init_subclass__ = classmethod(_share_init_subclass)  # type: ignore[assignment,method-assign]
+
+
+_REDIS_FORMAT = "suitkaise.share.redis/1"
+
+
+def _init_redis_handle(share: Share, config: _redis.Config, *, owner: bool) -> None:
+    _init_handle(share, config[2], owner, os.getpid(), None, None)
+    share.__dict__["_sk_redis"] = _redis.backend_for(config)
 
 
 def _rebuild_share(

@@ -12,12 +12,15 @@ A *scratch* transaction (stopped Share) decodes fresh copies and never touches t
 from __future__ import annotations
 
 import marshal
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from suitkaise import cucumber
 
 from . import _codec
 from ._store import Store
+
+T = TypeVar("T")
 
 _dumps = marshal.dumps
 
@@ -46,12 +49,20 @@ def encode_for(value: Any, where: str | tuple[Any, ...]) -> tuple[int, bytes, tu
     tuple, formatted only if there is an error to report)."""
     if type(value) in _codec.ATOMS:  # the hot case (+=, counters): nothing to check
         return _codec.K_PLAIN, _dumps(value), None
+    return checked_encode(value, where, _codec.encode)
+
+
+def checked_encode(value: Any, where: str | tuple[Any, ...], encode: Callable[[Any, bool], T]) -> T:
+    """Refuse what cannot live in a Share, then ``encode(value, is_plain(value))``; every
+    failure is an ``EncodeError`` naming ``where`` (the Share is left unchanged). Shared by
+    the local store and the Redis backend."""
     if type(where) is tuple:
         where = path_str(where)
-    if not _codec.is_plain(value) and not _codec.simple_object(value):
+    plain = _codec.is_plain(value)
+    if not plain and not _codec.simple_object(value):  # a simple object is never refused
         _codec.check_storable(value, where)  # type: ignore[arg-type]
     try:
-        return _codec.encode(value)
+        return encode(value, plain)
     except cucumber.SerializationError as e:
         raise EncodeError(
             f"Share cannot store {where}: a {type(value).__module__}.{type(value).__qualname__} "
