@@ -512,7 +512,7 @@ class Unpicklable(Skprocess):
 def inline_life(parent_pid, fd, log, marker_dir, lives, result) -> None:
     """One Pool-worker life of a SelfKiller item: run_inline on the parent's checkpoint file."""
     from suitkaise.processing._checkpoint import Checkpoint
-    from suitkaise.processing._engine import run_inline
+    from suitkaise.processing._inline import run_inline
 
     mine = os.open(f"/proc/{parent_pid}/fd/{fd}", os.O_RDWR)  # the same file as the parent's
     proc = SelfKiller(log, marker_dir, runs=100, lives=3, kill_at=(37, 71))

@@ -121,6 +121,38 @@ def test_odd_and_unsendable_exceptions_surface_clearly(start_method: str) -> Non
         assert pool.map(square, [3]) == [9]
 
 
+class ResultRefusal(Exception):
+    """The user's own exception, raised by a result's ``__reduce__``."""
+
+
+class RefusesToTravel:
+    def __reduce__(self) -> tuple[object, ...]:
+        raise ResultRefusal("this result stays here")
+
+
+def return_refusing(x: int) -> object:
+    return RefusesToTravel() if x == 3 else x
+
+
+def test_result_whose_reduce_raises_is_the_users_own_exception(start_method: str) -> None:
+    # As with pickle and cucumber.serialize: the user's exception itself, not a
+    # SerializationError; cucumber's path and the Pool's item as notes.
+    with Pool(2) as pool:
+        with pytest.raises(ResultRefusal, match="this result stays here") as info:
+            pool.map(return_refusing, range(6))
+        notes = "\n".join(getattr(info.value, "__notes__", []))
+        assert "cucumber: raised while serializing" in notes
+        assert "item 3 (RefusesToTravel)" in notes and "send it back to the caller" in notes
+        assert isinstance(info.value.__cause__, RemoteTraceback)
+        assert "in __reduce__" in info.value.__cause__.tb
+        got: list[object] = []
+        with pytest.raises(ResultRefusal):
+            for value in pool.imap(return_refusing, range(6)):
+                got.append(value)
+        assert got == [0, 1, 2]  # the results before it still arrive
+        assert pool.map(square, [3]) == [9]
+
+
 def test_system_exit_in_task_is_a_process_error(start_method: str) -> None:
     with Pool(1) as pool:
         with pytest.raises(ProcessError, match="SystemExit"):
@@ -132,7 +164,8 @@ def test_unserializable_result_and_item(start_method: str) -> None:
     with Pool(2) as pool:
         with pytest.raises(Exception, match="item 2") as info:
             pool.map(return_unsendable, range(4))
-        assert "could not be serialized" in str(info.value)
+        # the user's own __reduce__ raised: its exception, with the Pool's explanation as a note
+        assert "could not be serialized" in "\n".join([str(info.value), *getattr(info.value, "__notes__", [])])
         with pytest.raises(Exception) as info2:
             pool.map(square, [1, 2, Unsendable(), 4])
         notes = " ".join(getattr(info2.value, "__notes__", []))

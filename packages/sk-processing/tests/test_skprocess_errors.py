@@ -221,7 +221,7 @@ def test_str_of_section_error_names_the_original_exception(start_method, section
 @given(message=st.text(max_size=40))
 def test_str_of_run_error_carries_any_message(message):
     """Inline (no process per example): whatever the user's message, it is in str(err)."""
-    from suitkaise.processing._engine import run_inline
+    from suitkaise.processing._inline import run_inline
 
     with pytest.raises(RunError) as info:
         run_inline(FailsIn("run", message, lives=1, at=0))

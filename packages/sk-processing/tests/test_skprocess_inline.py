@@ -8,7 +8,7 @@ import pytest
 from skprocess_support import Counter, ErrorValue, Forever, Logged, Sleeper
 
 from suitkaise.processing import ProcessTimeoutError, RunError, Skprocess
-from suitkaise.processing._engine import run_inline
+from suitkaise.processing._inline import run_inline
 
 
 def test_result_and_state():

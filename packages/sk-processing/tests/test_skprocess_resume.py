@@ -75,7 +75,7 @@ def test_ten_megabyte_state(start_method, tmp_path):
 
 def test_unserializable_attribute_stops_checkpointing_with_a_warning(tmp_path):
     from suitkaise.processing._checkpoint import Checkpoint
-    from suitkaise.processing._engine import run_inline
+    from suitkaise.processing._inline import run_inline
 
     f = create_file()
     try:

@@ -41,6 +41,7 @@ from typing import IO, Any, NamedTuple
 
 from suitkaise import cucumber
 from suitkaise.processing._runtime import RUNTIME_ATTR
+from suitkaise.processing._sections import LOOP
 from suitkaise.processing._timers import ProcessTimers
 
 __all__ = ["Checkpoint", "Saved", "create_file", "read_saved", "resume"]
@@ -53,6 +54,7 @@ _SLOT_AT = (24, 80)  # slot: seq, offset, capacity, length, run, consumed, recor
 _SLOT = struct.Struct("<7Q")
 _FIELDS = struct.Struct("<6Q")  # everything after seq
 _RECORD = struct.Struct("<4d")
+_LOOP_KEYS = tuple(s.key for s in LOOP)  # prerun, run, postrun: the first three fields of a record
 _SEQ = struct.Struct("<Q")
 _LOG = struct.Struct("<2Q")
 # attributes the library owns: the next life gets them from the start payload or rebuilds them
@@ -119,7 +121,7 @@ def _timers_from(log: bytes) -> ProcessTimers:
     ensure = timers._ensure_timer
     for pre, run, post, completed in _RECORD.iter_unpack(log):
         total = 0.0
-        for key, value in (("prerun", pre), ("run", run), ("postrun", post)):
+        for key, value in zip(_LOOP_KEYS, (pre, run, post), strict=True):
             if not math.isnan(value):
                 ensure(key).add_time(value)
                 total += value

@@ -35,21 +35,13 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from suitkaise.cucumber import deserialize, serialize
-from suitkaise.processing._errors import ProcessError
-from suitkaise.processing._pool import Progress, _CallBase, _is_skprocess_class
-from suitkaise.processing._pool_core import short_repr
-from suitkaise.processing._pool_worker import (
-    FLAG_SKPROCESS,
-    FLAG_STAR,
-    _call_item,
-    _error_record,
-    _Job,
-)
+from suitkaise.processing._chunk import FnJob, encode_outcome, run_chunk
+from suitkaise.processing._errors import ProcessError, short_repr
+from suitkaise.processing._pool_call import Call, CallBase, open_input
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -75,18 +67,18 @@ def _import_distributed() -> Any:
 # Worker side (runs inside a Dask worker; imported there by reference)
 # ---------------------------------------------------------------------------
 
-_fn_cache: OrderedDict[str, _Job] = OrderedDict()
+_fn_cache: OrderedDict[str, FnJob] = OrderedDict()
 _fn_lock = threading.Lock()
 
 
-def _load_job(token: str, fn_data: bytes, flags: int) -> _Job:
+def _load_job(token: str, fn_data: bytes, flags: int) -> FnJob:
     """The call's function, decoded once per worker process (LRU by call token)."""
     with _fn_lock:
         job = _fn_cache.get(token)
         if job is not None:
             _fn_cache.move_to_end(token)
             return job
-    job = _Job(deserialize(fn_data), bool(flags & FLAG_STAR), bool(flags & FLAG_SKPROCESS), None)
+    job = FnJob(deserialize(fn_data), flags)
     with _fn_lock:
         _fn_cache[token] = job
         while len(_fn_cache) > _FN_CACHE_SIZE:
@@ -97,63 +89,15 @@ def _load_job(token: str, fn_data: bytes, flags: int) -> _Job:
 def _dask_chunk(token: str, fn_data: bytes, flags: int, start: int, payload: bytes) -> bytes:
     """One Dask task: run a chunk of items; ``cucumber((results, error, elapsed))``.
 
-    Never raises for a task's own failure: the error travels back as a record
-    (index, exception, type name, message, traceback text, why-not-sent), the
-    same record the local workers send, so results before it are kept.
+    The same chunk runner as the local workers' (``_chunk.run_chunk``): a task's own
+    failure never raises, it travels back as an ``ErrorRecord``, so the results
+    before it are kept.
     """
     t0 = time.perf_counter()
-    results: list[Any] = []
-    error: tuple[Any, ...] | None = None
-    items: list[Any] = []
-    job: _Job | None = None
-    try:
-        job = _load_job(token, fn_data, flags)
-        items = deserialize(payload)
-    except BaseException as e:
-        error = _error_record(e, start)
-    index = start
-    if error is None:
-        assert job is not None
-        append = results.append
-        try:
-            if job.skprocess or job.star:
-                for item in items:
-                    append(_call_item(job, item))
-                    index += 1
-            else:
-                fn = job.fn
-                for item in items:
-                    append(fn(item))
-                    index += 1
-        except BaseException as e:
-            error = _error_record(e, index)
+    outcome = run_chunk(lambda: (_load_job(token, fn_data, flags), deserialize(payload)), start, [0, 0, 0])
     elapsed = time.perf_counter() - t0
-    del items
-    try:
-        return serialize((results, error, elapsed))
-    except BaseException:
-        return _salvage(results, error, start, elapsed)
-
-
-def _salvage(results: list[Any], error: tuple[Any, ...] | None, start: int, elapsed: float) -> bytes:
-    """Some result cannot be serialized: keep those before it and report it as that item's error."""
-    for i, value in enumerate(results):
-        try:
-            serialize(value)
-        except BaseException as e:
-            from suitkaise.cucumber import SerializationError
-
-            try:
-                raise SerializationError(
-                    f"the result of item {start + i} ({type(value).__name__}) could not be "
-                    f"serialized to send it back to the caller: {e}"
-                ) from e
-            except SerializationError as wrapped:
-                record = _error_record(wrapped, start + i)
-            return serialize((results[:i], record, elapsed))
-    assert error is not None  # the error record itself failed (it was round-tripped: unlikely)
-    record = (error[0], None, error[2], error[3], error[4], "the error could not be serialized")
-    return serialize((results, record, elapsed))
+    data, _ = encode_outcome(outcome, start, lambda results, error: serialize((results, error, elapsed)))
+    return data
 
 
 # ---------------------------------------------------------------------------
@@ -167,40 +111,23 @@ def _notify(ref: weakref.ref[_DaskRun], seq: int, _future: Any) -> None:
         run._on_done(seq)
 
 
-class _DaskRun(_CallBase):
+class _DaskRun(CallBase):
     """The caller's side of one call on Dask: same interface as the local ``_Run``."""
 
     _target_chunk_seconds = _TARGET_CHUNK_SECONDS
 
-    def __init__(
-        self,
-        backend: DaskBackend,
-        workers: int | None,
-        name: str,
-        fn: Any,
-        iterable: Any,
-        *,
-        star: bool,
-        ordered: bool,
-        eager: bool,
-        timeout: float | None,
-        per_item: bool,
-        progress: Progress,
-    ) -> None:
-        source = self._open(name, fn, iterable)
+    def __init__(self, backend: DaskBackend, workers: int | None, call: Call) -> None:
+        source = open_input(call)
         self._backend = backend
         self._client = backend._get_client()
-        self._ordered = ordered
+        self._ordered = call.ordered
         try:
-            fn_data = serialize(fn)
+            fn_data = serialize(call.fn)
         except Exception as e:
-            e.add_note(f"Pool.{name}: {short_repr(fn)} could not be serialized to send it to the Dask workers")
+            e.add_note(f"Pool.{call.name}: {short_repr(call.fn)} could not be serialized to send it to the Dask workers")
             raise
-        if workers is None:
-            workers = backend._threads(self._client, name)
-        self._plan(iterable, source, eager=eager, workers=workers, timeout=timeout,
-                   per_item=per_item, progress=progress)
-        self._flags = (FLAG_STAR if star else 0) | (FLAG_SKPROCESS if _is_skprocess_class(fn) else 0)
+        super().__init__(call, source, backend._threads(self._client, call.name) if workers is None else workers)
+        self._flags = call.flags
         self._token = uuid.uuid4().hex
         self._fn_arg: Any = fn_data
         if len(fn_data) > _SCATTER_MIN:
@@ -282,13 +209,7 @@ class _DaskRun(_CallBase):
     def _finish_on_error(self, error: BaseException) -> None:
         self._finish()  # errors, timeouts, Ctrl-C: cancel what is left of this call
 
-    def _next_values(self) -> list[Any] | None:
-        if self._pending_error is not None:
-            err, self._pending_error = self._pending_error, None
-            raise err
-        if self._done:
-            return None
-        self._top_up()
+    def _take(self) -> list[Any] | None:
         seqs = self._wait()
         if seqs is None:
             self._finish()
@@ -536,11 +457,9 @@ class DaskBackend:
         """Worker threads in the cluster right now (what ``Pool.workers`` reports)."""
         return sum(self._get_client().nthreads().values())
 
-    def run(self, name: str, fn: Any, iterable: Iterable[Any], *, star: bool, ordered: bool, eager: bool,
-            timeout: float | None, per_item: bool, progress: Progress, workers: int | None) -> _DaskRun:
+    def start(self, call: Call, workers: int | None) -> _DaskRun:
         """Start one call of a ``Pool`` map method (used by ``Pool``)."""
-        return _DaskRun(self, workers, name, fn, iterable, star=star, ordered=ordered, eager=eager,
-                        timeout=timeout, per_item=per_item, progress=progress)
+        return _DaskRun(self, workers, call)
 
     def close(self) -> None:
         """Wait for the tasks already submitted, then close the client we opened (if idle)."""

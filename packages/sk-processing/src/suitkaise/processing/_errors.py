@@ -10,7 +10,10 @@ side) stores the formatted traceback as the string attribute
 ``__remote_traceback__`` -- the name cucumber uses when it serializes any
 exception -- and ``attach_traceback`` (receiving side) turns it into a
 ``RemoteTraceback`` ``__cause__``, the way ``concurrent.futures`` shows worker
-tracebacks. ``portable_error`` makes an error that cucumber cannot move
+tracebacks (``with_remote_cause`` is that last step alone, for the Pool, whose
+item errors always show the worker's traceback as their own ``__cause__``).
+``describe_exit`` says why a process ended, for Skprocess and Pool alike.
+``portable_error`` makes an error that cucumber cannot move
 portable (a stand-in keeps type, message and traceback as text).
 """
 
@@ -19,6 +22,8 @@ from __future__ import annotations
 import copy
 import multiprocessing
 import os
+import reprlib
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -42,12 +47,14 @@ __all__ = [
     "check_can_start_processes",
     "capture_traceback",
     "describe_exception",
+    "describe_exit",
+    "short_repr",
+    "with_remote_cause",
     "portable",
     "portable_error",
 ]
 
 TB_ATTR = "__remote_traceback__"
-_LEGACY_TB_ATTR = "remote_traceback"  # read for compatibility (0.5.0 stored it on ProcessError)
 T = TypeVar("T")
 
 
@@ -62,6 +69,22 @@ class RemoteTraceback(Exception):
         return f'\n"""\n{self.tb}"""'
 
 
+_repr = reprlib.Repr()
+_repr.maxstring = 40
+_repr.maxother = 60
+_repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 4
+
+
+def short_repr(obj: Any) -> str:
+    """A repr short enough for an error message."""
+    name = type(obj).__qualname__
+    try:
+        text = _repr.repr(obj)
+    except Exception:
+        return f"<{name} object>"
+    return text if type(obj).__name__ in text or type(obj).__module__ == "builtins" else f"{name} {text}"
+
+
 def describe_exception(exc: BaseException) -> str:
     """``"ValueError: bad input"`` (just the type when the message is empty)."""
     try:
@@ -72,9 +95,39 @@ def describe_exception(exc: BaseException) -> str:
     return f"{name}: {text}" if text else name
 
 
+_SIGNAL_HINTS = {
+    signal.SIGSEGV: "segmentation fault: a crash in native code (a C extension, ctypes, ...)",
+    signal.SIGBUS: "bus error: a crash in native code",
+    signal.SIGABRT: "abort(): a fatal error in native code",
+    signal.SIGFPE: "floating-point exception in native code",
+    signal.SIGILL: "illegal instruction in native code",
+    signal.SIGKILL: "killed from outside: often the kernel's out-of-memory killer, or `kill -9`",
+    signal.SIGTERM: "terminated by another process",
+}
+
+
+def describe_exit(code: int | None) -> str:
+    """Why a process ended, from its exit code, as a phrase without its subject
+    (Skprocess writes ``process <phrase>``, the Pool ``it <phrase>``, the report the phrase).
+
+    ``'was killed by signal SIGSEGV (-11) (segmentation fault: ...)'``,
+    ``'exited with code 3 (...)'``.
+    """
+    if code is None:
+        return "ended without an exit code (its connection closed while it was still running)"
+    if code < 0:
+        try:
+            sig = signal.Signals(-code)
+        except ValueError:
+            return f"was killed by signal {-code}"
+        hint = _SIGNAL_HINTS.get(sig)
+        return f"was killed by signal {sig.name} ({code})" + (f" ({hint})" if hint else "")
+    return f"exited with code {code} (os._exit(), sys.exit() or exit() in native code)"
+
+
 def _stored_traceback(exc: BaseException) -> str | None:
     d = getattr(exc, "__dict__", None) or {}
-    tb = d.get(TB_ATTR) or d.get(_LEGACY_TB_ATTR)
+    tb = d.get(TB_ATTR)
     return tb if isinstance(tb, str) and tb else None
 
 
@@ -101,7 +154,13 @@ def attach_traceback(err: BaseException) -> None:
         return
     tb = _stored_traceback(target) or _stored_traceback(err)
     if tb:
-        target.__cause__ = RemoteTraceback(tb)
+        with_remote_cause(target, tb)
+
+
+def with_remote_cause(exc: BaseException, tb: str) -> BaseException:
+    """``exc`` with the sender's traceback text shown as its ``__cause__`` (returns ``exc``)."""
+    exc.__cause__ = RemoteTraceback(tb)
+    return exc
 
 
 def portable(obj: T, fallback: Callable[[], T]) -> T:

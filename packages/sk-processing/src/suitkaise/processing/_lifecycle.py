@@ -41,7 +41,7 @@ from suitkaise.processing._runtime import (
     Outcome,
     SectionTimeout,
 )
-from suitkaise.processing._sections import BY_DUNDER, DUNDERS
+from suitkaise.processing._sections import BY_DUNDER, DUNDERS, LOOP
 from suitkaise.processing._timers import ProcessTimers, TimedMethod
 
 __all__ = ["Checkpointer", "Lifecycle"]
@@ -198,8 +198,9 @@ class Lifecycle:
         proc, ctrl, cfg, ev = self.proc, self.ctrl, self.cfg, self.stop_event
         runs = cfg.runs
         join_at = None if cfg.join_in is None else start_time + cfg.join_in
-        t_pre, t_run, t_post = cfg.timeouts.prerun, cfg.timeouts.run, cfg.timeouts.postrun
-        pre, run, post = self.fns["__prerun__"], self.fns["__run__"], self.fns["__postrun__"]
+        t_pre, t_run, t_post = (getattr(cfg.timeouts, s.key) for s in LOOP)
+        s_pre, s_run, s_post = LOOP  # the table's order: prerun, run, postrun
+        pre, run, post = self.fns[s_pre.dunder], self.fns[s_run.dunder], self.fns[s_post.dunder]
         timers = proc.timers
         full_run = timers.full_run
         call = self._call
@@ -218,27 +219,27 @@ class Lifecycle:
                 ctrl[RUN] = cr
             total = 0.0
             if pre is not None:
-                _, el = call("__prerun__", pre, t_pre)
+                _, el = call(s_pre.dunder, pre, t_pre)
                 if pre_timer is None:
-                    pre_timer = ensure("prerun")
+                    pre_timer = ensure(s_pre.key)
                 pre_timer.add_time(el)
                 total += el
                 samples[0] = el
                 if ctrl[STOP] or (ev is not None and ev.is_set()):
                     return
             if run is not None:
-                _, el = call("__run__", run, t_run)
+                _, el = call(s_run.dunder, run, t_run)
                 if run_timer is None:
-                    run_timer = ensure("run")
+                    run_timer = ensure(s_run.key)
                 run_timer.add_time(el)
                 total += el
                 samples[1] = el
             if ctrl[STOP] or (ev is not None and ev.is_set()):
                 return
             if post is not None:
-                _, el = call("__postrun__", post, t_post)
+                _, el = call(s_post.dunder, post, t_post)
                 if post_timer is None:
-                    post_timer = ensure("postrun")
+                    post_timer = ensure(s_post.key)
                 post_timer.add_time(el)
                 total += el
                 samples[2] = el

@@ -14,6 +14,12 @@ when it expires. ``.background()`` runs the call on a daemon thread and returns
 a ``concurrent.futures.Future``; ``.asynced()`` returns a coroutine that
 runs the call in the event loop's default executor, so the loop never blocks.
 Modifiers chain in any order, except ``background`` with ``asynced``.
+
+Type checkers see the method's own signature through every modifier
+(``ParamSpec``): ``ModifiedCall[P, R]`` returns ``R``, ``BackgroundCall[P, R]``
+a ``Future[R]`` and ``AsyncCall[P, R]`` a coroutine of ``R``. The Pool's map
+methods, which are generic in the function they map, have their own typed
+method objects (``_pool``) built on ``run_in_background``/``run_in_executor``.
 """
 
 from __future__ import annotations
@@ -21,134 +27,170 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Concatenate, Generic, NoReturn, ParamSpec, Self, TypeVar, cast, overload
 
+P = ParamSpec("P")
 R = TypeVar("R")
+S = TypeVar("S")
 
-__all__ = ["ModifiedCall", "modifiable"]
+__all__ = [
+    "AsyncCall",
+    "BackgroundCall",
+    "ModifiedCall",
+    "check_timeout",
+    "modifiable",
+    "refuse_combination",
+    "run_in_background",
+    "run_in_executor",
+]
 
 
-class ModifiedCall(Generic[R]):
-    """A bound method with modifiers applied; call it with the method's arguments."""
+def check_timeout(name: str, seconds: Any) -> float:
+    """``seconds`` as a float, or ``ValueError`` naming the method."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+        raise ValueError(f"{name}.timeout() needs a number of seconds >= 0, got {seconds!r}")
+    return float(seconds)
 
-    __slots__ = ("_asynced", "_background", "_fn", "_name", "_timeout", "_timeout_allowed")
 
-    def __init__(
-        self,
-        fn: Callable[..., R],
-        name: str,
-        *,
-        timeout: float | None = None,
-        background: bool = False,
-        asynced: bool = False,
-        timeout_allowed: bool = True,
-    ) -> None:
+def refuse_combination(name: str) -> NoReturn:
+    raise TypeError(f"{name}: .background() and .asynced() cannot be combined")
+
+
+def run_in_background(call: Callable[[], R], name: str) -> Future[R]:
+    """Start ``call()`` on a daemon thread; its result (or exception) lands in the Future."""
+    future: Future[R] = Future()
+
+    def work() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            result = call()
+        except BaseException as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+    threading.Thread(target=work, name=f"sk-{name}-background", daemon=True).start()
+    return future
+
+
+async def run_in_executor(call: Callable[[], R]) -> R:
+    """``call()`` in the running loop's default executor, so the loop never blocks."""
+    return await asyncio.get_running_loop().run_in_executor(None, call)
+
+
+class _Modified(Generic[P, R]):
+    """A bound method and its timeout; the subclasses differ in what calling returns."""
+
+    __slots__ = ("_fn", "_name", "_timeout")
+
+    def __init__(self, fn: Callable[P, R], name: str, timeout: float | None = None) -> None:
         self._fn = fn
         self._name = name
         self._timeout = timeout
-        self._background = background
-        self._asynced = asynced
-        self._timeout_allowed = timeout_allowed
 
-    def _replace(self, **changes: Any) -> ModifiedCall[R]:
-        fields: dict[str, Any] = {
-            "timeout": self._timeout,
-            "background": self._background,
-            "asynced": self._asynced,
-            "timeout_allowed": self._timeout_allowed,
-        }
-        fields.update(changes)
-        return ModifiedCall(self._fn, self._name, **fields)
+    def _checked(self, seconds: float) -> float:
+        return check_timeout(self._name, seconds)
 
-    def timeout(self, seconds: float) -> ModifiedCall[R]:
-        """Give up after ``seconds`` and raise ``ResultTimeoutError``."""
-        if not self._timeout_allowed:
-            raise TypeError(f"{self._name}() does not support .timeout()")
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
-            raise ValueError(f"{self._name}.timeout() needs a number of seconds >= 0, got {seconds!r}")
-        return self._replace(timeout=float(seconds))
-
-    def background(self) -> ModifiedCall[R]:
-        """Run the call on a background thread; calling returns a ``concurrent.futures.Future``."""
-        if self._asynced:
-            raise TypeError(f"{self._name}: .background() and .asynced() cannot be combined")
-        return self._replace(background=True)
-
-    def asynced(self) -> ModifiedCall[R]:
-        """Calling returns a coroutine; the blocking work runs off the event loop."""
-        if self._background:
-            raise TypeError(f"{self._name}: .background() and .asynced() cannot be combined")
-        return self._replace(asynced=True)
-
-    def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    def _invoke(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         if self._timeout is not None:
             if "_sk_timeout" in kwargs:
                 raise TypeError(f"{self._name}: timeout given twice")
             kwargs = dict(kwargs, _sk_timeout=self._timeout)
         return self._fn(*args, **kwargs)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self._background:
-            future: Future[R] = Future()
-
-            def work() -> None:
-                if not future.set_running_or_notify_cancel():
-                    return
-                try:
-                    result = self._call(args, kwargs)
-                except BaseException as exc:
-                    future.set_exception(exc)
-                else:
-                    future.set_result(result)
-
-            threading.Thread(target=work, name=f"sk-{self._name}-background", daemon=True).start()
-            return future
-        if self._asynced:
-            return self._acall(args, kwargs)
-        return self._call(args, kwargs)
-
-    async def _acall(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, functools.partial(self._call, args, kwargs))
+    _suffix = ""
 
     def __repr__(self) -> str:
-        mods = []
-        if self._timeout is not None:
-            mods.append(f".timeout({self._timeout})")
-        if self._background:
-            mods.append(".background()")
-        if self._asynced:
-            mods.append(".asynced()")
-        return f"<{self._name}{''.join(mods)}>"
+        timeout = "" if self._timeout is None else f".timeout({self._timeout})"
+        return f"<{self._name}{timeout}{self._suffix}>"
 
 
-class _Modifiable(Generic[R]):
+class ModifiedCall(_Modified[P, R]):
+    """A bound method, possibly with ``.timeout()``; call it with the method's arguments."""
+
+    __slots__ = ()
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self._invoke(args, kwargs)
+
+    def timeout(self, seconds: float) -> ModifiedCall[P, R]:
+        """Give up after ``seconds`` and raise ``ResultTimeoutError``."""
+        return ModifiedCall(self._fn, self._name, self._checked(seconds))
+
+    def background(self) -> BackgroundCall[P, R]:
+        """Run the call on a background thread; calling returns a ``concurrent.futures.Future``."""
+        return BackgroundCall(self._fn, self._name, self._timeout)
+
+    def asynced(self) -> AsyncCall[P, R]:
+        """Calling returns a coroutine; the blocking work runs off the event loop."""
+        return AsyncCall(self._fn, self._name, self._timeout)
+
+
+class BackgroundCall(_Modified[P, R]):
+    """``.background()``: calling starts the call on a thread and returns a ``Future``."""
+
+    __slots__ = ()
+    _suffix = ".background()"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+        return run_in_background(functools.partial(self._invoke, args, kwargs), self._name)
+
+    def timeout(self, seconds: float) -> BackgroundCall[P, R]:
+        """Give up after ``seconds``: the Future raises ``ResultTimeoutError``."""
+        return BackgroundCall(self._fn, self._name, self._checked(seconds))
+
+    def background(self) -> Self:
+        return self
+
+    def asynced(self) -> NoReturn:
+        refuse_combination(self._name)
+
+
+class AsyncCall(_Modified[P, R]):
+    """``.asynced()``: calling returns a coroutine (the work runs in the loop's executor)."""
+
+    __slots__ = ()
+    _suffix = ".asynced()"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
+        return run_in_executor(functools.partial(self._invoke, args, kwargs))
+
+    def timeout(self, seconds: float) -> AsyncCall[P, R]:
+        """Give up after ``seconds``: awaiting raises ``ResultTimeoutError``."""
+        return AsyncCall(self._fn, self._name, self._checked(seconds))
+
+    def asynced(self) -> Self:
+        return self
+
+    def background(self) -> NoReturn:
+        refuse_combination(self._name)
+
+
+class _Modifiable(Generic[S, P, R]):
     """Descriptor: ``obj.meth`` is a ``ModifiedCall`` bound to ``obj``."""
 
-    def __init__(self, fn: Callable[..., R], timeout_allowed: bool) -> None:
+    def __init__(self, fn: Callable[Concatenate[S, P], R]) -> None:
         self._fn = fn
-        self._timeout_allowed = timeout_allowed
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
 
     @overload
-    def __get__(self, obj: None, owner: type) -> _Modifiable[R]: ...
+    def __get__(self, obj: None, owner: type) -> Self: ...
     @overload
-    def __get__(self, obj: object, owner: type) -> ModifiedCall[R]: ...
-    def __get__(self, obj: object | None, owner: type) -> Any:
+    def __get__(self, obj: S, owner: type) -> ModifiedCall[P, R]: ...
+    def __get__(self, obj: S | None, owner: type) -> Self | ModifiedCall[P, R]:
         if obj is None:
             return self
-        bound = self._fn.__get__(obj, owner)
-        return ModifiedCall(bound, self._fn.__name__, timeout_allowed=self._timeout_allowed)
+        return ModifiedCall(cast("Callable[P, R]", types.MethodType(self._fn, obj)), self._fn.__name__)
 
 
-def modifiable(fn: Callable[..., R] | None = None, *, timeout: bool = True) -> Any:
+def modifiable(fn: Callable[Concatenate[S, P], R]) -> _Modifiable[S, P, R]:
     """Decorate a method so it accepts ``.timeout()``, ``.background()`` and ``.asynced()``.
 
-    With ``timeout=True`` the method must accept a keyword-only ``_sk_timeout``
-    (seconds or ``None``) and raise ``ResultTimeoutError`` when it expires.
+    The method must accept a keyword-only ``_sk_timeout`` (seconds or ``None``)
+    and raise ``ResultTimeoutError`` when it expires.
     """
-    if fn is None:
-        return lambda f: _Modifiable(f, timeout)
-    return _Modifiable(fn, timeout)
+    return _Modifiable(fn)

@@ -39,7 +39,6 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.connection as mpc
 import os
-import signal
 import threading
 import time
 from collections import deque
@@ -56,6 +55,7 @@ from suitkaise.processing._errors import (
     attach_traceback,
     bootstrap_failure,
     check_can_start_processes,
+    describe_exit,
 )
 from suitkaise.processing._forkpayload import SpawnPayload, fd_for_child, serialize_for_fork
 from suitkaise.processing._runtime import (
@@ -79,7 +79,7 @@ from suitkaise.processing._runtime import (
 from suitkaise.processing._sections import BY_CODE, KEYS
 from suitkaise.processing._timers import ProcessTimers
 
-__all__ = ["ParentRun", "describe_exit", "start"]
+__all__ = ["ParentRun", "start"]
 
 _DEADLINE_POLL = 0.25
 _TRIM_EVERY = 64  # with checkpoints: look at what the child consumed once this many messages wait
@@ -100,22 +100,6 @@ def _section_name(code: float) -> str:
     return "__run__" if section is None else section.dunder
 
 
-def describe_exit(code: int | None) -> str:
-    if code is None:
-        return "process ended without an exit code"
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        hint = {
-            "SIGKILL": " (killed from outside, or by the out-of-memory killer)",
-            "SIGSEGV": " (segmentation fault, usually in native code)",
-            "SIGABRT": " (aborted, usually by native code)",
-            "SIGBUS": " (bus error in native code)",
-        }.get(name, "")
-        return f"process was killed by signal {name} ({code}){hint}"
-    return f"process exited with code {code} before producing a result"
 
 
 class ParentRun:
@@ -388,7 +372,7 @@ class ParentRun:
                 error._note_lives(total)
             return error, retry
         used = f", after {total} of {total} lives" if total > 1 else ""
-        error = ProcessError(f"{name}: {describe_exit(exitcode)} (on run {run}{used})", run)
+        error = ProcessError(f"{name}: process {describe_exit(exitcode)} (on run {run}{used})", run)
         error.lives = total
         return error, retry
 

@@ -4,10 +4,10 @@
 
     caller thread(s)                 manager thread (one per Pool)            workers
     ────────────────                 ──────────────────────────────           ──────────────
-    _Run: pulls items, serializes ─► job.pending ─► plan: FN once per   ─────► socket ─► run
-          chunks, submits            (under lock)    worker, then TASKs        chunk
+    LocalRun: pulls items,        ─► job.pending ─► plan: FN once per   ─────► socket ─► run
+      serializes chunks, submits     (under lock)    worker, then TASKs        chunk
                                                      (≤ PREFETCH each)
-    _Run: waits on cv, decodes  ◄─── job.results ◄── recv RESULT       ◄───── socket ◄─ RESULT
+    LocalRun: waits on cv, decodes ◄ job.results ◄── recv RESULT       ◄───── socket ◄─ RESULT
           results, raises errors                     wait([sockets, sentinels, wake pipe])
                                                      sentinel fired → crash error naming
                                                      the item, worker replaced on demand
@@ -30,9 +30,7 @@ import contextlib
 import itertools
 import multiprocessing
 import os
-import reprlib
 import select
-import signal
 import threading
 import time
 from collections import deque
@@ -40,7 +38,13 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from suitkaise.processing import _pool_wire as wire
-from suitkaise.processing._errors import ProcessError, bootstrap_failure, check_can_start_processes
+from suitkaise.processing._errors import (
+    ProcessError,
+    bootstrap_failure,
+    check_can_start_processes,
+    describe_exit,
+    short_repr,
+)
 from suitkaise.processing._pool_worker import (
     PHASE_LOADING,
     PHASE_RUNNING,
@@ -50,28 +54,12 @@ from suitkaise.processing._pool_worker import (
 )
 from suitkaise.processing._trace import from_env
 
-__all__ = ["Chunk", "Core", "Entry", "Job", "short_repr"]
+__all__ = ["Chunk", "Core", "Entry", "Job"]
 
 PREFETCH = 2  # chunks in flight per worker: one running, one waiting in its inbox
 SHORT_CHUNK = 0.05  # seconds: only chunks shorter than this are queued behind another
 
 _RUN, _CLOSE, _TERMINATE = "run", "close", "terminate"
-
-_repr = reprlib.Repr()
-_repr.maxstring = 40
-_repr.maxother = 60
-_repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 4
-
-
-def short_repr(obj: Any) -> str:
-    """A repr short enough for an error message."""
-    name = type(obj).__qualname__
-    try:
-        text = _repr.repr(obj)
-    except Exception:
-        return f"<{name} object>"
-    return text if type(obj).__name__ in text or type(obj).__module__ == "builtins" else f"{name} {text}"
-
 
 class Chunk:
     """Consecutive items of a job, serialized once by the caller."""
@@ -153,31 +141,6 @@ class _Worker:
         self.loaded: set[int] = set()
         self.retiring = False  # announced its exit (after a MemoryError)
         self.doomed = False  # killed on purpose (timeout, terminate)
-
-
-_SIGNAL_HINTS = {
-    signal.SIGSEGV: "segmentation fault: a crash in native code (a C extension, ctypes, ...)",
-    signal.SIGBUS: "bus error: a crash in native code",
-    signal.SIGABRT: "abort(): a fatal error in native code",
-    signal.SIGFPE: "floating-point exception in native code",
-    signal.SIGILL: "illegal instruction in native code",
-    signal.SIGKILL: "often the kernel's out-of-memory killer, or `kill -9`",
-    signal.SIGTERM: "terminated by another process",
-}
-
-
-def describe_exit(code: int | None) -> str:
-    """``'killed by SIGSEGV (segmentation fault: ...)'`` or ``'exited with code 3 (...)'``."""
-    if code is None:
-        return "stopped responding (its connection closed while it was still running)"
-    if code < 0:
-        try:
-            sig = signal.Signals(-code)
-        except ValueError:
-            return f"killed by signal {-code}"
-        hint = _SIGNAL_HINTS.get(sig)
-        return f"killed by {sig.name}" + (f" ({hint})" if hint else "")
-    return f"exited with code {code} (os._exit(), or a native library calling exit())"
 
 
 class Core:
@@ -548,7 +511,7 @@ class Core:
             where = (f"before running item {chunk.start} ({short_repr(chunk.items[0])}) "
                      "(it had not started the task yet)")
         return (f"{who} died {where}: "
-                f"{describe_exit(code)}. The worker is replaced; the rest of this call was cancelled.")
+                f"it {describe_exit(code)}. The worker is replaced; the rest of this call was cancelled.")
 
     def _stop_workers(self, workers: list[_Worker]) -> None:
         for w in workers:

@@ -2,7 +2,7 @@
 
 Each worker owns one duplex ``multiprocessing.Pipe`` (a Unix socketpair). A
 message is one ``suitkaise.pipe.wire`` frame whose head is ``_HEAD`` below
-(kind, status, job, chunk number, two counters, elapsed seconds) and whose
+(kind, status, job, chunk number, a counter, elapsed seconds) and whose
 payload is ``wire.dumps(obj)``: buffers of 64 KiB and more travel out-of-band,
 written from and read into place. The framing, the buffer rule and the raw
 descriptor I/O live in ``suitkaise.pipe.wire`` only; this module names the
@@ -46,8 +46,8 @@ OK = 0  # every item of the chunk succeeded
 ERROR = 1  # results up to a failing item, then its error
 RETIRE = 2  # like ERROR, and the worker exits right after (e.g. MemoryError)
 
-# kind, status/flags, job, seq, a (start or count), b, elapsed seconds
-_HEAD = struct.Struct("<BBqqqqd")
+# kind, status/flags, job, seq, a (start or count), elapsed seconds
+_HEAD = struct.Struct("<BBqqqd")
 
 
 class Message(NamedTuple):
@@ -56,7 +56,6 @@ class Message(NamedTuple):
     job: int
     seq: int
     a: int
-    b: int
     elapsed: float
     payload: bytes | memoryview
     buffers: list[bytearray]
@@ -70,17 +69,16 @@ def send_message(
     job: int = 0,
     seq: int = 0,
     a: int = 0,
-    b: int = 0,
     elapsed: float = 0.0,
     payload: bytes = b"",
     buffers: Sequence[memoryview] = (),
 ) -> None:
     """Write one message (blocking until the whole message is in the socket)."""
-    wire.send(fd, _HEAD.pack(kind, flags, job, seq, a, b, elapsed), payload, buffers)
+    wire.send(fd, _HEAD.pack(kind, flags, job, seq, a, elapsed), payload, buffers)
 
 
 def recv_message(fd: int) -> Message:
     """Read one message; ``EOFError`` when the peer closed the socket."""
     frame = wire.recv(fd, _HEAD.size)
-    kind, flags, job, seq, a, b, elapsed = _HEAD.unpack(frame.head)
-    return Message(kind, flags, job, seq, a, b, elapsed, frame.data, frame.buffers)
+    kind, flags, job, seq, a, elapsed = _HEAD.unpack(frame.head)
+    return Message(kind, flags, job, seq, a, elapsed, frame.data, frame.buffers)

@@ -28,71 +28,29 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from suitkaise.cucumber import SerializationError
 from suitkaise.processing import _pool_wire as wire
+from suitkaise.processing._chunk import (
+    PHASE_IDLE,
+    PHASE_LOADING,
+    PHASE_RUNNING,
+    PHASE_SENDING,
+    ErrorRecord,
+    FnJob,
+    call_item,
+    encode_outcome,
+    run_chunk,
+)
 from suitkaise.processing._pdeathsig import set_pdeathsig
 from suitkaise.processing._trace import Trace, from_env
 
 __all__ = ["PHASE_IDLE", "PHASE_LOADING", "PHASE_RUNNING", "PHASE_SENDING", "PROGRESS_SLOTS", "worker_main"]
 
-PHASE_IDLE = 0
-PHASE_LOADING = 1  # deserializing a function or a chunk
-PHASE_RUNNING = 2  # running progress[1]
-PHASE_SENDING = 3  # serializing / sending results
-
-# progress[] slots: job, item, phase, booted (1 once worker_main runs: before it, a
-# spawn/forkserver child is still importing the main module)
+# progress[] slots: job, item, phase (_chunk.PHASE_*), booted (1 once worker_main runs:
+# before it, a spawn/forkserver child is still importing the main module)
 PROGRESS_SLOTS = 4
-
-# kinds of jobs (FN flags)
-FLAG_STAR = 1
-FLAG_SKPROCESS = 2
-
-_STOP = object()
-
-
-class _Job:
-    __slots__ = ("error", "fn", "skprocess", "star")
-
-    def __init__(self, fn: Any, star: bool, skprocess: bool, error: BaseException | None) -> None:
-        self.fn = fn
-        self.star = star
-        self.skprocess = skprocess
-        self.error = error
-
-
-def _error_record(exc: BaseException, index: int) -> tuple[Any, ...]:
-    """(index, exception-or-None, type name, message, traceback text, why it could not travel)."""
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    exc.__traceback__ = None
-    name = f"{type(exc).__module__}.{type(exc).__qualname__}"
-    try:
-        message = str(exc)
-    except Exception as e:
-        message = f"<str() failed: {e!r}>"
-    try:
-        # Round-trip here: an exception whose __init__ takes other arguments
-        # than its args pickles fine but fails to unpickle in the parent.
-        data, bufs = wire.dumps(exc)
-        wire.loads(data, [bytearray(b) for b in bufs])
-    except BaseException as e:
-        return (index, None, name, message, tb, f"{type(e).__name__}: {e}")
-    return (index, exc, name, message, tb, None)
-
-
-def _call_item(job: _Job, item: Any) -> Any:
-    if job.skprocess:
-        from suitkaise.processing._engine import run_inline
-
-        instance = job.fn(*item) if job.star and isinstance(item, tuple) else job.fn(item)
-        return run_inline(instance)
-    if job.star and isinstance(item, tuple):
-        return job.fn(*item)
-    return job.fn(item)
 
 
 def _reader(fd: int, inbox: queue.SimpleQueue[Any]) -> None:
@@ -142,7 +100,7 @@ def worker_main(conn: Any, progress: Any, close_fds: Sequence[int], ppid: int) -
     fd = conn.fileno()
     inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
     threading.Thread(target=_reader, args=(fd, inbox), name="sk-pool-reader", daemon=True).start()
-    jobs: dict[int, _Job] = {}
+    jobs: dict[int, FnJob] = {}
     perf = time.perf_counter
     while True:
         progress[2] = PHASE_IDLE
@@ -161,7 +119,7 @@ def worker_main(conn: Any, progress: Any, close_fds: Sequence[int], ppid: int) -
                 err = None
             except BaseException as e:
                 fn, err = None, e
-            jobs[msg.job] = _Job(fn, bool(msg.flags & FLAG_STAR), bool(msg.flags & FLAG_SKPROCESS), err)
+            jobs[msg.job] = FnJob(fn, msg.flags, err)
             continue
         if msg.kind != wire.TASK:  # pragma: no cover - protocol error
             os._exit(70)
@@ -190,91 +148,54 @@ def _release_forkserver() -> None:
 
 
 def _run_chunk(
-    fd: int, msg: wire.Message, job: _Job | None, progress: Any, perf: Callable[[], float], trace: Trace | None
+    fd: int, msg: wire.Message, job: FnJob | None, progress: Any, perf: Callable[[], float], trace: Trace | None
 ) -> None:
+    """Run one TASK message's chunk (``_chunk.run_chunk``) and send its RESULT."""
     start = msg.a
-    results: list[Any] = []
-    error: tuple[Any, ...] | None = None
-    retire = False
-    t0 = perf()
-    try:
+
+    def load() -> tuple[FnJob, list[Any]]:
         if job is None:
             raise RuntimeError("internal error: pool worker received a task before its function")
         if job.error is not None:
             raise job.error
-        items = wire.loads(msg.payload, msg.buffers)
-    except BaseException as e:
-        error = _error_record(e, start)
-        items = []
-    progress[2] = PHASE_RUNNING
-    index = start
-    if error is None:
-        assert job is not None
-        fn = job.fn
-        append = results.append
-        try:
-            if trace is not None:
-                for item in items:
-                    progress[1] = index
-                    trace.event("item", job=msg.job, item=index)
-                    append(_call_item(job, item))
-                    trace.event("item-end", job=msg.job, item=index)
-                    index += 1
-            elif job.skprocess or job.star:
-                for item in items:
-                    progress[1] = index
-                    append(_call_item(job, item))
-                    index += 1
-            else:  # the hot path for tiny tasks: no per-item helper call
-                for item in items:
-                    progress[1] = index
-                    append(fn(item))
-                    index += 1
-        except BaseException as e:
-            # MemoryError: this process may be unusable (e.g. a task lowered
-            # RLIMIT_AS); report the error, then let the parent replace us.
-            retire = isinstance(e, MemoryError)
-            error = _error_record(e, index)
+        if trace is not None:
+            return _traced(job, trace, msg.job, progress), wire.loads(msg.payload, msg.buffers)
+        return job, wire.loads(msg.payload, msg.buffers)
+
+    t0 = perf()
+    outcome = run_chunk(load, start, progress)
     elapsed = perf() - t0
     progress[2] = PHASE_SENDING
-    del items
-    try:
-        payload, bufs = wire.dumps((results, error))
-    except BaseException:
-        # Some result cannot be serialized: find it, report it as that item's error.
-        payload, bufs, error = _salvage(results, error, start)
-    status = wire.OK if error is None else (wire.RETIRE if retire else wire.ERROR)
+    (payload, bufs), error = encode_outcome(outcome, start, _dumps)
+    if error is None:
+        status = wire.OK
+    elif outcome.retire:
+        status = wire.RETIRE
+    else:
+        status = wire.ERROR
     try:
         wire.send_message(
-            fd, wire.RESULT, flags=status, job=msg.job, seq=msg.seq, a=index - start,
+            fd, wire.RESULT, flags=status, job=msg.job, seq=msg.seq, a=len(outcome.results),
             elapsed=elapsed, payload=payload, buffers=bufs,
         )
     except BaseException:
         os._exit(0)  # parent gone
-    if retire:
+    if outcome.retire:
         os._exit(0)
 
 
-def _salvage(results: list[Any], error: tuple[Any, ...] | None, start: int) -> tuple[bytes, list[memoryview], tuple[Any, ...]]:
-    for i, value in enumerate(results):
-        try:
-            wire.dumps(value)
-        except BaseException as e:
-            try:
-                raise SerializationError(
-                    f"the result of item {start + i} ({type(value).__name__}) could not be "
-                    f"serialized to send it back to the parent: {e}"
-                ) from e
-            except SerializationError as wrapped:
-                record = _error_record(wrapped, start + i)
-            kept = results[:i]
-            try:
-                payload, bufs = wire.dumps((kept, record))
-            except BaseException:
-                payload, bufs = wire.dumps(([], record))
-            return payload, bufs, record
-    # the error record itself failed (should not happen: it was round-tripped)
-    assert error is not None
-    record = (error[0], None, error[2], error[3], error[4], "the error could not be serialized")
-    payload, bufs = wire.dumps((results, record))
-    return payload, bufs, record
+def _traced(job: FnJob, trace: Trace, job_id: int, progress: Any) -> FnJob:
+    """``job`` with an "item" / "item-end" trace event around each item (``SK_POOL_TRACE``)."""
+
+    def fn(item: Any) -> Any:
+        index = progress[1]  # set by run_chunk just before the call
+        trace.event("item", job=job_id, item=index)
+        value = call_item(job, item)
+        trace.event("item-end", job=job_id, item=index)
+        return value
+
+    return FnJob(fn, 0)
+
+
+def _dumps(results: list[Any], error: ErrorRecord | None) -> tuple[bytes, list[memoryview]]:
+    return wire.dumps((results, error))

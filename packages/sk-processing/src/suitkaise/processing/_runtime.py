@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Protocol
 
-__all__ = ["RUNTIME_ATTR", "FinalState", "Outcome", "Runtime", "SectionTimeout", "is_skprocess", "min_timeout"]
+__all__ = ["RUNTIME_ATTR", "FinalState", "Outcome", "Runtime", "SectionTimeout", "is_skprocess", "is_skprocess_class", "min_timeout"]
 
 # The attribute of an Skprocess instance holding its runtime (never serialized).
 RUNTIME_ATTR = "_sk_rt"
@@ -94,6 +94,11 @@ class Runtime(Protocol):
 def is_skprocess(obj: object) -> bool:
     """Whether ``obj`` is an Skprocess instance."""
     return bool(getattr(type(obj), SKPROCESS_MARK, False))
+
+
+def is_skprocess_class(obj: object) -> bool:
+    """Whether ``obj`` is Skprocess or a subclass (Pool items are then run as processes)."""
+    return isinstance(obj, type) and bool(getattr(obj, SKPROCESS_MARK, False))
 
 
 def min_timeout(a: float | None, b: float | None) -> float | None:

@@ -238,15 +238,6 @@ def _stores_to(ins: list[dis.Instruction], m: int, target: list[dis.Instruction]
     return subscr or tail[-1].argval == cur.argval
 
 
-def binary_op_name(code: CodeType, lasti: int) -> str | None:
-    """The ``operator`` function name of the ``BINARY_OP`` at ``lasti`` (None otherwise)."""
-    ins, where = _instructions(code)
-    n = _index(where, lasti)
-    if n is None:
-        return None
-    i = ins[n]
-    return BINARY_OPS.get(i.argrepr) if i.opname == "BINARY_OP" else None
-
 _KIND: dict[tuple[CodeType, int], int] = {}
 _GET: dict[tuple[CodeType, int], bool] = {}
 

@@ -579,7 +579,6 @@ class Server:
             for obj in made:
                 obj.close()
             raise
-        self._owner_pid = os.getpid()
         self._thread = threading.Thread(
             target=self._accept_loop, name=f"sk-share-serve-{name}", daemon=True,
         )

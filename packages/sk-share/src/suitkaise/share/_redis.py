@@ -799,11 +799,6 @@ class _Renewer:
                     log.warning("could not renew the lease of Share %r's lock: %r", self.b.name, e)
 
 
-def rebuild(config: Config) -> Any:
-    """A client handle of the Share stored in Redis that ``config`` describes (unpickling)."""
-    from ._share import Share
-
-    return Share._sk_redis_handle(config, owner=False)
 
 
 def handle_config(share: Any) -> Config:

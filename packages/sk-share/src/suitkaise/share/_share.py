@@ -154,7 +154,7 @@ class Share:
         # the serialized Share is a secret: whoever holds it can use the Share.
         d = _oga(self, "__dict__")
         if d["_sk_redis"] is not None:  # the URL, password, name and lease travel
-            return (_redis.rebuild, (d["_sk_redis"].config,))
+            return (_rebuild_redis_share, (d["_sk_redis"].config,))
         return (_rebuild_share, (d["_sk_name"], d["_sk_owner_pid"], d["_sk_host"], d["_sk_net"]))
 
     # -- cucumber's custom protocol ------------------------------------------------------
@@ -584,3 +584,8 @@ def _rebuild_share(
     name: str, owner_pid: int, host: str | None = None, net: tuple[Any, ...] | None = None,
 ) -> Share:
     return Share._sk_client(name, owner_pid, host, net)
+
+
+def _rebuild_redis_share(config: _redis.Config) -> Share:
+    """A client handle of the Share stored in Redis that ``config`` describes (unpickling)."""
+    return Share._sk_redis_handle(config, owner=False)

@@ -288,9 +288,6 @@ def _rebuild_weak_container(cls: Any, items: list[Any]) -> Any:
 
 # -- context variables ---------------------------------------------------------------------------
 
-_NO_DEFAULT = "__cucumber_no_default__"
-
-
 @register("_contextvars.ContextVar")
 def _reduce_context_var(var: Any) -> Any:
     import contextvars

@@ -1,0 +1,190 @@
+"""Running one chunk of a Pool call's items: the same code in local and Dask workers.
+
+::
+
+    load() ─► (FnJob, items) ─► run_chunk: fn(item) for each item ─► Outcome
+                                  (stops at the first error: ErrorRecord)
+    Outcome ─► encode_outcome(dumps) ─► bytes for the caller
+                (a result that cannot be serialized becomes that item's error;
+                 the results before it are kept)
+
+A local worker (``_pool_worker``) loads the chunk from its socket message and
+sends the bytes back as a RESULT; a Dask task (``_dask._dask_chunk``) loads it
+from its arguments and returns the bytes. Either way the caller gets
+``(results, error)`` and, from ``error``, rebuilds the item's exception with
+the worker's traceback as its ``__cause__``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, MutableSequence
+from typing import Any, NamedTuple, TypeVar
+
+from suitkaise.cucumber import SerializationError, serialize
+from suitkaise.processing import _pool_wire as wire
+from suitkaise.processing._errors import capture_traceback
+
+__all__ = [
+    "FLAG_SKPROCESS",
+    "FLAG_STAR",
+    "PHASE_IDLE",
+    "PHASE_LOADING",
+    "PHASE_RUNNING",
+    "PHASE_SENDING",
+    "ErrorRecord",
+    "FnJob",
+    "Outcome",
+    "call_item",
+    "encode_outcome",
+    "error_record",
+    "run_chunk",
+]
+
+# what a worker is doing, published in its progress array (read after a crash)
+PHASE_IDLE = 0
+PHASE_LOADING = 1  # deserializing a function or a chunk
+PHASE_RUNNING = 2  # running progress[1]
+PHASE_SENDING = 3  # serializing / sending results
+
+# kinds of jobs (FN flags)
+FLAG_STAR = 1
+FLAG_SKPROCESS = 2
+
+T = TypeVar("T")
+
+
+class FnJob:
+    """A call's function as a worker holds it (``error``: why it could not be loaded)."""
+
+    __slots__ = ("error", "fn", "skprocess", "star")
+
+    def __init__(self, fn: Any, flags: int, error: BaseException | None = None) -> None:
+        self.fn = fn
+        self.star = bool(flags & FLAG_STAR)
+        self.skprocess = bool(flags & FLAG_SKPROCESS)
+        self.error = error
+
+
+class ErrorRecord(NamedTuple):
+    """An item's failure as it travels from a worker to the caller."""
+
+    item: int  # the position in the call's input of the item that failed
+    error: BaseException | None  # the exception itself; None when it cannot travel
+    type_name: str  # module.QualName of the exception
+    message: str
+    traceback: str  # formatted in the worker
+    why_not_sent: str | None  # why ``error`` is None
+
+
+class Outcome(NamedTuple):
+    """What running a chunk produced."""
+
+    results: list[Any]  # the values of the items before the first error
+    error: ErrorRecord | None
+    retire: bool  # MemoryError: the worker should be replaced after reporting it
+
+
+def error_record(exc: BaseException, index: int) -> ErrorRecord:
+    """``exc`` (raised by item ``index``) as a record; the exception is kept only if it
+    survives a round trip, so the caller never fails to decode it."""
+    tb = capture_traceback(exc)
+    exc.__traceback__ = None
+    name = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    try:
+        message = str(exc)
+    except Exception as e:
+        message = f"<str() failed: {e!r}>"
+    try:
+        # Round-trip here: an exception whose __init__ takes other arguments
+        # than its args pickles fine but fails to unpickle in the parent.
+        data, bufs = wire.dumps(exc)
+        wire.loads(data, [bytearray(b) for b in bufs])
+    except BaseException as e:
+        return ErrorRecord(index, None, name, message, tb, f"{type(e).__name__}: {e}")
+    return ErrorRecord(index, exc, name, message, tb, None)
+
+
+def call_item(job: FnJob, item: Any) -> Any:
+    """``job``'s function applied to one item (star, Skprocess classes), as workers call it."""
+    if job.skprocess:
+        # imported on first use: workers that never run an Skprocess skip its machinery
+        from suitkaise.processing._inline import run_inline
+
+        instance = job.fn(*item) if job.star and isinstance(item, tuple) else job.fn(item)
+        return run_inline(instance)
+    if job.star and isinstance(item, tuple):
+        return job.fn(*item)
+    return job.fn(item)
+
+
+def run_chunk(
+    load: Callable[[], tuple[FnJob, list[Any]]], start: int, progress: MutableSequence[int],
+) -> Outcome:
+    """Run the items ``load()`` returns (the first is item ``start``) until one raises.
+
+    ``progress[1]`` is set to each item's index before it runs and ``progress[2]``
+    to the phase, so that a parent can name the item a crashed worker was running.
+    """
+    try:
+        job, items = load()
+    except BaseException as e:
+        return Outcome([], error_record(e, start), False)
+    progress[2] = PHASE_RUNNING
+    results: list[Any] = []
+    append = results.append
+    index = start
+    try:
+        if job.skprocess or job.star:
+            for item in items:
+                progress[1] = index
+                append(call_item(job, item))
+                index += 1
+        else:  # the hot path for tiny tasks: no per-item helper call
+            fn = job.fn
+            for item in items:
+                progress[1] = index
+                append(fn(item))
+                index += 1
+    except BaseException as e:
+        # MemoryError: this process may be unusable (e.g. a task lowered
+        # RLIMIT_AS); report the error, then let the parent replace us.
+        return Outcome(results, error_record(e, index), isinstance(e, MemoryError))
+    return Outcome(results, None, False)
+
+
+def encode_outcome(
+    outcome: Outcome, start: int, dumps: Callable[[list[Any], ErrorRecord | None], T],
+) -> tuple[T, ErrorRecord | None]:
+    """``dumps(results, error)``; when a result cannot be serialized, the results before it
+    and that item's error instead. Returns the encoded data and the error it carries."""
+    try:
+        return dumps(outcome.results, outcome.error), outcome.error
+    except BaseException:
+        pass
+    results = outcome.results
+    for i, value in enumerate(results):
+        try:
+            serialize(value)
+        except BaseException as e:
+            record = _result_error(e, value, start + i)
+            try:
+                return dumps(results[:i], record), record
+            except BaseException:
+                return dumps([], record), record
+    # the error record itself failed (should not happen: it was round-tripped)
+    assert outcome.error is not None
+    record = outcome.error._replace(error=None, why_not_sent="the error could not be serialized")
+    return dumps(results, record), record
+
+
+def _result_error(exc: BaseException, value: Any, index: int) -> ErrorRecord:
+    what = f"the result of item {index} ({type(value).__name__}) could not be serialized to send it back to the caller"
+    if not isinstance(exc, SerializationError):
+        # The user's own __reduce__/__getstate__/__serialize__ raised: cucumber let it
+        # through as itself (as pickle does), and so does the Pool, with a note.
+        exc.add_note(f"Pool: {what}")
+        return error_record(exc, index)
+    try:
+        raise SerializationError(f"{what}: {exc}") from exc
+    except SerializationError as wrapped:
+        return error_record(wrapped, index)

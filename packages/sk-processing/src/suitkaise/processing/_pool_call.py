@@ -1,0 +1,295 @@
+"""The caller's side of one Pool call, whatever runs its items (the plan both backends share).
+
+::
+
+    Pool.map(fn, items)                        (_pool: the public methods)
+      └─ Call(name, fn, items, star, ordered, eager, timeout, progress)
+           └─ backend.start(call) ─► a CallBase subclass:
+                _pool_local._Run    local worker processes (_pool_core, _pool_worker)
+                _dask._DaskRun      a dask.distributed cluster
+    open_input checks the arguments; CallBase sizes chunks, bounds read-ahead, iterates
+    the results and rebuilds an item's error (an ``ErrorRecord``) as the exception to raise.
+
+A subclass feeds chunks (``_top_up``), waits for the next finished chunk and
+decodes it (``_take``), and says how long an item takes (``_item_time``).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any, TypeAlias
+
+from suitkaise.processing._chunk import FLAG_SKPROCESS, FLAG_STAR, ErrorRecord
+from suitkaise.processing._errors import (
+    ProcessError,
+    ResultTimeoutError,
+    short_repr,
+    with_remote_cause,
+)
+from suitkaise.processing._runtime import is_skprocess_class
+
+__all__ = ["Call", "CallBase", "Progress", "open_input"]
+
+Progress: TypeAlias = "bool | Callable[[int, int | None], object] | None"
+
+_MAX_CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call of a map method, as the caller described it."""
+
+    name: str  # "map", "unordered_imap", ...: for messages
+    fn: Any  # a function or an Skprocess class
+    iterable: Any
+    star: bool  # unpack tuple items as arguments (pool.star())
+    ordered: bool  # results in input order (else completion order)
+    eager: bool  # map/unordered_map: read the whole input first, timeout bounds the whole call;
+    # imap/unordered_imap: read lazily, timeout bounds each wait for the next result
+    timeout: float | None
+    progress: Progress  # already resolved against the pool's default
+
+    @property
+    def per_item(self) -> bool:
+        """The timeout bounds each wait for a result (the lazy methods), not the whole call."""
+        return not self.eager
+
+    @property
+    def flags(self) -> int:
+        """How workers call ``fn`` (``_chunk.FLAG_*``)."""
+        return (FLAG_STAR if self.star else 0) | (FLAG_SKPROCESS if is_skprocess_class(self.fn) else 0)
+
+
+def open_input(call: Call) -> Iterator[Any]:
+    """Check the call's arguments; an iterator over its input."""
+    if not callable(call.fn):
+        raise TypeError(
+            f"Pool.{call.name}: the first argument must be a function or an Skprocess class, "
+            f"got {type(call.fn).__name__} {short_repr(call.fn)}"
+        )
+    try:
+        return iter(call.iterable)
+    except TypeError:
+        raise TypeError(
+            f"Pool.{call.name}: the second argument must be iterable, got {type(call.iterable).__name__} "
+            f"{short_repr(call.iterable)}"
+        ) from None
+
+
+class _ProgressReporter:
+    """Calls ``progress(done, total)`` or drives a tqdm bar (only on a terminal)."""
+
+    def __init__(self, option: Progress, total: int | None, desc: str) -> None:
+        self._callback: Callable[[int, int | None], object] | None = None
+        self._bar: Any = None
+        self._text = False
+        self._total = total
+        self._desc = desc
+        self._last = 0.0
+        if option is None or option is False:
+            return
+        if option is not True:
+            self._callback = option
+            return
+        if not sys.stderr.isatty():
+            return  # silent when output is not a terminal
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            self._text = True
+        else:
+            self._bar = tqdm(total=total, desc=desc, unit="item", leave=False)
+
+    def update(self, done: int, delta: int) -> None:
+        if self._callback is not None:
+            self._callback(done, self._total)
+        elif self._bar is not None:
+            self._bar.update(delta)
+        elif self._text:
+            now = time.monotonic()
+            if now - self._last > 0.1 or done == self._total:
+                self._last = now
+                total = "?" if self._total is None else self._total
+                sys.stderr.write(f"\r{self._desc}: {done}/{total}")
+                sys.stderr.flush()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        elif self._text:
+            sys.stderr.write("\n")
+            self._text = False
+
+
+class CallBase:
+    """What every kind of call shares on the caller's side, whatever runs the items.
+
+    Chunk sizing (``map``: about four chunks per worker; ``imap``: adaptive, aiming at
+    ``_target_chunk_seconds`` of measured work) with bounded read-ahead, iteration,
+    timeouts, progress, and rebuilding an item's error with its remote traceback.
+    Subclasses provide ``_top_up`` (submit chunks), ``_take`` (the next finished chunk's
+    values, ``None`` at the end), ``_finish_on_error`` and ``_item_time`` (measured
+    seconds per item, or ``None``).
+    """
+
+    _target_chunk_seconds = 0.01  # adaptive imap chunks aim at this much work each
+
+    def __init__(self, call: Call, source: Iterator[Any], workers: int) -> None:
+        self._name = call.name
+        self._timeout = call.timeout
+        self._per_item = call.per_item
+        self._deadline = None if call.timeout is None or call.per_item else time.monotonic() + call.timeout
+        total: int | None
+        if call.eager:
+            items = list(source)
+            total = len(items)
+            source = iter(items)
+            self._chunksize = max(1, math.ceil(total / (4 * workers)))
+            self._bound = math.inf
+        else:
+            try:
+                total = len(call.iterable)
+            except TypeError:
+                total = None
+            # adaptive; one item per chunk under a per-result timeout, so that the
+            # timeout measures one item and not a whole chunk
+            self._chunksize = 1 if call.timeout is not None else 0
+            self._bound = 0.0
+        self._cap = _MAX_CHUNK if total is None else max(1, min(_MAX_CHUNK, math.ceil(total / (4 * workers))))
+        self._workers = workers
+        self._source: Iterator[Any] | None = source
+        self._total = total
+        self._seq = 0  # next chunk number to submit
+        self._next_start = 0
+        self._consumed_seq = 0  # ordered: next chunk to yield
+        self._items_submitted = 0
+        self._items_consumed = 0
+        self._ready: deque[Any] = deque()
+        self._pending_error: BaseException | None = None
+        self._done = False
+        self._last_size = 0
+        self._progress = _ProgressReporter(call.progress, total, f"Pool.{call.name}")
+
+    # -- feeding ---------------------------------------------------------------
+
+    def _item_time(self) -> float | None:
+        raise NotImplementedError
+
+    def _next_chunksize(self) -> int:
+        if self._chunksize:
+            return self._chunksize
+        per_item = self._item_time()
+        if per_item is None:
+            size = 1  # nothing measured yet: a slow task must not hold up several items
+        else:
+            size = int(self._target_chunk_seconds / per_item) if per_item > 0 else self._cap
+        size = max(1, min(size, self._cap))
+        self._last_size = size
+        return size
+
+    def _read_chunk(self) -> list[Any] | None:
+        """The next items to submit, or ``None`` (input exhausted, or read-ahead is full)."""
+        if self._source is None:
+            return None
+        if self._bound != math.inf:
+            self._bound = max(4 * self._workers * (self._last_size or 1), 2 * self._workers)
+            if self._items_submitted - self._items_consumed >= self._bound:
+                return None
+        items = list(islice(self._source, self._next_chunksize()))
+        if not items:
+            self._source = None
+            return None
+        return items
+
+    def _explain_serialization(
+        self, items: list[Any], error: Exception, dumps: Callable[[Any], Any], where: str,
+    ) -> None:
+        for offset, item in enumerate(items):
+            try:
+                dumps(item)
+            except Exception:
+                error.add_note(
+                    f"Pool.{self._name}: item {self._next_start + offset} ({short_repr(item)}) could not be "
+                    f"serialized to send it to {where}"
+                )
+                return
+        error.add_note(f"Pool.{self._name}: items {self._next_start}.. could not be serialized")
+
+    # -- consuming -------------------------------------------------------------
+
+    def __iter__(self) -> CallBase:
+        return self
+
+    def __next__(self) -> Any:
+        while not self._ready:  # a chunk may bring no value (error on its first item)
+            values = self._guarded(self._next_values)
+            if values is None:
+                raise StopIteration
+            self._ready.extend(values)
+        return self._ready.popleft()
+
+    def collect(self) -> list[Any]:
+        """Every remaining result as a list (chunk by chunk, for ``map``)."""
+        out = list(self._ready)
+        self._ready.clear()
+        while (values := self._guarded(self._next_values)) is not None:
+            out.extend(values)
+        return out
+
+    def _next_values(self) -> list[Any] | None:
+        """The values of the next chunk (may be empty), or ``None`` at the end."""
+        if self._pending_error is not None:
+            err, self._pending_error = self._pending_error, None
+            raise err
+        if self._done:
+            return None
+        self._top_up()
+        return self._take()
+
+    def _top_up(self) -> None:
+        """Submit chunks while the input lasts and read-ahead allows."""
+        raise NotImplementedError
+
+    def _take(self) -> list[Any] | None:
+        """Wait for the next finished chunk(s); their values, or ``None`` at the end."""
+        raise NotImplementedError
+
+    def _finish_on_error(self, error: BaseException) -> None:
+        raise NotImplementedError
+
+    def _guarded(self, step: Callable[[], list[Any] | None]) -> list[Any] | None:
+        try:
+            return step()
+        except BaseException as error:  # errors, timeouts, Ctrl-C: end this call
+            self._finish_on_error(error)
+            raise
+
+    def _timeout_error(self, consequence: str) -> ResultTimeoutError:
+        assert self._timeout is not None
+        what = "the next result" if self._per_item else "all results"
+        return ResultTimeoutError(
+            f"Pool.{self._name} timed out after {self._timeout:g}s waiting for {what} "
+            f"({self._items_consumed} item(s) done); {consequence}"
+        )
+
+    def _rebuild_error(self, start: int, items: list[Any], record: ErrorRecord, side: str) -> BaseException:
+        """An item's failure as the exception to raise, with the remote traceback as ``__cause__``."""
+        index = record.item
+        item = items[index - start] if 0 <= index - start < len(items) else "?"
+        what = f"Pool.{self._name}: item {index} ({short_repr(item)}) raised {record.type_name}"
+        exc = record.error
+        if exc is None:
+            exc = ProcessError(
+                f"{what}: {record.message}\n"
+                f"(the exception itself could not be sent to the {side}: {record.why_not_sent})"
+            )
+        elif isinstance(exc, (SystemExit, KeyboardInterrupt, GeneratorExit)):
+            exc = ProcessError(f"{what}({record.message})", original_error=exc)
+        return with_remote_cause(exc, record.traceback)

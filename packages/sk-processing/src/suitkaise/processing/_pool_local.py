@@ -1,0 +1,149 @@
+"""The local backend: a Pool call's items run in this machine's worker processes.
+
+::
+
+    LocalRun (caller thread)            Core + manager thread (_pool_core)     workers (_pool_worker)
+    ────────────────────                 ──────────────────────────────────     ──────────────────────
+    wire.dumps(fn) once ─► Job ────────► FN to each worker on first use ──────► FnJob
+    wire.dumps(chunk) ───► Chunk ──────► TASK (bounded prefetch per worker) ──► _chunk.run_chunk
+    _wait() on core.cv ◄── Entry ◄────── RESULT (results, ErrorRecord) ◄─────── _chunk.encode_outcome
+    _decode(): values, or the item's error rebuilt (CallBase._rebuild_error)
+
+``CallBase`` (``_pool_call``) holds what the Dask backend shares: chunk sizing,
+read-ahead, iteration, timeouts and progress.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from suitkaise.processing import _pool_wire as wire
+from suitkaise.processing._errors import ProcessError, short_repr
+from suitkaise.processing._pool_call import Call, CallBase, open_input
+from suitkaise.processing._pool_core import Chunk, Core, Entry, Job
+
+__all__ = ["LocalRun"]
+
+
+class LocalRun(CallBase):
+    """The caller's side of one call: feeds chunks, yields results, raises errors."""
+
+    def __init__(self, core: Core, workers: int, call: Call) -> None:
+        source = open_input(call)
+        super().__init__(call, source, workers)
+        self._core = core
+        try:
+            fn_payload, fn_buffers = wire.dumps(call.fn)
+        except Exception as e:
+            e.add_note(f"Pool.{call.name}: {short_repr(call.fn)} could not be serialized to send it to the workers")
+            raise
+        self._job = Job(core.new_job_id(), call.name, fn_payload, fn_buffers, call.flags, call.ordered)
+        self._chunks_consumed = 0
+        core.add_job(self._job)
+        try:
+            self._top_up()
+        except BaseException:
+            self._finish(kill=False)
+            raise
+
+    # -- feeding ---------------------------------------------------------------
+
+    def _item_time(self) -> float | None:
+        return self._job.item_time()
+
+    def _top_up(self) -> None:
+        while (items := self._read_chunk()) is not None:
+            try:
+                payload, buffers = wire.dumps(items)
+            except Exception as e:
+                self._explain_serialization(items, e, wire.dumps, "a worker")
+                raise
+            chunk = Chunk(self._job, self._seq, self._next_start, items, payload, buffers)
+            self._seq += 1
+            self._next_start += len(items)
+            self._items_submitted += len(items)
+            self._core.submit(self._job, chunk)
+
+    def _finish_on_error(self, error: BaseException) -> None:
+        if isinstance(error, KeyboardInterrupt):
+            # Ctrl-C: stop every worker now (the pool restarts on the next call).
+            self._core.terminate()
+        self._finish(kill=False, error=error)
+
+    def _take(self) -> list[Any] | None:
+        entry = self._wait()
+        if entry is None:
+            self._finish(kill=False)
+            return None
+        return self._decode(entry)
+
+    def _wait(self) -> Entry | None:
+        job = self._job
+        deadline = self._deadline
+        if self._per_item and self._timeout is not None:
+            deadline = time.monotonic() + self._timeout
+        core = self._core
+        with core.cv:
+            while True:
+                if job.fatal is not None:
+                    raise job.fatal
+                if job.ordered:
+                    entry = job.ordered_results.pop(self._consumed_seq, None)
+                else:
+                    entry = job.unordered_results.popleft() if job.unordered_results else None
+                if entry is not None:
+                    self._consumed_seq += 1
+                    self._chunks_consumed += 1
+                    return entry
+                if self._source is None and self._chunks_consumed == self._seq:
+                    return None
+                if job.closed:  # pragma: no cover - finished by another thread
+                    raise ProcessError(f"Pool.{self._name}: this call was cancelled")
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                core.cv.wait(remaining)
+        self._finish(kill=True)
+        raise self._timeout_error("the workers running it were stopped")
+
+    def _decode(self, entry: Entry) -> list[Any]:
+        chunk = entry.chunk
+        msg = entry.message
+        try:
+            values, error = wire.loads(msg.payload, msg.buffers)
+        except Exception as e:
+            raise ProcessError(
+                f"Pool.{self._name}: the results of items {chunk.start}..{chunk.start + len(chunk.items) - 1} "
+                f"could not be deserialized in the parent: {type(e).__name__}: {e}"
+            ) from e
+        n = len(values)
+        self._items_consumed += n + (1 if error is not None else 0)
+        if n:
+            self._progress.update(self._items_consumed, n)
+        if error is not None:
+            self._pending_error = self._rebuild_error(chunk.start, chunk.items, error, "parent")
+        elif self._source is None and self._chunks_consumed == self._seq:
+            self._finish(kill=False)
+        return values
+
+    def _finish(self, *, kill: bool, error: BaseException | None = None) -> None:
+        if self._done and self._job.closed:
+            return
+        self._done = True
+        self._source = None
+        self._progress.close()
+        self._core.finish(self._job, kill=kill, error=error)
+
+    def close(self) -> None:
+        """Stop early: the rest of the input is not read, pending work is cancelled."""
+        if not self._job.closed:
+            self._ready.clear()
+            self._finish(kill=False)
+
+    def __del__(self) -> None:
+        # Lock-free: may run inside any thread while it holds the core lock.
+        job = getattr(self, "_job", None)
+        if job is not None and not job.closed:
+            job.abandoned = True
+            self._core.wake()
