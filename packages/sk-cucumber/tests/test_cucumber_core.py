@@ -155,6 +155,23 @@ def test_user_exception_keeps_type_args_message_and_attributes() -> None:
     assert "Traceback (most recent call last)" in r.__remote_traceback__
 
 
+def test_remote_traceback_is_captured_once_and_kept_through_a_second_trip() -> None:
+    from suitkaise.cucumber import remote_traceback
+
+    local = _raised(ValueError("first"))
+    serialize(local)
+    assert "__remote_traceback__" not in local.__dict__  # serializing changes nothing
+    arrived = roundtrip(local)
+    origin = arrived.__remote_traceback__
+    assert "_raised" in origin and "ValueError: first" in origin
+    reraised = _raised(arrived)  # caught here and sent on: still says where it started
+    assert roundtrip(reraised).__remote_traceback__ == origin
+    assert remote_traceback(reraised) == origin
+    fresh = _raised(KeyError("k"))
+    text = remote_traceback(fresh)
+    assert "KeyError" in text and fresh.__remote_traceback__ == text  # stored for the trip
+
+
 def test_exception_chains_travel() -> None:
     try:
         try:

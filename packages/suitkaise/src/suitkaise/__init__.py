@@ -42,7 +42,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "serialize", "deserialize", "serialize_ir", "reconnect_all",
         "to_json", "to_jsonable", "ir_to_json", "ir_to_jsonable",
         "SerializationError", "DeserializationError", "ReconnectWarning",
-        "Reconnector", "register_handler",
+        "Reconnector", "register_handler", "remote_traceback",
     ),
 }
 _SUBMODULES = ("cucumber", "timing", "pipe", "share", "processing")

@@ -18,6 +18,7 @@ from suitkaise.cucumber import ir_to_json as ir_to_json
 from suitkaise.cucumber import ir_to_jsonable as ir_to_jsonable
 from suitkaise.cucumber import reconnect_all as reconnect_all
 from suitkaise.cucumber import register_handler as register_handler
+from suitkaise.cucumber import remote_traceback as remote_traceback
 from suitkaise.cucumber import serialize as serialize
 from suitkaise.cucumber import serialize_ir as serialize_ir
 from suitkaise.cucumber import to_json as to_json

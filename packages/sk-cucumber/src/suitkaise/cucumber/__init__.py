@@ -24,6 +24,7 @@ from suitkaise.cucumber import _handlers as _handlers  # registers resource hand
 from suitkaise.cucumber import _plugins as _plugins  # entry points, loaded on the first lookup miss
 from suitkaise.cucumber._api import deserialize, serialize
 from suitkaise.cucumber._errors import DeserializationError, SerializationError
+from suitkaise.cucumber._exceptions import remote_traceback
 from suitkaise.cucumber._inspect import (
     ir_to_json,
     ir_to_jsonable,
@@ -47,6 +48,7 @@ __all__ = [
     "ir_to_jsonable",
     "reconnect_all",
     "register_handler",
+    "remote_traceback",
     "serialize",
     "serialize_ir",
     "to_json",

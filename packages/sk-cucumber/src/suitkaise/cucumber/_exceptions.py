@@ -13,16 +13,38 @@ from typing import Any
 
 from suitkaise.cucumber._registry import register
 
-__all__: list[str] = []
+__all__ = ["remote_traceback"]
+
+
+TB_ATTR = "__remote_traceback__"
+
+
+def remote_traceback(exc: BaseException) -> str:
+    """The traceback text that travels with ``exc``: the one it already brought from another
+    process (a re-raised remote error keeps where it started), else its own, formatted now.
+    Stored on ``exc`` as ``__remote_traceback__`` so that it survives the trip. The one
+    capture of every sender (cucumber itself, Pool workers, Skprocess children)."""
+    tb = _traceback_text(exc)
+    if getattr(exc, "__dict__", {}).get(TB_ATTR) is not tb:
+        try:
+            setattr(exc, TB_ATTR, tb)
+        except AttributeError:  # an exception type without __dict__
+            pass
+    return tb
+
+
+def _traceback_text(exc: BaseException) -> str:
+    tb = getattr(exc, "__dict__", {}).get(TB_ATTR)
+    if isinstance(tb, str) and tb:
+        return tb
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
 @register("builtins.BaseException")
 def reduce_exception(exc: BaseException) -> Any:
     state = dict(getattr(exc, "__dict__", {}))
-    if exc.__traceback__ is not None:
-        state["__remote_traceback__"] = "".join(
-            traceback.format_exception(type(exc), exc, exc.__traceback__)
-        )
+    if exc.__traceback__ is not None:  # serializing does not change the user's exception
+        state[TB_ATTR] = _traceback_text(exc)
     # The type's own reduce knows the constructor arguments (OSError puts its
     # filename there, not in .args); __init__ is still never called.
     new_args = exc.args

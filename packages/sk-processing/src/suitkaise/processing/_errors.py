@@ -25,7 +25,6 @@ import os
 import reprlib
 import signal
 import sys
-import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -131,17 +130,9 @@ def _stored_traceback(exc: BaseException) -> str | None:
     return tb if isinstance(tb, str) and tb else None
 
 
-def capture_traceback(exc: BaseException) -> str:
-    """Sending side: the traceback text of ``exc`` (kept if it already came from elsewhere),
-    stored on ``exc`` as ``__remote_traceback__`` so that it survives the trip."""
-    tb = _stored_traceback(exc)
-    if tb is None:
-        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        try:
-            setattr(exc, TB_ATTR, tb)
-        except AttributeError:  # an exception type without __dict__
-            pass
-    return tb
+capture_traceback = cucumber.remote_traceback
+"""Sending side: the traceback text of an exception (kept if it already came from
+elsewhere), stored on it as ``__remote_traceback__`` (cucumber's one capture)."""
 
 
 def attach_traceback(err: BaseException) -> None:
