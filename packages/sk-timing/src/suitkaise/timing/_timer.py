@@ -213,6 +213,22 @@ _BLOCKED_TEMPLATE = (
 _RUNTIME_ATTRS = ("_lock", "_sessions", "_owner_pid")
 
 
+def _checked_duration(elapsed_time: object) -> float:
+    """``elapsed_time`` as seconds, or the error that says why it is not a duration."""
+    if isinstance(elapsed_time, bool) or not isinstance(elapsed_time, numbers.Real):
+        raise TypeError(
+            "Sktimer.add_time(): elapsed_time must be a real number of seconds, "
+            f"got {type(elapsed_time).__name__} {elapsed_time!r}."
+        )
+    value = float(elapsed_time)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(
+            "Sktimer.add_time(): elapsed_time must be a finite, non-negative number of "
+            f"seconds, got {elapsed_time!r}."
+        )
+    return value
+
+
 class Sktimer:
     """Thread-safe timer that records measurements and computes statistics over them.
 
@@ -457,19 +473,18 @@ class Sktimer:
         Raises ``TypeError`` for anything but a real number and ``ValueError`` for a
         negative, NaN or infinite duration (they would poison every statistic).
         """
-        if isinstance(elapsed_time, bool) or not isinstance(elapsed_time, numbers.Real):
-            raise TypeError(
-                "Sktimer.add_time(): elapsed_time must be a real number of seconds, "
-                f"got {type(elapsed_time).__name__} {elapsed_time!r}."
-            )
-        value = float(elapsed_time)
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(
-                "Sktimer.add_time(): elapsed_time must be a finite, non-negative number of "
-                f"seconds, got {elapsed_time!r}."
-            )
-        with self._guard():
-            self._record(value, 0.0)
+        # The common case first, cheaply (Skprocess records two durations per iteration):
+        # a float in [0, inf) -- NaN fails the comparison.
+        if type(elapsed_time) is float and 0.0 <= elapsed_time < math.inf:
+            value = elapsed_time
+        else:
+            value = _checked_duration(elapsed_time)
+        lock = self._lock if self._owner_pid == _CURRENT_PID else self._guard()
+        with lock:
+            self.times.append(value)
+            self._paused_durations.append(0.0)
+            if self._max_times is not None:
+                self._trim()
 
     def set_max_times(self, max_times: int | None) -> None:
         """Change the window (``None`` keeps everything); drops the oldest at once."""
