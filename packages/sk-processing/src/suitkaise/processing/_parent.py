@@ -58,6 +58,7 @@ from suitkaise.processing._errors import (
     describe_exit,
 )
 from suitkaise.processing._forkpayload import SpawnPayload, fd_for_child, serialize_for_fork
+from suitkaise.processing._pdeathsig import preload as preload_libc
 from suitkaise.processing._runtime import (
     BOOTED,
     CTRL_SLOTS,
@@ -151,6 +152,7 @@ class ParentRun:
         pdeathsig = self.method != "forkserver" and thread in (threading.main_thread(), self.monitor)
         try:
             if self.method == "fork":
+                preload_libc()
                 payload: Any = serialize_for_fork(owner)
                 close_in_child: list[Any] = [parent_conn]
                 ppid = os.getpid()

@@ -17,10 +17,21 @@ import os
 import signal
 from typing import Any
 
-__all__ = ["set_pdeathsig"]
+__all__ = ["preload", "set_pdeathsig"]
 
 _PR_SET_PDEATHSIG = 1
 _libc: Any = None
+
+
+def preload() -> None:
+    """Load libc in the parent before forking, so that forked children find it loaded
+    (a ``dlopen`` less in each child's start). Called only when processes are started."""
+    global _libc
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL(None, use_errno=True)
+        except OSError:  # not available: each child finds out for itself
+            pass
 
 
 def set_pdeathsig(expected_ppid: int) -> bool:

@@ -45,6 +45,7 @@ from suitkaise.processing._errors import (
     describe_exit,
     short_repr,
 )
+from suitkaise.processing._pdeathsig import preload as preload_libc
 from suitkaise.processing._pool_worker import (
     PHASE_LOADING,
     PHASE_RUNNING,
@@ -353,6 +354,8 @@ class Core:
             parent, child = ctx.Pipe(duplex=True)
             progress = ctx.RawArray("q", PROGRESS_SLOTS)
             method = ctx.get_start_method()
+            if method == "fork":
+                preload_libc()
             # fork: the worker inherits our end of its own socket and of its siblings'
             # (and the wake pipe); it closes them, so that our death gives it EOF.
             close_fds = [parent.fileno(), *(w.fd for w in self.workers), self._wake_r, self._wake_w] if method == "fork" else []

@@ -135,8 +135,9 @@ def _release_forkserver() -> None:
     closed: kept here, it would outlive the Pool's process and so would we (our
     parent-death signal waits for the server). Workers never start processes.
     """
-    from multiprocessing import forkserver
-
+    # Not imported here when nobody used it: a fork server that was never started holds no
+    # pipe, and importing the module costs a forked worker milliseconds.
+    forkserver = sys.modules.get("multiprocessing.forkserver")
     server = getattr(forkserver, "_forkserver", None)
     fd = getattr(server, "_forkserver_alive_fd", None)
     if fd is not None:
