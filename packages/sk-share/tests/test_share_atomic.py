@@ -233,6 +233,11 @@ def test_every_operator_on_real_numbers_is_exact(start_method: str) -> None:
                            "div": _iterate(lambda x: x / 1.0001, 1.0, total)}
 
 
+class Counter:
+    def __init__(self) -> None:
+        self.t = 0
+
+
 def _computed(share: Share, wid: int, n: int) -> None:
     # Shapes users write that the first version left non-atomic (lost updates, silently):
     # a key computed in place, and more than one operator on the value read.
@@ -244,6 +249,9 @@ def _computed(share: Share, wid: int, n: int) -> None:
         share.c = share.c * 1 + 2 - 1
         share.m[k + 1] = share.m[k + 1] * 1 + 1
         share.g[k] = share.g.get(k, 0) + 1  # the counting idiom, keys created on first use
+        share.n["in"]["v"] = share.n["in"]["v"] + 1  # a container reached by a subscript
+        share.n["in"]["w"] = share.n["in"].get("w", 0) + 1
+        share.b["box"].t = share.b["box"].t + 1  # an attribute of an object in a dict
 
 
 @pytest.mark.timeout(GROWING_TIMEOUT)
@@ -252,11 +260,13 @@ def test_computed_keys_and_operator_chains_are_exact(start_method: str) -> None:
     total = PROCS * N
     with Share() as share:
         share.l, share.c, share.m, share.g = [0, 0, 0], 0, {1: 0, 2: 0, 3: 0}, {}
+        share.n, share.b = {"in": {"v": 0}}, {"box": Counter()}
         share.d = {"0": 0, "1": 0, "2": 0, "k0": 0, "k1": 0, "k2": 0}
         _run(ctx, _computed, [(share, w, N) for w in range(PROCS)], GROWING_TIMEOUT - 30)
         assert sum(share.l) == total and share.c == total and sum(share.m.values()) == total
         assert share.g == {k: PROCS * len(range(k, N, 3)) for k in range(3)}
         assert sum(share.g.values()) == total
+        assert share.n == {"in": {"v": total, "w": total}} and share.b["box"].t == total
         assert sum(share.d[str(k)] for k in range(3)) == total
         assert sum(share.d[f"k{k}"] for k in range(3)) == 2 * total
 

@@ -154,7 +154,8 @@ def summary(tl: Timeline) -> str:
         for b in tl.bars:
             if b.pid == pid and not b.died:
                 by_call.setdefault(b.call, []).append(b.item)
-        ran = "; ".join(f"call {c}: items {_ranges(items)}" for c, items in sorted(by_call.items())) or "no items"
+        ran = "; ".join(f"call {c}: {'items' if len(items) > 1 else 'item'} {_ranges(items)}"
+                        for c, items in sorted(by_call.items())) or "no items"
         tag = " (replacement)" if tl.replacement(pid) else ""
         lines.append(f"  worker {n} (pid {pid}){tag}: {ran}")
     for b in crashes:

@@ -100,7 +100,7 @@ _SIGNAL_HINTS = {
     signal.SIGABRT: "abort(): a fatal error in native code",
     signal.SIGFPE: "floating-point exception in native code",
     signal.SIGILL: "illegal instruction in native code",
-    signal.SIGKILL: "killed from outside: often the kernel's out-of-memory killer, or `kill -9`",
+    signal.SIGKILL: "often the kernel's out-of-memory killer, or `kill -9`",
     signal.SIGTERM: "terminated by another process",
 }
 

@@ -514,7 +514,8 @@ class Core:
             where = (f"before running item {chunk.start} ({short_repr(chunk.items[0])}) "
                      "(it had not started the task yet)")
         return (f"{who} died {where}: "
-                f"it {describe_exit(code)}. The worker is replaced; the rest of this call was cancelled.")
+                f"it {describe_exit(code)}. The worker is replaced; the rest of this call was cancelled "
+                "(items already running on other workers finish, their results are dropped).")
 
     def _stop_workers(self, workers: list[_Worker]) -> None:
         for w in workers:

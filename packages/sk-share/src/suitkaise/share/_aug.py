@@ -91,11 +91,6 @@ BINARY_OPS: dict[str, str] = {
     "%": "mod", "**": "pow", "|": "or_", "&": "and_", "^": "xor", "<<": "lshift", ">>": "rshift",
 }
 
-# instructions that load a name (the start of an object chain such as ``self.share``)
-_ROOT_LOADS = frozenset({
-    "LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_FAST_BORROW", "LOAD_GLOBAL", "LOAD_NAME",
-    "LOAD_DEREF", "LOAD_CLASSDEREF", "LOAD_CONST", "LOAD_SMALL_INT",
-})
 # instructions that push one value from nothing, or two (3.13+ fused local loads)
 _PAIR_LOADS = frozenset({"LOAD_FAST_LOAD_FAST", "LOAD_FAST_BORROW_LOAD_FAST_BORROW"})
 # instructions that reorder, duplicate or pop stack items in ways the scan below cannot
@@ -110,23 +105,6 @@ _JUMPS = frozenset(dis.hasjrel) | frozenset(dis.hasjabs)
 def _is_plain_attr(i: dis.Instruction) -> bool:
     """``LOAD_ATTR name`` that loads a value (not the 3.12+ method form)."""
     return i.opname == "LOAD_ATTR" and not (sys.version_info >= (3, 12) and (i.arg or 0) & 1)
-
-
-def _is_root(i: dis.Instruction) -> bool:
-    if i.opname not in _ROOT_LOADS:
-        return False
-    # LOAD_GLOBAL with the low bit set also pushes NULL (a callable is being loaded)
-    return not (i.opname == "LOAD_GLOBAL" and (i.arg or 0) & 1)
-
-
-def _chain_start(ins: list[dis.Instruction], end: int) -> int | None:
-    """Start of ``root(.attr)*`` ending just before ``end`` (None if there is none)."""
-    k = end - 1
-    while k >= 0 and _is_plain_attr(ins[k]):
-        k -= 1
-    if k < 0 or not _is_root(ins[k]):
-        return None
-    return k
 
 
 def _effect(i: dis.Instruction) -> int | None:
@@ -183,12 +161,12 @@ def _reassign(ins: list[dis.Instruction], n: int, subscr: bool) -> bool:
             # store side evaluates it again, and a key that came out different there makes
             # the update an ordinary read and write (``Pending``), as in plain Python
             key = _expr_start(ins, n)
-            start = None if key is None else _chain_start(ins, key)
+            start = None if key is None else _expr_start(ins, key)
         store = ("STORE_SUBSCR",)
     else:
         if not _is_plain_attr(cur):
             return False
-        start = _chain_start(ins, n)
+        start = _expr_start(ins, n)
         store = ("STORE_ATTR",)
     if start is None:
         return False
@@ -263,7 +241,7 @@ def _get_reassign(code: CodeType, lasti: int) -> bool:
     meth = key_start - 1
     if meth < 1 or not (_is_method_load(ins[meth]) and ins[meth].argval == "get"):
         return False
-    chain = _chain_start(ins, meth)
+    chain = _expr_start(ins, meth)
     if chain is None:
         return False
     target = ins[chain:meth] + ins[key_start:key_end]
