@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from sk_testkit import run_processes
 from suitkaise.share import Share, ShareError
 
 TIMEOUT = 110
@@ -27,20 +28,6 @@ PROCS, N = 8, 2000
 # O(size) per update (the whole container is re-encoded: issue 17 item 2), so 8 x 2000 of
 # them is quadratic: ~15-50 s per form on 2 cores. Each form is its own test, with room.
 GROWING_TIMEOUT = 400
-
-
-def _run(ctx: Any, target: Any, args_list: list[tuple[Any, ...]], timeout: float = TIMEOUT) -> None:
-    procs = [ctx.Process(target=target, args=args) for args in args_list]
-    for p in procs:
-        p.start()
-    deadline = time.monotonic() + timeout
-    for p in procs:
-        p.join(max(deadline - time.monotonic(), 0.1))
-    for p in procs:
-        if p.is_alive():
-            p.kill()
-            p.join()
-        assert p.exitcode == 0, f"child exited with {p.exitcode}"
 
 
 # -- the forms users write ---------------------------------------------------------------
@@ -98,7 +85,7 @@ def test_core_forms_are_exact(start_method: str) -> None:
     total = PROCS * N
     with Share() as share:
         share.counter, share.d, share.n = 0, {"hits": 0}, 0
-        _run(ctx, _core_forms, [(share, w, N, q) for w in range(PROCS)])
+        run_processes(_core_forms, [(share, w, N, q) for w in range(PROCS)])
         seen = [v for _ in range(PROCS) for v in q.get(timeout=TIMEOUT)]
         assert share.counter == total
         assert share.d == {"hits": total}
@@ -111,12 +98,11 @@ def test_core_forms_are_exact(start_method: str) -> None:
 @pytest.mark.parametrize("form", ["list", "set", "dict"])
 def test_growing_forms_are_exact(start_method: str, form: str) -> None:
     """8 processes x 2000 of each: lst = lst + [v], tags = tags | {v}, meta = meta | {k: v}."""
-    ctx = multiprocessing.get_context()
     target = {"list": _list_append, "set": _set_union, "dict": _dict_merge}[form]
     total = PROCS * N
     with Share() as share:
         share.lst, share.tags, share.meta = [], set(), {}
-        _run(ctx, target, [(share, w, N) for w in range(PROCS)], GROWING_TIMEOUT - 30)
+        run_processes(target, [(share, w, N) for w in range(PROCS)], GROWING_TIMEOUT - 30)
         if form == "list":
             assert sorted(share.lst) == list(range(total))
         elif form == "set":
@@ -169,14 +155,13 @@ class Box:
 
 
 def test_every_binary_operator_reassignment_is_atomic(start_method: str) -> None:
-    ctx = multiprocessing.get_context()
     procs, n = 4, 150
     names = [o + "_" if o in ("or", "and") else o for o in _OPS]
     with Share() as share:
         for name in names:
             setattr(share, name, Tally())
         share.box = Box()
-        _run(ctx, _every_operator, [(share, n)] * procs)
+        run_processes(_every_operator, [(share, n)] * procs)
         assert {name: getattr(share, name).n for name in names} == {name: procs * n for name in names}
         assert share.box.t.n == procs * n
 
@@ -214,7 +199,6 @@ def _iterate(f: Any, x: Any, times: int) -> Any:
 def test_every_operator_on_real_numbers_is_exact(start_method: str) -> None:
     """8 processes x 2000 updates of ``x = x <op> v`` for + - * / // ** | & ^ << >> and the
     ``d[k]`` form, on ints (big ones), floats and bit sets: exact final values."""
-    ctx = multiprocessing.get_context()
     total = PROCS * N
     everything = (1 << total) - 1
     with Share() as share:
@@ -222,7 +206,7 @@ def test_every_operator_on_real_numbers_is_exact(start_method: str) -> None:
         share.floordiv, share.pow, share.or_, share.and_, share.xor = 1 << total, 2.0, 0, everything, 0
         share.lshift, share.rshift = 1, 1 << total
         share.d = {"sub": 0, "or": 0, "xor": 0, "div": 1.0}
-        _run(ctx, _numbers, [(share, w, N) for w in range(PROCS)], GROWING_TIMEOUT - 30)
+        run_processes(_numbers, [(share, w, N) for w in range(PROCS)], GROWING_TIMEOUT - 30)
         assert (share.add, share.sub) == (total, -total)
         assert share.mul == 1 << total and share.floordiv == 1 and share.lshift == 1 << total
         assert share.rshift == 1
@@ -256,13 +240,12 @@ def _computed(share: Share, wid: int, n: int) -> None:
 
 @pytest.mark.timeout(GROWING_TIMEOUT)
 def test_computed_keys_and_operator_chains_are_exact(start_method: str) -> None:
-    ctx = multiprocessing.get_context()
     total = PROCS * N
     with Share() as share:
         share.l, share.c, share.m, share.g = [0, 0, 0], 0, {1: 0, 2: 0, 3: 0}, {}
         share.n, share.b = {"in": {"v": 0}}, {"box": Counter()}
         share.d = {"0": 0, "1": 0, "2": 0, "k0": 0, "k1": 0, "k2": 0}
-        _run(ctx, _computed, [(share, w, N) for w in range(PROCS)], GROWING_TIMEOUT - 30)
+        run_processes(_computed, [(share, w, N) for w in range(PROCS)], GROWING_TIMEOUT - 30)
         assert sum(share.l) == total and share.c == total and sum(share.m.values()) == total
         assert share.g == {k: PROCS * len(range(k, N, 3)) for k in range(3)}
         assert sum(share.g.values()) == total
@@ -435,7 +418,7 @@ def test_fetch_and_add_tickets_through_the_lock(start_method: str) -> None:
     q = ctx.Queue()
     with Share() as share:
         share.counter = 0
-        _run(ctx, _tickets, [(share, q, 50)] * 4)
+        run_processes(_tickets, [(share, q, 50)] * 4)
         values = sorted(v for _ in range(4) for v in q.get(timeout=TIMEOUT))
         assert values == list(range(1, 201))
 

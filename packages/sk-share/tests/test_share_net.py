@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from sk_testkit import run_processes
 from suitkaise import cucumber
 from suitkaise.share import Share, ShareError, _net, _share
 
@@ -47,19 +48,6 @@ class Bag:
     def boom(self) -> None:
         self.total = -1
         raise ValueError("boom from the owner")
-
-
-def _run(ctx: Any, target: Any, args_list: list[tuple[Any, ...]]) -> None:
-    procs = [ctx.Process(target=target, args=args) for args in args_list]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(TIMEOUT)
-    for p in procs:
-        if p.is_alive():
-            p.kill()
-            p.join()
-        assert p.exitcode == 0, f"child exited with {p.exitcode}"
 
 
 def _server(share: Share) -> _net.Server:
@@ -93,7 +81,7 @@ def test_two_processes_1000_increments_over_tcp(start_method: str, tcp_env: None
         share.counter = 0
         share.serve()
         before = _server(share).stats["requests"]
-        _run(ctx, _increment, [(share, 1000, q)] * 2)
+        run_processes(_increment, [(share, 1000, q)] * 2)
         assert [q.get(timeout=TIMEOUT) for _ in range(2)] == ["tcp", "tcp"]
         assert share.counter == 2000
         assert _server(share).stats["requests"] - before >= 2000  # every += went through TCP
@@ -137,7 +125,7 @@ def test_methods_and_nested_mutations_over_tcp(start_method: str, tcp_env: None)
         share.nothing = None
         share.gone = 1
         share.serve()
-        _run(ctx, _mutate, [(share, q)])
+        run_processes(_mutate, [(share, q)])
         out = q.get(timeout=TIMEOUT)
         assert out["transport"] == "tcp"
         assert out["add"] == 5
@@ -163,11 +151,10 @@ def _chains(share: Share, n: int) -> None:
 
 
 def test_chained_and_computed_key_updates_over_tcp(start_method: str, tcp_env: None) -> None:
-    ctx = multiprocessing.get_context()
     with Share() as share:
         share.c, share.d, share.g = 0, {"0": 0, "1": 0}, {}
         share.serve()
-        _run(ctx, _chains, [(share, 300)] * 2)
+        run_processes(_chains, [(share, 300)] * 2)
         assert share.c == 600 and share.d == {"0": 300, "1": 300} and share.g == {0: 300, 1: 300}
 
 

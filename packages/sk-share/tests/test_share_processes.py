@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from sk_testkit import run_processes
 from suitkaise import cucumber
 from suitkaise.share import Share
 
@@ -25,29 +26,15 @@ class Bag:
         return self.total
 
 
-def _run(ctx: Any, target: Any, args_list: list[tuple[Any, ...]]) -> None:
-    procs = [ctx.Process(target=target, args=args) for args in args_list]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(TIMEOUT)
-    for p in procs:
-        if p.is_alive():
-            p.kill()
-            p.join()
-        assert p.exitcode == 0, f"child exited with {p.exitcode}"
-
-
 def _increment(share: Share, n: int) -> None:
     for _ in range(n):
         share.counter += 1
 
 
 def test_counter_8x10000_is_exact(start_method: str) -> None:
-    ctx = multiprocessing.get_context()
     with Share() as share:
         share.counter = 0
-        _run(ctx, _increment, [(share, 10_000)] * 8)
+        run_processes(_increment, [(share, 10_000)] * 8)
         assert share.counter == 80_000
 
 
@@ -64,7 +51,7 @@ def test_reads_after_concurrent_adds_are_fresh_and_monotonic(start_method: str) 
     q = ctx.Queue()
     with Share() as share:
         share.counter = 0
-        _run(ctx, _add_then_read, [(share, q, 50)] * 4)
+        run_processes(_add_then_read, [(share, q, 50)] * 4)
         runs = [q.get(timeout=TIMEOUT) for _ in range(4)]
         for got in runs:
             # never older than this process's own last completed write, never decreasing
@@ -84,13 +71,12 @@ def _mutate_everything(share: Share, n: int) -> None:
 
 
 def test_nested_mutations_and_methods_are_never_lost(start_method: str) -> None:
-    ctx = multiprocessing.get_context()
     with Share() as share:
         share.lst = []
         share.d = {"k": 0}
         share.bag = Bag()
         share.total = 0.0
-        _run(ctx, _mutate_everything, [(share, 100)] * 4)
+        run_processes(_mutate_everything, [(share, 100)] * 4)
         assert len(share.lst) == 400 and sorted(share.lst) == sorted(list(range(100)) * 4)
         assert share.d["k"] == 400
         assert share.bag.total == 400 and len(share.bag.items) == 400
@@ -105,9 +91,8 @@ def _create_attrs(share: Share) -> None:
 
 
 def test_attributes_created_in_child_outlive_it(start_method: str) -> None:
-    ctx = multiprocessing.get_context()
     with Share() as share:
-        _run(ctx, _create_attrs, [(share,)])
+        run_processes(_create_attrs, [(share,)])
         assert isinstance(share.made_in_child["pid"], int)
         assert share.child_obj.total == 7
         share.child_obj.add(1)
@@ -196,7 +181,7 @@ def test_share_travels_through_cucumber(start_method: str) -> None:
     with Share() as share:
         share.counter = 1
         share.lst = []
-        _run(ctx, _via_cucumber, [(cucumber.serialize(share), q)])
+        run_processes(_via_cucumber, [(cucumber.serialize(share), q)])
         assert pickle.loads(q.get(timeout=TIMEOUT)) == (6, "int")
         assert share.counter == 6 and share.lst == ["child"]
 
@@ -212,7 +197,7 @@ def test_values_read_in_workers_are_real(start_method: str) -> None:
     with Share() as share:
         share.counter = 41
         share.lst = [1, 2]
-        _run(ctx, _return_real, [(share, q)])
+        run_processes(_return_real, [(share, q)])
         v, lst = q.get(timeout=TIMEOUT), q.get(timeout=TIMEOUT)
         assert type(v) is int and v == 41
         assert type(lst) is list and lst == [1, 2]
@@ -228,10 +213,9 @@ def test_sktimer_through_share(start_method: str) -> None:
     sktimer = getattr(timing, "Sktimer", None)
     if sktimer is None or not hasattr(sktimer, "_shared_meta"):
         pytest.skip("suitkaise.timing.Sktimer with Share hooks is not available yet")
-    ctx = multiprocessing.get_context()
     with Share() as share:
         share.timer = sktimer()
-        _run(ctx, _timer_worker, [(share, 10)] * 4)
+        run_processes(_timer_worker, [(share, 10)] * 4)
         assert share.timer.num_times == 40
         assert abs(share.timer.mean - 0.055) < 1e-9
         with pytest.raises(TypeError, match="cannot be used through Share"):

@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from sk_testkit import run_processes
 from sk_testkit.servers import RedisServer, ServerUnavailable
 from suitkaise import cucumber
 from suitkaise.share import Share, ShareError
@@ -90,20 +91,6 @@ class Pair:
     def step(self) -> None:
         self.a += 1
         self.b += 1
-
-
-def _run(target: Any, args_list: list[tuple[Any, ...]]) -> None:
-    ctx = multiprocessing.get_context()
-    procs = [ctx.Process(target=target, args=args) for args in args_list]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(TIMEOUT)
-    for p in procs:
-        if p.is_alive():
-            p.kill()
-            p.join()
-        assert p.exitcode == 0, f"child exited with {p.exitcode}"
 
 
 # -- values and the attribute API, in one process ------------------------------------------------
@@ -276,7 +263,7 @@ def _all_forms(share: Share, n: int) -> None:
 def test_exact_totals_across_processes(url: str, start_method: str) -> None:
     with Share(backend=url) as share:
         share.counter, share.total, share.d = 0, 0, {"k": 0}
-        _run(_all_forms, [(share, N_OPS)] * N_PROCS)
+        run_processes(_all_forms, [(share, N_OPS)] * N_PROCS)
         assert share.counter == N_PROCS * N_OPS
         assert share.total == 2 * N_PROCS * N_OPS
         assert share.d == {"k": N_PROCS * N_OPS}
@@ -292,7 +279,7 @@ def _methods(share: Share, n: int) -> None:
 def test_method_calls_across_processes_and_child_attributes_outlive_it(url: str, start_method: str) -> None:
     with Share(backend=url) as share:
         share.acc = Acc()
-        _run(_methods, [(share, 100)] * 3)
+        run_processes(_methods, [(share, 100)] * 3)
         assert share.acc.total == 300 and len(share.acc.items) == 300
         assert isinstance(share.made_in_child, int)
 
@@ -508,7 +495,7 @@ def test_tls_rediss(tmp_path: Path, start_method: str) -> None:
     try:
         with Share(backend=f"{server.url}/0", redis_options={"ssl_ca_certs": cert}) as share:
             share.counter = 0
-            _run(_tls_child, [(share, 50)] * 2)
+            run_processes(_tls_child, [(share, 50)] * 2)
             assert share.counter == 100
             assert share._sk_redis.client().connection_pool.connection_class.__name__ == "SSLConnection"
         plain = f"redis://:{server.password}@127.0.0.1:{server.port}/0"
