@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import dis
 import sys
+from collections.abc import Callable
 from types import CodeType, FrameType
+from typing import Any
 
 _INSTR: dict[CodeType, tuple[list[dis.Instruction], dict[int, int]]] = {}
 
@@ -257,13 +259,21 @@ def get_reassign(frame: FrameType | None) -> bool:
     key = (frame.f_code, frame.f_lasti)
     got = _GET.get(key)
     if got is None:
-        try:
-            got = _get_reassign(frame.f_code, frame.f_lasti)
-        except Exception:  # never let the detection break a call
-            got = False
-        if len(_GET) > 65536:
-            _GET.clear()
-        _GET[key] = got
+        got = _remember(_GET, key, _get_reassign, (frame.f_code, frame.f_lasti), False)
+    return got
+
+
+def _remember(cache: dict[Any, Any], key: Any, classify: Callable[..., Any], args: tuple[Any, ...],
+              fallback: Any) -> Any:
+    """``classify(*args)``, cached under ``key`` (bounded); ``fallback`` if it fails: the
+    detection must never break the user's statement, only make it an ordinary one."""
+    try:
+        got = classify(*args)
+    except Exception:
+        got = fallback
+    if len(cache) > 65536:
+        cache.clear()
+    cache[key] = got
     return got
 
 
@@ -319,11 +329,5 @@ def read_kind(frame: FrameType | None, name: object, *, subscr: bool = False) ->
     key = (code, frame.f_lasti)
     got = _KIND.get(key)
     if got is None:
-        try:
-            got = _classify(code, frame.f_lasti, name, subscr)
-        except Exception:  # never let the detection break a read
-            got = PLAIN
-        if len(_KIND) > 65536:
-            _KIND.clear()
-        _KIND[key] = got
+        got = _remember(_KIND, key, _classify, (code, frame.f_lasti, name, subscr), PLAIN)
     return got
