@@ -520,3 +520,24 @@ def inline_life(parent_pid, fd, log, marker_dir, lives, result) -> None:
     result.put({"seen": out["seen"], "run": proc.current_run, "timed": proc.timers.run.num_times})
     result.close()
     result.join_thread()
+
+
+# Set at runtime by the test (never at import): a forked child inherits the change,
+# a spawn or forkserver child imports this module afresh and sees the default.
+RUNTIME_MARK = {"set": False}
+
+
+def forked_from_this_parent(_item: object = None) -> bool:
+    """True in a child that was forked from the test process (it inherited RUNTIME_MARK)."""
+    return RUNTIME_MARK["set"]
+
+
+class ReportsStart(Skprocess):
+    """Returns whether its child inherited the parent's runtime state (fork) or not."""
+
+    def __init__(self, context: str | None) -> None:
+        self.process_config.runs = 1
+        self.process_config.context = context
+
+    def __result__(self) -> bool:
+        return forked_from_this_parent()

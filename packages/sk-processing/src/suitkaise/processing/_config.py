@@ -1,4 +1,4 @@
-"""``process_config``: runs, join_in, lives, checkpoint and per-section timeouts.
+"""``process_config``: runs, join_in, lives, checkpoint, start method and per-section timeouts.
 
 Plain dataclasses so users set fields in ``__init__``
 (``self.process_config.runs = 10``); ``validate`` checks them at
@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 
+from suitkaise.processing._context import check_context
 from suitkaise.processing._sections import KEYS
 
 __all__ = ["ProcessConfig", "TimeoutConfig", "validate"]
@@ -42,6 +43,8 @@ class ProcessConfig:
     timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
     # with lives > 1: save the state after each iteration so a hard crash resumes there
     checkpoint: bool = True
+    # start method of this process ("fork", "spawn", "forkserver"); None: multiprocessing's default
+    context: str | None = None
 
 
 def _is_real(value: object) -> bool:
@@ -78,6 +81,12 @@ def validate(config: object, owner: str = "Skprocess") -> ProcessConfig:
             f"{where}.checkpoint must be True (resume after the last completed iteration when a crash "
             f"costs a life) or False (restart from the start state), got {config.checkpoint!r}"
         )
+    if config.context is not None and not isinstance(config.context, str):
+        raise TypeError(
+            f"{where}.context must be a start method name (\"fork\", \"spawn\", \"forkserver\") or "
+            f"None (multiprocessing's default), got {type(config.context).__name__} {config.context!r}"
+        )
+    check_context(config.context, f"{where}.context")
     timeouts = config.timeouts
     if not isinstance(timeouts, TimeoutConfig):
         raise TypeError(

@@ -36,7 +36,6 @@ in order.
 
 from __future__ import annotations
 
-import multiprocessing
 import multiprocessing.connection as mpc
 import os
 import threading
@@ -48,6 +47,7 @@ from suitkaise import cucumber
 from suitkaise.processing._checkpoint import create_file, read_saved, read_timers
 from suitkaise.processing._child import child_main
 from suitkaise.processing._config import validate
+from suitkaise.processing._context import get_context
 from suitkaise.processing._errors import (
     ProcessError,
     ProcessTimeoutError,
@@ -108,7 +108,7 @@ class ParentRun:
 
     def __init__(self, owner: Any) -> None:
         self.owner = owner
-        self.ctx = multiprocessing.get_context()
+        self.ctx = get_context(owner.process_config.context)
         self.method = self.ctx.get_start_method()
         self.ctrl = self.ctx.RawArray("d", CTRL_SLOTS)
         self.ctrl[LIVES] = owner.process_config.lives

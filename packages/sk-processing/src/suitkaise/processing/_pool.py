@@ -37,8 +37,10 @@ import os
 import weakref
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from concurrent.futures import Future
+from multiprocessing.context import BaseContext
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, Protocol, Self, TypeVar, overload
 
+from suitkaise.processing._context import check_context
 from suitkaise.processing._modifiers import (
     check_timeout,
     refuse_combination,
@@ -265,7 +267,7 @@ class _StarView(_Mapper):
 class Pool(_Mapper):
     """A pool of long-lived worker processes.
 
-    ``Pool(workers=None, *, progress=False)``: ``workers`` defaults to the
+    ``Pool(workers=None, *, progress=False, context=None)``: ``workers`` defaults to the
     number of CPUs. ``progress=True`` shows a tqdm bar (install
     ``sk-processing[progress]``; silent when stderr is not a terminal);
     ``progress=callable`` is called as ``callable(done, total)`` in the calling
@@ -274,6 +276,11 @@ class Pool(_Mapper):
 
     Workers start on first use and are restarted on demand, so the pool stays
     usable after ``close()``, ``terminate()``, a crashed worker or a timeout.
+
+    ``context=`` chooses the start method of this pool's workers: ``"fork"``,
+    ``"spawn"``, ``"forkserver"`` or a ``multiprocessing.get_context(...)``
+    object, without changing the global default (``None``, the default,
+    follows ``multiprocessing.set_start_method`` when workers start).
 
     ``backend=`` runs the same calls on a cluster instead of local processes:
     a ``DaskBackend``, or directly a ``distributed.Client``, a scheduler
@@ -284,8 +291,14 @@ class Pool(_Mapper):
 
     _backend: Any = None
 
-    def __init__(self, workers: int | None = None, *, progress: Progress = False, backend: Any = None) -> None:
+    def __init__(
+        self, workers: int | None = None, *, progress: Progress = False, backend: Any = None,
+        context: str | BaseContext | None = None,
+    ) -> None:
         self._workers_given = workers
+        self._context = check_context(context, "Pool(context=...)")
+        if backend is not None and context is not None:
+            raise ValueError("Pool(context=...) chooses how local workers start; a backend= cluster starts its own")
         if backend is not None:
             from suitkaise.processing._dask import DaskBackend
 
@@ -303,7 +316,7 @@ class Pool(_Mapper):
             )
         self._workers = workers
         self._progress_default = progress
-        self._core = Core(workers)
+        self._core = Core(workers, self._context)
         self._finalizer = weakref.finalize(self, Core.dispose, self._core)
 
     @property
@@ -323,7 +336,7 @@ class Pool(_Mapper):
     def _current_core(self) -> Core:
         if self._core.pid != os.getpid():
             # used in a forked child: the workers belong to the parent; start afresh
-            self._core = Core(self._workers)
+            self._core = Core(self._workers, self._context)
             self._finalizer = weakref.finalize(self, Core.dispose, self._core)
         return self._core
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import multiprocessing
 import os
 import select
 import threading
@@ -38,6 +37,7 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from suitkaise.processing import _pool_wire as wire
+from suitkaise.processing._context import get_context
 from suitkaise.processing._errors import (
     ProcessError,
     bootstrap_failure,
@@ -147,8 +147,9 @@ class _Worker:
 class Core:
     """State shared by a ``Pool``, its runs and its manager thread."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, context: Any = None) -> None:
         self.size = size
+        self.context = context  # the Pool's context= (None: multiprocessing's default, read at each start)
         self.pid = os.getpid()
         self.lock = threading.Lock()
         self.cv = threading.Condition(self.lock)
@@ -349,7 +350,7 @@ class Core:
     def _spawn_if_needed(self) -> None:
         if len(self.workers) >= self.size or not any(j._dispatchable() for j in self.jobs.values()):
             return
-        ctx = multiprocessing.get_context()
+        ctx = get_context(self.context)
         while len(self.workers) < self.size:
             parent, child = ctx.Pipe(duplex=True)
             progress = ctx.RawArray("q", PROGRESS_SLOTS)
