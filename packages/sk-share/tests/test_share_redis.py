@@ -13,6 +13,7 @@ tests-integration/test_share_redis_pool.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -45,10 +46,10 @@ def url(redis_server: Any) -> str:
     return f"{redis_server.url}/0"
 
 
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    """A redis-server for this test alone, with persistence (it gets restarted)."""
-    server = RedisServer(persistent=True)
+@contextlib.contextmanager
+def _private_redis(persistent: bool) -> Iterator[RedisServer]:
+    """A redis-server for one test alone (it gets restarted), stopped afterwards."""
+    server = RedisServer(persistent=persistent)
     try:
         server.start()
     except ServerUnavailable as e:
@@ -58,6 +59,13 @@ def own_redis() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A private redis-server with persistence."""
+    with _private_redis(persistent=True) as server:
+        yield server
 
 
 def _raw(redis_server: Any) -> Any:
@@ -420,21 +428,13 @@ def test_redis_restarted_mid_run_clear_error_then_recovery(own_redis: RedisServe
 
 
 def test_redis_restarted_without_its_data_says_so(url: str, redis_server: Any) -> None:
-    server = RedisServer(persistent=False)
-    try:
-        server.start()
-    except ServerUnavailable as e:
-        server.stop()
-        pytest.skip(f"redis unavailable: {e}")
-    try:
+    with _private_redis(persistent=False) as server:
         share = Share(backend=f"{server.url}/0")
         share.counter = 1
         server.restart()
         with pytest.raises(ShareError, match=r"no longer on the Redis server .*restarted without persistence"):
             share.counter += 1
         share.stop()
-    finally:
-        server.stop()
 
 
 # -- AUTH, TLS, configuration errors ------------------------------------------------------------------
