@@ -19,29 +19,39 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from suitkaise.processing._autoreconnect import autoreconnect
-from suitkaise.processing._errors import (
-    ErrorHandlerError,
-    OnFinishError,
-    PostRunError,
-    PreRunError,
-    ProcessError,
-    ProcessTimeoutError,
-    ResultError,
-    ResultTimeoutError,
-    RunError,
-)
-from suitkaise.processing._pool import Pool
-from suitkaise.processing._skprocess import Skprocess
-from suitkaise.processing._timers import ProcessTimers
+if TYPE_CHECKING:  # the names below are imported on first use (see _LAZY)
+    from suitkaise.pipe import Pipe, PipeEndpointError
+    from suitkaise.processing._autoreconnect import autoreconnect
+    from suitkaise.processing._dask import DaskBackend
+    from suitkaise.processing._errors import (
+        ErrorHandlerError,
+        ItemError,
+        ItemTimeoutError,
+        OnFinishError,
+        PostRunError,
+        PreRunError,
+        ProcessError,
+        ProcessTimeoutError,
+        QuarantineError,
+        ResultError,
+        ResultTimeoutError,
+        RunError,
+        WorkerCrashedError,
+    )
+    from suitkaise.processing._pool import Pool
+    from suitkaise.processing._pool_submit import TaskFuture
+    from suitkaise.processing._skprocess import Skprocess
+    from suitkaise.processing._timers import ProcessTimers
+    from suitkaise.share import Share
 
 __version__ = "0.5.0"
 
 __all__ = [
     "Skprocess",
     "Pool",
+    "TaskFuture",
     "DaskBackend",
     "Share",
     "Pipe",
@@ -57,11 +67,23 @@ __all__ = [
     "ErrorHandlerError",
     "ProcessTimeoutError",
     "ResultTimeoutError",
+    "ItemError",
+    "ItemTimeoutError",
+    "WorkerCrashedError",
+    "QuarantineError",
 ]
 
-# Re-exports resolved on first use, so this package imports even while a
-# sibling distribution is missing or half-installed (PEP 562).
+# Every public name is imported on first use (PEP 562): a Pool worker, which imports
+# only what it runs, starts without loading the Skprocess machinery, and this package
+# imports even while a sibling distribution is missing or half-installed.
+_ERRORS = "suitkaise.processing._errors"
 _LAZY = {
+    "Skprocess": ("suitkaise.processing._skprocess", "Skprocess"),
+    "Pool": ("suitkaise.processing._pool", "Pool"),
+    "TaskFuture": ("suitkaise.processing._pool_submit", "TaskFuture"),
+    "autoreconnect": ("suitkaise.processing._autoreconnect", "autoreconnect"),
+    "ProcessTimers": ("suitkaise.processing._timers", "ProcessTimers"),
+    **{name: (_ERRORS, name) for name in __all__ if name.endswith("Error")},
     "Share": ("suitkaise.share", "Share"),
     "Pipe": ("suitkaise.pipe", "Pipe"),
     "PipeEndpointError": ("suitkaise.pipe", "PipeEndpointError"),
@@ -86,3 +108,7 @@ def __getattr__(name: str) -> Any:
         ) from None
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -3,7 +3,8 @@
 ::
 
     load() ─► (FnJob, items) ─► run_chunk: fn(item) for each item ─► Outcome
-                                  (stops at the first error: ErrorRecord)
+                                  (stops at the first error: ErrorRecord;
+                                   errors="return"/"skip": records it, goes on)
     Outcome ─► encode_outcome(dumps) ─► bytes for the caller
                 (a result that cannot be serialized becomes that item's error;
                  the results before it are kept)
@@ -17,6 +18,7 @@ the worker's traceback as its ``__cause__``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, MutableSequence
 from typing import Any, NamedTuple, TypeVar
 
@@ -25,8 +27,11 @@ from suitkaise.processing import _pool_wire as wire
 from suitkaise.processing._errors import capture_traceback
 
 __all__ = [
+    "FLAG_KEEP_GOING",
+    "FLAG_KWARGS",
     "FLAG_SKPROCESS",
     "FLAG_STAR",
+    "FLAG_TIMED",
     "PHASE_IDLE",
     "PHASE_LOADING",
     "PHASE_RUNNING",
@@ -49,6 +54,13 @@ PHASE_SENDING = 3  # serializing / sending results
 # kinds of jobs (FN flags)
 FLAG_STAR = 1
 FLAG_SKPROCESS = 2
+FLAG_KWARGS = 4  # each item is (args, kwargs): Pool.submit
+FLAG_KEEP_GOING = 8  # errors="return"/"skip": an item's error does not stop the chunk
+FLAG_TIMED = 16  # per-item timeout: progress[4] = start of each item (monotonic ns)
+
+# progress[] slots, read by the parent after a crash or to time an item
+P_JOB, P_ITEM, P_PHASE, P_BOOTED, P_ITEM_START = range(5)
+PROGRESS_SLOTS = 5
 
 T = TypeVar("T")
 
@@ -56,13 +68,21 @@ T = TypeVar("T")
 class FnJob:
     """A call's function as a worker holds it (``error``: why it could not be loaded)."""
 
-    __slots__ = ("error", "fn", "skprocess", "star")
+    __slots__ = ("error", "fn", "keep_going", "kwargs", "skprocess", "star", "timed")
 
     def __init__(self, fn: Any, flags: int, error: BaseException | None = None) -> None:
         self.fn = fn
         self.star = bool(flags & FLAG_STAR)
         self.skprocess = bool(flags & FLAG_SKPROCESS)
+        self.kwargs = bool(flags & FLAG_KWARGS)
+        self.keep_going = bool(flags & FLAG_KEEP_GOING)
+        self.timed = bool(flags & FLAG_TIMED)
         self.error = error
+
+    @property
+    def plain(self) -> bool:
+        """``fn(item)`` and nothing else per item: the hot loop."""
+        return not (self.skprocess or self.star or self.kwargs or self.keep_going or self.timed)
 
 
 class ErrorRecord(NamedTuple):
@@ -79,9 +99,12 @@ class ErrorRecord(NamedTuple):
 class Outcome(NamedTuple):
     """What running a chunk produced."""
 
-    results: list[Any]  # the values of the items before the first error
-    error: ErrorRecord | None
+    results: list[Any]  # the values of the items run (before the first error; keep_going:
+    # all of them, ``None`` in place of each failed one)
+    error: ErrorRecord | None  # the error that stopped the chunk
     retire: bool  # MemoryError: the worker should be replaced after reporting it
+    failures: list[ErrorRecord] = []  # keep_going: the items that raised
+    stopped: bool = False  # ``stop()`` asked to end after the last item run (worker limits)
 
 
 def error_record(exc: BaseException, index: int) -> ErrorRecord:
@@ -105,7 +128,10 @@ def error_record(exc: BaseException, index: int) -> ErrorRecord:
 
 
 def call_item(job: FnJob, item: Any) -> Any:
-    """``job``'s function applied to one item (star, Skprocess classes), as workers call it."""
+    """``job``'s function applied to one item (star, kwargs, Skprocess classes), as workers call it."""
+    if job.kwargs:
+        args, kwargs = item
+        return job.fn(*args, **kwargs)
     if job.skprocess:
         # imported on first use: workers that never run an Skprocess skip its machinery
         from suitkaise.processing._inline import run_inline
@@ -118,63 +144,101 @@ def call_item(job: FnJob, item: Any) -> Any:
 
 
 def run_chunk(
-    load: Callable[[], tuple[FnJob, list[Any]]], start: int, progress: MutableSequence[int],
+    load: Callable[[], tuple[FnJob, list[Any]]],
+    start: int,
+    progress: MutableSequence[int],
+    stop: Callable[[], bool] | None = None,
 ) -> Outcome:
     """Run the items ``load()`` returns (the first is item ``start``) until one raises.
 
-    ``progress[1]`` is set to each item's index before it runs and ``progress[2]``
-    to the phase, so that a parent can name the item a crashed worker was running.
+    ``progress[P_ITEM]`` is set to each item's index before it runs and
+    ``progress[P_PHASE]`` to the phase, so that a parent can name the item a crashed
+    worker was running (and, for a timed job, ``progress[P_ITEM_START]`` to when it began).
+    ``stop()``, asked after each item, ends the chunk early (the worker reached its limits).
     """
     try:
         job, items = load()
     except BaseException as e:
         return Outcome([], error_record(e, start), False)
-    progress[2] = PHASE_RUNNING
+    progress[P_PHASE] = PHASE_RUNNING
     results: list[Any] = []
     append = results.append
     index = start
-    try:
-        if job.skprocess or job.star:
+    if job.plain and stop is None:  # the hot path for tiny tasks: no per-item helper call
+        fn = job.fn
+        try:
             for item in items:
-                progress[1] = index
-                append(call_item(job, item))
-                index += 1
-        else:  # the hot path for tiny tasks: no per-item helper call
-            fn = job.fn
-            for item in items:
-                progress[1] = index
+                progress[P_ITEM] = index
                 append(fn(item))
                 index += 1
-    except BaseException as e:
-        # MemoryError: this process may be unusable (e.g. a task lowered
-        # RLIMIT_AS); report the error, then let the parent replace us.
-        return Outcome(results, error_record(e, index), isinstance(e, MemoryError))
-    return Outcome(results, None, False)
+        except BaseException as e:
+            # MemoryError: this process may be unusable (e.g. a task lowered
+            # RLIMIT_AS); report the error, then let the parent replace us.
+            return Outcome(results, error_record(e, index), isinstance(e, MemoryError))
+        return Outcome(results, None, False)
+    failures: list[ErrorRecord] = []
+    timed = job.timed
+    clock = time.monotonic_ns
+    for item in items:
+        if timed:  # before the index: a parent that reads the new index sees the new start
+            progress[P_ITEM_START] = clock()
+        progress[P_ITEM] = index
+        try:
+            append(call_item(job, item))
+        except BaseException as e:
+            retire = isinstance(e, MemoryError)
+            if not job.keep_going or retire:
+                return Outcome(results, error_record(e, index), retire, failures)
+            failures.append(error_record(e, index))
+            append(None)
+        index += 1
+        if stop is not None and stop():
+            return Outcome(results, None, False, failures, True)
+    return Outcome(results, None, False, failures)
 
 
 def encode_outcome(
-    outcome: Outcome, start: int, dumps: Callable[[list[Any], ErrorRecord | None], T],
+    outcome: Outcome, start: int, dumps: Callable[[list[Any], ErrorRecord | None, list[ErrorRecord]], T],
+    *, keep_going: bool = False,
 ) -> tuple[T, ErrorRecord | None]:
-    """``dumps(results, error)``; when a result cannot be serialized, the results before it
-    and that item's error instead. Returns the encoded data and the error it carries."""
+    """``dumps(results, error, failures)``; when a result cannot be serialized, the results
+    before it and that item's error instead (``keep_going``: that item's failure, and the
+    rest). Returns the encoded data and the error that stopped the chunk."""
     try:
-        return dumps(outcome.results, outcome.error), outcome.error
+        return dumps(outcome.results, outcome.error, outcome.failures), outcome.error
     except BaseException:
         pass
     results = outcome.results
+    if keep_going:
+        failures = list(outcome.failures)
+        kept = list(results)
+        for i, value in enumerate(results):
+            if value is None:
+                continue
+            try:
+                serialize(value)
+            except BaseException as e:
+                failures.append(_result_error(e, value, start + i))
+                kept[i] = None
+        failures.sort(key=lambda f: f.item)
+        try:
+            return dumps(kept, outcome.error, failures), outcome.error
+        except BaseException:
+            pass
     for i, value in enumerate(results):
         try:
             serialize(value)
         except BaseException as e:
             record = _result_error(e, value, start + i)
+            failures = [f for f in outcome.failures if f.item < start + i]
             try:
-                return dumps(results[:i], record), record
+                return dumps(results[:i], record, failures), record
             except BaseException:
-                return dumps([], record), record
+                return dumps([], record, []), record
     # the error record itself failed (should not happen: it was round-tripped)
     assert outcome.error is not None
     record = outcome.error._replace(error=None, why_not_sent="the error could not be serialized")
-    return dumps(results, record), record
+    return dumps(results, record, outcome.failures), record
 
 
 def _result_error(exc: BaseException, value: Any, index: int) -> ErrorRecord:

@@ -13,7 +13,7 @@ import multiprocessing
 from multiprocessing.context import BaseContext
 from typing import Any
 
-__all__ = ["check_context", "get_context"]
+__all__ = ["check_context", "get_context", "preload_in_forkserver"]
 
 
 def check_context(context: Any, where: str) -> Any:
@@ -40,3 +40,23 @@ def get_context(context: Any) -> Any:
     if isinstance(context, BaseContext):
         return context
     return multiprocessing.get_context(context)
+
+
+def preload_in_forkserver(ctx: Any, module: str) -> None:
+    """Have the fork server import ``module`` when it starts, so that each forkserver
+    child gets it already imported (a Pool worker's code: ~0.2 s less per worker started,
+    which is most of what replacing a crashed worker costs).
+
+    Only adds to the modules the user chose to preload, and only before the server
+    starts; a running server is left as it is.
+    """
+    if ctx.get_start_method() != "forkserver":
+        return
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    modules = getattr(server, "_preload_modules", None)
+    if server is None or getattr(server, "_forkserver_pid", None) is not None or not isinstance(modules, list):
+        return
+    if module not in modules:
+        ctx.set_forkserver_preload([*modules, module])

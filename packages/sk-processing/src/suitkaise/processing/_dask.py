@@ -39,7 +39,13 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from suitkaise.cucumber import deserialize, serialize
-from suitkaise.processing._chunk import FnJob, encode_outcome, run_chunk
+from suitkaise.processing._chunk import (
+    FLAG_KEEP_GOING,
+    PROGRESS_SLOTS,
+    FnJob,
+    encode_outcome,
+    run_chunk,
+)
 from suitkaise.processing._errors import ProcessError, short_repr
 from suitkaise.processing._pool_call import Call, CallBase, open_input
 
@@ -94,9 +100,11 @@ def _dask_chunk(token: str, fn_data: bytes, flags: int, start: int, payload: byt
     before it are kept.
     """
     t0 = time.perf_counter()
-    outcome = run_chunk(lambda: (_load_job(token, fn_data, flags), deserialize(payload)), start, [0, 0, 0])
+    outcome = run_chunk(lambda: (_load_job(token, fn_data, flags), deserialize(payload)), start,
+                        [0] * PROGRESS_SLOTS)
     elapsed = time.perf_counter() - t0
-    data, _ = encode_outcome(outcome, start, lambda results, error: serialize((results, error, elapsed)))
+    data, _ = encode_outcome(outcome, start, lambda results, error, failures: serialize((results, error, failures, elapsed)),
+                             keep_going=bool(flags & FLAG_KEEP_GOING))
     return data
 
 
@@ -296,7 +304,7 @@ class _DaskRun(CallBase):
     def _decode(self, seq: int, data: bytes) -> list[Any]:
         start, items = self._chunks.pop(seq)
         try:
-            values, error, elapsed = deserialize(data)
+            values, error, failures, elapsed = deserialize(data)
         except Exception as e:
             raise ProcessError(
                 f"Pool.{self._name}: the results of items {start}..{start + len(items) - 1} "
@@ -310,7 +318,7 @@ class _DaskRun(CallBase):
             self._progress.update(self._items_consumed, n)
         if error is not None:
             self._pending_error = self._rebuild_error(start, items, error, "caller")
-        return list(values)
+        return self._settle(start, start, items, list(values), failures, "caller")
 
     def _dask_error(self, seq: int, exc: BaseException | None) -> ProcessError:
         """Dask's own failure of a chunk (``KilledWorker``, cancellation, ...) as a ``ProcessError``."""

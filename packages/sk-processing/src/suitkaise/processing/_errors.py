@@ -81,7 +81,9 @@ def short_repr(obj: Any) -> str:
         text = _repr.repr(obj)
     except Exception:
         return f"<{name} object>"
-    return text if type(obj).__name__ in text or type(obj).__module__ == "builtins" else f"{name} {text}"
+    if type(obj).__name__ in text or type(obj).__module__ == "builtins" or getattr(obj, "_plain_repr", False):
+        return text
+    return f"{name} {text}"
 
 
 def describe_exception(exc: BaseException) -> str:
@@ -327,6 +329,93 @@ class ResultTimeoutError(ProcessError, TimeoutError):
     def __init__(self, message: str = "") -> None:
         ProcessError.__init__(self, message)
 
+
+
+# -- Pool items that fail without raising -------------------------------------------------
+
+
+class ItemError(ProcessError):
+    """A Pool item failed without raising: base of ``ItemTimeoutError`` and ``WorkerCrashedError``.
+
+    ``index`` is the item's position in the call's input (for ``submit``, the
+    submission's number), ``item`` a short repr of it.
+    """
+
+    index: int
+    item: str
+
+    def __init__(self, message: str, index: int, item: str) -> None:
+        ProcessError.__init__(self, message)
+        self.index = index
+        self.item = item
+
+
+class ItemTimeoutError(ItemError, TimeoutError):
+    """An item ran longer than its per-item timeout: its worker was killed and replaced;
+    only this item failed."""
+
+    timeout: float
+
+    def __init__(self, message: str, index: int, item: str, timeout: float) -> None:
+        ItemError.__init__(self, message, index, item)
+        self.timeout = timeout
+
+
+class WorkerCrashedError(ItemError):
+    """The worker running an item died (segfault, ``os._exit``, SIGKILL, out of memory).
+
+    ``exitcode`` is the worker's (negative: ``-signal``), ``signal`` the signal's name
+    (``None`` for an exit), ``attempts`` how many workers the item took down (more than
+    one with ``retries=``), ``fault`` the stack faulthandler dumped (``None`` when the
+    signal could not be caught, e.g. SIGKILL).
+    """
+
+    exitcode: int | None
+    signal: str | None
+    attempts: int
+    fault: str | None
+
+    def __init__(
+        self, message: str, index: int, item: str, exitcode: int | None, attempts: int = 1, fault: str | None = None,
+    ) -> None:
+        ItemError.__init__(self, message, index, item)
+        self.exitcode = exitcode
+        self.signal = _signal_name(exitcode)
+        self.attempts = attempts
+        self.fault = fault
+
+
+def _signal_name(code: int | None) -> str | None:
+    if code is None or code >= 0:
+        return None
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return str(-code)
+
+
+class QuarantineError(ProcessError):
+    """Items kept killing their worker through every retry; the rest of the call finished.
+
+    ``quarantined``: a ``WorkerCrashedError`` per such item (index, repr, signal,
+    faulthandler dump, attempts), in input order; ``results``: the other items'
+    results, in the order the method returns them (``map``; empty for ``imap``,
+    whose results were already yielded).
+    """
+
+    quarantined: list[WorkerCrashedError]
+    results: list[Any]
+
+    def __init__(self, name: str, quarantined: list[WorkerCrashedError], results: list[Any] | None = None) -> None:
+        lines = "\n".join(f"  item {q.index} ({q.item}): {q.args[0] if q.args else ''}" for q in quarantined[:10])
+        more = f"\n  ... and {len(quarantined) - 10} more" if len(quarantined) > 10 else ""
+        ProcessError.__init__(
+            self,
+            f"Pool.{name}: {len(quarantined)} item(s) crashed their worker on every attempt and were quarantined; "
+            f"every other item finished (their results are in .results, the report in .quarantined):\n{lines}{more}",
+        )
+        self.quarantined = quarantined
+        self.results = [] if results is None else results
 
 
 # -- children that die in multiprocessing's bootstrap -------------------------------------

@@ -59,9 +59,9 @@ def refuse_combination(name: str) -> NoReturn:
     raise TypeError(f"{name}: .background() and .asynced() cannot be combined")
 
 
-def run_in_background(call: Callable[[], R], name: str) -> Future[R]:
+def run_in_background(call: Callable[[], R], name: str, future_type: type[Future[Any]] = Future) -> Future[R]:
     """Start ``call()`` on a daemon thread; its result (or exception) lands in the Future."""
-    future: Future[R] = Future()
+    future: Future[R] = future_type()
 
     def work() -> None:
         if not future.set_running_or_notify_cancel():

@@ -32,13 +32,28 @@ checker sees ``pool.map(f, xs)`` as ``list[R]`` when ``f`` returns ``R``
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import weakref
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from concurrent.futures import Future
 from multiprocessing.context import BaseContext
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, Protocol, Self, TypeVar, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    Literal,
+    NamedTuple,
+    NoReturn,
+    ParamSpec,
+    Protocol,
+    Self,
+    TypeAlias,
+    TypeVar,
+    cast,
+    overload,
+)
 
 from suitkaise.processing._context import check_context
 from suitkaise.processing._modifiers import (
@@ -47,9 +62,10 @@ from suitkaise.processing._modifiers import (
     run_in_background,
     run_in_executor,
 )
-from suitkaise.processing._pool_call import Call, Progress
+from suitkaise.processing._pool_call import Call, Progress, check_item_options
 from suitkaise.processing._pool_core import Core
 from suitkaise.processing._pool_local import LocalRun
+from suitkaise.processing._pool_submit import Submitter, TaskFuture
 
 if TYPE_CHECKING:
     from suitkaise.processing._skprocess import Skprocess
@@ -58,6 +74,16 @@ __all__ = ["Pool", "ResultIterator"]
 
 T = TypeVar("T")
 R = TypeVar("R")
+P = ParamSpec("P")
+Errors: TypeAlias = Literal["raise", "return", "skip"]
+
+
+class _Default:
+    def __repr__(self) -> str:
+        return "<the pool's>"
+
+
+_DEFAULT: Any = _Default()  # a map keyword left to the Pool's setting
 
 
 class _Runner(Protocol):
@@ -103,15 +129,22 @@ class _PoolMethod:
         self._eager = eager
         self._timeout = timeout
 
-    def _start(self, fn: Any, iterable: Any, progress: Progress) -> _Runner:
+    def _start(self, fn: Any, iterable: Any, progress: Progress, options: _Options) -> _Runner:
         pool = self._owner._pool()
         if progress is None:
             progress = pool._progress_default
+        where = f"Pool.{self._name}"
+        item_timeout = pool._item_timeout if options.item_timeout is _DEFAULT else options.item_timeout
+        retries = pool._retries if options.retries is _DEFAULT else options.retries
+        check_item_options(where, chunksize=options.chunksize, item_timeout=item_timeout, errors=options.errors,
+                           retries=retries)
         return pool._start(Call(self._name, fn, iterable, star=self._owner._star, ordered=self._ordered,
-                                eager=self._eager, timeout=self._timeout, progress=progress))
+                                eager=self._eager, timeout=self._timeout, progress=progress,
+                                chunksize=options.chunksize, item_timeout=item_timeout, errors=options.errors,
+                                retries=retries))
 
-    def _collect(self, fn: Any, iterable: Any, progress: Progress) -> list[Any]:
-        return self._start(fn, iterable, progress).collect()
+    def _collect(self, fn: Any, iterable: Any, progress: Progress, options: _Options) -> list[Any]:
+        return self._start(fn, iterable, progress, options).collect()
 
     def _as(self, cls: type[_M], timeout: float | None) -> _M:
         return cls(self._owner, self._name, ordered=self._ordered, eager=self._eager, timeout=timeout)
@@ -136,6 +169,15 @@ class _PoolMethod:
 _M = TypeVar("_M", bound=_PoolMethod)
 
 
+class _Options(NamedTuple):
+    """The per-call item options of a map method (``_DEFAULT``: the pool's)."""
+
+    chunksize: int | None
+    item_timeout: Any
+    errors: str
+    retries: Any
+
+
 class _ListMethod(_PoolMethod):
     """``pool.map`` / ``pool.unordered_map``: a list of results."""
 
@@ -143,15 +185,19 @@ class _ListMethod(_PoolMethod):
 
     @overload
     def __call__(self, fn_or_process: type[Skprocess], iterable: Iterable[Any], *,
-                 progress: Progress = None) -> list[Any]: ...
+                 progress: Progress = None, chunksize: int | None = None,
+                 item_timeout: Any = _DEFAULT, errors: Errors = "raise", retries: Any = _DEFAULT) -> list[Any]: ...
     @overload
     def __call__(self, fn_or_process: Callable[[T], R], iterable: Iterable[T], *,
-                 progress: Progress = None) -> list[R]: ...
+                 progress: Progress = None, chunksize: int | None = None,
+                 item_timeout: Any = _DEFAULT, errors: Errors = "raise", retries: Any = _DEFAULT) -> list[R]: ...
     @overload
     def __call__(self, fn_or_process: Callable[..., R], iterable: Iterable[Any], *,
-                 progress: Progress = None) -> list[R]: ...
-    def __call__(self, fn_or_process: Any, iterable: Iterable[Any], *, progress: Progress = None) -> list[Any]:
-        return self._collect(fn_or_process, iterable, progress)
+                 progress: Progress = None, chunksize: int | None = None,
+                 item_timeout: Any = _DEFAULT, errors: Errors = "raise", retries: Any = _DEFAULT) -> list[R]: ...
+    def __call__(self, fn_or_process: Any, iterable: Iterable[Any], *, progress: Progress = None, chunksize: int | None = None,
+                 item_timeout: Any = _DEFAULT, errors: Errors = "raise", retries: Any = _DEFAULT) -> list[Any]:
+        return self._collect(fn_or_process, iterable, progress, _Options(chunksize, item_timeout, errors, retries))
 
 
 class _IterMethod(_PoolMethod):
@@ -161,15 +207,20 @@ class _IterMethod(_PoolMethod):
 
     @overload
     def __call__(self, fn_or_process: type[Skprocess], iterable: Iterable[Any], *,
-                 progress: Progress = None) -> ResultIterator[Any]: ...
+                 progress: Progress = None, chunksize: int | None = None,
+                 item_timeout: Any = _DEFAULT, errors: Errors = "raise", retries: Any = _DEFAULT) -> ResultIterator[Any]: ...
     @overload
     def __call__(self, fn_or_process: Callable[[T], R], iterable: Iterable[T], *,
-                 progress: Progress = None) -> ResultIterator[R]: ...
+                 progress: Progress = None, chunksize: int | None = None,
+                 item_timeout: Any = _DEFAULT, errors: Errors = "raise", retries: Any = _DEFAULT) -> ResultIterator[R]: ...
     @overload
     def __call__(self, fn_or_process: Callable[..., R], iterable: Iterable[Any], *,
-                 progress: Progress = None) -> ResultIterator[R]: ...
-    def __call__(self, fn_or_process: Any, iterable: Iterable[Any], *, progress: Progress = None) -> ResultIterator[Any]:
-        return ResultIterator(self._start(fn_or_process, iterable, progress))
+                 progress: Progress = None, chunksize: int | None = None,
+                 item_timeout: Any = _DEFAULT, errors: Errors = "raise", retries: Any = _DEFAULT) -> ResultIterator[R]: ...
+    def __call__(self, fn_or_process: Any, iterable: Iterable[Any], *, progress: Progress = None, chunksize: int | None = None,
+                 item_timeout: Any = _DEFAULT, errors: Errors = "raise", retries: Any = _DEFAULT) -> ResultIterator[Any]:
+        options = _Options(chunksize, item_timeout, errors, retries)
+        return ResultIterator(self._start(fn_or_process, iterable, progress, options))
 
 
 class _BackgroundMethod(_PoolMethod):
@@ -180,14 +231,18 @@ class _BackgroundMethod(_PoolMethod):
 
     @overload
     def __call__(self, fn_or_process: type[Skprocess], iterable: Iterable[Any], *,
-                 progress: Progress = None) -> Future[list[Any]]: ...
+                 progress: Progress = None, chunksize: int | None = None,
+                 item_timeout: Any = _DEFAULT, errors: Errors = "raise", retries: Any = _DEFAULT) -> Future[list[Any]]: ...
     @overload
     def __call__(self, fn_or_process: Callable[[T], R], iterable: Iterable[T], *,
-                 progress: Progress = None) -> Future[list[R]]: ...
+                 progress: Progress = None, chunksize: int | None = None,
+                 item_timeout: Any = _DEFAULT, errors: Errors = "raise", retries: Any = _DEFAULT) -> Future[list[R]]: ...
     @overload
     def __call__(self, fn_or_process: Callable[..., R], iterable: Iterable[Any], *,
-                 progress: Progress = None) -> Future[list[R]]: ...
-    def __call__(self, fn_or_process: Any, iterable: Iterable[Any], *, progress: Progress = None) -> Future[list[Any]]:
+                 progress: Progress = None, chunksize: int | None = None,
+                 item_timeout: Any = _DEFAULT, errors: Errors = "raise", retries: Any = _DEFAULT) -> Future[list[R]]: ...
+    def __call__(self, fn_or_process: Any, iterable: Iterable[Any], *, progress: Progress = None, chunksize: int | None = None,
+                 item_timeout: Any = _DEFAULT, errors: Errors = "raise", retries: Any = _DEFAULT) -> Future[list[Any]]:
         return run_in_background(functools.partial(self._collect, fn_or_process, iterable, progress), self._name)
 
     def asynced(self) -> NoReturn:
@@ -202,15 +257,19 @@ class _AsyncMethod(_PoolMethod):
 
     @overload
     def __call__(self, fn_or_process: type[Skprocess], iterable: Iterable[Any], *,
-                 progress: Progress = None) -> Coroutine[Any, Any, list[Any]]: ...
+                 progress: Progress = None, chunksize: int | None = None,
+                 item_timeout: Any = _DEFAULT, errors: Errors = "raise", retries: Any = _DEFAULT) -> Coroutine[Any, Any, list[Any]]: ...
     @overload
     def __call__(self, fn_or_process: Callable[[T], R], iterable: Iterable[T], *,
-                 progress: Progress = None) -> Coroutine[Any, Any, list[R]]: ...
+                 progress: Progress = None, chunksize: int | None = None,
+                 item_timeout: Any = _DEFAULT, errors: Errors = "raise", retries: Any = _DEFAULT) -> Coroutine[Any, Any, list[R]]: ...
     @overload
     def __call__(self, fn_or_process: Callable[..., R], iterable: Iterable[Any], *,
-                 progress: Progress = None) -> Coroutine[Any, Any, list[R]]: ...
+                 progress: Progress = None, chunksize: int | None = None,
+                 item_timeout: Any = _DEFAULT, errors: Errors = "raise", retries: Any = _DEFAULT) -> Coroutine[Any, Any, list[R]]: ...
     def __call__(self, fn_or_process: Any, iterable: Iterable[Any], *,
-                 progress: Progress = None) -> Coroutine[Any, Any, list[Any]]:
+                 progress: Progress = None, chunksize: int | None = None,
+                 item_timeout: Any = _DEFAULT, errors: Errors = "raise", retries: Any = _DEFAULT) -> Coroutine[Any, Any, list[Any]]:
         return run_in_executor(functools.partial(self._collect, fn_or_process, iterable, progress))
 
     def background(self) -> NoReturn:
@@ -249,6 +308,53 @@ class _Mapper:
         return _IterMethod(self, "unordered_imap", ordered=False, eager=False)
 
 
+class _Submit:
+    """``pool.submit``: call it to run one task, a ``TaskFuture`` back; ``.timeout(s)`` kills the
+    task's worker after ``s`` seconds; ``.asynced()`` returns a coroutine of the result."""
+
+    __slots__ = ("_pool", "_timeout")
+
+    def __init__(self, pool: Pool, timeout: Any = _DEFAULT) -> None:
+        self._pool = pool
+        self._timeout = timeout
+
+    def __call__(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> TaskFuture[R]:
+        return self._pool._submit(fn, args, kwargs, self._timeout)
+
+    def timeout(self, seconds: float) -> _Submit:
+        """The task's time limit: past it, its worker is killed and replaced and the
+        future fails with ``ItemTimeoutError``; the pool goes on."""
+        check_item_options("Pool.submit.timeout()", item_timeout=seconds)
+        return _Submit(self._pool, float(seconds))
+
+    def asynced(self) -> _AsyncSubmit:
+        """Calling returns a coroutine of the task's result (cancelling it cancels the task)."""
+        return _AsyncSubmit(self._pool, self._timeout)
+
+    def __repr__(self) -> str:
+        return "<submit>" if self._timeout is _DEFAULT else f"<submit.timeout({self._timeout})>"
+
+
+class _AsyncSubmit:
+    """``pool.submit.asynced()``: calling returns a coroutine of the task's result."""
+
+    __slots__ = ("_pool", "_timeout")
+
+    def __init__(self, pool: Pool, timeout: Any) -> None:
+        self._pool = pool
+        self._timeout = timeout
+
+    def __call__(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
+        return _await_task(self._pool, fn, args, kwargs, self._timeout)
+
+    def __repr__(self) -> str:
+        return "<submit.asynced()>"
+
+
+async def _await_task(pool: Pool, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: Any) -> R:
+    return await asyncio.wrap_future(pool._submit(fn, args, kwargs, timeout))
+
+
 class _StarView(_Mapper):
     """``pool.star()``: the same methods, with tuple items unpacked as arguments."""
 
@@ -282,6 +388,14 @@ class Pool(_Mapper):
     object, without changing the global default (``None``, the default,
     follows ``multiprocessing.set_start_method`` when workers start).
 
+    Per item (each map method also takes them, for one call): ``item_timeout=``
+    seconds, past which the item's worker is killed and replaced and the item fails
+    with ``ItemTimeoutError``; ``retries=`` re-runs an item whose worker crashed on a
+    fresh worker, then quarantines it (``WorkerCrashedError``) while the rest finish.
+    Per worker: ``max_tasks_per_worker=`` items, ``max_memory_per_worker=`` bytes of
+    RSS (an int, or a string such as ``"2GB"``), checked after each item; past them the
+    worker is replaced, and the rest of its chunk runs on another one.
+
     ``backend=`` runs the same calls on a cluster instead of local processes:
     a ``DaskBackend``, or directly a ``distributed.Client``, a scheduler
     address (``"tcp://host:8786"``) or a Dask cluster object (install
@@ -293,12 +407,17 @@ class Pool(_Mapper):
 
     def __init__(
         self, workers: int | None = None, *, progress: Progress = False, backend: Any = None,
-        context: str | BaseContext | None = None,
+        context: str | BaseContext | None = None, item_timeout: float | None = None, retries: int = 0,
+        max_tasks_per_worker: int | None = None, max_memory_per_worker: int | str | None = None,
     ) -> None:
         self._workers_given = workers
         self._context = check_context(context, "Pool(context=...)")
         if backend is not None and context is not None:
             raise ValueError("Pool(context=...) chooses how local workers start; a backend= cluster starts its own")
+        check_item_options("Pool(...)", item_timeout=item_timeout, retries=retries)
+        self._item_timeout = None if item_timeout is None else float(item_timeout)
+        self._retries = retries
+        self._limits = (_check_max_tasks(max_tasks_per_worker), parse_memory(max_memory_per_worker))
         if backend is not None:
             from suitkaise.processing._dask import DaskBackend
 
@@ -316,8 +435,7 @@ class Pool(_Mapper):
             )
         self._workers = workers
         self._progress_default = progress
-        self._core = Core(workers, self._context)
-        self._finalizer = weakref.finalize(self, Core.dispose, self._core)
+        self._core = self._new_core()
 
     @property
     def workers(self) -> int:
@@ -333,17 +451,57 @@ class Pool(_Mapper):
         """The map methods with tuple items unpacked: ``fn(*item)`` (other items are passed whole)."""
         return _StarView(self)
 
+    def _new_core(self) -> Core:
+        core = Core(self._workers, self._context, max_items=self._limits[0], max_rss=self._limits[1])
+        self._submitter = Submitter(core)
+        self._finalizer = weakref.finalize(self, _dispose, core, self._submitter)
+        return core
+
     def _current_core(self) -> Core:
         if self._core.pid != os.getpid():
             # used in a forked child: the workers belong to the parent; start afresh
-            self._core = Core(self._workers, self._context)
-            self._finalizer = weakref.finalize(self, Core.dispose, self._core)
+            self._core = self._new_core()
         return self._core
 
     def _start(self, call: Call) -> _Runner:
         if self._backend is not None:
+            self._refuse_on_backend(call.name, call.item_timeout, call.retries)
             return self._backend.start(call, self._workers_given)
         return LocalRun(self._current_core(), self._workers, call)
+
+    def _refuse_on_backend(self, name: str, item_timeout: float | None, retries: int) -> None:
+        if item_timeout is not None or retries or self._limits != (None, None):
+            raise ValueError(
+                f"Pool.{name}: item_timeout=, retries=, max_tasks_per_worker= and max_memory_per_worker= act on "
+                "local worker processes; with a backend= cluster, use Dask's own controls (e.g. the workers' "
+                "--memory-limit, client.submit(retries=...))"
+            )
+
+    @property
+    def submit(self) -> _Submit:
+        """Run ``fn(*args, **kwargs)`` on a worker; a ``TaskFuture`` (a ``concurrent.futures.Future``) back.
+
+        ``future.cancel()`` also stops a running task (its worker is replaced);
+        ``concurrent.futures.as_completed``/``wait`` work on the futures;
+        ``pool.submit.timeout(s)(fn, ...)`` bounds the task, ``pool.submit.asynced()(fn, ...)``
+        is awaitable. A task that raises, times out or crashes its worker fails alone.
+        """
+        return _Submit(self)
+
+    def apply(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """``fn(*args, **kwargs)`` on a worker, waiting for its result (``submit(...).result()``)."""
+        return self._submit(fn, args, kwargs, _DEFAULT).result()
+
+    def _submit(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: Any) -> TaskFuture[R]:
+        item_timeout = self._item_timeout if timeout is _DEFAULT else timeout
+        if self._backend is not None:
+            self._refuse_on_backend("submit", item_timeout, self._retries)
+            call = Call("submit", fn, [(args, kwargs)], star=False, ordered=True, eager=True, timeout=None,
+                        progress=False, kwargs=True)
+            future = run_in_background(lambda: self._start(call).collect()[0], "Pool.submit", TaskFuture)
+            return cast("TaskFuture[R]", future)
+        self._current_core()  # after a fork: a fresh core and submitter
+        return self._submitter.submit(fn, args, kwargs, item_timeout, self._retries)
 
     def close(self) -> None:
         """Wait for the work already submitted, then stop the workers (they restart on demand)."""
@@ -371,12 +529,16 @@ class Pool(_Mapper):
     def __reduce__(self) -> tuple[Any, ...]:
         # Only the configuration travels: the copy is a new, working pool.
         progress = self._progress_default if isinstance(self._progress_default, bool) else False
+        state = {"_progress_default": progress, "_item_timeout": self._item_timeout, "_retries": self._retries}
         if self._backend is not None:
-            return (Pool, (self._workers_given,), {"_progress_default": progress, "_backend": self._backend})
-        return (Pool, (self._workers,), {"_progress_default": progress})
+            return (Pool, (self._workers_given,), {**state, "_backend": self._backend})
+        max_tasks, max_rss = self._limits
+        return (_rebuild_pool, (self._workers, max_tasks, max_rss), state)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._progress_default = state.get("_progress_default", False)
+        self._item_timeout = state.get("_item_timeout")
+        self._retries = state.get("_retries", 0)
         if state.get("_backend") is not None:
             self._backend = state["_backend"]
 
@@ -386,3 +548,45 @@ class Pool(_Mapper):
             return f"Pool({workers}backend={self._backend!r})"
         return f"Pool(workers={self._workers})"
 
+
+
+def _rebuild_pool(workers: int, max_tasks: int | None, max_rss: int | None) -> Pool:
+    return Pool(workers, max_tasks_per_worker=max_tasks, max_memory_per_worker=max_rss)
+
+
+def _dispose(core: Core, submitter: Submitter) -> None:
+    submitter.close()
+    core.dispose()
+
+
+def _check_max_tasks(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"Pool(max_tasks_per_worker=...) must be a positive int or None, got {value!r}")
+    return value
+
+
+_UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "M": 10**6, "MB": 10**6, "G": 10**9, "GB": 10**9,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+
+
+def parse_memory(value: Any) -> int | None:
+    """``max_memory_per_worker``: bytes from an int or a string such as ``"512MB"`` or ``"2GiB"``."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip().upper().replace(" ", "")
+        number = text.rstrip("KMGIB")
+        unit = text[len(number):]
+        try:
+            amount = float(number)
+        except ValueError:
+            amount = -1.0
+        if unit in _UNITS and amount > 0:
+            return int(amount * _UNITS[unit])
+    elif not isinstance(value, bool) and isinstance(value, int) and value > 0:
+        return value
+    raise ValueError(
+        f"Pool(max_memory_per_worker=...) must be a number of bytes or a size such as '512MB' or '2GiB', got {value!r}"
+    )

@@ -25,18 +25,29 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, TypeAlias
 
-from suitkaise.processing._chunk import FLAG_SKPROCESS, FLAG_STAR, ErrorRecord
+from suitkaise.processing._chunk import (
+    FLAG_KEEP_GOING,
+    FLAG_KWARGS,
+    FLAG_SKPROCESS,
+    FLAG_STAR,
+    FLAG_TIMED,
+    ErrorRecord,
+)
 from suitkaise.processing._errors import (
+    ItemError,
     ProcessError,
+    QuarantineError,
     ResultTimeoutError,
+    WorkerCrashedError,
     short_repr,
     with_remote_cause,
 )
 from suitkaise.processing._runtime import is_skprocess_class
 
-__all__ = ["Call", "CallBase", "Progress", "open_input"]
+__all__ = ["ERRORS", "Call", "CallBase", "Progress", "check_item_options", "open_input", "rebuild_error"]
 
 Progress: TypeAlias = "bool | Callable[[int, int | None], object] | None"
+ERRORS = ("raise", "return", "skip")
 
 _MAX_CHUNK = 4096
 
@@ -54,6 +65,11 @@ class Call:
     # imap/unordered_imap: read lazily, timeout bounds each wait for the next result
     timeout: float | None
     progress: Progress  # already resolved against the pool's default
+    chunksize: int | None = None  # None: chosen by the pool
+    item_timeout: float | None = None  # each item's limit: past it, its worker is killed
+    errors: str = "raise"  # an item's failure: "raise" it, "return" it as its result, "skip" it
+    retries: int = 0  # a worker crash re-runs its item on a fresh worker this many times
+    kwargs: bool = False  # each item is (args, kwargs): Pool.submit
 
     @property
     def per_item(self) -> bool:
@@ -63,7 +79,31 @@ class Call:
     @property
     def flags(self) -> int:
         """How workers call ``fn`` (``_chunk.FLAG_*``)."""
-        return (FLAG_STAR if self.star else 0) | (FLAG_SKPROCESS if is_skprocess_class(self.fn) else 0)
+        return (
+            (FLAG_STAR if self.star else 0)
+            | (FLAG_KWARGS if self.kwargs else 0)
+            | (FLAG_SKPROCESS if is_skprocess_class(self.fn) else 0)
+            | (FLAG_KEEP_GOING if self.errors != "raise" else 0)
+            | (FLAG_TIMED if self.item_timeout is not None else 0)
+        )
+
+
+def check_item_options(
+    where: str, *, chunksize: int | None = None, item_timeout: float | None = None, errors: str = "raise",
+    retries: int = 0,
+) -> None:
+    """Refuse bad ``chunksize=``, ``item_timeout=``, ``errors=``, ``retries=`` values with a clear message."""
+    if chunksize is not None and (isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1):
+        raise ValueError(f"{where}: chunksize= must be a positive int or None, got {chunksize!r}")
+    if item_timeout is not None:
+        if isinstance(item_timeout, bool) or not isinstance(item_timeout, (int, float)) or not item_timeout > 0:
+            raise ValueError(f"{where}: item_timeout= must be a positive number of seconds or None, got {item_timeout!r}")
+        if item_timeout == math.inf:
+            raise ValueError(f"{where}: item_timeout= must be finite (use None for no limit)")
+    if errors not in ERRORS:
+        raise ValueError(f'{where}: errors= must be "raise", "return" or "skip", got {errors!r}')
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"{where}: retries= must be an int >= 0, got {retries!r}")
 
 
 def open_input(call: Call) -> Iterator[Any]:
@@ -143,6 +183,8 @@ class CallBase:
 
     def __init__(self, call: Call, source: Iterator[Any], workers: int) -> None:
         self._name = call.name
+        self._errors = call.errors
+        self._quarantined: list[WorkerCrashedError] = []
         self._timeout = call.timeout
         self._per_item = call.per_item
         self._deadline = None if call.timeout is None or call.per_item else time.monotonic() + call.timeout
@@ -151,7 +193,7 @@ class CallBase:
             items = list(source)
             total = len(items)
             source = iter(items)
-            self._chunksize = max(1, math.ceil(total / (4 * workers)))
+            self._chunksize = call.chunksize or max(1, math.ceil(total / (4 * workers)))
             self._bound = math.inf
         else:
             try:
@@ -160,9 +202,11 @@ class CallBase:
                 total = None
             # adaptive; one item per chunk under a per-result timeout, so that the
             # timeout measures one item and not a whole chunk
-            self._chunksize = 1 if call.timeout is not None else 0
+            self._chunksize = call.chunksize or (1 if call.timeout is not None else 0)
             self._bound = 0.0
         self._cap = _MAX_CHUNK if total is None else max(1, min(_MAX_CHUNK, math.ceil(total / (4 * workers))))
+        if call.chunksize:
+            self._cap = call.chunksize
         self._workers = workers
         self._source: Iterator[Any] | None = source
         self._total = total
@@ -239,19 +283,53 @@ class CallBase:
         """Every remaining result as a list (chunk by chunk, for ``map``)."""
         out = list(self._ready)
         self._ready.clear()
-        while (values := self._guarded(self._next_values)) is not None:
-            out.extend(values)
+        try:
+            while (values := self._guarded(self._next_values)) is not None:
+                out.extend(values)
+        except QuarantineError as e:
+            e.results = out
+            raise
         return out
 
     def _next_values(self) -> list[Any] | None:
-        """The values of the next chunk (may be empty), or ``None`` at the end."""
+        """The values of the next chunk (may be empty), or ``None`` at the end
+        (``QuarantineError`` at the end when items were quarantined)."""
         if self._pending_error is not None:
             err, self._pending_error = self._pending_error, None
             raise err
-        if self._done:
-            return None
-        self._top_up()
-        return self._take()
+        values = None
+        if not self._done:
+            self._top_up()
+            values = self._take()
+        if values is None and self._quarantined:
+            quarantined, self._quarantined = sorted(self._quarantined, key=lambda q: q.index), []
+            raise QuarantineError(self._name, quarantined)
+        return values
+
+    def _settle(
+        self, values_start: int, start: int, items: list[Any], values: list[Any], failures: list[Any], side: str,
+    ) -> list[Any]:
+        """Put the failed items of a chunk's ``values`` (the first is item ``values_start``) in
+        their place: ``errors="return"``: their exceptions; ``"skip"``: left out.
+
+        ``failures`` holds ``ErrorRecord``s from the worker (an item raised) and
+        ``ItemError``s made here (a timeout, a crash); a crash quarantined after
+        ``retries=`` under ``errors="raise"`` is left out and reported at the end.
+        """
+        if not failures:
+            return values
+        drop: set[int] = set()
+        for failure in failures:
+            offset = failure.index - values_start if isinstance(failure, ItemError) else failure.item - values_start
+            if isinstance(failure, WorkerCrashedError) and self._errors == "raise":
+                self._quarantined.append(failure)
+                drop.add(offset)
+            elif self._errors == "skip":
+                drop.add(offset)
+            else:
+                values[offset] = failure if isinstance(failure, ItemError) else (
+                    self._rebuild_error(start, items, failure, side))
+        return [v for i, v in enumerate(values) if i not in drop] if drop else values
 
     def _top_up(self) -> None:
         """Submit chunks while the input lasts and read-ahead allows."""
@@ -280,16 +358,20 @@ class CallBase:
         )
 
     def _rebuild_error(self, start: int, items: list[Any], record: ErrorRecord, side: str) -> BaseException:
-        """An item's failure as the exception to raise, with the remote traceback as ``__cause__``."""
-        index = record.item
-        item = items[index - start] if 0 <= index - start < len(items) else "?"
-        what = f"Pool.{self._name}: item {index} ({short_repr(item)}) raised {record.type_name}"
-        exc = record.error
-        if exc is None:
-            exc = ProcessError(
-                f"{what}: {record.message}\n"
-                f"(the exception itself could not be sent to the {side}: {record.why_not_sent})"
-            )
-        elif isinstance(exc, (SystemExit, KeyboardInterrupt, GeneratorExit)):
-            exc = ProcessError(f"{what}({record.message})", original_error=exc)
-        return with_remote_cause(exc, record.traceback)
+        return rebuild_error(f"Pool.{self._name}", start, items, record, side)
+
+
+def rebuild_error(where: str, start: int, items: list[Any], record: ErrorRecord, side: str) -> BaseException:
+    """An item's failure as the exception to raise, with the remote traceback as ``__cause__``."""
+    index = record.item
+    item = items[index - start] if 0 <= index - start < len(items) else "?"
+    what = f"{where}: item {index} ({short_repr(item)}) raised {record.type_name}"
+    exc = record.error
+    if exc is None:
+        exc = ProcessError(
+            f"{what}: {record.message}\n"
+            f"(the exception itself could not be sent to the {side}: {record.why_not_sent})"
+        )
+    elif isinstance(exc, (SystemExit, KeyboardInterrupt, GeneratorExit)):
+        exc = ProcessError(f"{what}({record.message})", original_error=exc)
+    return with_remote_cause(exc, record.traceback)

@@ -15,11 +15,16 @@
 One call's journey: ``Pool.map`` builds a ``Job`` (function serialized once)
 and appends ``Chunk`` objects (items serialized by the caller, big buffers
 out of band). The manager sends the function to each worker the first time it
-gets a chunk of that job, then the chunks; results stream back one message per
-chunk and are decoded by the caller, so the manager never runs user code. A
-worker's death is seen on its process sentinel (never by waiting on a queue
-alone), the chunk it was running fails with a ``ProcessError`` naming the item
-and the signal or exit code, its prefetched chunk is re-queued.
+gets a chunk of that job, then ``Part``s of chunks (a new chunk is one part:
+all its items); results stream back one message per part and are decoded by
+the caller, so the manager never runs user code. A worker's death is seen on
+its process sentinel (never by waiting on a queue alone), and the item it was
+running (named in its progress array) fails with a ``WorkerCrashedError``
+naming the signal or exit code; with ``retries=`` the item is re-run alone on a
+fresh worker first, and quarantined after the last retry. The items of the
+part before and after it are sent again as new parts, so nothing is lost:
+the same happens when a worker is killed for a per-item timeout or a
+cancelled future, or retires at its limits. Its prefetched parts are re-queued.
 
 Only the manager thread touches workers; ``lock`` guards jobs and the mode.
 """
@@ -33,29 +38,38 @@ import select
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from multiprocessing.connection import wait
 from typing import Any
 
 from suitkaise.processing import _pool_wire as wire
-from suitkaise.processing._context import get_context
+from suitkaise.processing._chunk import (
+    P_BOOTED,
+    P_ITEM,
+    P_ITEM_START,
+    P_JOB,
+    P_PHASE,
+    PHASE_LOADING,
+    PHASE_RUNNING,
+    PHASE_SENDING,
+    PROGRESS_SLOTS,
+)
+from suitkaise.processing._context import get_context, preload_in_forkserver
 from suitkaise.processing._errors import (
+    ItemError,
+    ItemTimeoutError,
     ProcessError,
+    WorkerCrashedError,
     bootstrap_failure,
     check_can_start_processes,
     describe_exit,
     short_repr,
 )
 from suitkaise.processing._pdeathsig import preload as preload_libc
-from suitkaise.processing._pool_worker import (
-    PHASE_LOADING,
-    PHASE_RUNNING,
-    PHASE_SENDING,
-    PROGRESS_SLOTS,
-    worker_main,
-)
+from suitkaise.processing._pool_worker import worker_main
 from suitkaise.processing._trace import from_env
 
-__all__ = ["Chunk", "Core", "Entry", "Job"]
+__all__ = ["Chunk", "Core", "Entry", "Job", "Part"]
 
 PREFETCH = 2  # chunks in flight per worker: one running, one waiting in its inbox
 SHORT_CHUNK = 0.05  # seconds: only chunks shorter than this are queued behind another
@@ -63,9 +77,16 @@ SHORT_CHUNK = 0.05  # seconds: only chunks shorter than this are queued behind a
 _RUN, _CLOSE, _TERMINATE = "run", "close", "terminate"
 
 class Chunk:
-    """Consecutive items of a job, serialized once by the caller."""
+    """Consecutive items of a job, serialized once by the caller.
 
-    __slots__ = ("buffers", "items", "job", "payload", "seq", "start")
+    Its results arrive as one message per part run; ``done`` collects them (and the
+    failures made here: timeouts, crashes) until every item up to ``limit`` is covered.
+    """
+
+    __slots__ = (
+        "attempts", "buffers", "cancelled", "covered", "done", "failures", "items", "job", "limit", "payload",
+        "seq", "start",
+    )
 
     def __init__(self, job: Job, seq: int, start: int, items: list[Any], payload: bytes, buffers: list[memoryview]) -> None:
         self.job = job
@@ -74,30 +95,69 @@ class Chunk:
         self.items = items
         self.payload = payload
         self.buffers = buffers
+        self.limit = len(items)  # an error stops the chunk after its item (errors="raise")
+        self.covered = 0  # items below `limit` accounted for
+        self.done: list[tuple[int, int, wire.Message | None]] = []  # (lo, hi, RESULT) per part
+        self.failures: list[ItemError] = []  # items that failed without raising
+        self.attempts: dict[int, int] = {}  # offset -> workers it crashed (retries=)
+        self.cancelled = False  # its future was cancelled
+
+
+class Part:
+    """Items ``lo..hi-1`` (offsets) of a chunk: what one TASK message asks a worker to run."""
+
+    __slots__ = ("chunk", "hi", "lo")
+
+    def __init__(self, chunk: Chunk, lo: int, hi: int) -> None:
+        self.chunk = chunk
+        self.lo = lo
+        self.hi = hi
 
 
 class Entry:
-    """A chunk's result as received (decoded later by the caller)."""
+    """A chunk's results as received (decoded later by the caller).
 
-    __slots__ = ("chunk", "message", "status")
+    ``parts``: ``(lo, message)`` in item order; ``failures``: items that failed without
+    raising (``ItemError``); ``status``: ``wire.OK`` or the status of the part that
+    stopped the chunk.
+    """
 
-    def __init__(self, chunk: Chunk, status: int, message: wire.Message) -> None:
+    __slots__ = ("chunk", "failures", "parts", "status")
+
+    def __init__(self, chunk: Chunk, status: int, parts: list[tuple[int, wire.Message]], failures: list[ItemError]) -> None:
         self.chunk = chunk
         self.status = status
-        self.message = message
+        self.parts = parts
+        self.failures = failures
 
 
 class Job:
-    """One call of map/imap/...; shared by the caller and the manager (under ``Core.lock``)."""
+    """One call of map/imap/... (or the submissions of one function); shared by the caller
+    and the manager (under ``Core.lock``).
 
-    def __init__(self, job_id: int, name: str, fn_payload: bytes, fn_buffers: list[memoryview], flags: int, ordered: bool) -> None:
+    ``keep_going``: an item's failure (raised, timed out, crashed) is that item's result
+    and the job goes on (``errors="return"/"skip"``, ``submit``); otherwise it stops the
+    job (``errors="raise"``), except crashes quarantined after ``retries``.
+    ``on_entry``: called (under the lock) with each finished chunk instead of queueing it,
+    and with the error when the whole job fails (``terminate()``).
+    """
+
+    def __init__(
+        self, job_id: int, name: str, fn_payload: bytes, fn_buffers: list[memoryview], flags: int, ordered: bool,
+        *, item_timeout: float | None = None, retries: int = 0, keep_going: bool = False,
+        on_entry: Callable[[Entry | BaseException], None] | None = None,
+    ) -> None:
         self.id = job_id
         self.name = name
         self.fn_payload = fn_payload
         self.fn_buffers = fn_buffers
         self.flags = flags
         self.ordered = ordered
-        self.pending: deque[Chunk] = deque()
+        self.item_timeout = item_timeout
+        self.retries = retries
+        self.keep_going = keep_going
+        self.on_entry = on_entry
+        self.pending: deque[Part] = deque()
         self.ordered_results: dict[int, Entry] = {}
         self.unordered_results: deque[Entry] = deque()
         self.inflight = 0
@@ -118,38 +178,58 @@ class Job:
     def short_chunks(self) -> bool:
         """Measured chunks take under ``SHORT_CHUNK`` seconds (worth prefetching)."""
         per_item = self.item_time()
-        return per_item is not None and bool(self.pending) and per_item * len(self.pending[0].items) < SHORT_CHUNK
+        if per_item is None or not self.pending:
+            return False
+        part = self.pending[0]
+        return per_item * (part.hi - part.lo) < SHORT_CHUNK
 
     def _dispatchable(self) -> bool:
         if self.closed or self.abandoned or self.fatal is not None or not self.pending:
             return False
-        return self.error_seq is None or self.pending[0].seq < self.error_seq
+        return self.error_seq is None or self.pending[0].chunk.seq <= self.error_seq
 
 
 class _Worker:
     __slots__ = (
-        "busy_since", "conn", "doomed", "fd", "inflight", "loaded", "method", "process", "progress", "retiring",
+        "busy_since", "conn", "doomed", "fault", "fd", "inflight", "killed_for", "loaded", "method", "process",
+        "progress", "retiring",
     )
 
-    def __init__(self, process: Any, conn: Any, progress: Any, method: str) -> None:
+    def __init__(self, process: Any, conn: Any, progress: Any, method: str, fault: Any) -> None:
         self.process = process
         self.method = method  # start method
         self.conn = conn
         self.fd: int = conn.fileno()
         self.progress = progress
-        self.inflight: deque[Chunk] = deque()
-        self.busy_since = 0.0  # when the chunk at the head of `inflight` started (about)
+        self.fault = fault  # read end of the pipe its faulthandler writes to
+        self.inflight: deque[Part] = deque()
+        self.busy_since = 0.0  # when the part at the head of `inflight` started (about)
         self.loaded: set[int] = set()
-        self.retiring = False  # announced its exit (after a MemoryError)
-        self.doomed = False  # killed on purpose (timeout, terminate)
+        self.retiring = False  # announced its exit (MemoryError, limits reached)
+        self.doomed = False  # killed on purpose (timeout, terminate, cancel)
+        self.killed_for: tuple[str, int] | None = None  # ("timeout" | "cancel", item index): one item's fault
+
+    def fault_dump(self) -> str | None:
+        """What faulthandler wrote before the worker died (its stack), if anything."""
+        chunks = []
+        with contextlib.suppress(OSError, ValueError):
+            fd = self.fault.fileno()
+            os.set_blocking(fd, False)
+            while data := os.read(fd, 65536):
+                chunks.append(data)
+        text = b"".join(chunks).decode("utf-8", "replace").strip()
+        return text or None
 
 
 class Core:
     """State shared by a ``Pool``, its runs and its manager thread."""
 
-    def __init__(self, size: int, context: Any = None) -> None:
+    def __init__(
+        self, size: int, context: Any = None, *, max_items: int | None = None, max_rss: int | None = None,
+    ) -> None:
         self.size = size
         self.context = context  # the Pool's context= (None: multiprocessing's default, read at each start)
+        self.limits = (max_items, max_rss)  # max_tasks_per_worker, max_memory_per_worker
         self.pid = os.getpid()
         self.lock = threading.Lock()
         self.cv = threading.Condition(self.lock)
@@ -186,9 +266,31 @@ class Core:
         with self.lock:
             if job.closed:
                 return
-            job.pending.append(chunk)
+            job.pending.append(Part(chunk, 0, len(chunk.items)))
             self._ensure_thread()
         self.wake()
+
+    def cancel(self, chunk: Chunk) -> bool:
+        """Cancel a chunk (a submitted future's): unqueue it, or kill the worker running it.
+
+        False when it already finished. A chunk queued in a worker behind another
+        one runs there, its result dropped.
+        """
+        with self.lock:
+            job = chunk.job
+            if chunk.cancelled or chunk.covered >= chunk.limit or job.closed:
+                return False
+            chunk.cancelled = True
+            kept = deque(p for p in job.pending if p.chunk is not chunk)
+            if len(kept) != len(job.pending):
+                job.pending = kept
+                return True
+            for w in self.workers:
+                if w.inflight and w.inflight[0].chunk is chunk and not w.doomed:
+                    self._kill_for(w, "cancel", w.progress[P_ITEM])
+                    break
+        self.wake()
+        return True
 
     def finish(self, job: Job, *, kill: bool = False, error: BaseException | None = None) -> None:
         """The caller is done with ``job`` (completed, failed, timed out or abandoned)."""
@@ -290,7 +392,9 @@ class Core:
                     send()
                 except OSError:
                     pass  # the worker died; its sentinel tells us below
-            ready = wait([self._wake_r, *by_fd])
+            with self.lock:
+                check_in = self._enforce_item_timeouts()
+            ready = wait([self._wake_r, *by_fd], check_in)
             dead: list[_Worker] = []
             for fd in ready:
                 if fd == self._wake_r:
@@ -317,6 +421,35 @@ class Core:
         else:
             self._kill(workers)
 
+    def _enforce_item_timeouts(self) -> float | None:
+        """Kill the workers whose current item is past its job's ``item_timeout``;
+        seconds until the next one could be (``None``: no timed item running)."""
+        soonest: float | None = None
+        now = time.monotonic_ns()
+        for w in self.workers:
+            if w.doomed or w.retiring or not w.inflight:
+                continue
+            job = w.inflight[0].chunk.job
+            if job.item_timeout is None:
+                continue
+            progress = w.progress
+            left = 0.005  # not running it yet (loading): look again soon
+            if progress[P_PHASE] == PHASE_RUNNING and progress[P_JOB] == job.id:
+                index = progress[P_ITEM]  # read after the start: the worker writes the start first
+                left = job.item_timeout - (now - progress[P_ITEM_START]) / 1e9
+                if left <= 0:
+                    self._kill_for(w, "timeout", index)
+                    continue
+            soonest = left if soonest is None else min(soonest, left)
+        return soonest
+
+    def _kill_for(self, w: _Worker, reason: str, index: int) -> None:
+        """Kill one worker because of one item (its timeout, its cancelled future)."""
+        w.doomed = True
+        w.killed_for = (reason, index)
+        with contextlib.suppress(Exception):
+            w.process.kill()
+
     def _has_work(self) -> bool:
         return any(j._dispatchable() for j in self.jobs.values()) or any(w.inflight for w in self.workers)
 
@@ -324,6 +457,8 @@ class Core:
         for job in self.jobs.values():
             if not job.closed and job.fatal is None and (job.pending or job.inflight):
                 job.fatal = err
+                if job.on_entry is not None:
+                    job.on_entry(err)
             job.pending.clear()
             job.inflight = 0
         self.cv.notify_all()
@@ -340,7 +475,7 @@ class Core:
                 continue
             if job.kill:
                 for w in self.workers:
-                    if not w.doomed and any(c.job is job for c in w.inflight):
+                    if not w.doomed and any(p.chunk.job is job for p in w.inflight):
                         w.doomed = True
                         with contextlib.suppress(Exception):
                             w.process.kill()
@@ -353,25 +488,32 @@ class Core:
         ctx = get_context(self.context)
         while len(self.workers) < self.size:
             parent, child = ctx.Pipe(duplex=True)
+            fault_r, fault_w = ctx.Pipe(duplex=False)
             progress = ctx.RawArray("q", PROGRESS_SLOTS)
             method = ctx.get_start_method()
             if method == "fork":
                 preload_libc()
+            preload_in_forkserver(ctx, worker_main.__module__)
             # fork: the worker inherits our end of its own socket and of its siblings'
             # (and the wake pipe); it closes them, so that our death gives it EOF.
-            close_fds = [parent.fileno(), *(w.fd for w in self.workers), self._wake_r, self._wake_w] if method == "fork" else []
+            close_fds = [
+                parent.fileno(), fault_r.fileno(), *(fd for w in self.workers for fd in (w.fd, w.fault.fileno())),
+                self._wake_r, self._wake_w,
+            ] if method == "fork" else []
             # forkserver: the worker's parent is the fork server (its pid is not ours).
             ppid = 0 if method == "forkserver" else os.getpid()
             process = ctx.Process(
-                target=worker_main, args=(child, progress, close_fds, ppid), name="sk-pool-worker", daemon=True
+                target=worker_main, args=(child, progress, close_fds, ppid, fault_w, self.limits),
+                name="sk-pool-worker", daemon=True,
             )
             try:
                 process.start()
             finally:
                 child.close()
+                fault_w.close()
             if self.trace is not None:
                 self.trace.event("worker", worker=process.pid)
-            self.workers.append(_Worker(process, parent, progress, method))
+            self.workers.append(_Worker(process, parent, progress, method, fault_r))
 
     def _plan(self) -> list[tuple[_Worker, Any]]:
         """Decide what to send (under the lock); sending happens outside it."""
@@ -381,76 +523,119 @@ class Core:
             for jid in [j for j in w.loaded if j not in self.jobs]:
                 w.loaded.discard(jid)
                 plan.append((w, _sender(w.fd, wire.DROP, job=jid)))
-        # First every idle worker gets a chunk; then, for short chunks only, a
-        # second one to hide the round trip. A long chunk is never queued behind
-        # another one: an idle worker could not take it back.
+        # First every idle worker gets a part; then, for short ones only, a second one
+        # to hide the round trip. A long part is never queued behind another one: an
+        # idle worker could not take it back.
         now = time.monotonic()
         for depth in range(PREFETCH):
             for w in self.workers:
                 if w.retiring or w.doomed or len(w.inflight) > depth or not jobs:
                     continue
                 if depth > 0 and now - w.busy_since > SHORT_CHUNK:
-                    # This worker's current chunk is already slower than "short": whatever
+                    # This worker's current part is already slower than "short": whatever
                     # we queue behind it could wait for it while another worker sits idle.
                     continue
-                # Prefetch only short chunks, and never the tail of a job (no more chunks
-                # left than workers): there a queued chunk could wait behind a slow one
-                # while another worker goes idle.
+                # Prefetch only short parts, never the tail of a job (no more parts left
+                # than workers: there a queued part could wait behind a slow one while
+                # another worker goes idle), never for a timed job (its clock would
+                # run while it waits).
                 candidates = jobs if depth == 0 else [
-                    j for j in jobs if j.short_chunks() and len(j.pending) > len(self.workers)
+                    j for j in jobs
+                    if j.short_chunks() and len(j.pending) > len(self.workers) and j.item_timeout is None
                 ]
                 if not candidates:
                     continue
                 self._rr = (self._rr + 1) % len(candidates)
                 job = candidates[self._rr]
-                chunk = job.pending.popleft()
+                part = job.pending.popleft()
                 job.inflight += 1
                 if not job._dispatchable():
                     jobs.remove(job)
                 if not w.inflight:
                     w.busy_since = now
-                w.inflight.append(chunk)
+                w.inflight.append(part)
                 if job.id not in w.loaded:
                     w.loaded.add(job.id)
                     plan.append((w, _sender(w.fd, wire.FN, flags=job.flags, job=job.id,
                                             payload=job.fn_payload, buffers=job.fn_buffers)))
-                plan.append((w, _sender(w.fd, wire.TASK, job=job.id, seq=chunk.seq, a=chunk.start,
-                                        payload=chunk.payload, buffers=chunk.buffers)))
+                chunk = part.chunk
+                plan.append((w, _sender(w.fd, wire.TASK, job=job.id, seq=chunk.seq, a=chunk.start, b=part.lo,
+                                        c=part.hi, payload=chunk.payload, buffers=chunk.buffers)))
         return plan
 
     def _on_result(self, w: _Worker, msg: wire.Message) -> None:
         with self.lock:
-            if not w.inflight or w.inflight[0].seq != msg.seq or w.inflight[0].job.id != msg.job:
+            if not w.inflight or w.inflight[0].chunk.seq != msg.seq or w.inflight[0].chunk.job.id != msg.job:
                 raise RuntimeError(f"pool protocol error: unexpected result for job {msg.job} chunk {msg.seq}")
-            chunk = w.inflight.popleft()
-            w.busy_since = time.monotonic()  # the prefetched chunk (if any) starts now
+            part = w.inflight.popleft()
+            w.busy_since = time.monotonic()  # the prefetched part (if any) starts now
+            chunk = part.chunk
             job = chunk.job
             job.inflight -= 1
-            if msg.flags == wire.RETIRE:
+            status = msg.flags
+            if status in (wire.RETIRE, wire.RECYCLE):
                 # the worker exits now without running what it prefetched
                 w.retiring = True
                 self._requeue(w)
-            if job.closed or job.fatal is not None:
+            if job.closed or job.fatal is not None or chunk.cancelled:
                 return
-            job.items_done += max(msg.a, 1)
+            count = msg.a
+            job.items_done += max(count, 1)
             job.busy_time += msg.elapsed
-            if msg.flags != wire.OK:
-                if job.error_seq is None or chunk.seq < job.error_seq:
-                    job.error_seq = chunk.seq
-                job.pending = deque(c for c in job.pending if c.seq < chunk.seq)
-            entry = Entry(chunk, msg.flags, msg)
-            if job.ordered:
-                job.ordered_results[chunk.seq] = entry
-            else:
-                job.unordered_results.append(entry)
-            self.cv.notify_all()
+            if status == wire.RECYCLE:
+                end = part.lo + count
+                if end < part.hi:
+                    job.pending.appendleft(Part(chunk, end, part.hi))
+            elif status == wire.OK:
+                end = part.hi
+            else:  # an item raised (errors="raise"): the chunk ends with it
+                end = part.lo + count + 1
+                self._stop_chunk_at(chunk, end)
+            self._account(chunk, part.lo, end, msg)
+
+    def _stop_chunk_at(self, chunk: Chunk, end: int) -> None:
+        """An item's error ends its chunk at offset ``end`` and its job after that chunk."""
+        job = chunk.job
+        if end < chunk.limit:
+            chunk.limit = end
+            chunk.covered = sum(min(hi, end) - lo for lo, hi, _ in chunk.done if lo < end)
+            chunk.failures = [f for f in chunk.failures if f.index - chunk.start < end]
+        if job.error_seq is None or chunk.seq < job.error_seq:
+            job.error_seq = chunk.seq
+        job.pending = deque(p for p in job.pending if p.chunk.seq < chunk.seq or (p.chunk is chunk and p.lo < end))
+
+    def _account(self, chunk: Chunk, lo: int, hi: int, msg: wire.Message | None) -> None:
+        """Items ``lo..hi-1`` of ``chunk`` are done (``msg`` holds their results, ``None`` for a
+        failure made here); once all are, the chunk's ``Entry`` goes to its caller."""
+        if lo >= chunk.limit:
+            return
+        chunk.done.append((lo, hi, msg))
+        chunk.covered += min(hi, chunk.limit) - lo
+        if chunk.covered < chunk.limit:
+            return
+        parts = sorted(((lo, m) for lo, _, m in chunk.done if m is not None and lo < chunk.limit), key=lambda p: p[0])
+        last = parts[-1][1] if parts else None
+        status = wire.OK if last is None or last.flags in (wire.OK, wire.RECYCLE) else last.flags
+        if chunk.limit < len(chunk.items) and status == wire.OK:
+            status = wire.ERROR  # stopped by a failure made here (not in the last part)
+        entry = Entry(chunk, status, parts, sorted(chunk.failures, key=lambda f: f.index))
+        job = chunk.job
+        if job.on_entry is not None:
+            job.on_entry(entry)
+        elif job.ordered:
+            job.ordered_results[chunk.seq] = entry
+        else:
+            job.unordered_results.append(entry)
+        self.cv.notify_all()
 
     def _requeue(self, w: _Worker) -> None:
+        """Give the parts a worker will not run back to their jobs (in their order)."""
         while w.inflight:
-            chunk = w.inflight.pop()
-            chunk.job.inflight -= 1
-            if not chunk.job.closed and chunk.job.fatal is None:
-                chunk.job.pending.appendleft(chunk)
+            part = w.inflight.pop()
+            job = part.chunk.job
+            job.inflight -= 1
+            if not job.closed and job.fatal is None and not part.chunk.cancelled:
+                job.pending.appendleft(part)
 
     def _on_death(self, w: _Worker) -> None:
         # Read what it sent before dying (e.g. the RESULT announcing its retirement).
@@ -468,55 +653,115 @@ class Core:
             w.process.kill()
             w.process.join(1.0)
         code = w.process.exitcode
+        fault = w.fault_dump()
         if self.trace is not None and not w.doomed and not w.retiring:
-            running = w.progress[1] if w.progress[2] == PHASE_RUNNING else None
-            self.trace.event("death", worker=w.process.pid, item=running, job=w.progress[0],
+            running = w.progress[P_ITEM] if w.progress[P_PHASE] == PHASE_RUNNING else None
+            self.trace.event("death", worker=w.process.pid, item=running, job=w.progress[P_JOB],
                              exit=describe_exit(code))
         with self.lock:
             if w in self.workers:
                 self.workers.remove(w)
-            if w.inflight and not w.retiring and not w.doomed:
-                chunk = w.inflight.popleft()
-                chunk.job.inflight -= 1
-                job = chunk.job
-                if not job.closed and job.fatal is None:
-                    job.fatal = ProcessError(self._crash_message(w, chunk, code))
-                    job.pending.clear()
+            if w.inflight and not w.retiring and (not w.doomed or w.killed_for is not None):
+                self._item_failed(w, w.inflight.popleft(), code, fault)
             elif w.doomed:
-                # killed because its job timed out: drop that job's chunks, keep the others
-                kept: deque[Chunk] = deque()
-                for c in w.inflight:
-                    if c.job.closed:
-                        c.job.inflight -= 1
+                # killed because its job timed out or the pool terminates: drop the
+                # parts of closed jobs, keep the others
+                kept: deque[Part] = deque()
+                for p in w.inflight:
+                    if p.chunk.job.closed:
+                        p.chunk.job.inflight -= 1
                     else:
-                        kept.append(c)
+                        kept.append(p)
                 w.inflight = kept
             self._requeue(w)
             self.cv.notify_all()
-        with contextlib.suppress(Exception):
-            w.conn.close()
+        for conn in (w.conn, w.fault):
+            with contextlib.suppress(Exception):
+                conn.close()
         with contextlib.suppress(Exception):
             w.process.close()
 
-    def _crash_message(self, w: _Worker, chunk: Chunk, code: int | None) -> str:
-        job_id, index, phase, booted = w.progress[0], w.progress[1], w.progress[2], w.progress[3]
-        end = chunk.start + len(chunk.items)
-        who = f"Pool.{chunk.job.name}: the worker process (pid {w.process.pid})"
-        if not booted and code is not None and code > 0 and w.method != "fork":
-            return bootstrap_failure(who, w.method, code) + " The rest of this call was cancelled."
-        if job_id == chunk.job.id and phase == PHASE_RUNNING and chunk.start <= index < end:
-            where = f"while running item {index} ({short_repr(chunk.items[index - chunk.start])})"
-        elif job_id == chunk.job.id and phase == PHASE_SENDING:
-            where = f"while sending back the results of items {chunk.start}..{end - 1}"
-        elif phase == PHASE_LOADING and job_id == chunk.job.id:
-            where = (f"while loading the function or items {chunk.start}..{end - 1} "
-                     f"(first item: {short_repr(chunk.items[0])})")
+    def _item_failed(self, w: _Worker, part: Part, code: int | None, fault: str | None) -> None:
+        """The worker running ``part`` died (crash, item timeout, cancel): settle that item,
+        send the rest of the part again."""
+        chunk = part.chunk
+        job = chunk.job
+        job.inflight -= 1
+        if job.closed or job.fatal is not None:
+            return
+        if w.killed_for is not None:
+            reason, index = w.killed_for
         else:
-            where = (f"before running item {chunk.start} ({short_repr(chunk.items[0])}) "
+            reason = "crash"
+            index = w.progress[P_ITEM] if w.progress[P_JOB] == job.id and w.progress[P_PHASE] == PHASE_RUNNING else -1
+        offset = index - chunk.start
+        if not part.lo <= offset < part.hi:
+            offset = part.lo  # died loading or sending: blame the part's first item
+        if reason == "cancel" or chunk.cancelled:
+            return  # the future is already cancelled; one item per submitted chunk
+        if reason == "crash" and chunk.attempts.get(offset, 0) < job.retries:
+            chunk.attempts[offset] = chunk.attempts.get(offset, 0) + 1
+            # the item alone, so that another crash costs only itself
+            self._resend(chunk, [(part.lo, offset), (offset, offset + 1), (offset + 1, part.hi)])
+            return
+        error = self._item_error(w, chunk, offset, reason, code, fault)
+        if job.keep_going or (reason == "crash" and job.retries):
+            chunk.failures.append(error)
+            self._resend(chunk, [(part.lo, offset), (offset + 1, part.hi)])
+            self._account(chunk, offset, offset + 1, None)
+        else:
+            job.fatal = error
+            job.pending.clear()
+
+    def _resend(self, chunk: Chunk, ranges: list[tuple[int, int]]) -> None:
+        for lo, hi in reversed(ranges):
+            if lo < hi:
+                chunk.job.pending.appendleft(Part(chunk, lo, hi))
+
+    def _item_error(
+        self, w: _Worker, chunk: Chunk, offset: int, reason: str, code: int | None, fault: str | None,
+    ) -> ItemError:
+        index = chunk.start + offset
+        item = short_repr(chunk.items[offset])
+        job = chunk.job
+        if reason == "timeout":
+            assert job.item_timeout is not None
+            return ItemTimeoutError(
+                f"Pool.{job.name}: item {index} ({item}) ran longer than item_timeout={job.item_timeout:g}s; "
+                "its worker was killed and replaced, the other items go on",
+                index, item, job.item_timeout,
+            )
+        attempts = chunk.attempts.get(offset, 0) + 1
+        message = self._crash_message(w, chunk, offset, code, attempts)
+        if fault:
+            message += f"\nThe worker's stack when it died (faulthandler):\n{fault}"
+        return WorkerCrashedError(message, index, item, code, attempts, fault)
+
+    def _crash_message(self, w: _Worker, chunk: Chunk, offset: int, code: int | None, attempts: int) -> str:
+        job_id, index, phase, booted = (w.progress[P_JOB], w.progress[P_ITEM], w.progress[P_PHASE],
+                                        w.progress[P_BOOTED])
+        end = chunk.start + len(chunk.items)
+        job = chunk.job
+        who = f"Pool.{job.name}: the worker process (pid {w.process.pid})"
+        if job.keep_going or job.retries:
+            then = "the other items go on"
+        else:
+            then = ("the rest of this call was cancelled "
+                    "(items already running on other workers finish, their results are dropped)")
+        tries = f" (on each of {attempts} attempts: quarantined)" if attempts > 1 else ""
+        if not booted and code is not None and code > 0 and w.method != "fork":
+            return bootstrap_failure(who, w.method, code) + f" {then[0].upper()}{then[1:]}."
+        if job_id == job.id and phase == PHASE_RUNNING and chunk.start <= index < end:
+            where = f"while running item {index} ({short_repr(chunk.items[index - chunk.start])})"
+        elif job_id == job.id and phase == PHASE_SENDING:
+            where = f"while sending back the results of items from {chunk.start + offset} on"
+        elif phase == PHASE_LOADING and job_id == job.id:
+            where = (f"while loading the function or items from {chunk.start + offset} on "
+                     f"(first item: {short_repr(chunk.items[offset])})")
+        else:
+            where = (f"before running item {chunk.start + offset} ({short_repr(chunk.items[offset])}) "
                      "(it had not started the task yet)")
-        return (f"{who} died {where}: "
-                f"it {describe_exit(code)}. The worker is replaced; the rest of this call was cancelled "
-                "(items already running on other workers finish, their results are dropped).")
+        return f"{who} died {where}{tries}: it {describe_exit(code)}. The worker is replaced; {then}."
 
     def _stop_workers(self, workers: list[_Worker]) -> None:
         for w in workers:
@@ -537,8 +782,9 @@ class Core:
                 with contextlib.suppress(Exception):
                     w.process.kill()
                 w.process.join(1.0)
-            with contextlib.suppress(Exception):
-                w.conn.close()
+            for conn in (w.conn, w.fault):
+                with contextlib.suppress(Exception):
+                    conn.close()
             with contextlib.suppress(Exception):
                 w.process.close()
 

@@ -19,11 +19,45 @@ import time
 from typing import Any
 
 from suitkaise.processing import _pool_wire as wire
-from suitkaise.processing._errors import ProcessError, short_repr
+from suitkaise.processing._chunk import ErrorRecord
+from suitkaise.processing._errors import ItemError, ProcessError, short_repr
 from suitkaise.processing._pool_call import Call, CallBase, open_input
 from suitkaise.processing._pool_core import Chunk, Core, Entry, Job
 
-__all__ = ["LocalRun"]
+__all__ = ["LocalRun", "decode_entry"]
+
+
+def decode_entry(entry: Entry, where: str) -> tuple[list[Any], ErrorRecord | None, list[Any]]:
+    """A finished chunk's results, in item order: ``(values, error, failures)``.
+
+    ``values`` holds ``None`` for each failed item (its record is in ``failures``: an
+    ``ErrorRecord`` from the worker or an ``ItemError`` made by the manager); ``error``
+    is the item error that stopped the chunk (``errors="raise"``), if any.
+    """
+    chunk = entry.chunk
+    pieces: list[tuple[int, Any]] = [*entry.parts, *((f.index - chunk.start, f) for f in entry.failures)]
+    pieces.sort(key=lambda piece: piece[0])
+    values: list[Any] = []
+    failures: list[Any] = []
+    error: ErrorRecord | None = None
+    for lo, piece in pieces:
+        if isinstance(piece, ItemError):
+            values.append(None)
+            failures.append(piece)
+            continue
+        try:
+            part_values, part_error, part_failures = wire.loads(piece.payload, piece.buffers)
+        except Exception as e:
+            first = chunk.start + lo
+            raise ProcessError(
+                f"{where}: the results of items {first}..{first + max(piece.a, 1) - 1} "
+                f"could not be deserialized in the parent: {type(e).__name__}: {e}"
+            ) from e
+        values.extend(part_values)
+        failures.extend(part_failures)
+        if part_error is not None:
+            error = part_error
+    return values, error, failures
 
 
 class LocalRun(CallBase):
@@ -38,7 +72,13 @@ class LocalRun(CallBase):
         except Exception as e:
             e.add_note(f"Pool.{call.name}: {short_repr(call.fn)} could not be serialized to send it to the workers")
             raise
-        self._job = Job(core.new_job_id(), call.name, fn_payload, fn_buffers, call.flags, call.ordered)
+        self._job = Job(core.new_job_id(), call.name, fn_payload, fn_buffers, call.flags, call.ordered,
+                        item_timeout=call.item_timeout, retries=call.retries, keep_going=call.errors != "raise")
+        max_items = core.limits[0]
+        if max_items is not None:  # a chunk never outlives its worker by much
+            self._cap = min(self._cap, max_items)
+            if self._chunksize:
+                self._chunksize = min(self._chunksize, max_items)
         self._chunks_consumed = 0
         core.add_job(self._job)
         try:
@@ -108,15 +148,8 @@ class LocalRun(CallBase):
         raise self._timeout_error("the workers running it were stopped")
 
     def _decode(self, entry: Entry) -> list[Any]:
+        values, error, failures = decode_entry(entry, f"Pool.{self._name}")
         chunk = entry.chunk
-        msg = entry.message
-        try:
-            values, error = wire.loads(msg.payload, msg.buffers)
-        except Exception as e:
-            raise ProcessError(
-                f"Pool.{self._name}: the results of items {chunk.start}..{chunk.start + len(chunk.items) - 1} "
-                f"could not be deserialized in the parent: {type(e).__name__}: {e}"
-            ) from e
         n = len(values)
         self._items_consumed += n + (1 if error is not None else 0)
         if n:
@@ -125,7 +158,7 @@ class LocalRun(CallBase):
             self._pending_error = self._rebuild_error(chunk.start, chunk.items, error, "parent")
         elif self._source is None and self._chunks_consumed == self._seq:
             self._finish(kill=False)
-        return values
+        return self._settle(chunk.start, chunk.start, chunk.items, values, failures, "parent")
 
     def _finish(self, *, kill: bool, error: BaseException | None = None) -> None:
         if self._done and self._job.closed:

@@ -2,7 +2,7 @@
 
 Each worker owns one duplex ``multiprocessing.Pipe`` (a Unix socketpair). A
 message is one ``suitkaise.pipe.wire`` frame whose head is ``_HEAD`` below
-(kind, status, job, chunk number, a counter, elapsed seconds) and whose
+(kind, status, job, chunk number, three counters, elapsed seconds) and whose
 payload is ``wire.dumps(obj)``: buffers of 64 KiB and more travel out-of-band,
 written from and read into place. The framing, the buffer rule and the raw
 descriptor I/O live in ``suitkaise.pipe.wire`` only; this module names the
@@ -23,6 +23,7 @@ __all__ = [
     "ERROR",
     "FN",
     "OK",
+    "RECYCLE",
     "RESULT",
     "RETIRE",
     "STOP",
@@ -36,18 +37,20 @@ __all__ = [
 
 # message kinds
 FN = 1  # parent -> worker: the function of a job (job)
-TASK = 2  # parent -> worker: a chunk of items (job, seq, start)
+TASK = 2  # parent -> worker: items lo..hi-1 of a chunk (job, seq, a=start, b=lo, c=hi)
 DROP = 3  # parent -> worker: forget the function of a job (job)
 STOP = 4  # parent -> worker: exit after the current message
-RESULT = 5  # worker -> parent: results of a chunk (job, seq, count)
+RESULT = 5  # worker -> parent: results of a TASK's items (job, seq, a=count)
 
 # RESULT status
 OK = 0  # every item of the chunk succeeded
 ERROR = 1  # results up to a failing item, then its error
 RETIRE = 2  # like ERROR, and the worker exits right after (e.g. MemoryError)
+RECYCLE = 3  # the first `a` items succeeded, the worker reached its limits and exits now:
+# the rest of the TASK goes to another worker
 
-# kind, status/flags, job, seq, a (start or count), elapsed seconds
-_HEAD = struct.Struct("<BBqqqd")
+# kind, status/flags, job, seq, a, b, c (counters, per kind), elapsed seconds
+_HEAD = struct.Struct("<BBqqqqqd")
 
 
 class Message(NamedTuple):
@@ -56,6 +59,8 @@ class Message(NamedTuple):
     job: int
     seq: int
     a: int
+    b: int
+    c: int
     elapsed: float
     payload: bytes | memoryview
     buffers: list[bytearray]
@@ -69,16 +74,18 @@ def send_message(
     job: int = 0,
     seq: int = 0,
     a: int = 0,
+    b: int = 0,
+    c: int = 0,
     elapsed: float = 0.0,
     payload: bytes = b"",
     buffers: Sequence[memoryview] = (),
 ) -> None:
     """Write one message (blocking until the whole message is in the socket)."""
-    wire.send(fd, _HEAD.pack(kind, flags, job, seq, a, elapsed), payload, buffers)
+    wire.send(fd, _HEAD.pack(kind, flags, job, seq, a, b, c, elapsed), payload, buffers)
 
 
 def recv_message(fd: int) -> Message:
     """Read one message; ``EOFError`` when the peer closed the socket."""
     frame = wire.recv(fd, _HEAD.size)
-    kind, flags, job, seq, a, elapsed = _HEAD.unpack(frame.head)
-    return Message(kind, flags, job, seq, a, elapsed, frame.data, frame.buffers)
+    kind, flags, job, seq, a, b, c, elapsed = _HEAD.unpack(frame.head)
+    return Message(kind, flags, job, seq, a, b, c, elapsed, frame.data, frame.buffers)

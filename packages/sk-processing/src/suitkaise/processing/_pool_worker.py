@@ -6,7 +6,8 @@
     ───────────────────────                    ───────────────────────────────
     socket end  ── FN / TASK / DROP / STOP ──► reader thread ──► inbox ──► main loop
                 ◄────────── RESULT ─────────────────────────────────────── main loop
-    progress[job, item, phase] ◄── written before every item (shared memory)
+    progress[job, item, phase, booted, item start] ◄── written before every item (shared memory)
+    fault pipe  ◄── faulthandler's dump when the worker dies of a signal it can catch
 
 A worker is long-lived: it receives each job's function once (FN), then any
 number of chunks (TASK), runs them item by item and streams one RESULT per
@@ -16,7 +17,13 @@ full socket buffers (both sides writing, nobody reading). When the parent
 disappears the reader sees EOF and the worker exits at once.
 
 ``progress`` is a tiny shared array: if the process dies hard (segfault,
-``os._exit``, SIGKILL), the parent reads which item was running and names it.
+``os._exit``, SIGKILL), the parent reads which item was running and names it,
+with the stack faulthandler wrote into the fault pipe. For a job with a per-item
+timeout it also holds when the current item started, which the parent watches.
+
+Limits (``max_tasks_per_worker``, ``max_memory_per_worker``) are checked after
+each item: past them, the worker reports what it ran (RECYCLE), the parent
+sends the rest of the chunk elsewhere, and the worker exits.
 """
 
 from __future__ import annotations
@@ -33,10 +40,16 @@ from typing import Any
 
 from suitkaise.processing import _pool_wire as wire
 from suitkaise.processing._chunk import (
+    P_BOOTED,
+    P_ITEM,
+    P_ITEM_START,
+    P_JOB,
+    P_PHASE,
     PHASE_IDLE,
     PHASE_LOADING,
     PHASE_RUNNING,
     PHASE_SENDING,
+    PROGRESS_SLOTS,
     ErrorRecord,
     FnJob,
     call_item,
@@ -46,11 +59,41 @@ from suitkaise.processing._chunk import (
 from suitkaise.processing._pdeathsig import set_pdeathsig
 from suitkaise.processing._trace import Trace, from_env
 
-__all__ = ["PHASE_IDLE", "PHASE_LOADING", "PHASE_RUNNING", "PHASE_SENDING", "PROGRESS_SLOTS", "worker_main"]
+__all__ = ["PHASE_IDLE", "PHASE_LOADING", "PHASE_RUNNING", "PHASE_SENDING", "PROGRESS_SLOTS", "Limits", "worker_main"]
 
-# progress[] slots: job, item, phase (_chunk.PHASE_*), booted (1 once worker_main runs:
-# before it, a spawn/forkserver child is still importing the main module)
-PROGRESS_SLOTS = 4
+
+class Limits:
+    """A worker's ``max_tasks_per_worker`` / ``max_memory_per_worker``: called after each
+    item, true once the worker should be replaced."""
+
+    def __init__(self, max_items: int | None, max_rss: int | None) -> None:
+        self.left = max_items
+        self.max_rss = max_rss
+        self._statm: int | None = None
+        if max_rss is not None:
+            try:
+                self._statm = os.open("/proc/self/statm", os.O_RDONLY)
+            except OSError:
+                self._statm = None
+
+    def __call__(self) -> bool:
+        if self.left is not None:
+            self.left -= 1
+            if self.left <= 0:
+                return True
+        return self.max_rss is not None and self.rss() > self.max_rss
+
+    def rss(self) -> int:
+        """Resident set size in bytes (where /proc is missing: the peak, which is larger)."""
+        if self._statm is not None:
+            return int(os.pread(self._statm, 128, 0).split()[1]) * _PAGE
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def _reader(fd: int, inbox: queue.SimpleQueue[Any]) -> None:
@@ -65,29 +108,27 @@ def _reader(fd: int, inbox: queue.SimpleQueue[Any]) -> None:
         os._exit(0)
 
 
-def worker_main(conn: Any, progress: Any, close_fds: Sequence[int], ppid: int) -> None:
+def worker_main(
+    conn: Any, progress: Any, close_fds: Sequence[int], ppid: int, fault: Any, limits: tuple[int | None, int | None],
+) -> None:
     """Entry point of a pool worker process.
 
     ``close_fds``: the parent's descriptors a forked worker inherited (its end of
-    every worker's socket, the wake pipe); ``ppid``: the parent's pid, 0 if unknown.
+    every worker's socket, the wake pipe); ``ppid``: the parent's pid, 0 if unknown;
+    ``fault``: the write end of the pipe faulthandler dumps into; ``limits``:
+    ``(max items, max RSS bytes)``, each ``None`` for no limit.
     """
     # SIGKILLed with the parent, even while a task holds the GIL in a long C call
     # (the reader thread's EOF check cannot run then). The manager thread that
     # forks us stops its workers before it ends, so the signal never fires early.
-    progress[3] = 1
+    progress[P_BOOTED] = 1
     set_pdeathsig(ppid)
     # Ctrl-C goes to the whole foreground process group: the parent reacts and
     # terminates us; a KeyboardInterrupt in a task would only be noise.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        # Native crashes print their stack. The parent's stderr may have no file
-        # descriptor (pytest's capture, IDEs, GUI apps): then try the real one, else go without.
-        faulthandler.enable()
-    except (AttributeError, OSError, ValueError):
-        try:
-            faulthandler.enable(file=sys.__stderr__)  # type: ignore[arg-type]
-        except (AttributeError, OSError, ValueError):
-            pass
+    # Native crashes dump their stack into the fault pipe: the parent puts it in the
+    # error of the item that was running.
+    faulthandler.enable(file=fault.fileno())
     _release_forkserver()
     for inherited in close_fds:
         # Where PR_SET_PDEATHSIG is unavailable, the reader thread's EOF is what ends
@@ -102,17 +143,19 @@ def worker_main(conn: Any, progress: Any, close_fds: Sequence[int], ppid: int) -
     threading.Thread(target=_reader, args=(fd, inbox), name="sk-pool-reader", daemon=True).start()
     jobs: dict[int, FnJob] = {}
     perf = time.perf_counter
+    stop = None if limits == (None, None) else Limits(*limits)
     while True:
-        progress[2] = PHASE_IDLE
+        progress[P_PHASE] = PHASE_IDLE
         msg: wire.Message = inbox.get()
         if msg.kind == wire.STOP:
             break
         if msg.kind == wire.DROP:
             jobs.pop(msg.job, None)
             continue
-        progress[0] = msg.job
-        progress[1] = msg.a
-        progress[2] = PHASE_LOADING
+        progress[P_JOB] = msg.job
+        progress[P_ITEM_START] = time.monotonic_ns()  # a timed item's clock never reads a stale start
+        progress[P_ITEM] = msg.a + msg.b
+        progress[P_PHASE] = PHASE_LOADING
         if msg.kind == wire.FN:
             try:
                 fn = wire.loads(msg.payload, msg.buffers)
@@ -123,7 +166,8 @@ def worker_main(conn: Any, progress: Any, close_fds: Sequence[int], ppid: int) -
             continue
         if msg.kind != wire.TASK:  # pragma: no cover - protocol error
             os._exit(70)
-        _run_chunk(fd, msg, jobs.get(msg.job), progress, perf, trace)
+        if _run_chunk(fd, msg, jobs.get(msg.job), progress, perf, trace, stop):
+            break  # limits reached: replaced by a fresh worker
     conn.close()
 
 
@@ -149,27 +193,36 @@ def _release_forkserver() -> None:
 
 
 def _run_chunk(
-    fd: int, msg: wire.Message, job: FnJob | None, progress: Any, perf: Callable[[], float], trace: Trace | None
-) -> None:
-    """Run one TASK message's chunk (``_chunk.run_chunk``) and send its RESULT."""
-    start = msg.a
+    fd: int, msg: wire.Message, job: FnJob | None, progress: Any, perf: Callable[[], float], trace: Trace | None,
+    stop: Limits | None,
+) -> bool:
+    """Run one TASK message's items (``_chunk.run_chunk``) and send its RESULT.
+
+    The message holds a whole chunk; it runs items ``lo..hi-1`` of it (a part sent again
+    after a crash or a recycled worker). True when the worker must now exit (limits).
+    """
+    lo, hi = msg.b, msg.c
+    start = msg.a + lo
 
     def load() -> tuple[FnJob, list[Any]]:
         if job is None:
             raise RuntimeError("internal error: pool worker received a task before its function")
         if job.error is not None:
             raise job.error
+        items = wire.loads(msg.payload, msg.buffers)
+        if lo or hi < len(items):
+            items = items[lo:hi]
         if trace is not None:
-            return _traced(job, trace, msg.job, progress), wire.loads(msg.payload, msg.buffers)
-        return job, wire.loads(msg.payload, msg.buffers)
+            return _traced(job, trace, msg.job, progress), items
+        return job, items
 
     t0 = perf()
-    outcome = run_chunk(load, start, progress)
+    outcome = run_chunk(load, start, progress, stop)
     elapsed = perf() - t0
-    progress[2] = PHASE_SENDING
-    (payload, bufs), error = encode_outcome(outcome, start, _dumps)
+    progress[P_PHASE] = PHASE_SENDING
+    (payload, bufs), error = encode_outcome(outcome, start, _dumps, keep_going=job is not None and job.keep_going)
     if error is None:
-        status = wire.OK
+        status = wire.RECYCLE if outcome.stopped else wire.OK
     elif outcome.retire:
         status = wire.RETIRE
     else:
@@ -183,20 +236,23 @@ def _run_chunk(
         os._exit(0)  # parent gone
     if outcome.retire:
         os._exit(0)
+    return outcome.stopped
 
 
 def _traced(job: FnJob, trace: Trace, job_id: int, progress: Any) -> FnJob:
     """``job`` with an "item" / "item-end" trace event around each item (``SK_POOL_TRACE``)."""
 
     def fn(item: Any) -> Any:
-        index = progress[1]  # set by run_chunk just before the call
+        index = progress[P_ITEM]  # set by run_chunk just before the call
         trace.event("item", job=job_id, item=index)
         value = call_item(job, item)
         trace.event("item-end", job=job_id, item=index)
         return value
 
-    return FnJob(fn, 0)
+    traced = FnJob(fn, 0)
+    traced.keep_going, traced.timed = job.keep_going, job.timed
+    return traced
 
 
-def _dumps(results: list[Any], error: ErrorRecord | None) -> tuple[bytes, list[memoryview]]:
-    return wire.dumps((results, error))
+def _dumps(results: list[Any], error: ErrorRecord | None, failures: list[ErrorRecord]) -> tuple[bytes, list[memoryview]]:
+    return wire.dumps((results, error, failures))
