@@ -117,3 +117,41 @@ def test_pool_item_resumes_on_a_fresh_worker(start_method, tmp_path):
     assert exits == [-signal.SIGKILL, -signal.SIGKILL, 0]
     assert _iterations(log) == list(range(100))
     assert out == {"seen": list(range(100)), "run": 100, "timed": 100}
+
+
+def test_pool_items_with_lives_resume_through_the_pool(start_method, tmp_path):
+    """The issue's done-when for Pool items, through the public API: each item (runs=100,
+    lives=3) SIGKILLs its worker at iterations 37 and 71; the Pool resumes it on a fresh
+    worker from the last completed iteration, and the other items are not disturbed."""
+    from suitkaise.processing import Pool
+
+    dirs = [tmp_path / f"item{i}" for i in range(3)]
+    for d in dirs:
+        d.mkdir()
+    args = [(str(d / "iterations"), str(d), 100, 3, (37, 71)) for d in dirs]
+    args.append((str(tmp_path / "calm"), str(tmp_path), 20, 3, ()))  # never crashes
+    with Pool(2) as pool:
+        out = pool.star().map(SelfKiller, args)
+    for d, result in zip(dirs, out[:3], strict=True):
+        assert _iterations(str(d / "iterations")) == list(range(100))  # each iteration exactly once
+        assert result == {"seen": list(range(100)), "pids": 3}  # the state came back each time
+    assert out[3] == {"seen": list(range(20)), "pids": 1}
+    assert _iterations(str(tmp_path / "calm")) == list(range(20))
+
+
+def test_pool_item_out_of_lives_fails_with_the_crash(start_method, tmp_path):
+    from suitkaise.processing import Pool, WorkerCrashedError
+
+    args = [(str(tmp_path / "iterations"), str(tmp_path), 20, 2, (5, 12))]
+    with Pool(1) as pool, pytest.raises(WorkerCrashedError, match="SIGKILL"):
+        pool.star().map(SelfKiller, args)
+    assert _iterations(str(tmp_path / "iterations")) == list(range(12))  # resumed once, then out of lives
+
+
+def test_pool_item_with_checkpoint_off_restarts_its_next_life_from_the_start(start_method, tmp_path):
+    from suitkaise.processing import Pool
+
+    with Pool(1) as pool:
+        out = pool.star().map(SelfKiller, [(str(tmp_path / "iterations"), str(tmp_path), 10, 2, (6,), False)])
+    assert _iterations(str(tmp_path / "iterations")) == list(range(6)) + list(range(10))
+    assert out == [{"seen": list(range(10)), "pids": 1}]

@@ -44,7 +44,7 @@ from suitkaise.processing._runtime import RUNTIME_ATTR
 from suitkaise.processing._sections import LOOP
 from suitkaise.processing._timers import ProcessTimers
 
-__all__ = ["Checkpoint", "Saved", "create_file", "read_saved", "resume"]
+__all__ = ["Checkpoint", "Saved", "clear", "create_file", "read_saved", "resume"]
 
 _MAGIC = 0x736B636B70740001  # "skckpt" v1
 _PAGE = mmap.PAGESIZE
@@ -90,6 +90,12 @@ def create_file() -> IO[bytes]:
     os.ftruncate(f.fileno(), _HEADER)
     os.pwrite(f.fileno(), _SEQ.pack(_MAGIC), 0)
     return f
+
+
+def clear(fd: int) -> None:
+    """Forget the checkpoint in a file, to reuse it for another process (a Pool's next item)."""
+    for at in _SLOT_AT:
+        os.pwrite(fd, _SEQ.pack(0), at)
 
 
 def _latest(header: bytes) -> Saved | None:

@@ -59,8 +59,9 @@ FLAG_KEEP_GOING = 8  # errors="return"/"skip": an item's error does not stop the
 FLAG_TIMED = 16  # per-item timeout: progress[4] = start of each item (monotonic ns)
 
 # progress[] slots, read by the parent after a crash or to time an item
-P_JOB, P_ITEM, P_PHASE, P_BOOTED, P_ITEM_START = range(5)
-PROGRESS_SLOTS = 5
+# (P_LIVES: the lives an Skprocess item has left, 0 for other items)
+P_JOB, P_ITEM, P_PHASE, P_BOOTED, P_ITEM_START, P_LIVES = range(6)
+PROGRESS_SLOTS = 6
 
 T = TypeVar("T")
 
@@ -68,7 +69,7 @@ T = TypeVar("T")
 class FnJob:
     """A call's function as a worker holds it (``error``: why it could not be loaded)."""
 
-    __slots__ = ("error", "fn", "keep_going", "kwargs", "skprocess", "star", "timed")
+    __slots__ = ("error", "fn", "keep_going", "kwargs", "run_process", "skprocess", "star", "timed")
 
     def __init__(self, fn: Any, flags: int, error: BaseException | None = None) -> None:
         self.fn = fn
@@ -78,6 +79,8 @@ class FnJob:
         self.keep_going = bool(flags & FLAG_KEEP_GOING)
         self.timed = bool(flags & FLAG_TIMED)
         self.error = error
+        # how an Skprocess item runs (a local worker's: with its lives and checkpoint)
+        self.run_process: Callable[[Any], Any] | None = None
 
     @property
     def plain(self) -> bool:
@@ -133,10 +136,12 @@ def call_item(job: FnJob, item: Any) -> Any:
         args, kwargs = item
         return job.fn(*args, **kwargs)
     if job.skprocess:
+        instance = job.fn(*item) if job.star and isinstance(item, tuple) else job.fn(item)
+        if job.run_process is not None:
+            return job.run_process(instance)
         # imported on first use: workers that never run an Skprocess skip its machinery
         from suitkaise.processing._inline import run_inline
 
-        instance = job.fn(*item) if job.star and isinstance(item, tuple) else job.fn(item)
         return run_inline(instance)
     if job.star and isinstance(item, tuple):
         return job.fn(*item)

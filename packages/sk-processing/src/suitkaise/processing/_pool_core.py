@@ -40,14 +40,16 @@ import time
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import wait
-from typing import Any
+from typing import IO, Any
 
 from suitkaise.processing import _pool_wire as wire
 from suitkaise.processing._chunk import (
+    FLAG_SKPROCESS,
     P_BOOTED,
     P_ITEM,
     P_ITEM_START,
     P_JOB,
+    P_LIVES,
     P_PHASE,
     PHASE_LOADING,
     PHASE_RUNNING,
@@ -85,7 +87,7 @@ class Chunk:
 
     __slots__ = (
         "attempts", "buffers", "cancelled", "covered", "done", "failures", "items", "job", "limit", "payload",
-        "seq", "start",
+        "resume", "seq", "start",
     )
 
     def __init__(self, job: Job, seq: int, start: int, items: list[Any], payload: bytes, buffers: list[memoryview]) -> None:
@@ -101,6 +103,14 @@ class Chunk:
         self.failures: list[ItemError] = []  # items that failed without raising
         self.attempts: dict[int, int] = {}  # offset -> workers it crashed (retries=)
         self.cancelled = False  # its future was cancelled
+        # offset -> (checkpoint file, lives left): an Skprocess item to resume on a fresh worker
+        self.resume: dict[int, tuple[IO[bytes], int]] = {}
+
+    def release(self) -> None:
+        """Close the checkpoint files of items that were to resume (the chunk is over)."""
+        for f, _lives in self.resume.values():
+            f.close()
+        self.resume.clear()
 
 
 class Part:
@@ -191,8 +201,8 @@ class Job:
 
 class _Worker:
     __slots__ = (
-        "busy_since", "conn", "doomed", "fault", "fd", "inflight", "killed_for", "loaded", "method", "process",
-        "progress", "retiring",
+        "busy_since", "checkpoint", "conn", "doomed", "fault", "fd", "inflight", "killed_for", "loaded", "method",
+        "process", "progress", "retiring",
     )
 
     def __init__(self, process: Any, conn: Any, progress: Any, method: str, fault: Any) -> None:
@@ -208,6 +218,7 @@ class _Worker:
         self.retiring = False  # announced its exit (MemoryError, limits reached)
         self.doomed = False  # killed on purpose (timeout, terminate, cancel)
         self.killed_for: tuple[str, int] | None = None  # ("timeout" | "cancel", item index): one item's fault
+        self.checkpoint: IO[bytes] | None = None  # its checkpoint file for Skprocess items (made on first use)
 
     def fault_dump(self) -> str | None:
         """What faulthandler wrote before the worker died (its stack), if anything."""
@@ -559,9 +570,22 @@ class Core:
                     plan.append((w, _sender(w.fd, wire.FN, flags=job.flags, job=job.id,
                                             payload=job.fn_payload, buffers=job.fn_buffers)))
                 chunk = part.chunk
+                if job.flags & FLAG_SKPROCESS:
+                    self._plan_lives(w, part, plan)
                 plan.append((w, _sender(w.fd, wire.TASK, job=job.id, seq=chunk.seq, a=chunk.start, b=part.lo,
                                         c=part.hi, payload=chunk.payload, buffers=chunk.buffers)))
         return plan
+
+    def _plan_lives(self, w: _Worker, part: Part, plan: list[tuple[_Worker, Any]]) -> None:
+        """Skprocess items: give the worker its checkpoint file, or the one of the item it resumes."""
+        if w.checkpoint is None:
+            from suitkaise.processing._checkpoint import create_file
+
+            w.checkpoint = create_file()
+            plan.append((w, _sender(w.fd, wire.CHECKPOINT, a=self.pid, b=w.checkpoint.fileno())))
+        resume = part.chunk.resume.get(part.lo)
+        if resume is not None:
+            plan.append((w, _sender(w.fd, wire.RESUME, a=self.pid, b=resume[0].fileno(), c=resume[1])))
 
     def _on_result(self, w: _Worker, msg: wire.Message) -> None:
         with self.lock:
@@ -613,6 +637,7 @@ class Core:
         chunk.covered += min(hi, chunk.limit) - lo
         if chunk.covered < chunk.limit:
             return
+        chunk.release()
         parts = sorted(((lo, m) for lo, _, m in chunk.done if m is not None and lo < chunk.limit), key=lambda p: p[0])
         last = parts[-1][1] if parts else None
         status = wire.OK if last is None or last.flags in (wire.OK, wire.RECYCLE) else last.flags
@@ -675,9 +700,14 @@ class Core:
                 w.inflight = kept
             self._requeue(w)
             self.cv.notify_all()
-        for conn in (w.conn, w.fault):
+        self._release(w)
+
+    def _release(self, w: _Worker) -> None:
+        """Close what the parent held for a worker that is gone."""
+        for conn in (w.conn, w.fault, w.checkpoint):
             with contextlib.suppress(Exception):
-                conn.close()
+                if conn is not None:
+                    conn.close()
         with contextlib.suppress(Exception):
             w.process.close()
 
@@ -699,6 +729,18 @@ class Core:
             offset = part.lo  # died loading or sending: blame the part's first item
         if reason == "cancel" or chunk.cancelled:
             return  # the future is already cancelled; one item per submitted chunk
+        lives = w.progress[P_LIVES] if index == chunk.start + offset else 0
+        if reason == "crash" and lives > 1:
+            # an Skprocess item with lives left: the next life resumes on a fresh worker from the
+            # last iteration it completed (its checkpoint, in the file it was writing)
+            taken = chunk.resume.pop(offset, None)
+            f = taken[0] if taken is not None else w.checkpoint
+            if taken is None:
+                w.checkpoint = None  # now the item's
+            if f is not None:
+                chunk.resume[offset] = (f, lives - 1)
+                self._resend(chunk, [(part.lo, offset), (offset, offset + 1), (offset + 1, part.hi)])
+                return
         if reason == "crash" and chunk.attempts.get(offset, 0) < job.retries:
             chunk.attempts[offset] = chunk.attempts.get(offset, 0) + 1
             # the item alone, so that another crash costs only itself
@@ -782,11 +824,7 @@ class Core:
                 with contextlib.suppress(Exception):
                     w.process.kill()
                 w.process.join(1.0)
-            for conn in (w.conn, w.fault):
-                with contextlib.suppress(Exception):
-                    conn.close()
-            with contextlib.suppress(Exception):
-                w.process.close()
+            self._release(w)
 
 
 def _sender(fd: int, kind: int, **kwargs: Any) -> Any:

@@ -19,12 +19,14 @@ from suitkaise.pipe import wire
 from suitkaise.pipe.wire import dumps, loads
 
 __all__ = [
+    "CHECKPOINT",
     "DROP",
     "ERROR",
     "FN",
     "OK",
     "RECYCLE",
     "RESULT",
+    "RESUME",
     "RETIRE",
     "STOP",
     "TASK",
@@ -41,6 +43,8 @@ TASK = 2  # parent -> worker: items lo..hi-1 of a chunk (job, seq, a=start, b=lo
 DROP = 3  # parent -> worker: forget the function of a job (job)
 STOP = 4  # parent -> worker: exit after the current message
 RESULT = 5  # worker -> parent: results of a TASK's items (job, seq, a=count)
+CHECKPOINT = 6  # parent -> worker: its checkpoint file for Skprocess items is /proc/<a>/fd/<b>
+RESUME = 7  # parent -> worker: the next TASK's item resumes from /proc/<a>/fd/<b>, with c lives
 
 # RESULT status
 OK = 0  # every item of the chunk succeeded

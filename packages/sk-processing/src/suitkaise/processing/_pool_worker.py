@@ -44,6 +44,7 @@ from suitkaise.processing._chunk import (
     P_ITEM,
     P_ITEM_START,
     P_JOB,
+    P_LIVES,
     P_PHASE,
     PHASE_IDLE,
     PHASE_LOADING,
@@ -96,6 +97,47 @@ class Limits:
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
+class _Lives:
+    """Skprocess items with lives: each runs with a checkpoint in a file the parent owns,
+    and publishes its lives left in ``progress``, so that when this worker dies the parent
+    can resume the item on a fresh worker from its last completed iteration."""
+
+    def __init__(self, progress: Any) -> None:
+        self.progress = progress
+        self.own: int | None = None  # this worker's checkpoint file (CHECKPOINT)
+        self.resume: tuple[int, int] | None = None  # (file, lives left) for the next item (RESUME)
+
+    @staticmethod
+    def open(pid: int, fd: int) -> int:
+        """Our own descriptor on the file another process (the parent) holds open."""
+        return os.open(f"/proc/{pid}/fd/{fd}", os.O_RDWR)
+
+    def run(self, instance: Any) -> Any:
+        from suitkaise.processing._checkpoint import Checkpoint, clear
+        from suitkaise.processing._inline import run_inline
+
+        resume, self.resume = self.resume, None
+        config = instance.process_config
+        fd: int | None
+        if resume is not None:
+            fd, lives = resume
+        else:
+            fd, lives = self.own, config.lives
+            if fd is not None:
+                clear(fd)  # the previous item's checkpoint is not this one's
+        checkpoint = None
+        # the last life still resumes (from the file it is given) but has no next one to save for
+        if fd is not None and config.checkpoint is True and (resume is not None or lives > 1):
+            checkpoint = Checkpoint(fd, type(instance).__qualname__)
+        self.progress[P_LIVES] = lives if isinstance(lives, int) else 0
+        try:
+            return run_inline(instance, lives=lives, checkpoint=checkpoint)
+        finally:
+            self.progress[P_LIVES] = 0
+            if resume is not None:
+                os.close(resume[0])
+
+
 def _reader(fd: int, inbox: queue.SimpleQueue[Any]) -> None:
     try:
         while True:
@@ -144,6 +186,7 @@ def worker_main(
     jobs: dict[int, FnJob] = {}
     perf = time.perf_counter
     stop = None if limits == (None, None) else Limits(*limits)
+    lives = _Lives(progress)
     while True:
         progress[P_PHASE] = PHASE_IDLE
         msg: wire.Message = inbox.get()
@@ -151,6 +194,12 @@ def worker_main(
             break
         if msg.kind == wire.DROP:
             jobs.pop(msg.job, None)
+            continue
+        if msg.kind == wire.CHECKPOINT:
+            lives.own = _Lives.open(msg.a, msg.b)
+            continue
+        if msg.kind == wire.RESUME:
+            lives.resume = (_Lives.open(msg.a, msg.b), msg.c)
             continue
         progress[P_JOB] = msg.job
         progress[P_ITEM_START] = time.monotonic_ns()  # a timed item's clock never reads a stale start
@@ -162,7 +211,9 @@ def worker_main(
                 err = None
             except BaseException as e:
                 fn, err = None, e
-            jobs[msg.job] = FnJob(fn, msg.flags, err)
+            jobs[msg.job] = job = FnJob(fn, msg.flags, err)
+            if job.skprocess:
+                job.run_process = lives.run
             continue
         if msg.kind != wire.TASK:  # pragma: no cover - protocol error
             os._exit(70)
