@@ -243,7 +243,9 @@ class _BackgroundMethod(_PoolMethod):
                  item_timeout: Any = _DEFAULT, errors: Errors = "raise", retries: Any = _DEFAULT) -> Future[list[R]]: ...
     def __call__(self, fn_or_process: Any, iterable: Iterable[Any], *, progress: Progress = None, chunksize: int | None = None,
                  item_timeout: Any = _DEFAULT, errors: Errors = "raise", retries: Any = _DEFAULT) -> Future[list[Any]]:
-        return run_in_background(functools.partial(self._collect, fn_or_process, iterable, progress), self._name)
+        options = _Options(chunksize, item_timeout, errors, retries)
+        return run_in_background(functools.partial(self._collect, fn_or_process, iterable, progress, options),
+                                 self._name)
 
     def asynced(self) -> NoReturn:
         refuse_combination(self._name)
@@ -269,8 +271,10 @@ class _AsyncMethod(_PoolMethod):
                  item_timeout: Any = _DEFAULT, errors: Errors = "raise", retries: Any = _DEFAULT) -> Coroutine[Any, Any, list[R]]: ...
     def __call__(self, fn_or_process: Any, iterable: Iterable[Any], *,
                  progress: Progress = None, chunksize: int | None = None,
-                 item_timeout: Any = _DEFAULT, errors: Errors = "raise", retries: Any = _DEFAULT) -> Coroutine[Any, Any, list[Any]]:
-        return run_in_executor(functools.partial(self._collect, fn_or_process, iterable, progress))
+                 item_timeout: Any = _DEFAULT, errors: Errors = "raise",
+                 retries: Any = _DEFAULT) -> Coroutine[Any, Any, list[Any]]:
+        options = _Options(chunksize, item_timeout, errors, retries)
+        return run_in_executor(functools.partial(self._collect, fn_or_process, iterable, progress, options))
 
     def background(self) -> NoReturn:
         refuse_combination(self._name)

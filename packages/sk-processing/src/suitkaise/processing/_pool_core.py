@@ -254,6 +254,7 @@ class Core:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._closed = False
+        self._wake_pending = False  # a wake-up byte is in the pipe, not yet drained
         self.trace = from_env()  # python -m suitkaise report
 
     # -- called by callers -------------------------------------------------------
@@ -262,7 +263,14 @@ class Core:
         return next(self._ids)
 
     def wake(self) -> None:
-        """Interrupt the manager's wait (lock-free: safe from ``__del__``)."""
+        """Interrupt the manager's wait (lock-free: safe from ``__del__``).
+
+        A wake-up already in the pipe is enough: the manager looks at every job after
+        draining it, so a burst of submissions costs one system call, not one each.
+        """
+        if self._wake_pending:
+            return
+        self._wake_pending = True
         with contextlib.suppress(OSError):  # BlockingIOError: a wake-up is already pending
             os.write(self._wake_w, b"x")
 
@@ -412,6 +420,9 @@ class Core:
                     with contextlib.suppress(OSError):
                         while os.read(self._wake_r, 4096):
                             pass
+                    # after the drain: a wake() from now on writes again (one that came
+                    # between the drain and here left a byte: the next wait returns at once)
+                    self._wake_pending = False
                     continue
                 w = by_fd[fd]  # type: ignore[index]
                 if w in dead:
