@@ -11,6 +11,8 @@ import threading
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from suitkaise.processing import (
     ItemTimeoutError,
@@ -166,8 +168,8 @@ def test_cancelled_futures_show_in_as_completed_and_wait(start_method):
     with Pool(1) as pool:
         slow = pool.submit(pid_after, 60)
         fast = pool.submit(add, 1)
-        time.sleep(0.3)
-        slow.cancel()
+        _running_worker(pool)
+        assert slow.cancel()
         done = list(concurrent.futures.as_completed([slow, fast], timeout=60))
         assert set(done) == {slow, fast}
 
@@ -235,3 +237,25 @@ def test_bad_submissions_fail_clearly():
             pool.submit(42)  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="item_timeout"):
             pool.submit.timeout(-1)
+
+
+def maybe_fail(x: int, bad: bool) -> int:
+    if bad:
+        raise KeyError(x)
+    return -x
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.booleans(), min_size=0, max_size=600), st.sampled_from([None, 5.0]))
+def test_property_each_future_gets_its_own_outcome(bad_flags, item_timeout):
+    """Submissions share chunks (up to 256 while the workers are busy); whatever the mix of
+    successes and failures, and with or without a per-task timeout, each future settles with
+    its own result or its own exception."""
+    with Pool(2, item_timeout=item_timeout) as pool:
+        futures = [pool.submit(maybe_fail, i, bad) for i, bad in enumerate(bad_flags)]
+        for i, (future, bad) in enumerate(zip(futures, bad_flags, strict=True)):
+            if bad:
+                error = future.exception(timeout=120)
+                assert isinstance(error, KeyError) and error.args == (i,)
+            else:
+                assert future.result(timeout=120) == -i

@@ -18,8 +18,9 @@ the worker's traceback as its ``__cause__``.
 
 from __future__ import annotations
 
+import struct
 import time
-from collections.abc import Callable, MutableSequence
+from collections.abc import Callable, MutableSequence, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 from suitkaise.cucumber import SerializationError, serialize
@@ -27,6 +28,7 @@ from suitkaise.processing import _pool_wire as wire
 from suitkaise.processing._errors import capture_traceback
 
 __all__ = [
+    "SKIP",
     "FLAG_KEEP_GOING",
     "FLAG_KWARGS",
     "FLAG_SKPROCESS",
@@ -42,7 +44,9 @@ __all__ = [
     "call_item",
     "encode_outcome",
     "error_record",
+    "frame",
     "run_chunk",
+    "unframe",
 ]
 
 # what a worker is doing, published in its progress array (read after a crash)
@@ -64,6 +68,45 @@ P_JOB, P_ITEM, P_PHASE, P_BOOTED, P_ITEM_START, P_LIVES = range(6)
 PROGRESS_SLOTS = 6
 
 T = TypeVar("T")
+
+# Submissions travel framed: each one serialized on its own by the caller that submitted
+# it, joined into a chunk's payload when the chunk is sent: [length, buffers] data, ...
+_FRAME = struct.Struct("<II")
+_SKIPPED = 0xFFFFFFFF  # a submission cancelled before it was sent: nothing to run
+SKIP: Any = object()  # what a skipped frame loads as
+
+
+def frame(frames: Sequence[tuple[bytes, list[memoryview]]], skipped: set[int]) -> tuple[bytes, list[memoryview]]:
+    """The payload and buffers of a chunk of submissions (``skipped``: offsets to leave out)."""
+    parts: list[bytes] = []
+    buffers: list[memoryview] = []
+    for i, (data, bufs) in enumerate(frames):
+        if i in skipped:
+            parts.append(_FRAME.pack(_SKIPPED, 0))
+            continue
+        parts.append(_FRAME.pack(len(data), len(bufs)))
+        parts.append(data)
+        buffers.extend(bufs)
+    return b"".join(parts), buffers
+
+
+def unframe(payload: bytes | memoryview, buffers: Sequence[Any], lo: int, hi: int) -> list[Any]:
+    """Submissions ``lo..hi-1`` of a framed payload, loaded (``SKIP`` for a skipped one)."""
+    view = memoryview(payload)
+    items: list[Any] = []
+    at = nbuf = 0
+    for i in range(hi):
+        length, count = _FRAME.unpack_from(view, at)
+        at += _FRAME.size
+        if length == _SKIPPED:
+            if i >= lo:
+                items.append(SKIP)
+            continue
+        if i >= lo:
+            items.append(wire.loads(view[at:at + length], list(buffers[nbuf:nbuf + count])))
+        at += length
+        nbuf += count
+    return items
 
 
 class FnJob:
@@ -133,6 +176,8 @@ def error_record(exc: BaseException, index: int) -> ErrorRecord:
 def call_item(job: FnJob, item: Any) -> Any:
     """``job``'s function applied to one item (star, kwargs, Skprocess classes), as workers call it."""
     if job.kwargs:
+        if item is SKIP:
+            return None
         args, kwargs = item
         return job.fn(*args, **kwargs)
     if job.skprocess:

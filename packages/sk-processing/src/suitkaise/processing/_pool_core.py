@@ -55,6 +55,7 @@ from suitkaise.processing._chunk import (
     PHASE_RUNNING,
     PHASE_SENDING,
     PROGRESS_SLOTS,
+    frame,
 )
 from suitkaise.processing._context import get_context, preload_in_forkserver
 from suitkaise.processing._errors import (
@@ -86,8 +87,8 @@ class Chunk:
     """
 
     __slots__ = (
-        "attempts", "buffers", "cancelled", "covered", "done", "failures", "items", "job", "limit", "payload",
-        "resume", "seq", "start",
+        "attempts", "buffers", "cancelled", "covered", "done", "failures", "frames", "items", "job", "limit",
+        "payload", "resume", "seq", "start",
     )
 
     def __init__(self, job: Job, seq: int, start: int, items: list[Any], payload: bytes, buffers: list[memoryview]) -> None:
@@ -102,9 +103,18 @@ class Chunk:
         self.done: list[tuple[int, int, wire.Message | None]] = []  # (lo, hi, RESULT) per part
         self.failures: list[ItemError] = []  # items that failed without raising
         self.attempts: dict[int, int] = {}  # offset -> workers it crashed (retries=)
-        self.cancelled = False  # its future was cancelled
+        self.cancelled: set[int] = set()  # offsets of cancelled submissions (results dropped)
+        # submissions: one serialized item each, framed into `payload` when the chunk is
+        # first sent (until then more submissions may join it); None for map chunks
+        self.frames: list[tuple[bytes, list[memoryview]]] | None = None
         # offset -> (checkpoint file, lives left): an Skprocess item to resume on a fresh worker
         self.resume: dict[int, tuple[IO[bytes], int]] = {}
+
+    def seal(self) -> None:
+        """Frame the submissions into one payload (the chunk is being sent: no more joins)."""
+        if self.frames is not None:
+            self.payload, self.buffers = frame(self.frames, self.cancelled)
+            self.frames = None
 
     def release(self) -> None:
         """Close the checkpoint files of items that were to resume (the chunk is over)."""
@@ -167,6 +177,7 @@ class Job:
         self.retries = retries
         self.keep_going = keep_going
         self.on_entry = on_entry
+        self.submitted = 0  # submissions so far (their indices)
         self.pending: deque[Part] = deque()
         self.ordered_results: dict[int, Entry] = {}
         self.unordered_results: deque[Entry] = deque()
@@ -289,24 +300,42 @@ class Core:
             self._ensure_thread()
         self.wake()
 
-    def cancel(self, chunk: Chunk) -> bool:
-        """Cancel a chunk (a submitted future's): unqueue it, or kill the worker running it.
+    def submit_item(self, job: Job, shown: Any, payload: bytes, buffers: list[memoryview], batch: int) -> tuple[Chunk, int]:
+        """Queue one submission: it joins the job's last chunk if that has not been sent yet
+        (and holds fewer than ``batch``), else starts a new one. Returns its chunk and offset."""
+        with self.lock:
+            tail = job.pending[-1] if job.pending else None
+            chunk = tail.chunk if tail is not None else None
+            if chunk is not None and chunk.frames is not None and len(chunk.items) < batch:
+                assert tail is not None
+                chunk.items.append(shown)
+                chunk.frames.append((payload, buffers))
+                chunk.limit += 1
+                tail.hi += 1
+            else:
+                chunk = Chunk(job, job.submitted, job.submitted, [shown], b"", [])
+                chunk.frames = [(payload, buffers)]
+                job.pending.append(Part(chunk, 0, 1))
+            job.submitted += 1
+            self._ensure_thread()
+        self.wake()
+        return chunk, len(chunk.items) - 1
 
-        False when it already finished. A chunk queued in a worker behind another
-        one runs there, its result dropped.
-        """
+    def cancel(self, chunk: Chunk, offset: int) -> bool:
+        """Cancel a submission: unsent, it is skipped; running, its worker is killed; queued
+        in a worker behind another item, it runs there and its result is dropped.
+        False when it already finished."""
         with self.lock:
             job = chunk.job
-            if chunk.cancelled or chunk.covered >= chunk.limit or job.closed:
+            if job.closed or offset in chunk.cancelled or any(lo <= offset < hi for lo, hi, _ in chunk.done):
                 return False
-            chunk.cancelled = True
-            kept = deque(p for p in job.pending if p.chunk is not chunk)
-            if len(kept) != len(job.pending):
-                job.pending = kept
-                return True
+            chunk.cancelled.add(offset)
+            index = chunk.start + offset
             for w in self.workers:
-                if w.inflight and w.inflight[0].chunk is chunk and not w.doomed:
-                    self._kill_for(w, "cancel", w.progress[P_ITEM])
+                # running it, or loading the part it comes first in: kill that worker
+                if (w.inflight and w.inflight[0].chunk is chunk and not w.doomed and w.progress[P_JOB] == job.id
+                        and w.progress[P_PHASE] in (PHASE_LOADING, PHASE_RUNNING) and w.progress[P_ITEM] == index):
+                    self._kill_for(w, "cancel", index)
                     break
         self.wake()
         return True
@@ -581,6 +610,7 @@ class Core:
                     plan.append((w, _sender(w.fd, wire.FN, flags=job.flags, job=job.id,
                                             payload=job.fn_payload, buffers=job.fn_buffers)))
                 chunk = part.chunk
+                chunk.seal()
                 if job.flags & FLAG_SKPROCESS:
                     self._plan_lives(w, part, plan)
                 plan.append((w, _sender(w.fd, wire.TASK, job=job.id, seq=chunk.seq, a=chunk.start, b=part.lo,
@@ -612,7 +642,7 @@ class Core:
                 # the worker exits now without running what it prefetched
                 w.retiring = True
                 self._requeue(w)
-            if job.closed or job.fatal is not None or chunk.cancelled:
+            if job.closed or job.fatal is not None:
                 return
             count = msg.a
             job.items_done += max(count, 1)
@@ -623,9 +653,12 @@ class Core:
                     job.pending.appendleft(Part(chunk, end, part.hi))
             elif status == wire.OK:
                 end = part.hi
-            else:  # an item raised (errors="raise"): the chunk ends with it
+            else:  # an item raised; keep_going: only a MemoryError (RETIRE) stops a part
                 end = part.lo + count + 1
-                self._stop_chunk_at(chunk, end)
+                if not job.keep_going:  # errors="raise": the chunk ends with it
+                    self._stop_chunk_at(chunk, end)
+                elif end < part.hi:
+                    job.pending.appendleft(Part(chunk, end, part.hi))
             self._account(chunk, part.lo, end, msg)
 
     def _stop_chunk_at(self, chunk: Chunk, end: int) -> None:
@@ -670,7 +703,7 @@ class Core:
             part = w.inflight.pop()
             job = part.chunk.job
             job.inflight -= 1
-            if not job.closed and job.fatal is None and not part.chunk.cancelled:
+            if not job.closed and job.fatal is None:
                 job.pending.appendleft(part)
 
     def _on_death(self, w: _Worker) -> None:
@@ -738,8 +771,11 @@ class Core:
         offset = index - chunk.start
         if not part.lo <= offset < part.hi:
             offset = part.lo  # died loading or sending: blame the part's first item
-        if reason == "cancel" or chunk.cancelled:
-            return  # the future is already cancelled; one item per submitted chunk
+        if reason == "cancel":  # its future is settled already; the rest of the part goes on
+            chunk.failures.append(ItemError("cancelled", index, short_repr(chunk.items[offset])))
+            self._resend(chunk, [(part.lo, offset), (offset + 1, part.hi)])
+            self._account(chunk, offset, offset + 1, None)
+            return
         lives = w.progress[P_LIVES] if index == chunk.start + offset else 0
         if reason == "crash" and lives > 1:
             # an Skprocess item with lives left: the next life resumes on a fresh worker from the

@@ -27,12 +27,15 @@ from suitkaise.processing._pool_core import Chunk, Core, Entry, Job
 __all__ = ["LocalRun", "decode_entry"]
 
 
-def decode_entry(entry: Entry, where: str) -> tuple[list[Any], ErrorRecord | None, list[Any]]:
+def decode_entry(
+    entry: Entry, where: str, *, keep_going: bool = False,
+) -> tuple[list[Any], ErrorRecord | None, list[Any]]:
     """A finished chunk's results, in item order: ``(values, error, failures)``.
 
     ``values`` holds ``None`` for each failed item (its record is in ``failures``: an
     ``ErrorRecord`` from the worker or an ``ItemError`` made by the manager); ``error``
-    is the item error that stopped the chunk (``errors="raise"``), if any.
+    is the item error that stopped the chunk (``errors="raise"``), if any; with
+    ``keep_going`` such an error (a ``MemoryError`` that retired a worker) is a failure.
     """
     chunk = entry.chunk
     pieces: list[tuple[int, Any]] = [*entry.parts, *((f.index - chunk.start, f) for f in entry.failures)]
@@ -55,7 +58,10 @@ def decode_entry(entry: Entry, where: str) -> tuple[list[Any], ErrorRecord | Non
             ) from e
         values.extend(part_values)
         failures.extend(part_failures)
-        if part_error is not None:
+        if part_error is not None and keep_going:
+            values.append(None)
+            failures.append(part_error)
+        elif part_error is not None:
             error = part_error
     return values, error, failures
 
@@ -148,7 +154,7 @@ class LocalRun(CallBase):
         raise self._timeout_error("the workers running it were stopped")
 
     def _decode(self, entry: Entry) -> list[Any]:
-        values, error, failures = decode_entry(entry, f"Pool.{self._name}")
+        values, error, failures = decode_entry(entry, f"Pool.{self._name}", keep_going=self._errors != "raise")
         chunk = entry.chunk
         n = len(values)
         self._items_consumed += n + (1 if error is not None else 0)

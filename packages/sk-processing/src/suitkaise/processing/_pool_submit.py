@@ -5,22 +5,24 @@
     caller thread                    manager thread (_pool_core)          settle thread (one per Pool)
     ─────────────                    ───────────────────────────          ────────────────────────────
     submit(fn, *args, **kwargs)
-     └─ Chunk of one (args, kwargs)
-        on fn's Job (made once per
-        function, kept while used) ─► TASK ─► worker ─► RESULT
-                                      Entry ─► job.on_entry ─► queue ───► decode, set the Future's
-                                      (under the lock: no user code)      result or exception (its
+     └─ (args, kwargs) serialized,
+        joins fn's Job's last chunk
+        if not sent yet (else a new
+        one: core.submit_item)      ─► TASK (the chunk's frames) ─► worker ─► RESULT
+                                      Entry ─► job.on_entry ─► queue ───► decode, set each Future's
+                                      (under the lock: no user code)      result or exception (their
                                                                           callbacks run here)
-    future.cancel(): queued → unqueued; running → its worker is killed and replaced (core.cancel)
+    future.cancel(): unsent → skipped; running → its worker is killed and replaced (core.cancel)
 
 A function's submissions share one ``Job``, so its code reaches each worker
-once, not once per call. Each submission fails alone: a raised exception, a
-per-item timeout or a crashed worker settles only its own Future.
+once, not once per call; submissions made while the workers are busy share a
+chunk (one message each way for many of them). Each submission fails alone: a
+raised exception, a per-item timeout or a crashed worker settles only its own
+Future (``errors="return"`` semantics, one future per item).
 """
 
 from __future__ import annotations
 
-import itertools
 import queue
 import threading
 from collections import OrderedDict
@@ -30,7 +32,7 @@ from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED
 from typing import Any, TypeVar
 
 from suitkaise.processing import _pool_wire as wire
-from suitkaise.processing._chunk import FLAG_KWARGS, FLAG_TIMED
+from suitkaise.processing._chunk import FLAG_KEEP_GOING, FLAG_KWARGS, FLAG_TIMED
 from suitkaise.processing._errors import ItemError, ProcessError, short_repr
 from suitkaise.processing._pool_call import rebuild_error
 from suitkaise.processing._pool_core import Chunk, Core, Entry, Job
@@ -41,6 +43,7 @@ __all__ = ["Submitter", "TaskFuture"]
 R = TypeVar("R")
 
 _KEEP_JOBS = 32  # functions whose Job (and loaded code in the workers) is kept between submissions
+_BATCH = 256  # most submissions one chunk gathers while it waits to be sent
 
 
 class TaskFuture(Future[R]):
@@ -51,10 +54,11 @@ class TaskFuture(Future[R]):
     ``add_error_callback(fn)`` calls ``fn(exception)`` only if the task failed.
     """
 
-    def __init__(self, core: Core | None = None, chunk: Chunk | None = None, fn: Callable[..., Any] | None = None) -> None:
+    def __init__(self, fn: Callable[..., Any] | None = None) -> None:
         super().__init__()
-        self._core = core  # None: a cluster backend's task (cancel() as concurrent.futures)
-        self._chunk = chunk
+        self._core: Core | None = None  # None: a cluster backend's task (cancel() as concurrent.futures)
+        self._chunk: Chunk | None = None
+        self._offset = 0
         self._fn = getattr(fn, "__qualname__", None) or short_repr(fn)
 
     def cancel(self) -> bool:
@@ -66,7 +70,7 @@ class TaskFuture(Future[R]):
                 return False
             if self._state in (CANCELLED, CANCELLED_AND_NOTIFIED):
                 return True
-        if not self._core.cancel(self._chunk):
+        if not self._core.cancel(self._chunk, self._offset):
             with self._condition:  # finished meanwhile: the settle thread sets the result
                 if self._state != FINISHED:
                     self._condition.wait(5.0)
@@ -115,8 +119,8 @@ class Submitter:
     def __init__(self, core: Core) -> None:
         self._core = core
         self._lock = threading.Lock()
-        self._jobs: OrderedDict[tuple[int, float | None, int], tuple[Any, Job, itertools.count[int]]] = OrderedDict()
-        self._futures: dict[tuple[int, int], TaskFuture[Any]] = {}
+        self._jobs: OrderedDict[tuple[int, float | None, int], tuple[Any, Job]] = OrderedDict()
+        self._futures: dict[tuple[int, int], TaskFuture[Any]] = {}  # (job, index) -> its future
         self._queue: queue.SimpleQueue[Entry | BaseException | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
@@ -128,44 +132,45 @@ class Submitter:
             raise TypeError(f"Pool.submit: the first argument must be a function, got {type(fn).__name__} {short_repr(fn)}")
         item = (args, kwargs)
         try:
-            payload, buffers = wire.dumps([item])
+            payload, buffers = wire.dumps(item)
         except Exception as e:
             e.add_note(f"Pool.submit: the arguments of {short_repr(fn)} could not be serialized to send them to a worker")
             raise
+        future: TaskFuture[R] = TaskFuture(fn)
         with self._lock:
-            job, seq = self._job_for(fn, item_timeout, retries)
-            chunk = Chunk(job, seq, seq, [_Shown(fn, args, kwargs)], payload, buffers)
-            future: TaskFuture[R] = TaskFuture(self._core, chunk, fn)
-            self._futures[(job.id, seq)] = future
+            job = self._job_for(fn, item_timeout, retries)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._settle_loop, name="sk-pool-settle", daemon=True)
                 self._thread.start()
-        self._core.submit(job, chunk)
+            # under our lock: the index the core gives is the key the settle thread looks for
+            chunk, offset = self._core.submit_item(job, _Shown(fn, args, kwargs), payload, buffers, _BATCH)
+            future._core, future._chunk, future._offset = self._core, chunk, offset
+            self._futures[(job.id, chunk.start + offset)] = future
         return future
 
-    def _job_for(self, fn: Callable[..., Any], item_timeout: float | None, retries: int) -> tuple[Job, int]:
+    def _job_for(self, fn: Callable[..., Any], item_timeout: float | None, retries: int) -> Job:
         key = (id(fn), item_timeout, retries)
         found = self._jobs.get(key)
         if found is not None and found[0] is fn and found[1].fatal is None and not found[1].closed:
             self._jobs.move_to_end(key)
-            return found[1], next(found[2])
+            return found[1]
         try:
             fn_payload, fn_buffers = wire.dumps(fn)
         except Exception as e:
             e.add_note(f"Pool.submit: {short_repr(fn)} could not be serialized to send it to the workers")
             raise
-        flags = FLAG_KWARGS | (FLAG_TIMED if item_timeout is not None else 0)
+        flags = FLAG_KWARGS | FLAG_KEEP_GOING | (FLAG_TIMED if item_timeout is not None else 0)
         job = Job(self._core.new_job_id(), "submit", fn_payload, fn_buffers, flags, ordered=False,
                   item_timeout=item_timeout, retries=retries, keep_going=True, on_entry=self._on_entry)
         self._core.add_job(job)
-        self._jobs[key] = (fn, job, itertools.count())
+        self._jobs[key] = (fn, job)
         self._evict()
-        return job, next(self._jobs[key][2])
+        return job
 
     def _evict(self) -> None:
         """Forget the least recently used functions' jobs once none of their tasks is pending."""
         while len(self._jobs) > _KEEP_JOBS:
-            for key, (_fn, job, _seqs) in self._jobs.items():
+            for key, (_fn, job) in self._jobs.items():
                 if not any(k[0] == job.id for k in self._futures):
                     del self._jobs[key]
                     self._core.finish(job)
@@ -189,23 +194,34 @@ class Submitter:
 
     def _settle(self, entry: Entry) -> None:
         chunk = entry.chunk
+        job_id = chunk.job.id
         with self._lock:
-            future = self._futures.pop((chunk.job.id, chunk.seq), None)
-        if future is None or future.done():
-            return
+            futures = [self._futures.pop((job_id, chunk.start + i), None) for i in range(len(chunk.items))]
         try:
-            values, error, failures = decode_entry(entry, "Pool.submit")
-            if error is not None:
-                raise rebuild_error("Pool.submit", chunk.start, chunk.items, error, "parent")
-            if failures:
-                failure = failures[0]
-                raise failure if isinstance(failure, ItemError) else rebuild_error(
-                    "Pool.submit", chunk.start, chunk.items, failure, "parent")
-            result = values[0]
-        except BaseException as e:
-            self._set(future, e, None)
-        else:
-            self._set(future, None, result)
+            values, error, failures = decode_entry(entry, "Pool.submit", keep_going=True)
+        except BaseException as e:  # the results could not be read: every future of the chunk fails
+            for future in futures:
+                if future is not None:
+                    self._set(future, e, None)
+            return
+        failed: dict[int, BaseException] = {}
+        for failure in failures:
+            if isinstance(failure, ItemError):
+                failed[failure.index - chunk.start] = failure
+            else:
+                failed[failure.item - chunk.start] = rebuild_error("Pool.submit", chunk.start, chunk.items, failure,
+                                                                   "parent")
+        if error is not None:  # not expected (submissions go on after an error), but never lost
+            failed[error.item - chunk.start] = rebuild_error("Pool.submit", chunk.start, chunk.items, error, "parent")
+        for i, future in enumerate(futures):
+            if future is None or future.done():
+                continue
+            if i in failed:
+                self._set(future, failed[i], None)
+            elif i < len(values):
+                self._set(future, None, values[i])
+            else:
+                self._set(future, ProcessError(f"Pool.submit: no result came back for {chunk.items[i]!r}"), None)
 
     def _fail_job(self, error: BaseException) -> None:
         """The whole pool failed (``terminate()``): every pending future of every job gets ``error``."""

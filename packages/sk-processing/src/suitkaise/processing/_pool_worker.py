@@ -56,6 +56,7 @@ from suitkaise.processing._chunk import (
     call_item,
     encode_outcome,
     run_chunk,
+    unframe,
 )
 from suitkaise.processing._pdeathsig import set_pdeathsig
 from suitkaise.processing._trace import Trace, from_env
@@ -260,9 +261,12 @@ def _run_chunk(
             raise RuntimeError("internal error: pool worker received a task before its function")
         if job.error is not None:
             raise job.error
-        items = wire.loads(msg.payload, msg.buffers)
-        if lo or hi < len(items):
-            items = items[lo:hi]
+        if job.kwargs:  # submissions, each framed on its own
+            items = unframe(msg.payload, msg.buffers, lo, hi)
+        else:
+            items = wire.loads(msg.payload, msg.buffers)
+            if lo or hi < len(items):
+                items = items[lo:hi]
         if trace is not None:
             return _traced(job, trace, msg.job, progress), items
         return job, items
