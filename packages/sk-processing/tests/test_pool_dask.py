@@ -386,3 +386,35 @@ def test_worker_loss_reruns_then_raises(fragile_client: Any, tmp_path: Path) -> 
     # the cluster replaced its workers: the pool is still usable
     fragile_client.wait_for_workers(2, timeout=60)
     assert pool.map(lambda x: x - 1, [1, 2]) == [0, 1]
+
+
+def test_errors_return_and_skip_and_chunksize_on_dask(pool: Pool) -> None:
+    def check(x: int) -> int:
+        if x % 4 == 1:
+            raise ValueError(f"bad {x}")
+        return x
+
+    returned = pool.map(check, range(12), errors="return", chunksize=5)
+    assert [r if not isinstance(r, BaseException) else str(r) for r in returned] == [
+        f"bad {x}" if x % 4 == 1 else x for x in range(12)
+    ]
+    assert isinstance(returned[1].__cause__, RemoteTraceback)
+    assert sorted(pool.unordered_map(check, range(12), errors="skip")) == [x for x in range(12) if x % 4 != 1]
+    assert list(pool.imap(check, range(12), errors="skip", chunksize=1)) == [x for x in range(12) if x % 4 != 1]
+
+
+def test_submit_on_dask(pool: Pool) -> None:
+    future = pool.submit(lambda a, b=0: a * 10 + b, 4, b=2)
+    assert future.result(timeout=60) == 42
+    assert pool.apply(divmod, 7, 2) == (3, 1)
+    with pytest.raises(ZeroDivisionError):
+        pool.submit(divmod, 1, 0).result(timeout=60)
+
+
+def test_local_only_controls_are_refused_on_dask(client: Any) -> None:
+    with pytest.raises(ValueError, match="item_timeout=, retries="):
+        Pool(backend=client).map(abs, [1], item_timeout=1)
+    with pytest.raises(ValueError, match="item_timeout=, retries="):
+        Pool(backend=client, retries=2).map(abs, [1])
+    with pytest.raises(ValueError, match="max_memory_per_worker"):
+        Pool(backend=client, max_memory_per_worker="1GB").submit(abs, 1)

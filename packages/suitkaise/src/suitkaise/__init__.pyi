@@ -27,6 +27,8 @@ from suitkaise.pipe import Pipe as Pipe
 from suitkaise.pipe import PipeEndpointError as PipeEndpointError
 from suitkaise.processing import DaskBackend as DaskBackend
 from suitkaise.processing import ErrorHandlerError as ErrorHandlerError
+from suitkaise.processing import ItemError as ItemError
+from suitkaise.processing import ItemTimeoutError as ItemTimeoutError
 from suitkaise.processing import OnFinishError as OnFinishError
 from suitkaise.processing import Pool as Pool
 from suitkaise.processing import PostRunError as PostRunError
@@ -34,10 +36,13 @@ from suitkaise.processing import PreRunError as PreRunError
 from suitkaise.processing import ProcessError as ProcessError
 from suitkaise.processing import ProcessTimeoutError as ProcessTimeoutError
 from suitkaise.processing import ProcessTimers as ProcessTimers
+from suitkaise.processing import QuarantineError as QuarantineError
 from suitkaise.processing import ResultError as ResultError
 from suitkaise.processing import ResultTimeoutError as ResultTimeoutError
 from suitkaise.processing import RunError as RunError
 from suitkaise.processing import Skprocess as Skprocess
+from suitkaise.processing import TaskFuture as TaskFuture
+from suitkaise.processing import WorkerCrashedError as WorkerCrashedError
 from suitkaise.processing import autoreconnect as autoreconnect
 from suitkaise.share import Proxy as Proxy
 from suitkaise.share import Share as Share
