@@ -31,7 +31,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "Skprocess", "Pool", "autoreconnect", "ProcessTimers",
         "ProcessError", "PreRunError", "RunError", "PostRunError", "OnFinishError",
         "ResultError", "ErrorHandlerError", "ProcessTimeoutError", "ResultTimeoutError",
-        "DaskBackend",
+        "DaskBackend", "worker_id", "worker_state",
     ),
     "suitkaise.share": ("Share", "ShareError", "Proxy"),
     "suitkaise.pipe": ("Pipe", "PipeEndpointError"),

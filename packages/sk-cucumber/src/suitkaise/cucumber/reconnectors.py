@@ -54,12 +54,23 @@ __all__ = [
     "SubprocessReconnector",
     "SubprocessSnapshot",
     "ThreadReconnector",
+    "rebuilt_count",
 ]
 
 # One lock for every lazy reconnect: a cursor's lazy reconnect takes its
 # connection's lazy reconnect inside it, hence re-entrant.
 _LAZY_LOCK = threading.RLock()
 _MISSING = object()
+_rebuilt = 0  # reconnectors rebuilt from payloads in this process (see rebuilt_count)
+
+
+def rebuilt_count() -> int:
+    """How many Reconnectors this process has rebuilt from payloads so far.
+
+    Compare it before and after ``deserialize`` to know, without walking the result,
+    whether a payload brought any (a Pool worker does, before ``reconnect_all``).
+    """
+    return _rebuilt
 
 
 class ReconnectWarning(UserWarning):
@@ -127,6 +138,8 @@ class Reconnector:
         return {k: v for k, v in self.__dict__.items() if k not in skip}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        global _rebuilt
+        _rebuilt += 1
         self.__dict__.update(state)
 
     def __repr__(self) -> str:

@@ -34,6 +34,7 @@ from suitkaise.processing._errors import (
     RunError,
 )
 from suitkaise.processing._pool import Pool
+from suitkaise.processing._pool_life import worker_id, worker_state
 from suitkaise.processing._skprocess import Skprocess
 from suitkaise.processing._timers import ProcessTimers
 
@@ -43,6 +44,8 @@ __all__ = [
     "Skprocess",
     "Pool",
     "DaskBackend",
+    "worker_id",
+    "worker_state",
     "Share",
     "Pipe",
     "PipeEndpointError",

@@ -48,6 +48,7 @@ from suitkaise.processing._modifiers import (
     run_in_executor,
 )
 from suitkaise.processing._pool_call import Call, Progress
+from suitkaise.processing._pool_life import make_spec
 from suitkaise.processing._pool_core import Core
 from suitkaise.processing._pool_local import LocalRun
 
@@ -282,6 +283,20 @@ class Pool(_Mapper):
     object, without changing the global default (``None``, the default,
     follows ``multiprocessing.set_start_method`` when workers start).
 
+    A worker's life: ``initializer(*initargs)`` runs once in each worker before its
+    first item (replacements too); an initializer that raises fails the call with a
+    ``ProcessError`` naming it (its traceback as ``__cause__``) instead of restarting
+    workers forever. ``on_exit()`` runs in each worker when it stops gracefully
+    (``close()``, an idle pool garbage-collected); if it raises, a warning record is
+    logged in the parent. In a task, ``worker_id()`` and ``worker_state()`` give the
+    worker's slot and a dict that lives as long as the worker. Live resources (a
+    database connection, ...) in items, star-arguments or the function's closure
+    are reconnected once per worker and reused; ``auth=`` is passed to that
+    reconnect (keyed like ``reconnect_all``'s: ``{"psycopg2.Connection": {"*": pw}}``).
+    ``logging`` records from workers reach the parent's handlers (with
+    ``record.worker_id``). ``nested=True`` lets tasks start their own ``Skprocess``
+    or ``Pool`` (they die with the pool's process, as the workers do).
+
     ``backend=`` runs the same calls on a cluster instead of local processes:
     a ``DaskBackend``, or directly a ``distributed.Client``, a scheduler
     address (``"tcp://host:8786"``) or a Dask cluster object (install
@@ -294,11 +309,19 @@ class Pool(_Mapper):
     def __init__(
         self, workers: int | None = None, *, progress: Progress = False, backend: Any = None,
         context: str | BaseContext | None = None,
+        initializer: Callable[..., Any] | None = None, initargs: tuple[Any, ...] = (),
+        on_exit: Callable[[], Any] | None = None, auth: dict[str, Any] | None = None, nested: bool = False,
     ) -> None:
         self._workers_given = workers
         self._context = check_context(context, "Pool(context=...)")
         if backend is not None and context is not None:
             raise ValueError("Pool(context=...) chooses how local workers start; a backend= cluster starts its own")
+        self._life = make_spec(initializer, initargs, on_exit, auth, nested)
+        if backend is not None and self._life is not None:
+            raise ValueError(
+                "Pool(initializer=, on_exit=, auth=, nested=) configure local workers; a backend= cluster "
+                "runs its own (worker_id() and worker_state() work there too)"
+            )
         if backend is not None:
             from suitkaise.processing._dask import DaskBackend
 
@@ -316,7 +339,7 @@ class Pool(_Mapper):
             )
         self._workers = workers
         self._progress_default = progress
-        self._core = Core(workers, self._context)
+        self._core = Core(workers, self._context, self._life)
         self._finalizer = weakref.finalize(self, Core.dispose, self._core)
 
     @property
@@ -336,7 +359,7 @@ class Pool(_Mapper):
     def _current_core(self) -> Core:
         if self._core.pid != os.getpid():
             # used in a forked child: the workers belong to the parent; start afresh
-            self._core = Core(self._workers, self._context)
+            self._core = Core(self._workers, self._context, self._life)
             self._finalizer = weakref.finalize(self, Core.dispose, self._core)
         return self._core
 
@@ -373,12 +396,15 @@ class Pool(_Mapper):
         progress = self._progress_default if isinstance(self._progress_default, bool) else False
         if self._backend is not None:
             return (Pool, (self._workers_given,), {"_progress_default": progress, "_backend": self._backend})
-        return (Pool, (self._workers,), {"_progress_default": progress})
+        return (Pool, (self._workers,), {"_progress_default": progress, "_life": self._life})
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._progress_default = state.get("_progress_default", False)
         if state.get("_backend") is not None:
             self._backend = state["_backend"]
+        if state.get("_life") is not None:  # initializer & co travel with the configuration
+            self._life = state["_life"]
+            self._core.life = self._life
 
     def __repr__(self) -> str:
         if self._backend is not None:

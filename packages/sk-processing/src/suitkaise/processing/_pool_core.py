@@ -36,6 +36,7 @@ from collections import deque
 from multiprocessing.connection import wait
 from typing import Any
 
+from suitkaise.processing import _pool_life as life
 from suitkaise.processing import _pool_wire as wire
 from suitkaise.processing._context import get_context
 from suitkaise.processing._errors import (
@@ -129,9 +130,11 @@ class Job:
 class _Worker:
     __slots__ = (
         "busy_since", "conn", "doomed", "fd", "inflight", "loaded", "method", "process", "progress", "retiring",
+        "slot",
     )
 
-    def __init__(self, process: Any, conn: Any, progress: Any, method: str) -> None:
+    def __init__(self, process: Any, conn: Any, progress: Any, method: str, slot: int = 0) -> None:
+        self.slot = slot  # worker_id() in the worker: a replacement takes the slot it frees
         self.process = process
         self.method = method  # start method
         self.conn = conn
@@ -147,9 +150,11 @@ class _Worker:
 class Core:
     """State shared by a ``Pool``, its runs and its manager thread."""
 
-    def __init__(self, size: int, context: Any = None) -> None:
+    def __init__(self, size: int, context: Any = None, life_spec: life.Spec | None = None) -> None:
         self.size = size
         self.context = context  # the Pool's context= (None: multiprocessing's default, read at each start)
+        self.life = life_spec  # initializer, on_exit, auth, nested (_pool_life); None: none of them
+        self.logs = life.LogPump()  # workers' log records reach the parent's handlers through it
         self.pid = os.getpid()
         self.lock = threading.Lock()
         self.cv = threading.Condition(self.lock)
@@ -237,10 +242,16 @@ class Core:
             thread.join(None if mode == _CLOSE else 10.0)
 
     def dispose(self) -> None:
-        """Finalizer: terminate workers and release the wake-up pipe."""
+        """Finalizer: stop the workers (gracefully when idle and they have an on_exit,
+        else terminate them) and release the wake-up pipe."""
         if os.getpid() != self.pid or self._closed:
             return
-        self.terminate()
+        with self.lock:
+            idle = not self._has_work()
+        if idle and self.life is not None and self.life.on_exit_name:
+            self.close()  # the workers run on_exit; bounded (_stop_workers)
+        else:
+            self.terminate()
         self._closed = True
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
@@ -257,6 +268,7 @@ class Core:
     def _main(self) -> None:
         try:
             self._loop()
+            self.logs.stop()  # the records sent before the workers stopped are delivered
         except BaseException as e:  # a bug here must not leave callers waiting forever
             with self.lock:
                 workers, self.workers = self.workers, []
@@ -265,6 +277,7 @@ class Core:
                 error.__cause__ = e
                 self._fail_all(error)
             self._kill(workers)
+            self.logs.stop()
             # Not re-raised: the callers get the error; threading's excepthook would only
             # print an internal traceback on the user's stderr.
 
@@ -307,7 +320,7 @@ class Core:
                     except (EOFError, OSError):
                         dead.append(w)
                         continue
-                    self._on_result(w, msg)
+                    self._dispatch(w, msg)
                 else:
                     dead.append(w)
             for w in dead:
@@ -351,7 +364,12 @@ class Core:
         if len(self.workers) >= self.size or not any(j._dispatchable() for j in self.jobs.values()):
             return
         ctx = get_context(self.context)
+        levels = life.log_levels()  # the parent's logging as it is now, mirrored by new workers
+        life_args = None if self.life is None and levels is None else (
+            None if self.life is None else self.life.payload, levels)
         while len(self.workers) < self.size:
+            taken = {w.slot for w in self.workers}
+            slot = min(i for i in range(self.size + 1) if i not in taken)
             parent, child = ctx.Pipe(duplex=True)
             progress = ctx.RawArray("q", PROGRESS_SLOTS)
             method = ctx.get_start_method()
@@ -363,7 +381,8 @@ class Core:
             # forkserver: the worker's parent is the fork server (its pid is not ours).
             ppid = 0 if method == "forkserver" else os.getpid()
             process = ctx.Process(
-                target=worker_main, args=(child, progress, close_fds, ppid), name="sk-pool-worker", daemon=True
+                target=worker_main, args=(child, progress, close_fds, ppid, slot, life_args),
+                name="sk-pool-worker", daemon=True,
             )
             try:
                 process.start()
@@ -371,7 +390,7 @@ class Core:
                 child.close()
             if self.trace is not None:
                 self.trace.event("worker", worker=process.pid)
-            self.workers.append(_Worker(process, parent, progress, method))
+            self.workers.append(_Worker(process, parent, progress, method, slot))
 
     def _plan(self) -> list[tuple[_Worker, Any]]:
         """Decide what to send (under the lock); sending happens outside it."""
@@ -418,6 +437,29 @@ class Core:
                                         payload=chunk.payload, buffers=chunk.buffers)))
         return plan
 
+    def _dispatch(self, w: _Worker, msg: wire.Message) -> None:
+        if msg.kind in wire.LIFE_KINDS:
+            self._on_life(w, msg)
+        else:
+            self._on_result(w, msg)
+
+    def _on_life(self, w: _Worker, msg: wire.Message) -> None:
+        """A log record, or a failed initializer / on_exit (``_pool_life``)."""
+        error = life.on_message(msg.kind, msg.payload, msg.buffers, w.slot, w.process.pid, self.life, self.logs)
+        if error is None:
+            return
+        # The initializer raised: fail the calls now, never restart workers in a loop
+        # (multiprocessing.Pool's known defect). New calls start workers again.
+        with self.lock:
+            for job in self.jobs.values():
+                if not job.closed and job.fatal is None and (job.pending or job.inflight):
+                    job.fatal = error
+                    job.pending.clear()
+            w.doomed = True
+            self.cv.notify_all()
+        with contextlib.suppress(Exception):
+            w.process.kill()
+
     def _on_result(self, w: _Worker, msg: wire.Message) -> None:
         with self.lock:
             if not w.inflight or w.inflight[0].seq != msg.seq or w.inflight[0].job.id != msg.job:
@@ -462,7 +504,7 @@ class Core:
                 msg = wire.recv_message(w.fd)
             except (EOFError, OSError, ValueError):
                 break
-            self._on_result(w, msg)
+            self._dispatch(w, msg)
         w.process.join(1.0)
         if w.process.exitcode is None:  # connection lost but still running: make sure it is gone
             w.process.kill()
@@ -522,8 +564,28 @@ class Core:
         for w in workers:
             with contextlib.suppress(OSError):
                 wire.send_message(w.fd, wire.STOP)
+        # While they stop (on_exit runs), keep reading: their log records and on_exit
+        # failures, and so that none blocks on a full socket. Bounded: then killed.
+        deadline = time.monotonic() + 5.0
+        watched: dict[int, _Worker] = {}
         for w in workers:
-            w.process.join(5.0)
+            watched[w.fd] = w
+            watched[w.process.sentinel] = w
+        while watched and (left := deadline - time.monotonic()) > 0:
+            for fd in wait(list(watched), left):
+                w = watched.get(fd)  # type: ignore[call-overload]
+                if w is None:
+                    continue
+                if fd == w.fd:
+                    try:
+                        msg = wire.recv_message(w.fd)
+                    except (EOFError, OSError):
+                        del watched[fd]
+                        continue
+                    if msg.kind in wire.LIFE_KINDS:
+                        self._on_life(w, msg)
+                else:
+                    del watched[fd]
         self._kill(workers)
 
     def _kill(self, workers: list[_Worker]) -> None:

@@ -12,6 +12,7 @@ Pool's message kinds.
 from __future__ import annotations
 
 import struct
+import threading
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -21,7 +22,11 @@ from suitkaise.pipe.wire import dumps, loads
 __all__ = [
     "DROP",
     "ERROR",
+    "EXIT_FAILED",
     "FN",
+    "INIT_FAILED",
+    "LIFE_KINDS",
+    "LOG",
     "OK",
     "RESULT",
     "RETIRE",
@@ -29,6 +34,7 @@ __all__ = [
     "TASK",
     "Message",
     "dumps",
+    "guard",
     "loads",
     "recv_message",
     "send_message",
@@ -40,6 +46,11 @@ TASK = 2  # parent -> worker: a chunk of items (job, seq, start)
 DROP = 3  # parent -> worker: forget the function of a job (job)
 STOP = 4  # parent -> worker: exit after the current message
 RESULT = 5  # worker -> parent: results of a chunk (job, seq, count)
+# a worker's life (_pool_life), numbered from 10: handled by _pool_life.on_message
+LOG = 10  # worker -> parent: a logging record (payload: the record's dict)
+INIT_FAILED = 11  # worker -> parent: the initializer raised (payload: message, traceback)
+EXIT_FAILED = 12  # worker -> parent: on_exit raised (payload: message, traceback)
+LIFE_KINDS = frozenset({LOG, INIT_FAILED, EXIT_FAILED})
 
 # RESULT status
 OK = 0  # every item of the chunk succeeded
@@ -48,6 +59,17 @@ RETIRE = 2  # like ERROR, and the worker exits right after (e.g. MemoryError)
 
 # kind, status/flags, job, seq, a (start or count), elapsed seconds
 _HEAD = struct.Struct("<BBqqqd")
+
+
+# Sockets written from several threads (a worker forwarding log records from any
+# thread while its main thread sends results): one writer at a time, so that two
+# frames never interleave. Other sockets have one writer and no lock.
+_guarded: dict[int, threading.Lock] = {}
+
+
+def guard(fd: int) -> None:
+    """From now on, messages to ``fd`` may be sent from several threads."""
+    _guarded[fd] = threading.Lock()  # new: a forked copy of a held lock would stay held
 
 
 class Message(NamedTuple):
@@ -74,7 +96,13 @@ def send_message(
     buffers: Sequence[memoryview] = (),
 ) -> None:
     """Write one message (blocking until the whole message is in the socket)."""
-    wire.send(fd, _HEAD.pack(kind, flags, job, seq, a, elapsed), payload, buffers)
+    head = _HEAD.pack(kind, flags, job, seq, a, elapsed)
+    lock = _guarded.get(fd)
+    if lock is None:
+        wire.send(fd, head, payload, buffers)
+        return
+    with lock:
+        wire.send(fd, head, payload, buffers)
 
 
 def recv_message(fd: int) -> Message:

@@ -6,6 +6,7 @@
     ───────────────────────                    ───────────────────────────────
     socket end  ── FN / TASK / DROP / STOP ──► reader thread ──► inbox ──► main loop
                 ◄────────── RESULT ─────────────────────────────────────── main loop
+                ◄── LOG / INIT_FAILED / EXIT_FAILED ── _pool_life (initializer, logs, on_exit)
     progress[job, item, phase] ◄── written before every item (shared memory)
 
 A worker is long-lived: it receives each job's function once (FN), then any
@@ -13,7 +14,10 @@ number of chunks (TASK), runs them item by item and streams one RESULT per
 chunk back. The reader thread keeps the socket drained, so the parent can
 push the next chunk while the current one runs without ever deadlocking on
 full socket buffers (both sides writing, nobody reading). When the parent
-disappears the reader sees EOF and the worker exits at once.
+disappears the reader sees EOF and the worker exits at once. Its life around
+the loop (worker id and state, initializer, on_exit, live resources, log
+records) is ``_pool_life``'s: ``start`` before the first message, ``loads``
+for every function and chunk, ``finish`` after STOP.
 
 ``progress`` is a tiny shared array: if the process dies hard (segfault,
 ``os._exit``, SIGKILL), the parent reads which item was running and names it.
@@ -31,6 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from suitkaise.processing import _pool_life as life
 from suitkaise.processing import _pool_wire as wire
 from suitkaise.processing._chunk import (
     PHASE_IDLE,
@@ -65,11 +70,14 @@ def _reader(fd: int, inbox: queue.SimpleQueue[Any]) -> None:
         os._exit(0)
 
 
-def worker_main(conn: Any, progress: Any, close_fds: Sequence[int], ppid: int) -> None:
+def worker_main(
+    conn: Any, progress: Any, close_fds: Sequence[int], ppid: int, slot: int = 0, life_args: Any = None
+) -> None:
     """Entry point of a pool worker process.
 
     ``close_fds``: the parent's descriptors a forked worker inherited (its end of
-    every worker's socket, the wake pipe); ``ppid``: the parent's pid, 0 if unknown.
+    every worker's socket, the wake pipe); ``ppid``: the parent's pid, 0 if unknown;
+    ``slot``: this worker's id; ``life_args``: initializer & co (``_pool_life.start``).
     """
     # SIGKILLed with the parent, even while a task holds the GIL in a long C call
     # (the reader thread's EOF check cannot run then). The manager thread that
@@ -100,6 +108,13 @@ def worker_main(conn: Any, progress: Any, close_fds: Sequence[int], ppid: int) -
     fd = conn.fileno()
     inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
     threading.Thread(target=_reader, args=(fd, inbox), name="sk-pool-reader", daemon=True).start()
+    if not life.start(fd, slot, life_args):
+        # The initializer raised and the parent was told: it fails the calls and stops
+        # us. Not exiting ourselves: the parent would only start a replacement.
+        while inbox.get().kind != wire.STOP:
+            pass
+        conn.close()
+        return
     jobs: dict[int, FnJob] = {}
     perf = time.perf_counter
     while True:
@@ -115,7 +130,7 @@ def worker_main(conn: Any, progress: Any, close_fds: Sequence[int], ppid: int) -
         progress[2] = PHASE_LOADING
         if msg.kind == wire.FN:
             try:
-                fn = wire.loads(msg.payload, msg.buffers)
+                fn = life.loads(msg.payload, msg.buffers)
                 err = None
             except BaseException as e:
                 fn, err = None, e
@@ -124,6 +139,7 @@ def worker_main(conn: Any, progress: Any, close_fds: Sequence[int], ppid: int) -
         if msg.kind != wire.TASK:  # pragma: no cover - protocol error
             os._exit(70)
         _run_chunk(fd, msg, jobs.get(msg.job), progress, perf, trace)
+    life.finish()
     conn.close()
 
 
@@ -133,7 +149,8 @@ def _release_forkserver() -> None:
     Every forkserver child holds it (and a forked worker inherits the parent's),
     and the server, our parent under forkserver, runs until the last copy is
     closed: kept here, it would outlive the Pool's process and so would we (our
-    parent-death signal waits for the server). Workers never start processes.
+    parent-death signal waits for the server). A nested=True worker that starts processes
+    starts its own server (_pool_life._allow_children).
     """
     # Not imported here when nobody used it: a fork server that was never started holds no
     # pipe, and importing the module costs a forked worker milliseconds.
@@ -160,8 +177,8 @@ def _run_chunk(
         if job.error is not None:
             raise job.error
         if trace is not None:
-            return _traced(job, trace, msg.job, progress), wire.loads(msg.payload, msg.buffers)
-        return job, wire.loads(msg.payload, msg.buffers)
+            return _traced(job, trace, msg.job, progress), life.loads(msg.payload, msg.buffers)
+        return job, life.loads(msg.payload, msg.buffers)
 
     t0 = perf()
     outcome = run_chunk(load, start, progress)
