@@ -48,8 +48,8 @@ from suitkaise.processing._modifiers import (
     run_in_executor,
 )
 from suitkaise.processing._pool_call import Call, Progress
-from suitkaise.processing._pool_life import make_spec
 from suitkaise.processing._pool_core import Core
+from suitkaise.processing._pool_life import make_spec
 from suitkaise.processing._pool_local import LocalRun
 
 if TYPE_CHECKING:

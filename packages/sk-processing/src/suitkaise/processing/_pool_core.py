@@ -572,18 +572,19 @@ class Core:
             watched[w.fd] = w
             watched[w.process.sentinel] = w
         while watched and (left := deadline - time.monotonic()) > 0:
-            for fd in wait(list(watched), left):
-                w = watched.get(fd)  # type: ignore[call-overload]
-                if w is None:
+            for ready in wait(list(watched), left):
+                fd = ready if isinstance(ready, int) else -1  # wait() returns what it was given: ints
+                found = watched.get(fd)
+                if found is None:
                     continue
-                if fd == w.fd:
+                if fd == found.fd:
                     try:
-                        msg = wire.recv_message(w.fd)
+                        msg = wire.recv_message(fd)
                     except (EOFError, OSError):
                         del watched[fd]
                         continue
                     if msg.kind in wire.LIFE_KINDS:
-                        self._on_life(w, msg)
+                        self._on_life(found, msg)
                 else:
                     del watched[fd]
         self._kill(workers)

@@ -48,7 +48,12 @@ from typing import Any, NamedTuple
 from suitkaise.cucumber import reconnect_all
 from suitkaise.cucumber.reconnectors import rebuilt_count
 from suitkaise.processing import _pool_wire as wire
-from suitkaise.processing._errors import ProcessError, capture_traceback, describe_exception, with_remote_cause
+from suitkaise.processing._errors import (
+    ProcessError,
+    capture_traceback,
+    describe_exception,
+    with_remote_cause,
+)
 
 __all__ = [
     "LogPump",
@@ -167,7 +172,7 @@ def _forward_level(logger: logging.Logger) -> int | None:
         levels.extend(h.level for h in c.handlers)
         if not c.propagate:
             break
-        c = c.parent  # type: ignore[assignment]
+        c = c.parent
     if not levels:
         return None
     return max(logger.getEffectiveLevel(), min(levels), logging.root.manager.disable + 1)
@@ -258,7 +263,7 @@ def on_message(kind: int, payload: Any, buffers: list[bytearray], slot: int, pid
         logger = logging.getLogger("suitkaise.processing")
         record = logger.makeRecord(
             logger.name, logging.WARNING, __file__, 0,
-            f"Pool: on_exit {name} raised in worker {slot} (pid {pid}): {type_and_message}", None, None,
+            f"Pool: on_exit {name} raised in worker {slot} (pid {pid}): {type_and_message}", (), None,
         )
         record.exc_text = f"Traceback in the worker:\n{tb}".rstrip()
         record.worker_id = slot
