@@ -394,3 +394,56 @@ def test_nested_grandchildren_die_within_a_second_of_the_top_parent(start_method
         parent.stderr.close()  # type: ignore[union-attr]
     assert not survivors, f"processes {survivors} outlived their SIGKILLed top parent"
     assert waited < 1.0, f"the grandchildren took {waited:.2f}s to follow the top parent"
+
+
+# -- on a Dask backend ---------------------------------------------------------------------
+
+
+def dask_stats(x: int) -> tuple[int | None, int, int]:
+    state = worker_state()
+    state["n"] = state.get("n", 0) + 1
+    return worker_id(), os.getpid(), state["n"]
+
+
+def test_worker_id_and_state_on_a_dask_backend() -> None:
+    distributed = pytest.importorskip("distributed", reason="the Dask backend needs sk-processing[dask]")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                  silence_logs=logging.CRITICAL) as cluster:
+        with pytest.raises(ValueError, match="local workers"):
+            Pool(backend=cluster, initializer=init_worker)
+        pool = Pool(backend=cluster)
+        try:
+            first = pool.map(dask_stats, range(20))
+            second = pool.map(dask_stats, range(20))
+        finally:
+            pool.close()
+    assert {wid for wid, _, _ in first + second} <= {0, 1}
+    by_pid: dict[int, list[int]] = {}
+    for wid, pid, n in first + second:
+        by_pid.setdefault(pid, []).append(n)
+        assert wid is not None
+    for counts in by_pid.values():  # one dict per Dask worker process, across calls
+        assert sorted(counts) == list(range(1, len(counts) + 1))
+    ids = {}
+    for wid, pid, _ in first + second:
+        assert ids.setdefault(pid, wid) == wid  # one id per Dask worker process
+
+
+def init_with_conn(conn: Any) -> None:
+    worker_state()["db"] = conn  # a live connection, reconnected for the initializer
+
+
+def state_db_rows(_: int) -> tuple[str, int]:
+    db = worker_state()["db"]
+    return type(db).__name__, db.execute("select count(*) from t").fetchone()[0]
+
+
+def test_initargs_with_a_connection_arrive_live(start_method: str, tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "data.db")
+    conn.executescript("create table t (x); insert into t values (1), (2);")
+    conn.commit()
+    try:
+        with Pool(2, initializer=init_with_conn, initargs=(conn,)) as pool:
+            assert set(pool.map(state_db_rows, range(10))) == {("Connection", 2)}
+    finally:
+        conn.close()

@@ -578,16 +578,29 @@ class Core:
                 if found is None:
                     continue
                 if fd == found.fd:
-                    try:
-                        msg = wire.recv_message(fd)
-                    except (EOFError, OSError):
+                    if not self._read_life(found, block=True):
                         del watched[fd]
-                        continue
-                    if msg.kind in wire.LIFE_KINDS:
-                        self._on_life(found, msg)
                 else:
+                    # Exited: what it wrote is in the socket now. Not waiting for EOF there:
+                    # a child it started (nested=True) may hold a copy of the socket.
+                    while self._read_life(found, block=False):
+                        pass
+                    watched.pop(found.fd, None)
                     del watched[fd]
         self._kill(workers)
+
+    def _read_life(self, w: _Worker, *, block: bool) -> bool:
+        """Read one message of a stopping worker (only its life's kinds matter now);
+        False at EOF, or when nothing is there and ``block`` is false."""
+        try:
+            if not block and not select.select([w.fd], [], [], 0)[0]:
+                return False
+            msg = wire.recv_message(w.fd)
+        except (EOFError, OSError, ValueError):
+            return False
+        if msg.kind in wire.LIFE_KINDS:
+            self._on_life(w, msg)
+        return True
 
     def _kill(self, workers: list[_Worker]) -> None:
         for w in workers:

@@ -319,16 +319,20 @@ def start(fd: int, slot: int, life_args: tuple[Any, Any] | None) -> bool:
         return True
     data, buffers = payload
     try:
+        mark = rebuilt_count()
         life: Life = wire.loads(data, [bytearray(b) for b in buffers])
+        _life = life  # its auth= is what revive() uses
+        if rebuilt_count() != mark:  # the payload brought Reconnectors
+            life = _life = Life(revive(life.initializer), revive(life.initargs), revive(life.on_exit),
+                                life.auth, life.nested)
     except BaseException as e:
         _send_failure(wire.INIT_FAILED, e)
         return False
-    _life = life
     if life.nested:
         _allow_children()
     if life.initializer is not None:
         try:
-            revive(life.initializer)(*revive(life.initargs))
+            life.initializer(*life.initargs)
         except BaseException as e:
             _send_failure(wire.INIT_FAILED, e)
             return False
