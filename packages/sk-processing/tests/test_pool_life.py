@@ -49,10 +49,13 @@ def count_items(x: int) -> tuple[int | None, int, str, int]:
 
 
 def crash_once(flag: str) -> tuple[int | None, int]:
-    if not os.path.exists(flag):
-        _append(flag, f"{os.getpid()} {worker_id()}")
-        os._exit(3)
-    return worker_id(), os.getpid()
+    try:  # exactly one worker wins the flag, and dies
+        fd = os.open(flag, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return worker_id(), os.getpid()
+    os.write(fd, f"{os.getpid()} {worker_id()}".encode())
+    os.close(fd)
+    os._exit(3)
 
 
 def init_fails(path: str) -> None:
@@ -149,17 +152,18 @@ def test_initializer_once_per_worker_and_state_across_calls(start_method: str, t
 def test_replacement_worker_runs_initializer_and_takes_the_slot(start_method: str, tmp_path: Path) -> None:
     log, flag = tmp_path / "init.log", tmp_path / "crashed"
     with Pool(2, initializer=init_worker, initargs=(str(log), "t")) as pool:
-        before = set(pool.map(pid_of, range(8)))
+        pool.map(pid_of, range(8))
         with pytest.raises(ProcessError, match="exited with code 3"):
             pool.map(crash_once, [str(flag)] * 4)
         dead_pid, dead_slot = (int(v) for v in flag.read_text().split())
         after = pool.map(crash_once, [str(flag)] * 20)
-    inits = [line.split() for line in log.read_text().split("\n")[:-1]]
-    assert len(inits) == 3  # the two first workers and the replacement
-    new_pid, new_slot = int(inits[2][0]), int(inits[2][1])
-    assert dead_pid in before and new_pid not in before
-    assert new_slot == dead_slot  # the replacement took the slot it freed
-    assert {slot for slot, _ in after} <= {0, 1}
+    inits = [tuple(int(v) for v in line.split()) for line in log.read_text().split("\n")[:-1]]
+    assert len(inits) == 3, inits  # the two first workers and the replacement
+    assert (dead_pid, dead_slot) in inits
+    in_slot = [pid for pid, slot in inits if slot == dead_slot]
+    assert len(in_slot) == 2 and in_slot[0] == dead_pid  # the replacement took the slot it freed
+    assert {slot for _, slot in inits} == {0, 1}
+    assert {slot for slot, _ in after} <= {0, 1} and dead_pid not in {pid for _, pid in after}
 
 
 def test_worker_id_and_state_outside_a_pool() -> None:
@@ -294,6 +298,51 @@ def test_worker_log_records_reach_the_parent_handlers(start_method: str, caplog:
     assert {r.process for r in records} <= pids and {r.worker_id for r in records} <= {0, 1}  # type: ignore[attr-defined]
     (failed,) = [r for r in records if r.levelno == logging.ERROR]
     assert failed.getMessage() == "failed on 0" and "KeyError: 'boom'" in (failed.exc_text or "")
+
+
+def logs_from_threads(x: int) -> int:
+    import threading
+
+    log = logging.getLogger("sk.test.threads")
+
+    def burst(t: int) -> None:
+        for i in range(100):
+            log.warning("item %d thread %d record %d %s", x, t, i, "x" * 500)
+
+    threads = [threading.Thread(target=burst, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return x
+
+
+def logs_then_dies(x: int) -> int:
+    logging.getLogger("sk.test.app").warning("last words of %d", os.getpid())
+    os._exit(7)
+
+
+def test_records_from_worker_threads_never_interleave_with_results(
+    start_method: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="sk.test.threads")
+    with Pool(2) as pool:
+        assert pool.map(logs_from_threads, range(6)) == list(range(6))
+    records = [r for r in caplog.records if r.name == "sk.test.threads"]
+    assert len(records) == 6 * 4 * 100  # none lost, none garbled
+    assert {r.getMessage() for r in records} == {
+        f"item {x} thread {t} record {i} {'x' * 500}" for x in range(6) for t in range(4) for i in range(100)
+    }
+
+
+def test_records_sent_before_a_crash_are_delivered(start_method: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="sk.test.app")
+    with Pool(1) as pool:
+        with pytest.raises(ProcessError, match="exited with code 7"):
+            pool.map(logs_then_dies, [1])
+        pool.close()  # delivers what the manager received
+    (record,) = [r for r in caplog.records if r.name == "sk.test.app"]
+    assert record.getMessage() == f"last words of {record.process}"  # the worker's pid
 
 
 # -- nested parallelism -----------------------------------------------------------------------

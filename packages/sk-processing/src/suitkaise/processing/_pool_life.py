@@ -424,6 +424,7 @@ class _Forward(logging.Handler):
         super().__init__()
         self._levels = {name: v[1] for name, v in levels.items()}
         self._resolved: dict[str, int | None] = {}
+        self._pid = os.getpid()
 
     def _level(self, name: str) -> int | None:
         level = self._resolved.get(name, -1)
@@ -436,7 +437,9 @@ class _Forward(logging.Handler):
         return level
 
     def emit(self, record: logging.LogRecord) -> None:
-        level = self._level(record.name)
+        # A process this worker forked (nested=True) inherits this handler, and maybe the
+        # socket: it must never write there (frames would interleave with ours).
+        level = self._level(record.name) if os.getpid() == self._pid else None
         if level is None:
             # No handler in the parent: what Python does without handlers, here.
             last = logging.lastResort
