@@ -759,6 +759,37 @@ def test_reconnect_all_cache_does_not_keep_failures(tmp_path: Any) -> None:
         cucumber.reconnect_all([], cache=[])  # type: ignore[arg-type]
 
 
+def test_reconnect_all_cache_replaces_a_closed_resource(tmp_path: Any) -> None:
+    path = tmp_path / "a.db"
+    conn = sqlite3.connect(path)
+    payload = cucumber.serialize({"db": conn, "cur": conn.cursor()})
+    conn.close()
+    cache: dict[Any, Any] = {}
+    first = cucumber.reconnect_all(cucumber.deserialize(payload), cache=cache)
+    first["db"].close()  # the user closed it: a cache must not hand it out again
+    second = cucumber.reconnect_all(cucumber.deserialize(payload), cache=cache)
+    assert second["db"] is not first["db"] and second["db"].execute("select 1").fetchone() == (1,)
+    assert second["cur"] is not first["cur"] and second["cur"].execute("select 2").fetchone() == (2,)
+    third = cucumber.reconnect_all(cucumber.deserialize(payload), cache=cache)
+    assert third["db"] is second["db"]  # still open: reused
+    second["db"].close()
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    client = socket.create_connection(server.getsockname())
+    sock_payload = cucumber.serialize(client)
+    try:
+        live = cucumber.reconnect_all(cucumber.deserialize(sock_payload), cache=cache)
+        assert cucumber.reconnect_all(cucumber.deserialize(sock_payload), cache=cache) is live
+        live.close()
+        again = cucumber.reconnect_all(cucumber.deserialize(sock_payload), cache=cache)
+        assert again is not live and again.fileno() != -1
+        again.close()
+    finally:
+        client.close()
+        server.close()
+
+
 def test_rebuilt_count_tells_whether_a_payload_brought_reconnectors() -> None:
     conn = sqlite3.connect(":memory:")
     with_rec, without = cucumber.serialize([conn, 1]), cucumber.serialize([1, "x", {"a": 2}])

@@ -274,6 +274,24 @@ def test_sqlite_connection_reconnected_once_per_worker(start_method: str, tmp_pa
         assert distinct == 1, f"worker {pid} opened {distinct} connections"
 
 
+def closes_conn(conn: Any, x: int) -> int:
+    count = conn.execute("select count(*) from t").fetchone()[0]
+    conn.close()  # the old habit: one connection per item, closed after use
+    return count
+
+
+def test_a_task_that_closes_its_connection_gets_a_new_one_next_time(start_method: str, tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "data.db")
+    conn.executescript("create table t (x); insert into t values (1);")
+    conn.commit()
+    try:
+        with Pool(1) as pool:  # one worker: each call finds the connection the last one closed
+            for i in range(3):
+                assert pool.star().map(closes_conn, [(conn, i)]) == [1]
+    finally:
+        conn.close()
+
+
 def test_auth_reaches_the_reconnect_once_per_worker(start_method: str) -> None:
     token = TokenReconnector("reports")
     with Pool(2, auth={"tests.Token": {"*": "s3cret"}}) as pool:

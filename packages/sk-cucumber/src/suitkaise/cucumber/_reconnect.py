@@ -31,7 +31,9 @@ Two deliberate differences from suitkaise 0.4.14:
 ``cache=``: a dict the caller keeps across calls. A reconnector whose identity
 (its type and its state as serialized) was reconnected before gets that same
 live object instead of a new one, so a long-lived process (a Pool worker)
-opens one connection per resource, not one per payload. Failures are not cached.
+opens one connection per resource, not one per payload. Failures are not cached,
+nor kept: a cached object its reconnector finds closed (``Reconnector.usable``)
+is replaced by a new one.
 
 And: the signature of ``reconnect`` decides how auth is passed
 (``reconnect(value)``, ``reconnect(auth=value)``, ``reconnect(password=value)``)
@@ -134,7 +136,14 @@ class _Walker:
             except Exception:  # a state that does not serialize: reconnect without the cache
                 identity = None
             if identity is not None and identity in self.cache:
-                return self.cache[identity]
+                cached = self.cache[identity]
+                try:
+                    usable = rec.usable(cached)
+                except Exception:
+                    usable = False
+                if usable:
+                    return cached
+                del self.cache[identity]  # closed by its user: make a new one
         value, key = _auth_for(rec, name, self.auth)
         try:
             result = self._call(rec, value, key)
