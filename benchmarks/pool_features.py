@@ -103,7 +103,8 @@ def main() -> None:
         print("mpire is not installed: its rows are skipped (pip install mpire)")
     xs = list(range(N))
     anchor = "mpire" if WorkerPool is not None else "mp.Pool"
-    print(f"start method: {mp.get_start_method()}, workers: {WORKERS}")
+    method = mp.get_start_method()  # mpire's default is its own ("fork"): give it ours
+    print(f"start method: {method}, workers: {WORKERS}")
 
     def sk_cold() -> None:
         with Pool(WORKERS, initializer=sk_init) as pool:
@@ -116,7 +117,7 @@ def main() -> None:
             pool.join()
 
     def mpire_cold() -> None:
-        with WorkerPool(n_jobs=WORKERS, use_worker_state=True) as pool:
+        with WorkerPool(n_jobs=WORKERS, use_worker_state=True, start_method=method) as pool:
             _check(pool.map(mpire_task, xs, worker_init=mpire_init))
 
     cold: dict[str, Callable[[], object]] = {"suitkaise": sk_cold, "mp.Pool": mp_cold}
@@ -128,7 +129,8 @@ def main() -> None:
 
     sk = Pool(WORKERS, initializer=sk_init)
     mpp = mp.Pool(WORKERS, initializer=mp_init)
-    mpw = WorkerPool(n_jobs=WORKERS, use_worker_state=True, keep_alive=True) if WorkerPool is not None else None
+    mpw = (WorkerPool(n_jobs=WORKERS, use_worker_state=True, keep_alive=True, start_method=method)
+           if WorkerPool is not None else None)
     try:
         warm: dict[str, Callable[[], object]] = {
             "suitkaise": lambda: _check(sk.map(sk_task, xs)),
