@@ -66,7 +66,8 @@ class SqliteItem(Skprocess):
 
 
 def sqlite_task(payload: dict[str, Any]) -> tuple[str, bool]:
-    """Plain Pool task: the connection arrives as a Reconnector; reconnect_all makes it live."""
+    """Plain Pool task: the connection arrives live (reconnected once per worker; reconnect_all
+    leaves it as it is); closing it makes the worker reconnect for the next item."""
     before = type(payload["db"]).__name__
     cucumber.reconnect_all(payload)
     db = payload["db"]

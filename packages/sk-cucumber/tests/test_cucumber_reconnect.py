@@ -715,3 +715,87 @@ def test_non_lazy_reconnectors_say_how_to_connect() -> None:
     with pytest.raises(AttributeError, match=r"has no attribute '_private'"):
         lazy._private  # noqa: B018 - private names never trigger a lazy reconnect
     assert "_lazy_target" not in lazy.__dict__
+
+
+# -- reconnect_all(cache=) and rebuilt_count() ------------------------------------------
+
+
+def test_reconnect_all_cache_reuses_the_live_object_of_an_equal_reconnector(tmp_path: Any) -> None:
+    path_a, path_b = tmp_path / "a.db", tmp_path / "b.db"
+    for path in (path_a, path_b):
+        sqlite3.connect(path).close()
+    a, b = sqlite3.connect(path_a), sqlite3.connect(path_b)
+    try:
+        cache: dict[Any, Any] = {}
+        first = cucumber.reconnect_all(cucumber.deserialize(cucumber.serialize([a, b])), cache=cache)
+        second = cucumber.reconnect_all(cucumber.deserialize(cucumber.serialize({"db": a})), cache=cache)
+        assert all(isinstance(c, sqlite3.Connection) for c in first)
+        assert second["db"] is first[0]  # the same resource: the same live connection
+        assert first[1] is not first[0]  # another file: another connection
+        fresh = cucumber.reconnect_all(cucumber.deserialize(cucumber.serialize(a)))
+        assert fresh is not first[0]  # without the cache: a new connection each time
+        for c in (*first, fresh):
+            c.close()
+    finally:
+        a.close()
+        b.close()
+
+
+def test_reconnect_all_cache_does_not_keep_failures(tmp_path: Any) -> None:
+    path = tmp_path / "gone.db"
+    conn = sqlite3.connect(path)
+    payload = cucumber.serialize(conn)
+    conn.close()
+    path.unlink()
+    cache: dict[Any, Any] = {}
+    with pytest.warns(ReconnectWarning):
+        left = cucumber.reconnect_all(cucumber.deserialize(payload), cache=cache)
+    assert isinstance(left, R.SQLiteConnectionReconnector) and cache == {}
+    sqlite3.connect(path).close()  # the file is back: the next reconnect works
+    live = cucumber.reconnect_all(cucumber.deserialize(payload), cache=cache)
+    assert isinstance(live, sqlite3.Connection) and len(cache) == 1
+    live.close()
+    with pytest.raises(TypeError, match="cache"):
+        cucumber.reconnect_all([], cache=[])  # type: ignore[arg-type]
+
+
+def test_reconnect_all_cache_replaces_a_closed_resource(tmp_path: Any) -> None:
+    path = tmp_path / "a.db"
+    conn = sqlite3.connect(path)
+    payload = cucumber.serialize({"db": conn, "cur": conn.cursor()})
+    conn.close()
+    cache: dict[Any, Any] = {}
+    first = cucumber.reconnect_all(cucumber.deserialize(payload), cache=cache)
+    first["db"].close()  # the user closed it: a cache must not hand it out again
+    second = cucumber.reconnect_all(cucumber.deserialize(payload), cache=cache)
+    assert second["db"] is not first["db"] and second["db"].execute("select 1").fetchone() == (1,)
+    assert second["cur"] is not first["cur"] and second["cur"].execute("select 2").fetchone() == (2,)
+    third = cucumber.reconnect_all(cucumber.deserialize(payload), cache=cache)
+    assert third["db"] is second["db"]  # still open: reused
+    second["db"].close()
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    client = socket.create_connection(server.getsockname())
+    sock_payload = cucumber.serialize(client)
+    try:
+        live = cucumber.reconnect_all(cucumber.deserialize(sock_payload), cache=cache)
+        assert cucumber.reconnect_all(cucumber.deserialize(sock_payload), cache=cache) is live
+        live.close()
+        again = cucumber.reconnect_all(cucumber.deserialize(sock_payload), cache=cache)
+        assert again is not live and again.fileno() != -1
+        again.close()
+    finally:
+        client.close()
+        server.close()
+
+
+def test_rebuilt_count_tells_whether_a_payload_brought_reconnectors() -> None:
+    conn = sqlite3.connect(":memory:")
+    with_rec, without = cucumber.serialize([conn, 1]), cucumber.serialize([1, "x", {"a": 2}])
+    conn.close()
+    mark = R.rebuilt_count()
+    cucumber.deserialize(without)
+    assert R.rebuilt_count() == mark
+    cucumber.deserialize(with_rec)
+    assert R.rebuilt_count() == mark + 1

@@ -32,6 +32,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "ProcessError", "PreRunError", "RunError", "PostRunError", "OnFinishError",
         "ResultError", "ErrorHandlerError", "ProcessTimeoutError", "ResultTimeoutError",
         "DaskBackend", "TaskFuture", "ItemError", "ItemTimeoutError", "WorkerCrashedError", "QuarantineError",
+        "worker_id", "worker_state",
     ),
     "suitkaise.share": ("Share", "ShareError", "Proxy"),
     "suitkaise.pipe": ("Pipe", "PipeEndpointError"),

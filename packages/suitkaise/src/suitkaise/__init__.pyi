@@ -44,6 +44,8 @@ from suitkaise.processing import Skprocess as Skprocess
 from suitkaise.processing import TaskFuture as TaskFuture
 from suitkaise.processing import WorkerCrashedError as WorkerCrashedError
 from suitkaise.processing import autoreconnect as autoreconnect
+from suitkaise.processing import worker_id as worker_id
+from suitkaise.processing import worker_state as worker_state
 from suitkaise.share import Proxy as Proxy
 from suitkaise.share import Share as Share
 from suitkaise.share import ShareError as ShareError

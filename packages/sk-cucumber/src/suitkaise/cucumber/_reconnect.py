@@ -28,6 +28,13 @@ Two deliberate differences from suitkaise 0.4.14:
   the original swallowed it silently;
 * the walk uses an explicit stack, so deep graphs never hit the recursion limit.
 
+``cache=``: a dict the caller keeps across calls. A reconnector whose identity
+(its type and its state as serialized) was reconnected before gets that same
+live object instead of a new one, so a long-lived process (a Pool worker)
+opens one connection per resource, not one per payload. Failures are not cached,
+nor kept: a cached object its reconnector finds closed (``Reconnector.usable``)
+is replaced by a new one.
+
 And: the signature of ``reconnect`` decides how auth is passed
 (``reconnect(value)``, ``reconnect(auth=value)``, ``reconnect(password=value)``)
 instead of retrying on ``TypeError``, so a ``TypeError`` raised inside a driver is
@@ -40,6 +47,7 @@ object, so work done through the reconnector is not lost.
 from __future__ import annotations
 
 import collections
+import hashlib
 import inspect
 import threading
 import types
@@ -99,10 +107,20 @@ def _accepts(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
     return True
 
 
+def _identity(rec: Reconnector) -> tuple[str, bytes]:
+    """What identifies ``rec``'s resource across payloads: its type and serialized state."""
+    from suitkaise.cucumber._api import serialize  # _api imports the handlers, which import us
+
+    cls = type(rec)
+    state = serialize(rec.__getstate__())
+    return f"{cls.__module__}.{cls.__qualname__}", hashlib.blake2b(state, digest_size=20).digest()
+
+
 class _Walker:
-    def __init__(self, start_threads: bool, auth: dict[str, Any]) -> None:
+    def __init__(self, start_threads: bool, auth: dict[str, Any], cache: dict[Any, Any] | None = None) -> None:
         self.start_threads = start_threads
         self.auth = auth
+        self.cache = cache
         # id -> (original, result): keeps originals alive so ids are not reused.
         self.memo: dict[int, tuple[Any, Any]] = {}
 
@@ -111,6 +129,21 @@ class _Walker:
     def reconnect(self, rec: Reconnector, name: str | None, path: str) -> Any:
         if isinstance(rec, SubprocessReconnector):
             return rec  # never start processes as a side effect (see module docstring)
+        identity = None
+        if self.cache is not None:
+            try:
+                identity = _identity(rec)
+            except Exception:  # a state that does not serialize: reconnect without the cache
+                identity = None
+            if identity is not None and identity in self.cache:
+                cached = self.cache[identity]
+                try:
+                    usable = rec.usable(cached)
+                except Exception:
+                    usable = False
+                if usable:
+                    return cached
+                del self.cache[identity]  # closed by its user: make a new one
         value, key = _auth_for(rec, name, self.auth)
         try:
             result = self._call(rec, value, key)
@@ -135,6 +168,8 @@ class _Walker:
                 result.start()
             except RuntimeError:
                 pass  # already started once (and finished): nothing to do
+        if identity is not None and self.cache is not None:
+            self.cache[identity] = result
         return result
 
     def _call(self, rec: Reconnector, value: Any, key: str | None) -> Any:
@@ -348,7 +383,9 @@ def _assign(node: Any, name: str, value: Any) -> None:
         )
 
 
-def reconnect_all(obj: Any, *, start_threads: bool = False, **auth: Any) -> Any:
+def reconnect_all(
+    obj: Any, *, start_threads: bool = False, cache: dict[Any, Any] | None = None, **auth: Any
+) -> Any:
     """Replace every Reconnector inside ``obj`` with a live resource; returns the new root.
 
     Containers and objects are updated in place (tuples and sets are rebuilt);
@@ -357,6 +394,9 @@ def reconnect_all(obj: Any, *, start_threads: bool = False, **auth: Any) -> Any:
     every thread that was reconnected. ``**auth`` maps a reconnector's type key
     (``"psycopg2.Connection"``, ``"redis.Redis"``) to ``{attribute name or "*": auth}``.
     A reconnector that fails stays in place and a ``ReconnectWarning``
-    says where and why.
+    says where and why. ``cache``: a dict kept across calls; a reconnector equal
+    (type and serialized state) to one reconnected before gets the same live object.
     """
-    return _Walker(start_threads, auth).run(obj)
+    if cache is not None and not isinstance(cache, dict):
+        raise TypeError(f"reconnect_all(cache=...) must be a dict or None, got {type(cache).__name__}")
+    return _Walker(start_threads, auth, cache).run(obj)

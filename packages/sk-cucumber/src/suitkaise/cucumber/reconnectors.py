@@ -54,12 +54,23 @@ __all__ = [
     "SubprocessReconnector",
     "SubprocessSnapshot",
     "ThreadReconnector",
+    "rebuilt_count",
 ]
 
 # One lock for every lazy reconnect: a cursor's lazy reconnect takes its
 # connection's lazy reconnect inside it, hence re-entrant.
 _LAZY_LOCK = threading.RLock()
 _MISSING = object()
+_rebuilt = 0  # reconnectors rebuilt from payloads in this process (see rebuilt_count)
+
+
+def rebuilt_count() -> int:
+    """How many Reconnectors this process has rebuilt from payloads so far.
+
+    Compare it before and after ``deserialize`` to know, without walking the result,
+    whether a payload brought any (a Pool worker does, before ``reconnect_all``).
+    """
+    return _rebuilt
 
 
 class ReconnectWarning(UserWarning):
@@ -87,6 +98,12 @@ class Reconnector:
 
     def reconnect(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not implement reconnect()")
+
+    def usable(self, live: Any) -> bool:
+        """Whether ``live``, made by this reconnector's ``reconnect``, can still be used
+        (not closed). ``reconnect_all(cache=)`` hands a cached object out again only then,
+        so a task that closes its connection gets a new one next time."""
+        return True
 
     def _live(self) -> Any:
         """The cached live object of a lazy reconnector, created by ``reconnect()`` on first use."""
@@ -127,6 +144,8 @@ class Reconnector:
         return {k: v for k, v in self.__dict__.items() if k not in skip}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        global _rebuilt
+        _rebuilt += 1
         self.__dict__.update(state)
 
     def __repr__(self) -> str:
@@ -186,12 +205,23 @@ class SQLiteConnectionReconnector(Reconnector):
             conn.text_factory = self.text_factory
         return conn
 
+    def usable(self, live: Any) -> bool:
+        return _sqlite_open(live)
+
     # `with rec:` is a transaction on the live connection, as with sqlite3.
     def __enter__(self) -> Any:
         return self._live().__enter__()
 
     def __exit__(self, *exc: Any) -> Any:
         return self._live().__exit__(*exc)
+
+
+def _sqlite_open(conn: Any) -> bool:
+    try:
+        conn.total_changes  # noqa: B018 - raises on a closed connection
+    except sqlite3.ProgrammingError:
+        return False
+    return True
 
 
 def _quote_ident(name: str) -> str:
@@ -235,6 +265,9 @@ class SQLiteCursorReconnector(Reconnector):
         if self.row_factory is not None:
             cur.row_factory = self.row_factory
         return cur
+
+    def usable(self, live: Any) -> bool:
+        return _sqlite_open(live.connection)  # a closed cursor cannot be told apart; its connection can
 
     def __iter__(self) -> Any:
         return iter(self._live())
@@ -289,6 +322,9 @@ class SocketReconnector(Reconnector):
             sock.close()
             raise
         return sock
+
+    def usable(self, live: Any) -> bool:
+        return bool(live.fileno() != -1)
 
     def __enter__(self) -> Any:
         return self._live().__enter__()
@@ -555,6 +591,15 @@ class DbReconnector(Reconnector):
 
     def reconnect(self, auth: Any = None) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not implement reconnect()")
+
+    def usable(self, live: Any) -> bool:
+        # psycopg2: closed is an int (0: open); psycopg 3, SQLAlchemy connections: a bool;
+        # PyMySQL: open. Clients that reconnect by themselves (Redis, MongoDB) have neither.
+        closed = getattr(live, "closed", None)
+        if isinstance(closed, (bool, int)):
+            return not closed
+        opened = getattr(live, "open", None)
+        return opened if isinstance(opened, bool) else True
 
     @property
     def module(self) -> str:

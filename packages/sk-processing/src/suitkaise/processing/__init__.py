@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # the names below are imported on first use (see _LAZY)
         WorkerCrashedError,
     )
     from suitkaise.processing._pool import Pool
+    from suitkaise.processing._pool_life import worker_id, worker_state
     from suitkaise.processing._pool_submit import TaskFuture
     from suitkaise.processing._skprocess import Skprocess
     from suitkaise.processing._timers import ProcessTimers
@@ -53,6 +54,8 @@ __all__ = [
     "Pool",
     "TaskFuture",
     "DaskBackend",
+    "worker_id",
+    "worker_state",
     "Share",
     "Pipe",
     "PipeEndpointError",
@@ -81,6 +84,8 @@ _LAZY = {
     "Skprocess": ("suitkaise.processing._skprocess", "Skprocess"),
     "Pool": ("suitkaise.processing._pool", "Pool"),
     "TaskFuture": ("suitkaise.processing._pool_submit", "TaskFuture"),
+    "worker_id": ("suitkaise.processing._pool_life", "worker_id"),
+    "worker_state": ("suitkaise.processing._pool_life", "worker_state"),
     "autoreconnect": ("suitkaise.processing._autoreconnect", "autoreconnect"),
     "ProcessTimers": ("suitkaise.processing._timers", "ProcessTimers"),
     **{name: (_ERRORS, name) for name in __all__ if name.endswith("Error")},

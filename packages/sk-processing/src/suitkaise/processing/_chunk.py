@@ -90,8 +90,12 @@ def frame(frames: Sequence[tuple[bytes, list[memoryview]]], skipped: set[int]) -
     return b"".join(parts), buffers
 
 
-def unframe(payload: bytes | memoryview, buffers: Sequence[Any], lo: int, hi: int) -> list[Any]:
-    """Submissions ``lo..hi-1`` of a framed payload, loaded (``SKIP`` for a skipped one)."""
+def unframe(
+    payload: bytes | memoryview, buffers: Sequence[Any], lo: int, hi: int,
+    loads: Callable[[Any, list[Any]], Any] = wire.loads,
+) -> list[Any]:
+    """Submissions ``lo..hi-1`` of a framed payload, each ``loads(data, buffers)`` (``SKIP`` for
+    a skipped one)."""
     view = memoryview(payload)
     items: list[Any] = []
     at = nbuf = 0
@@ -103,7 +107,7 @@ def unframe(payload: bytes | memoryview, buffers: Sequence[Any], lo: int, hi: in
                 items.append(SKIP)
             continue
         if i >= lo:
-            items.append(wire.loads(view[at:at + length], list(buffers[nbuf:nbuf + count])))
+            items.append(loads(view[at:at + length], list(buffers[nbuf:nbuf + count])))
         at += length
         nbuf += count
     return items

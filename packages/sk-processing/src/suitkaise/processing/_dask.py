@@ -39,6 +39,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from suitkaise.cucumber import deserialize, serialize
+from suitkaise.processing import _pool_life
 from suitkaise.processing._chunk import (
     FLAG_KEEP_GOING,
     PROGRESS_SLOTS,
@@ -99,6 +100,7 @@ def _dask_chunk(token: str, fn_data: bytes, flags: int, start: int, payload: byt
     failure never raises, it travels back as an ``ErrorRecord``, so the results
     before it are kept.
     """
+    _pool_life.enter_dask_worker()
     t0 = time.perf_counter()
     outcome = run_chunk(lambda: (_load_job(token, fn_data, flags), deserialize(payload)), start,
                         [0] * PROGRESS_SLOTS)

@@ -459,6 +459,7 @@ def check_can_start_processes(what: str) -> None:
     if me.daemon:
         raise RuntimeError(
             f"{what} was called inside a daemonic process ({me.name}, e.g. a Pool worker): "
-            "it cannot start processes of its own. Give the Pool Skprocess classes as items "
-            "(they run inside the worker), or start the inner work from the parent."
+            "it cannot start processes of its own. Create the Pool with Pool(..., nested=True) to let "
+            "its tasks start an Skprocess or a Pool, give the Pool Skprocess classes as items (they run "
+            "inside the worker), or start the inner work from the parent."
         )

@@ -64,6 +64,7 @@ from suitkaise.processing._modifiers import (
 )
 from suitkaise.processing._pool_call import Call, Progress, check_item_options
 from suitkaise.processing._pool_core import Core
+from suitkaise.processing._pool_life import make_spec
 from suitkaise.processing._pool_local import LocalRun
 from suitkaise.processing._pool_submit import Submitter, TaskFuture
 
@@ -400,6 +401,20 @@ class Pool(_Mapper):
     RSS (an int, or a string such as ``"2GB"``), checked after each item; past them the
     worker is replaced, and the rest of its chunk runs on another one.
 
+    A worker's life: ``initializer(*initargs)`` runs once in each worker before its
+    first item (replacements too); an initializer that raises fails the call with a
+    ``ProcessError`` naming it (its traceback as ``__cause__``) instead of restarting
+    workers forever. ``on_exit()`` runs in each worker when it stops gracefully
+    (``close()``, an idle pool garbage-collected); if it raises, a warning record is
+    logged in the parent. In a task, ``worker_id()`` and ``worker_state()`` give the
+    worker's slot and a dict that lives as long as the worker. Live resources (a
+    database connection, ...) in items, star-arguments or the function's closure
+    are reconnected once per worker and reused; ``auth=`` is passed to that
+    reconnect (keyed like ``reconnect_all``'s: ``{"psycopg2.Connection": {"*": pw}}``).
+    ``logging`` records from workers reach the parent's handlers (with
+    ``record.worker_id``). ``nested=True`` lets tasks start their own ``Skprocess``
+    or ``Pool`` (they die with the pool's process, as the workers do).
+
     ``backend=`` runs the same calls on a cluster instead of local processes:
     a ``DaskBackend``, or directly a ``distributed.Client``, a scheduler
     address (``"tcp://host:8786"``) or a Dask cluster object (install
@@ -413,6 +428,8 @@ class Pool(_Mapper):
         self, workers: int | None = None, *, progress: Progress = False, backend: Any = None,
         context: str | BaseContext | None = None, item_timeout: float | None = None, retries: int = 0,
         max_tasks_per_worker: int | None = None, max_memory_per_worker: int | str | None = None,
+        initializer: Callable[..., Any] | None = None, initargs: tuple[Any, ...] = (),
+        on_exit: Callable[[], Any] | None = None, auth: dict[str, Any] | None = None, nested: bool = False,
     ) -> None:
         self._workers_given = workers
         self._context = check_context(context, "Pool(context=...)")
@@ -422,6 +439,12 @@ class Pool(_Mapper):
         self._item_timeout = None if item_timeout is None else float(item_timeout)
         self._retries = retries
         self._limits = (_check_max_tasks(max_tasks_per_worker), parse_memory(max_memory_per_worker))
+        self._life = make_spec(initializer, initargs, on_exit, auth, nested)
+        if backend is not None and self._life is not None:
+            raise ValueError(
+                "Pool(initializer=, on_exit=, auth=, nested=) configure local workers; a backend= cluster "
+                "runs its own (worker_id() and worker_state() work there too)"
+            )
         if backend is not None:
             from suitkaise.processing._dask import DaskBackend
 
@@ -456,7 +479,7 @@ class Pool(_Mapper):
         return _StarView(self)
 
     def _new_core(self) -> Core:
-        core = Core(self._workers, self._context, max_items=self._limits[0], max_rss=self._limits[1])
+        core = Core(self._workers, self._context, self._life, max_items=self._limits[0], max_rss=self._limits[1])
         self._submitter = Submitter(core)
         self._finalizer = weakref.finalize(self, _dispose, core, self._submitter)
         return core
@@ -537,7 +560,7 @@ class Pool(_Mapper):
         if self._backend is not None:
             return (Pool, (self._workers_given,), {**state, "_backend": self._backend})
         max_tasks, max_rss = self._limits
-        return (_rebuild_pool, (self._workers, max_tasks, max_rss), state)
+        return (_rebuild_pool, (self._workers, max_tasks, max_rss), {**state, "_life": self._life})
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._progress_default = state.get("_progress_default", False)
@@ -545,6 +568,9 @@ class Pool(_Mapper):
         self._retries = state.get("_retries", 0)
         if state.get("_backend") is not None:
             self._backend = state["_backend"]
+        if state.get("_life") is not None:  # initializer & co travel with the configuration
+            self._life = state["_life"]
+            self._core.life = self._life
 
     def __repr__(self) -> str:
         if self._backend is not None:

@@ -42,6 +42,7 @@ from collections.abc import Callable
 from multiprocessing.connection import wait
 from typing import IO, Any
 
+from suitkaise.processing import _pool_life as life
 from suitkaise.processing import _pool_wire as wire
 from suitkaise.processing._chunk import (
     FLAG_SKPROCESS,
@@ -213,10 +214,11 @@ class Job:
 class _Worker:
     __slots__ = (
         "busy_since", "checkpoint", "conn", "doomed", "fault", "fd", "inflight", "killed_for", "loaded", "method",
-        "process", "progress", "retiring",
+        "process", "progress", "retiring", "slot",
     )
 
-    def __init__(self, process: Any, conn: Any, progress: Any, method: str, fault: Any) -> None:
+    def __init__(self, process: Any, conn: Any, progress: Any, method: str, fault: Any, slot: int = 0) -> None:
+        self.slot = slot  # worker_id() in the worker: a replacement takes the slot it frees
         self.process = process
         self.method = method  # start method
         self.conn = conn
@@ -247,10 +249,13 @@ class Core:
     """State shared by a ``Pool``, its runs and its manager thread."""
 
     def __init__(
-        self, size: int, context: Any = None, *, max_items: int | None = None, max_rss: int | None = None,
+        self, size: int, context: Any = None, life_spec: life.Spec | None = None, *,
+        max_items: int | None = None, max_rss: int | None = None,
     ) -> None:
         self.size = size
         self.context = context  # the Pool's context= (None: multiprocessing's default, read at each start)
+        self.life = life_spec  # initializer, on_exit, auth, nested (_pool_life); None: none of them
+        self.logs = life.LogPump()  # workers' log records reach the parent's handlers through it
         self.limits = (max_items, max_rss)  # max_tasks_per_worker, max_memory_per_worker
         self.pid = os.getpid()
         self.lock = threading.Lock()
@@ -387,10 +392,16 @@ class Core:
             thread.join(None if mode == _CLOSE else 10.0)
 
     def dispose(self) -> None:
-        """Finalizer: terminate workers and release the wake-up pipe."""
+        """Finalizer: stop the workers (gracefully when idle and they have an on_exit,
+        else terminate them) and release the wake-up pipe."""
         if os.getpid() != self.pid or self._closed:
             return
-        self.terminate()
+        with self.lock:
+            idle = not self._has_work()
+        if idle and self.life is not None and self.life.on_exit_name:
+            self.close()  # the workers run on_exit; bounded (_stop_workers)
+        else:
+            self.terminate()
         self._closed = True
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
@@ -407,6 +418,7 @@ class Core:
     def _main(self) -> None:
         try:
             self._loop()
+            self.logs.stop()  # the records sent before the workers stopped are delivered
         except BaseException as e:  # a bug here must not leave callers waiting forever
             with self.lock:
                 workers, self.workers = self.workers, []
@@ -415,6 +427,7 @@ class Core:
                 error.__cause__ = e
                 self._fail_all(error)
             self._kill(workers)
+            self.logs.stop()
             # Not re-raised: the callers get the error; threading's excepthook would only
             # print an internal traceback on the user's stderr.
 
@@ -462,7 +475,7 @@ class Core:
                     except (EOFError, OSError):
                         dead.append(w)
                         continue
-                    self._on_result(w, msg)
+                    self._dispatch(w, msg)
                 else:
                     dead.append(w)
             for w in dead:
@@ -537,7 +550,12 @@ class Core:
         if len(self.workers) >= self.size or not any(j._dispatchable() for j in self.jobs.values()):
             return
         ctx = get_context(self.context)
+        levels = life.log_levels()  # the parent's logging as it is now, mirrored by new workers
+        life_args = None if self.life is None and levels is None else (
+            None if self.life is None else self.life.payload, levels)
         while len(self.workers) < self.size:
+            taken = {w.slot for w in self.workers}
+            slot = min(i for i in range(self.size + 1) if i not in taken)
             parent, child = ctx.Pipe(duplex=True)
             fault_r, fault_w = ctx.Pipe(duplex=False)
             progress = ctx.RawArray("q", PROGRESS_SLOTS)
@@ -554,7 +572,7 @@ class Core:
             # forkserver: the worker's parent is the fork server (its pid is not ours).
             ppid = 0 if method == "forkserver" else os.getpid()
             process = ctx.Process(
-                target=worker_main, args=(child, progress, close_fds, ppid, fault_w, self.limits),
+                target=worker_main, args=(child, progress, close_fds, ppid, fault_w, self.limits, slot, life_args),
                 name="sk-pool-worker", daemon=True,
             )
             try:
@@ -564,7 +582,7 @@ class Core:
                 fault_w.close()
             if self.trace is not None:
                 self.trace.event("worker", worker=process.pid)
-            self.workers.append(_Worker(process, parent, progress, method, fault_r))
+            self.workers.append(_Worker(process, parent, progress, method, fault_r, slot))
 
     def _plan(self) -> list[tuple[_Worker, Any]]:
         """Decide what to send (under the lock); sending happens outside it."""
@@ -627,6 +645,29 @@ class Core:
         resume = part.chunk.resume.get(part.lo)
         if resume is not None:
             plan.append((w, _sender(w.fd, wire.RESUME, a=self.pid, b=resume[0].fileno(), c=resume[1])))
+
+    def _dispatch(self, w: _Worker, msg: wire.Message) -> None:
+        if msg.kind in wire.LIFE_KINDS:
+            self._on_life(w, msg)
+        else:
+            self._on_result(w, msg)
+
+    def _on_life(self, w: _Worker, msg: wire.Message) -> None:
+        """A log record, or a failed initializer / on_exit (``_pool_life``)."""
+        error = life.on_message(msg.kind, msg.payload, msg.buffers, w.slot, w.process.pid, self.life, self.logs)
+        if error is None:
+            return
+        # The initializer raised: fail the calls now, never restart workers in a loop
+        # (multiprocessing.Pool's known defect). New calls start workers again.
+        with self.lock:
+            for job in self.jobs.values():
+                if not job.closed and job.fatal is None and (job.pending or job.inflight):
+                    job.fatal = error
+                    job.pending.clear()
+            w.doomed = True
+            self.cv.notify_all()
+        with contextlib.suppress(Exception):
+            w.process.kill()
 
     def _on_result(self, w: _Worker, msg: wire.Message) -> None:
         with self.lock:
@@ -716,7 +757,7 @@ class Core:
                 msg = wire.recv_message(w.fd)
             except (EOFError, OSError, ValueError):
                 break
-            self._on_result(w, msg)
+            self._dispatch(w, msg)
         w.process.join(1.0)
         if w.process.exitcode is None:  # connection lost but still running: make sure it is gone
             w.process.kill()
@@ -856,9 +897,43 @@ class Core:
         for w in workers:
             with contextlib.suppress(OSError):
                 wire.send_message(w.fd, wire.STOP)
+        # While they stop (on_exit runs), keep reading: their log records and on_exit
+        # failures, and so that none blocks on a full socket. Bounded: then killed.
+        deadline = time.monotonic() + 5.0
+        watched: dict[int, _Worker] = {}
         for w in workers:
-            w.process.join(5.0)
+            watched[w.fd] = w
+            watched[w.process.sentinel] = w
+        while watched and (left := deadline - time.monotonic()) > 0:
+            for ready in wait(list(watched), left):
+                fd = ready if isinstance(ready, int) else -1  # wait() returns what it was given: ints
+                found = watched.get(fd)
+                if found is None:
+                    continue
+                if fd == found.fd:
+                    if not self._read_life(found, block=True):
+                        del watched[fd]
+                else:
+                    # Exited: what it wrote is in the socket now. Not waiting for EOF there:
+                    # a child it started (nested=True) may hold a copy of the socket.
+                    while self._read_life(found, block=False):
+                        pass
+                    watched.pop(found.fd, None)
+                    del watched[fd]
         self._kill(workers)
+
+    def _read_life(self, w: _Worker, *, block: bool) -> bool:
+        """Read one message of a stopping worker (only its life's kinds matter now);
+        False at EOF, or when nothing is there and ``block`` is false."""
+        try:
+            if not block and not select.select([w.fd], [], [], 0)[0]:
+                return False
+            msg = wire.recv_message(w.fd)
+        except (EOFError, OSError, ValueError):
+            return False
+        if msg.kind in wire.LIFE_KINDS:
+            self._on_life(w, msg)
+        return True
 
     def _kill(self, workers: list[_Worker]) -> None:
         for w in workers:

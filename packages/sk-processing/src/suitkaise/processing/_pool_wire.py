@@ -12,6 +12,7 @@ Pool's message kinds.
 from __future__ import annotations
 
 import struct
+import threading
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -22,7 +23,11 @@ __all__ = [
     "CHECKPOINT",
     "DROP",
     "ERROR",
+    "EXIT_FAILED",
     "FN",
+    "INIT_FAILED",
+    "LIFE_KINDS",
+    "LOG",
     "OK",
     "RECYCLE",
     "RESULT",
@@ -32,6 +37,7 @@ __all__ = [
     "TASK",
     "Message",
     "dumps",
+    "guard",
     "loads",
     "recv_message",
     "send_message",
@@ -45,6 +51,11 @@ STOP = 4  # parent -> worker: exit after the current message
 RESULT = 5  # worker -> parent: results of a TASK's items (job, seq, a=count)
 CHECKPOINT = 6  # parent -> worker: its checkpoint file for Skprocess items is /proc/<a>/fd/<b>
 RESUME = 7  # parent -> worker: the next TASK's item resumes from /proc/<a>/fd/<b>, with c lives
+# a worker's life (_pool_life), numbered from 10: handled by _pool_life.on_message
+LOG = 10  # worker -> parent: a logging record (payload: the record's dict)
+INIT_FAILED = 11  # worker -> parent: the initializer raised (payload: message, traceback)
+EXIT_FAILED = 12  # worker -> parent: on_exit raised (payload: message, traceback)
+LIFE_KINDS = frozenset({LOG, INIT_FAILED, EXIT_FAILED})
 
 # RESULT status
 OK = 0  # every item of the chunk succeeded
@@ -55,6 +66,17 @@ RECYCLE = 3  # the first `a` items succeeded, the worker reached its limits and 
 
 # kind, status/flags, job, seq, a, b, c (counters, per kind), elapsed seconds
 _HEAD = struct.Struct("<BBqqqqqd")
+
+
+# Sockets written from several threads (a worker forwarding log records from any
+# thread while its main thread sends results): one writer at a time, so that two
+# frames never interleave. Other sockets have one writer and no lock.
+_guarded: dict[int, threading.Lock] = {}
+
+
+def guard(fd: int) -> None:
+    """From now on, messages to ``fd`` may be sent from several threads."""
+    _guarded[fd] = threading.Lock()  # new: a forked copy of a held lock would stay held
 
 
 class Message(NamedTuple):
@@ -85,7 +107,13 @@ def send_message(
     buffers: Sequence[memoryview] = (),
 ) -> None:
     """Write one message (blocking until the whole message is in the socket)."""
-    wire.send(fd, _HEAD.pack(kind, flags, job, seq, a, b, c, elapsed), payload, buffers)
+    head = _HEAD.pack(kind, flags, job, seq, a, b, c, elapsed)
+    lock = _guarded.get(fd)
+    if lock is None:
+        wire.send(fd, head, payload, buffers)
+        return
+    with lock:
+        wire.send(fd, head, payload, buffers)
 
 
 def recv_message(fd: int) -> Message:

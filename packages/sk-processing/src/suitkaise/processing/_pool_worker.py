@@ -6,6 +6,7 @@
     ───────────────────────                    ───────────────────────────────
     socket end  ── FN / TASK / DROP / STOP ──► reader thread ──► inbox ──► main loop
                 ◄────────── RESULT ─────────────────────────────────────── main loop
+                ◄── LOG / INIT_FAILED / EXIT_FAILED ── _pool_life (initializer, logs, on_exit)
     progress[job, item, phase, booted, item start] ◄── written before every item (shared memory)
     fault pipe  ◄── faulthandler's dump when the worker dies of a signal it can catch
 
@@ -14,7 +15,10 @@ number of chunks (TASK), runs them item by item and streams one RESULT per
 chunk back. The reader thread keeps the socket drained, so the parent can
 push the next chunk while the current one runs without ever deadlocking on
 full socket buffers (both sides writing, nobody reading). When the parent
-disappears the reader sees EOF and the worker exits at once.
+disappears the reader sees EOF and the worker exits at once. Its life around
+the loop (worker id and state, initializer, on_exit, live resources, log
+records) is ``_pool_life``'s: ``start`` before the first message, ``loads``
+for every function and chunk, ``finish`` after STOP.
 
 ``progress`` is a tiny shared array: if the process dies hard (segfault,
 ``os._exit``, SIGKILL), the parent reads which item was running and names it,
@@ -38,6 +42,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from suitkaise.processing import _pool_life as life
 from suitkaise.processing import _pool_wire as wire
 from suitkaise.processing._chunk import (
     P_BOOTED,
@@ -152,7 +157,8 @@ def _reader(fd: int, inbox: queue.SimpleQueue[Any]) -> None:
 
 
 def worker_main(
-    conn: Any, progress: Any, close_fds: Sequence[int], ppid: int, fault: Any, limits: tuple[int | None, int | None],
+    conn: Any, progress: Any, close_fds: Sequence[int], ppid: int, fault: Any,
+    limits: tuple[int | None, int | None], slot: int = 0, life_args: Any = None,
 ) -> None:
     """Entry point of a pool worker process.
 
@@ -160,6 +166,7 @@ def worker_main(
     every worker's socket, the wake pipe); ``ppid``: the parent's pid, 0 if unknown;
     ``fault``: the write end of the pipe faulthandler dumps into; ``limits``:
     ``(max items, max RSS bytes)``, each ``None`` for no limit.
+    ``slot``: this worker's id; ``life_args``: initializer & co (``_pool_life.start``).
     """
     # SIGKILLed with the parent, even while a task holds the GIL in a long C call
     # (the reader thread's EOF check cannot run then). The manager thread that
@@ -184,6 +191,13 @@ def worker_main(
     fd = conn.fileno()
     inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
     threading.Thread(target=_reader, args=(fd, inbox), name="sk-pool-reader", daemon=True).start()
+    if not life.start(fd, slot, life_args):
+        # The initializer raised and the parent was told: it fails the calls and stops
+        # us. Not exiting ourselves: the parent would only start a replacement.
+        while inbox.get().kind != wire.STOP:
+            pass
+        conn.close()
+        return
     jobs: dict[int, FnJob] = {}
     perf = time.perf_counter
     stop = None if limits == (None, None) else Limits(*limits)
@@ -208,7 +222,7 @@ def worker_main(
         progress[P_PHASE] = PHASE_LOADING
         if msg.kind == wire.FN:
             try:
-                fn = wire.loads(msg.payload, msg.buffers)
+                fn = life.loads(msg.payload, msg.buffers)
                 err = None
             except BaseException as e:
                 fn, err = None, e
@@ -220,6 +234,7 @@ def worker_main(
             os._exit(70)
         if _run_chunk(fd, msg, jobs.get(msg.job), progress, perf, trace, stop):
             break  # limits reached: replaced by a fresh worker
+    life.finish()
     conn.close()
 
 
@@ -229,7 +244,8 @@ def _release_forkserver() -> None:
     Every forkserver child holds it (and a forked worker inherits the parent's),
     and the server, our parent under forkserver, runs until the last copy is
     closed: kept here, it would outlive the Pool's process and so would we (our
-    parent-death signal waits for the server). Workers never start processes.
+    parent-death signal waits for the server). A nested=True worker that starts processes
+    starts its own server (_pool_life._allow_children).
     """
     # Not imported here when nobody used it: a fork server that was never started holds no
     # pipe, and importing the module costs a forked worker milliseconds.
@@ -262,9 +278,9 @@ def _run_chunk(
         if job.error is not None:
             raise job.error
         if job.kwargs:  # submissions, each framed on its own
-            items = unframe(msg.payload, msg.buffers, lo, hi)
+            items = unframe(msg.payload, msg.buffers, lo, hi, life.loads)
         else:
-            items = wire.loads(msg.payload, msg.buffers)
+            items = life.loads(msg.payload, msg.buffers)
             if lo or hi < len(items):
                 items = items[lo:hi]
         if trace is not None:
