@@ -35,6 +35,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     "skprocess": ([], ["--rounds", "10", "--iterations", "50000"]),
     "pool": ([], ["--quick", "--rounds", "3"]),
     "pool_features": ([], ["--rounds", "5"]),
+    "pool_tasks": ([], ["--rounds", "3"]),
     "share": ([], ["--rounds", "3"]),
     "cluster": ([], ["--quick"]),
     "share_redis": ([], ["--rounds", "3"]),
