@@ -242,3 +242,15 @@ def test_no_descriptor_leaks_across_crashes():
         _crash_and_time_out()
     gc.collect()
     assert len(os.listdir("/proc/self/fd")) <= len(before)
+
+
+def _init_that_dies() -> None:
+    os._exit(5)
+
+
+def test_an_initializer_that_crashes_is_named_and_not_retried_forever(start_method):
+    with Pool(2, initializer=_init_that_dies) as pool:
+        t0 = time.monotonic()
+        with pytest.raises(WorkerCrashedError, match=r"while running the pool's initializer .*_init_that_dies"):
+            pool.map(abs, range(10))
+        assert time.monotonic() - t0 < 60

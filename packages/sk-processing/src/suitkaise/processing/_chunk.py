@@ -38,6 +38,7 @@ __all__ = [
     "PHASE_LOADING",
     "PHASE_RUNNING",
     "PHASE_SENDING",
+    "PHASE_STARTING",
     "ErrorRecord",
     "FnJob",
     "Outcome",
@@ -54,6 +55,7 @@ PHASE_IDLE = 0
 PHASE_LOADING = 1  # deserializing a function or a chunk
 PHASE_RUNNING = 2  # running progress[1]
 PHASE_SENDING = 3  # serializing / sending results
+PHASE_STARTING = 4  # running the Pool's initializer (before any item)
 
 # kinds of jobs (FN flags)
 FLAG_STAR = 1

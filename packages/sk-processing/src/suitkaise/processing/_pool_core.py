@@ -55,6 +55,7 @@ from suitkaise.processing._chunk import (
     PHASE_LOADING,
     PHASE_RUNNING,
     PHASE_SENDING,
+    PHASE_STARTING,
     PROGRESS_SLOTS,
     frame,
 )
@@ -883,6 +884,10 @@ class Core:
             return bootstrap_failure(who, w.method, code) + f" {then[0].upper()}{then[1:]}."
         if job_id == job.id and phase == PHASE_RUNNING and chunk.start <= index < end:
             where = f"while running item {index} ({short_repr(chunk.items[index - chunk.start])})"
+        elif phase == PHASE_STARTING:
+            name = self.life.initializer_name if self.life is not None else "initializer"
+            where = (f"while running the pool's initializer {name} (before item {chunk.start + offset}, "
+                     f"{short_repr(chunk.items[offset])})")
         elif job_id == job.id and phase == PHASE_SENDING:
             where = f"while sending back the results of items from {chunk.start + offset} on"
         elif phase == PHASE_LOADING and job_id == job.id:

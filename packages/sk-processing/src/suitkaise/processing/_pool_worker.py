@@ -55,6 +55,7 @@ from suitkaise.processing._chunk import (
     PHASE_LOADING,
     PHASE_RUNNING,
     PHASE_SENDING,
+    PHASE_STARTING,
     PROGRESS_SLOTS,
     ErrorRecord,
     FnJob,
@@ -191,6 +192,7 @@ def worker_main(
     fd = conn.fileno()
     inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
     threading.Thread(target=_reader, args=(fd, inbox), name="sk-pool-reader", daemon=True).start()
+    progress[P_PHASE] = PHASE_STARTING  # a crash now is the initializer's
     if not life.start(fd, slot, life_args):
         # The initializer raised and the parent was told: it fails the calls and stops
         # us. Not exiting ourselves: the parent would only start a replacement.
