@@ -72,29 +72,30 @@ def plot(data: dict[str, Any], out_dir: Path = IMAGES) -> list[Path]:
         save(fig, "scaling-pool-map.png")
 
     if "imap" in data:
-        fig, ax = plt.subplots(figsize=(7, 4.2))
-        lag_ax = ax.twinx()
-        for key, colour, label in (("suitkaise", OURS, "suitkaise Pool.imap"),
-                                   ("multiprocessing", ANCHOR, "mp.Pool.imap(chunksize=1000)")):
-            run = data["imap"][key]
-            s = run["samples"]
+        im = data["imap"]
+        fig, (rss_ax, lag_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
+        styles = {"suitkaise": (OURS, "-", "suitkaise Pool.imap"),
+                  "multiprocessing": (ANCHOR, "-", "mp.Pool.imap(chunksize=1000)"),
+                  "suitkaise_slow": (OURS, ":", "suitkaise, slow consumer"),
+                  "multiprocessing_slow": (ANCHOR, ":", "mp.Pool, slow consumer")}
+        for key, (colour, line, label) in styles.items():
+            s = im.get(key, {}).get("samples")
             if not s:
                 continue
-            ax.plot([x[0] for x in s], [x[1] for x in s], "-", color=colour, label=f"{label}: RSS")
-            lag_ax.plot([x[0] for x in s], [x[2] for x in s], ":", color=colour, label=f"{label}: items ahead")
-        ax.axhline(data["imap"]["rss_limit_mb"], color=LIMIT, linewidth=1, label="100 MB target")
-        ax.set_xscale("log")
-        ax.set_ylim(0, data["imap"]["rss_limit_mb"] * 1.8)  # room for the legend above the lines
-        ax.set_xlabel("results consumed")
-        ax.set_ylabel("parent RSS (MB, solid)")
-        lag_ax.set_ylabel("items yielded ahead of the results consumed (dotted)")
+            rss_ax.plot([x[0] for x in s], [x[1] for x in s], line, color=colour, label=label)
+            lag_ax.plot([x[0] for x in s], [x[2] for x in s], line, color=colour, label=label)
+        rss_ax.axhline(im["rss_limit_mb"], color=LIMIT, linewidth=1, label=f"{im['rss_limit_mb']:.0f} MB target")
+        rss_ax.set_ylim(0, max(im["rss_limit_mb"] * 1.3, *(im[k]["peak_rss_mb"] * 1.1 for k in styles if k in im)))
+        rss_ax.set_ylabel("parent RSS (MB)")
         lag_ax.set_ylim(bottom=0)
-        handles = ax.get_legend_handles_labels()
-        more = lag_ax.get_legend_handles_labels()
-        ax.legend(handles[0] + more[0], handles[1] + more[1], fontsize=7, loc="upper left")
-        ax.set_title(f"Pool.imap over a {data['imap']['suitkaise']['items']:.0e}-item generator: "
-                     f"parent memory and input lead\n{_subtitle(data)}", fontsize=9)
-        ax.grid(alpha=0.25)
+        lag_ax.set_ylabel("items yielded ahead of the results consumed")
+        for ax in (rss_ax, lag_ax):
+            ax.set_xscale("log")
+            ax.set_xlabel("results consumed")
+            ax.grid(which="both", alpha=0.25)
+            ax.legend(fontsize=7)
+        fig.suptitle(f"Pool.imap over a {im['suitkaise']['items']:.0e}-item generator: parent memory and "
+                     f"how far the input runs ahead\n{_subtitle(data)}", fontsize=9)
         save(fig, "scaling-pool-imap.png")
 
     if "pipe" in data:
