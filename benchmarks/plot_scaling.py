@@ -94,7 +94,9 @@ def plot(data: dict[str, Any], out_dir: Path = IMAGES) -> list[Path]:
             ax.set_xlabel("results consumed")
             ax.grid(which="both", alpha=0.25)
             ax.legend(fontsize=7)
-        fig.suptitle(f"Pool.imap over a {im['suitkaise']['items']:.0e}-item generator: parent memory and "
+        n = im["suitkaise"]["items"]
+        items = f"10^{len(str(n)) - 1}" if n == 10 ** (len(str(n)) - 1) else f"{n:,}"
+        fig.suptitle(f"Pool.imap over a {items}-item generator: parent memory and "
                      f"how far the input runs ahead\n{_subtitle(data)}", fontsize=9)
         save(fig, "scaling-pool-imap.png")
 
