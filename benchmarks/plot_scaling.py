@@ -132,7 +132,7 @@ def plot(data: dict[str, Any], out_dir: Path = IMAGES) -> list[Path]:
         ax.set_ylabel("total updates/s (median)")
         ax.set_title(f"One shared counter, more processes\n{_subtitle(data)}", fontsize=9)
         ax.grid(which="both", alpha=0.25)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside: the lines fill the plot
         save(fig, "scaling-share.png")
     return written
 

@@ -3,6 +3,7 @@
     python benchmarks/run_all.py            # full runs (several minutes)
     python benchmarks/run_all.py --quick    # fewer rounds
     python benchmarks/run_all.py --only scaling   # just the "How cost grows" section
+    python benchmarks/run_all.py --scaling-from-json   # rewrite that section from the JSON, run nothing
 
 Each script prints its own detailed tables (kept in benchmarks/results/<name>.txt)
 and records its headline rows through ``_results.headline``; this script
@@ -129,7 +130,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", default="", help="comma-separated benchmark names")
     parser.add_argument("--no-write", action="store_true", help="print only; change no file")
+    parser.add_argument("--scaling-from-json", action="store_true",
+                        help="run nothing: rewrite the scaling section and charts from results/scaling.json")
     args = parser.parse_args()
+    if args.scaling_from_json:
+        write_scaling(json.loads((HERE / "results" / "scaling.json").read_text()))
+        return 0
     names = [n for n in (args.only.split(",") if args.only else SCRIPTS) if n]
     load_at_start = os.getloadavg()
     out_dir = HERE / "results"
