@@ -21,12 +21,15 @@ def _examples() -> list[str]:
 
 def _expected(code: str) -> list[list[str]]:
     """What each commented ``print(...)  # value`` promises: the comment, or its part before
-    two spaces or ``": "`` (the rest explains it); ``...`` elides a part of the value."""
+    two spaces or ``": "`` (the rest explains it); ``...`` elides a part of the value; an
+    ``e.g.`` comment shows one possible output and is not checked."""
     out = []
     for line in code.splitlines():
         m = re.match(r"\s*print\(.*\)\s+#\s*(.+)$", line)
         if m:
             comment = m.group(1).strip()
+            if comment.startswith("e.g."):
+                continue
             out.append([comment, comment.split("  ")[0], comment.split(": ")[0]])
     return out
 
