@@ -367,7 +367,7 @@ class _DaskRun(CallBase):
 
     def close(self) -> None:
         """Stop early: the rest of the input is not read, pending tasks are cancelled."""
-        self._ready.clear()
+        self._stop_iterating()
         self._finish()
 
 

@@ -90,6 +90,7 @@ _DEFAULT: Any = _Default()  # a map keyword left to the Pool's setting
 class _Runner(Protocol):
     """One call in progress: the local ``LocalRun`` or a backend's (e.g. Dask's)."""
 
+    def __iter__(self) -> Iterator[Any]: ...
     def __next__(self) -> Any: ...
     def collect(self) -> list[Any]: ...
     def close(self) -> None: ...
@@ -101,8 +102,9 @@ class ResultIterator(Iterator[R], Generic[R]):
     def __init__(self, run: _Runner) -> None:
         self._run = run
 
-    def __iter__(self) -> ResultIterator[R]:
-        return self
+    def __iter__(self) -> Iterator[R]:
+        # the run's own generator: a for loop steps it directly, with no call of ours per result
+        return iter(self._run)
 
     def __next__(self) -> R:
         return next(self._run)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -215,7 +214,9 @@ class CallBase:
         self._consumed_seq = 0  # ordered: next chunk to yield
         self._items_submitted = 0
         self._items_consumed = 0
-        self._ready: deque[Any] = deque()
+        self._values = self._iterate()
+        self._started = False
+        self._current: list[Any] = []
         self._pending_error: BaseException | None = None
         self._done = False
         self._last_size = 0
@@ -268,21 +269,30 @@ class CallBase:
 
     # -- consuming -------------------------------------------------------------
 
-    def __iter__(self) -> CallBase:
-        return self
+    def __iter__(self) -> Iterator[Any]:
+        return self._values
 
     def __next__(self) -> Any:
-        while not self._ready:  # a chunk may bring no value (error on its first item)
-            values = self._guarded(self._next_values)
-            if values is None:
-                raise StopIteration
-            self._ready.extend(values)
-        return self._ready.popleft()
+        return next(self._values)
+
+    def _iterate(self) -> Iterator[Any]:
+        """The results one by one: a generator, so that a ``for`` loop over ``imap`` costs a
+        generator step per result, not Python calls."""
+        self._started = True
+        while (values := self._guarded(self._next_values)) is not None:
+            self._current = values  # close() empties it: the loop below stops at once
+            yield from values
+
+    def _stop_iterating(self) -> None:
+        """``close()``: results already received are not yielded any more."""
+        self._current.clear()
 
     def collect(self) -> list[Any]:
         """Every remaining result as a list (chunk by chunk, for ``map``)."""
-        out = list(self._ready)
-        self._ready.clear()
+        if self._started:  # some were taken one by one: the rest from the same place
+            return list(self._values)
+        self._started = True
+        out: list[Any] = []
         try:
             while (values := self._guarded(self._next_values)) is not None:
                 out.extend(values)

@@ -177,7 +177,7 @@ class LocalRun(CallBase):
     def close(self) -> None:
         """Stop early: the rest of the input is not read, pending work is cancelled."""
         if not self._job.closed:
-            self._ready.clear()
+            self._stop_iterating()
             self._finish(kill=False)
 
     def __del__(self) -> None:

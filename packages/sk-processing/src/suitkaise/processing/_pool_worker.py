@@ -172,6 +172,9 @@ def worker_main(
     # SIGKILLed with the parent, even while a task holds the GIL in a long C call
     # (the reader thread's EOF check cannot run then). The manager thread that
     # forks us stops its workers before it ends, so the signal never fires early.
+    # the same shared memory as a memoryview: a store is ~60 ns cheaper than a ctypes array's,
+    # and one is made before every item
+    progress = memoryview(progress).cast("B").cast("q")
     progress[P_BOOTED] = 1
     set_pdeathsig(ppid)
     # Ctrl-C goes to the whole foreground process group: the parent reacts and
