@@ -380,7 +380,9 @@ def test_worker_loss_reruns_then_raises(fragile_client: Any, tmp_path: Path) -> 
             os._exit(3)
         return x
 
-    with pytest.raises(ProcessError, match=r"item 2 \(2\).*KilledWorker") as info:
+    # Dask blames every task that was on the dying worker (queued ones too) once its allowed
+    # failures are used up: under load that can be item 1 or 3, queued behind item 2
+    with pytest.raises(ProcessError, match=r"item [0-3] \([0-3]\).*KilledWorker") as info:
         pool.map(always_dies, range(4))
     assert type(info.value.__cause__).__name__ == "KilledWorker"
     # the cluster replaced its workers: the pool is still usable
