@@ -13,7 +13,7 @@ from concurrent.futures import Future
 from typing import Any, assert_type
 
 from suitkaise import Pool as MetaPool
-from suitkaise.processing import Pool, Skprocess
+from suitkaise.processing import Pool, Skprocess, TaskFuture
 from suitkaise.processing._pool import ResultIterator
 
 
@@ -61,7 +61,17 @@ def pool_calls(pool: Pool, xs: list[int]) -> None:
     # an Skprocess class: each item's __result__ (not typed through the class)
     assert_type(pool.map(Counter, xs), list[Any])
     pool.map(square, xs, progress="yes")  # type: ignore[call-overload]
-    pool.map.background().asynced()  # (refused at run time: NoReturn)
+    # item options keep the types; errors= is one of three words
+    assert_type(pool.map(square, xs, chunksize=10, item_timeout=5.0, errors="return", retries=2), list[int])
+    pool.map(square, xs, errors="ignore")  # type: ignore[call-overload]
+    # submit/apply: typed by the function's signature (ParamSpec)
+    assert_type(pool.submit(add, 1, 2), TaskFuture[int])
+    assert_type(pool.submit.timeout(3)(name_of, 4), TaskFuture[str])
+    assert_type(pool.apply(add, 1, b=2), int)
+    pool.submit(add, "x", 2)  # type: ignore[arg-type]
+    sub = assert_type(pool.submit.asynced()(square, 3), Coroutine[Any, Any, int])
+    sub.close()
+    pool.map.background().asynced()  # (refused at run time: NoReturn: nothing after it is checked)
 
 
 def meta_pool(pool: MetaPool, xs: list[int]) -> None:
