@@ -12,6 +12,9 @@ Three encodings, chosen per value (the first that applies):
               class itself travels once, through cucumber, in a class-table entry of the store.
 ``K_CUCUMBER`` everything else, through ``suitkaise.cucumber.serialize``.
 
+(``K_CHAIN`` is not chosen for a value: it is a stored value plus the deltas written on
+top of it, as a snapshot carries them; ``_delta.py``.)
+
 Everything that is not exact plain data goes through cucumber: this module never pickles.
 """
 
@@ -30,6 +33,7 @@ from suitkaise import cucumber
 K_PLAIN = 1
 K_OBJECT = 2
 K_CUCUMBER = 3
+K_CHAIN = 4  # a stored base and its deltas, self-contained (snapshots; see _delta.py)
 
 CLASS_PREFIX = "\x00cls:"  # index names of class-table entries (never valid user names)
 
@@ -149,6 +153,14 @@ def _simple_class(cls: type) -> bool:
     return True
 
 
+def simple_class(cls: type) -> bool:
+    """Whether instances of ``cls`` with a plain ``__dict__`` are simple objects (cached)."""
+    ok = _SIMPLE_CLASS.get(cls)
+    if ok is None:
+        ok = _SIMPLE_CLASS[cls] = _simple_class(cls)
+    return ok
+
+
 def class_key(cls: type) -> tuple[str, bytes]:
     """Stable key and cucumber bytes for ``cls`` (computed once per process)."""
     got = _CLASS_KEYS.get(cls)
@@ -193,6 +205,10 @@ def decode(kind: int, data: bytes, load_class: Any) -> Any:
         return obj
     if kind == K_CUCUMBER:
         return cucumber.deserialize(data)
+    if kind == K_CHAIN:
+        from ._delta import materialize  # _delta builds on this module
+
+        return materialize(data, load_class)
     raise ValueError(f"corrupt Share entry (unknown kind {kind})")
 
 

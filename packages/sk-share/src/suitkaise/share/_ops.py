@@ -17,10 +17,10 @@ from __future__ import annotations
 import marshal
 import operator
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import _codec, _net, _store
+from . import _codec, _delta, _net, _store
 from ._aug import BINARY_OPS
 from ._base import STOPPED_WARNING, Path, ShareError, user_stacklevel
 from ._base import oga as _oga
@@ -157,11 +157,13 @@ def run(share: Any, op: Op, rop: tuple[Any, ...] | None = None) -> Any:
                 txn = Txn(st)
                 try:
                     result = op(txn)
+                    txn.seal()
                 except BaseException:
                     txn.rollback()
                     raise
-                if txn.changes or txn.cleared:
-                    txn.committed(st.commit(txn.changes, clear=txn.cleared))
+                seq = txn.commit()
+                if seq is not None:
+                    txn.committed(seq)
                 return result
         finally:
             st.release()
@@ -269,11 +271,13 @@ def write(share: Any, path: Path, action: str, value: Any) -> None:
                 setattr(parent, key, value)
             else:
                 parent[key] = value
-        elif kind == "a":
-            delattr(parent, key)
+            txn.delta(path[0], root, [("s", path[1:], value)], where=path_str(path[:1]))
         else:
-            del parent[key]
-        txn.touch(path[0], root, force=True, where=path_str(path[:1]))
+            if kind == "a":
+                delattr(parent, key)
+            else:
+                del parent[key]
+            txn.delta(path[0], root, [("d", path[1:])], where=path_str(path[:1]))
 
     run(share, op, ("write", path, action, value))
 
@@ -299,6 +303,11 @@ def call(share: Any, path: Path, name: str | None, args: tuple[Any, ...], kwargs
             real = aliases.get(name, name) if isinstance(aliases, dict) else name
             kind = _method_kind(target, name)
             result = getattr(target, real)(*args, **kwargs)
+            if kind != "reader":
+                ops = _delta_of_call(target, path[1:], real, args, kwargs)
+                if ops is not None:
+                    txn.delta(path[0], root, ops, where=where)
+                    return _codec.copy_out(result)
         if kind != "reader":
             txn.touch(path[0], root, force=(kind == "writer"), where=where)
         else:
@@ -306,6 +315,37 @@ def call(share: Any, path: Path, name: str | None, args: tuple[Any, ...], kwargs
         return _codec.copy_out(result)
 
     return run(share, op, ("call", path, name, args, kwargs))
+
+
+def _delta_of_call(
+    target: Any, steps: Path, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+) -> list[_delta.Op] | None:
+    """The delta of a method call that just ran on ``target`` (at ``steps`` below the root),
+    or None when only the full value can say what changed.
+
+    * a deterministic built-in method of a list/dict/set (``append``, ``update``, ...):
+      replayed as is (not with an iterator argument: it is consumed by now);
+    * a method of a simple user object (plain ``__dict__``) whose class declares, in
+      ``_shared_meta = {"methods": {name: {"writes": [attribute, ...]}}}``, the attributes
+      it changes: those attributes' new values. The declaration is a contract: a method
+      that changes an attribute it does not declare loses that change for the others.
+    """
+    if _delta.replayable(target, name, kwargs):
+        if any(isinstance(a, Iterator) for a in args):
+            return None
+        return [("c", steps, name, args, {})]
+    meta = getattr(type(target), "_shared_meta", None)
+    if not isinstance(meta, dict) or not _codec.simple_class(type(target)):
+        return None
+    entry = (meta.get("methods") or {}).get(name)
+    writes = entry.get("writes") if isinstance(entry, dict) else None
+    if not isinstance(writes, list | tuple) or not all(type(a) is str for a in writes):
+        return None
+    state = object.__getattribute__(target, "__dict__")
+    return [
+        ("s", (*steps, ("a", a)), state[a]) if a in state else ("d", (*steps, ("a", a)))
+        for a in writes
+    ]
 
 
 _BINARY: dict[str, Callable[[Any, Any], Any]] = {name: getattr(operator, name) for name in BINARY_OPS.values()}
@@ -330,7 +370,8 @@ def aug_apply(share: Any, path: Path, iop: Callable[[Any, Any], Any], value: Any
     st = d["_sk_store"]
     if len(path) == 1 and default is NO_DEFAULT and st is not None and not st.closed and not d["_sk_queue"]:
         # fast path for `share.x op= v` on a plain immutable value (counters): no
-        # transaction object, one entry rewrite. Anything unusual takes the general path.
+        # transaction object, one record and one 8-byte table store (Store.commit1).
+        # Anything unusual takes the general path.
         name = path[0]
         try:
             st.acquire()
@@ -338,24 +379,22 @@ def aug_apply(share: Any, path: Path, iop: Callable[[Any, Any], Any], value: Any
             pass
         else:
             try:
-                found = st.lookup1(name) if st.txn is None else None
-                if found is not None and not found[0][S_FLAGS] & (FLAG_STOPPED | FLAG_CLOSED):
-                    s, i, e = found
-                    if e[2] == _K_PLAIN:
-                        c = st.cache.get(name)
-                        if c is not None and c[0] == e[3]:
-                            cur = c[1] if c[3] else _NOPE
-                        else:
-                            cur = _loads(st.raw(e))
-                            if type(cur) not in _ATOMS:
-                                cur = _NOPE
-                        if cur is not _NOPE:
-                            new = iop(cur, value)
-                            if type(new) in _ATOMS:
-                                seq = st.put1(s, i, _K_PLAIN, _dumps(new))
-                                if seq is not None:
-                                    st.cache[name] = [seq, new, st.q[EPOCH_Q], True]
-                                    return
+                e = st.entry(name) if st.txn is None else None
+                if e is not None and e[2] == _K_PLAIN and not st.slot()[S_FLAGS] & (FLAG_STOPPED | FLAG_CLOSED):
+                    c = st.cache.get(name)
+                    if c is not None and c[0] == e[3]:
+                        cur = c[1] if c[3] else _NOPE
+                    else:
+                        cur = _loads(st.raw(e))
+                        if type(cur) not in _ATOMS:
+                            cur = _NOPE
+                    if cur is not _NOPE:
+                        new = iop(cur, value)
+                        if type(new) in _ATOMS:
+                            seq = st.commit1(name, _K_PLAIN, _dumps(new))
+                            if seq is not None:
+                                st.cache[name] = [seq, new, st.q[EPOCH_Q], True]
+                                return
             finally:
                 st.release()
 
@@ -379,7 +418,7 @@ def aug_apply(share: Any, path: Path, iop: Callable[[Any, Any], Any], value: Any
             setattr(parent, key, new)
         else:
             parent[key] = new
-        txn.touch(path[0], root, force=True, where=path_str(path[:1]))
+        txn.delta(path[0], root, [("s", path[1:], new)], where=path_str(path[:1]))
         return None
 
     if default is NO_DEFAULT:
