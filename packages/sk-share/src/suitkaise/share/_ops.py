@@ -26,7 +26,7 @@ from ._base import STOPPED_WARNING, Path, ShareError, user_stacklevel
 from ._base import oga as _oga
 from ._lifecycle import owner_alive
 from ._remote import remote_for
-from ._store import EPOCH_Q, FLAG_CLOSED, FLAG_STOPPED, S_FLAGS, Store, StoreGone
+from ._store import EPOCH_Q, FLAG_CLOSED, FLAG_STOPPED, MISS, S_FLAGS, Store, StoreGone
 from ._txn import Txn, path_str, resolve
 
 Op = Callable[[Txn], Any]
@@ -34,6 +34,7 @@ Op = Callable[[Txn], Any]
 _ATOMS = _codec.ATOMS
 _K_PLAIN = _codec.K_PLAIN
 _NOPE = object()
+_MISS = MISS
 _loads = marshal.loads
 _dumps = marshal.dumps
 
@@ -359,6 +360,31 @@ def chain(value: Any, steps: tuple[tuple[str, Any], ...]) -> Any:
     return value
 
 
+def _aug_plain(st: Store, name: str, iop: Callable[[Any, Any], Any], value: Any) -> bool:
+    """``share.x op= v`` on another plain immutable value (float, str, a big int): one
+    record and one table store (``Store.commit1``); False for the general path."""
+    e = st.entry(name)
+    if e is None or e[2] != _K_PLAIN or st.slot()[S_FLAGS] & (FLAG_STOPPED | FLAG_CLOSED):
+        return False
+    c = st.cache.get(name)
+    if c is not None and c[0] == e[3]:
+        if not c[3]:
+            return False
+        cur = c[1]
+    else:
+        cur = _loads(st.raw(e))
+        if type(cur) not in _ATOMS:
+            return False
+    new = iop(cur, value)
+    if type(new) not in _ATOMS:
+        return False
+    seq = st.commit1(name, _K_PLAIN, _dumps(new))
+    if seq is None:
+        return False
+    st.cache[name] = [seq, new, st.q[EPOCH_Q], True]
+    return True
+
+
 NO_DEFAULT: Any = type("NoDefault", (), {"__repr__": lambda self: "<no default>"})()
 
 
@@ -369,34 +395,30 @@ def aug_apply(share: Any, path: Path, iop: Callable[[Any, Any], Any], value: Any
     d = _oga(share, "__dict__")
     st = d["_sk_store"]
     if len(path) == 1 and default is NO_DEFAULT and st is not None and not st.closed and not d["_sk_queue"]:
-        # fast path for `share.x op= v` on a plain immutable value (counters): no
-        # transaction object, one record and one 8-byte table store (Store.commit1).
-        # Anything unusual takes the general path.
+        # fast paths for `share.x op= v`, no transaction object: an int that fits in 64 bits
+        # is updated in place (Store.update_i64); another plain immutable value gets one
+        # record and one 8-byte table store (Store.commit1). Anything else: the general path.
+        # (Store.acquire/release inlined: this is the hottest write path)
         name = path[0]
+        tl = st.tlock
+        tl.acquire()
         try:
-            st.acquire()
-        except StoreGone:
-            pass
-        else:
-            try:
-                e = st.entry(name) if st.txn is None else None
-                if e is not None and e[2] == _K_PLAIN and not st.slot()[S_FLAGS] & (FLAG_STOPPED | FLAG_CLOSED):
-                    c = st.cache.get(name)
-                    if c is not None and c[0] == e[3]:
-                        cur = c[1] if c[3] else _NOPE
-                    else:
-                        cur = _loads(st.raw(e))
-                        if type(cur) not in _ATOMS:
-                            cur = _NOPE
-                    if cur is not _NOPE:
-                        new = iop(cur, value)
-                        if type(new) in _ATOMS:
-                            seq = st.commit1(name, _K_PLAIN, _dumps(new))
-                            if seq is not None:
-                                st.cache[name] = [seq, new, st.q[EPOCH_Q], True]
-                                return
-            finally:
-                st.release()
+            if st.depth == 0 and st.txn is None and not st.closed:
+                pl = st.plock
+                if pl.acquire():
+                    st.recovered += 1
+                st.depth = 1
+                try:
+                    if st.update_i64(name, iop, value) is not _MISS:
+                        return
+                    if _aug_plain(st, name, iop, value):
+                        return
+                finally:
+                    st.depth = 0
+                    st._s = None
+                    pl.release()
+        finally:
+            tl.release()
 
     def op(txn: Txn) -> None:
         try:

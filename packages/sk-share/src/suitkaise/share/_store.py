@@ -57,7 +57,7 @@ import tempfile
 import threading
 from typing import Any
 
-from ._codec import K_CHAIN
+from ._codec import K_CHAIN, K_I64
 from ._lock import KIND_FCNTL, KIND_ROBUST, FcntlLock, RobustMutex, robust_available
 
 MAGIC = b"SKSHARE3"
@@ -69,6 +69,7 @@ PID_OFF = 24
 EPOCH_OFF = 40  # 8 bytes, bumped at the start of every commit (readers' "anything new?")
 EPOCH_Q = EPOCH_OFF // 8
 SLOT_OFF = (64, 192)
+_SLOT_Q = (64 // 8, 192 // 8)  # the slots' first 8-byte word
 MUTEX_OFF = 512
 # seq, flags, names_off, names_len, names_ver, tab_off, tab_n,
 # act_off, act_size, bump, spr_off, spr_size, fsize
@@ -84,6 +85,9 @@ REC = struct.Struct("<6Q")
 RSIZE = REC.size
 R_LEN, R_KIND, R_VER, R_PREV, R_BASE, R_LOG = range(6)
 K_DELTA = 16  # kind bit of a delta record (the low bits: the encoding of its payload)
+_R_DATA = RSIZE // 8  # word index of a record's data (a K_I64 value)
+_I64_MIN, _I64_MAX, _U64, _U64_MASK = -(1 << 63), (1 << 63) - 1, 1 << 64, (1 << 64) - 1
+MISS: Any = object()  # update_i64: take the general path
 SEQ = struct.Struct("<Q")
 MIN_REGION = 1 << 20
 
@@ -125,6 +129,7 @@ class Store:
         self.hdr = hdr  # the header page: never remapped while attached
         self.mm = mm  # the whole file: remapped when another process grew it
         self.q = memoryview(hdr).cast("Q")  # 8-byte words of the header (epoch: q[EPOCH_Q])
+        self.mq = _words(mm)  # 8-byte words of the file (records, tables)
         self.lock_kind = hdr[LOCK_KIND_OFF]
         self.plock: RobustMutex | FcntlLock
         if self.lock_kind == KIND_ROBUST:
@@ -226,6 +231,8 @@ class Store:
             self.plock.detach()
             with contextlib.suppress(Exception):
                 self.q.release()
+            with contextlib.suppress(Exception):
+                self.mq.release()
             for m in (self.hdr, self.mm):
                 with contextlib.suppress(Exception):
                     m.close()
@@ -300,6 +307,8 @@ class Store:
     def _remap(self, size: int) -> None:
         old = self.mm
         self.mm = mmap.mmap(self.fd, size)
+        self.mq.release()
+        self.mq = _words(self.mm)
         with contextlib.suppress(BufferError):
             old.close()
 
@@ -473,6 +482,43 @@ class Store:
             return None
         return self.commit1(name, kind | K_DELTA, payload, rec, log)
 
+    def update_i64(self, name: str, fn: Any, arg: Any) -> Any:
+        """``share.x op= arg`` on a ``K_I64`` value, in place; call under the lock. Returns
+        the new value, or ``MISS`` (not such a value, or the result is not one) for the
+        general path.
+
+        Crash-safe without copy-on-write: the epoch, the slot's sequence word, the record's
+        version and finally its 8-byte value (the commit point) are each one aligned 8-byte
+        store. A writer killed before the last one leaves the old value (with a newer
+        version number, which only makes other processes decode it again)."""
+        q = self.q
+        sq = _SLOT_Q[self.hdr[SEL_OFF]]
+        if q[sq + S_FLAGS] & (FLAG_STOPPED | FLAG_CLOSED):
+            return MISS
+        # S_NVER is the sequence number of the last structural commit: unique
+        names = self._names if self._names_key[1] == q[sq + S_NVER] else self.names(self.slot())
+        i = names.get(name)
+        if i is None:
+            return MISS
+        mq = self.mq
+        r = mq[(q[sq + S_TOFF] >> 3) + i] >> 3
+        if mq[r + R_KIND] != K_I64:
+            return MISS
+        cur = mq[r + _R_DATA]
+        if cur > _I64_MAX:
+            cur -= _U64
+        new = fn(cur, arg)
+        if type(new) is not int or not _I64_MIN <= new <= _I64_MAX:
+            return MISS
+        seq = q[sq + S_SEQ] + 1
+        q[EPOCH_Q] += 1
+        q[sq + S_SEQ] = seq
+        mq[r + R_VER] = seq
+        mq[r + _R_DATA] = new & _U64_MASK  # the commit point
+        self._s = None
+        self.cache[name] = [seq, new, q[EPOCH_Q], True]
+        return new
+
     def delta_fits(self, name: str, size: int, *, slack: int = 1024) -> bool:
         """Whether ``commit_delta`` of a ``size``-byte payload would append (not ask for
         the full value); call under the lock."""
@@ -578,7 +624,7 @@ class Store:
                 _align(RSIZE + len(v[2])) if v[2] is not None else self._chain_size(v[0]) for v in live.values()
             )
             need += (64 + ESIZE) * len(live) + 4096 + max(extra, 0)
-            target = max(MIN_REGION, 2 * need)
+            target = (max(MIN_REGION, 2 * need) + 4095) & ~4095  # whole pages
             if spr_size >= target:
                 t_off, t_size = spr_off, spr_size
             else:
@@ -640,6 +686,11 @@ class _Locked:
 
     def __exit__(self, *exc: object) -> None:
         self.st.release()
+
+
+def _words(mm: mmap.mmap) -> memoryview:
+    """The mapping as 8-byte words (a file written by an older layout may end mid-word)."""
+    return memoryview(mm)[: len(mm) & ~7].cast("Q")
 
 
 def _reserve(fd: int, off: int, size: int) -> None:

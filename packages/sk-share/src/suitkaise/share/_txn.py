@@ -47,7 +47,10 @@ def resolve(obj: Any, steps: tuple[Any, ...]) -> Any:
 def encode_for(value: Any, where: str | tuple[Any, ...]) -> tuple[int, bytes, tuple[str, bytes] | None]:
     """Validate and encode ``value`` for the place ``where`` (``share.counter``, or a path
     tuple, formatted only if there is an error to report)."""
-    if type(value) in _codec.ATOMS:  # the hot case (+=, counters): nothing to check
+    t = type(value)
+    if t in _codec.ATOMS:  # the hot case (+=, counters): nothing to check
+        if t is int and _codec.I64_MIN <= value <= _codec.I64_MAX:
+            return _codec.K_I64, value.to_bytes(8, "little", signed=True), None
         return _codec.K_PLAIN, _dumps(value), None
     return checked_encode(value, where, _codec.encode)
 
