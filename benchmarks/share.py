@@ -53,7 +53,12 @@ from multiprocessing.managers import BaseManager
 from typing import Any
 
 from suitkaise.share import Share
-from suitkaise.share._store import K_DELTA, R_BASE, R_KIND, R_LEN, REC, path_of
+from suitkaise.share._store import path_of
+
+try:  # the store's record layout (absent before delta records: every call writes in full)
+    from suitkaise.share._store import K_DELTA, R_BASE, R_KIND, R_LEN, REC
+except ImportError:  # pragma: no cover - benchmarking an older sk-share
+    REC = None
 
 N_PROCS, N_OPS = 4, 250
 OBJ_PROCS, OBJ_OPS = 2, 200
@@ -328,6 +333,8 @@ def _inc_item(share: Share, i: int) -> None:
 def _calls_per_rewrite(share: Share) -> int:
     """How many more calls like the last one fit in the log before the value is written in
     full again (``Store.delta_fits``: half the full value plus 1 KiB of deltas)."""
+    if REC is None:
+        return 1
     st = share._sk_store
     with st.locked():
         rec = st.head("v")
@@ -478,6 +485,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--start-method", default="fork")
     ap.add_argument("--quick", action="store_true", help="fewer rounds and smaller sizes")
+    ap.add_argument("--big-ops", type=int, default=5000,
+                    help="at least this many calls per round on the big container")
     a = ap.parse_args()
     rounds = 3 if a.quick else a.rounds
     big = 100_000 if a.quick else 1_000_000
@@ -509,7 +518,7 @@ def main() -> None:
                     for n in ([10, big] if r % 2 == 0 else [big, 10]):
                         share = size_shares[n]
                         share.v = setup(n)  # a fresh value: a new log (not timed)
-                        size[op][n].append(size_cost(share, fn or _inc_item, 2000 if n == 10 else 5000))
+                        size[op][n].append(size_cost(share, fn or _inc_item, 2000 if n == 10 else a.big_ops))
                 print(f"round {r + 1}/{rounds} done", flush=True)
             curve = curve_rows(ctx, manager, max(rounds // 2, 1) if a.quick else 3, [1, 2, 4, 8, 16],
                                100 if a.quick else 250)

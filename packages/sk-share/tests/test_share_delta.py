@@ -19,7 +19,7 @@ from hypothesis import strategies as hst
 
 from sk_testkit import run_processes
 from suitkaise.share import Share
-from suitkaise.share._store import SEL_OFF, SLOT, SLOT_OFF, S_BUMP, S_SEQ, path_of
+from suitkaise.share._store import S_BUMP, S_SEQ, SEL_OFF, SLOT, SLOT_OFF, path_of
 
 TIMEOUT = 60
 

@@ -60,9 +60,9 @@ def encode(ops: list[Op]) -> tuple[int, bytes]:
 
 def decode(kind: int, payload: bytes) -> list[Op]:
     if kind == _codec.K_PLAIN:
-        return marshal.loads(payload)  # type: ignore[no-any-return]
+        return marshal.loads(payload)
     if kind == _codec.K_CUCUMBER:
-        return cucumber.deserialize(payload)  # type: ignore[no-any-return]
+        return cucumber.deserialize(payload)
     raise ValueError(f"corrupt Share delta (unknown kind {kind})")
 
 

@@ -12,10 +12,14 @@
     /dev/shm/sk-share-<pid>-<rand>  (one file, MAP_SHARED)
     ┌─────────────────────────────┬──────────────────────────────┬──────────────────────┐
     │ header page (own mapping):  │ region A (active):           │ region B (spare), ...│
-    │ magic, selector (1 byte),   │ values, names blob           │ target of compaction │
+    │ magic, selector (1 byte),   │ records, names blob          │ target of compaction │
     │ epoch, slot 0 | slot 1,     │ (name -> entry no.), entry   │                      │
-    │ mutex                       │ tables (off,len,kind,version)│                      │
+    │ mutex                       │ tables (one word per name:   │                      │
+    │                             │ offset of its head record)   │                      │
     └─────────────────────────────┴──────────────────────────────┴──────────────────────┘
+
+    record: len, kind, version, prev, base, log | data        (REC; data 8-byte aligned)
+    a name's value: head record ─prev─► delta ─prev─► ... ─► full value (kind & K_DELTA == 0)
 
 This is the bytes layer only (lock, lookup, atomic commit); ``_txn.py`` turns entries into
 Python values and ``_share.py`` is the attribute syntax. Another access path (e.g. a TCP
@@ -26,14 +30,24 @@ There is no server process: every process reads and writes the file itself.
 * Writers take a per-process ``threading.RLock`` and then the robust process-shared mutex
   in the header (``_lock.py``; ``fcntl`` fallback). A holder killed even by SIGKILL never
   blocks anybody: the next locker gets ``EOWNERDEAD`` and repairs the mutex.
-* Writes are copy-on-write: new values and a new entry table are written to free space,
-  then the *inactive* header slot is filled and the one-byte selector flips to it. A writer
-  killed at any instant leaves either the old or the new state, never a mix. A commit that
-  only replaces existing values copies the (32 bytes per name) table and rewrites nothing
-  else; adding or removing names writes a new names blob too.
-* When the active region is full, live entries are copied into the spare region (or a new
-  bigger region at the end of the file, ``ftruncate`` + ``posix_fallocate``), and the slot
-  flip switches regions. Compaction also never touches live data before the flip.
+* Every commit leaves the old or the new state whatever instant its writer dies at, because
+  its commit point is one aligned 8-byte store (or the one-byte selector) made last:
+  - ``commit1`` (one existing name; also a delta, ``commit_delta``): the record goes to free
+    space, then the bump and sequence words of the committed slot, then the name's table
+    word (the commit point). O(1) in the number of names.
+  - ``update_i64`` (``share.x += v`` on a ``K_I64`` value): epoch, sequence, the record's
+    version, then its 8-byte value (the commit point), all in place.
+  - ``commit`` of several names, new or removed names, ``clear``, flags: copy-on-write:
+    records, a new table (and names blob) in free space, the *inactive* header slot
+    filled, then the one-byte selector flips to it.
+* Delta records (``_delta.py`` says what they hold) carry the offset of the record below
+  them; ``chain`` walks back to a reader's cached version or to the full value.
+  ``commit_delta`` refuses (``delta_fits``) once the deltas since the full value pass half
+  of it plus 1 KiB, and the writer stores the full value instead: logs stay bounded.
+* When the active region is full, live records (with their delta chains, ``prev``
+  relocated) are copied into the spare region (or a new bigger region at the end of the
+  file, ``ftruncate`` + ``posix_fallocate``), and the slot flip switches regions.
+  Compaction also never touches live data before the flip.
 * Every commit first bumps the *epoch* word. A reader compares it (one 8-byte read through a
   memoryview, no lock, no syscall) with the epoch at which its cached copy was checked: if
   no commit started since, the cached value is current.

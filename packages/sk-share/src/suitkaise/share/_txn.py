@@ -7,6 +7,12 @@ commits the staged changes in one atomic store commit, or - if ``op`` raised - d
 them and invalidates every cached object the operation may have mutated.
 
 A *scratch* transaction (stopped Share) decodes fresh copies and never touches the cache.
+
+A nested update stages a *delta* (``delta``: the operations, ``_delta.py``) instead of the
+whole root value; ``seal`` encodes it (inside the operation's rollback scope) and decides
+whether it is committed as one delta record or, when it is not the only change or the log
+is full, as the full value. ``get`` of a name whose head is a delta replays the deltas after
+the cached version on the cached copy (``_catch_up``).
 """
 
 from __future__ import annotations
@@ -225,11 +231,12 @@ class Txn:
             try:
                 _delta.apply_all(c[1], deltas)
                 return c[1]
-            except BaseException:
-                st.cache.pop(name, None)  # half-applied: never reuse it
+            except Exception:
+                st.cache.pop(name, None)  # half-applied: never reuse it; decode afresh
                 got = st.chain(name, -1)
-                assert got is not None and got[0] is not None
+                assert got is not None
                 base, deltas = got
+        assert base is not None
         obj = _codec.decode(base[0], base[1], self._load_class)
         _delta.apply_all(obj, deltas)
         return obj
