@@ -349,3 +349,33 @@ def test_sigkill_during_delta_commits_and_compactions_leaves_old_or_new(start_me
             share.lst = []
         share.d[1] = (1, "p" * 2000)
         assert share.d[1][0] == 1
+
+
+class _Holder:
+    def __init__(self) -> None:
+        self.v = 0
+
+    def hold(self, ev: Any) -> None:
+        ev.set()  # runs under the Share's lock in the child, which is SIGKILLed here
+        time.sleep(600)
+
+
+def _hold(share: Share, ev: Any) -> None:
+    share.h.hold(ev)
+
+
+def test_plus_equals_first_after_a_holder_was_killed(start_method: str) -> None:
+    # the += fast path takes the robust mutex itself: it must repair it (EOWNERDEAD)
+    ctx = multiprocessing.get_context()
+    ev = ctx.Event()
+    with Share() as share:
+        share.h = _Holder()
+        share.n = 0
+        p = ctx.Process(target=_hold, args=(share, ev))
+        p.start()
+        assert ev.wait(TIMEOUT)
+        os.kill(p.pid, signal.SIGKILL)
+        p.join(TIMEOUT)
+        share.n += 1  # the first operation after the kill
+        share.n += 1
+        assert share.n == 2 and share._sk_store.recovered == 1

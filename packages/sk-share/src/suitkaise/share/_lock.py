@@ -128,6 +128,23 @@ class RobustMutex:
             return False
         return self._after(rc)
 
+    def fast(self) -> tuple[Any, Any, int]:
+        """(trylock, unlock, address): the hottest path (``share.x += v``) calls them
+        directly, saving two Python calls; a nonzero result goes to ``after_trylock`` /
+        ``after_unlock``."""
+        return _FUNCS[1], _FUNCS[3], self._addr  # type: ignore[index]
+
+    def after_trylock(self, rc: int) -> bool:
+        """Finish an acquisition whose ``trylock`` returned ``rc`` != 0 (held by another:
+        wait; its holder died: we hold it now, repair). Returns ``acquire``'s result."""
+        if rc == _EBUSY:
+            return self.acquire()
+        return self._after(rc)
+
+    @staticmethod
+    def after_unlock(rc: int) -> None:
+        raise OSError(rc, f"pthread_mutex_unlock failed: {os.strerror(rc)}")
+
     def try_acquire(self) -> bool:
         """Take the mutex if it is free; never blocks."""
         rc = _FUNCS[1](self._addr)  # type: ignore[index]

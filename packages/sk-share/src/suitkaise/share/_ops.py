@@ -405,8 +405,14 @@ def aug_apply(share: Any, path: Path, iop: Callable[[Any, Any], Any], value: Any
         try:
             if st.depth == 0 and st.txn is None and not st.closed:
                 pl = st.plock
-                if pl.acquire():
-                    st.recovered += 1
+                fl = st.fast_lock  # the robust mutex's C functions (None: fcntl lock)
+                if fl is None:
+                    if pl.acquire():
+                        st.recovered += 1
+                else:
+                    rc = fl[0](fl[2])  # trylock
+                    if rc and pl.after_trylock(rc):
+                        st.recovered += 1
                 st.depth = 1
                 try:
                     if st.update_i64(name, iop, value) is not _MISS:
@@ -416,7 +422,12 @@ def aug_apply(share: Any, path: Path, iop: Callable[[Any, Any], Any], value: Any
                 finally:
                     st.depth = 0
                     st._s = None
-                    pl.release()
+                    if fl is None:
+                        pl.release()
+                    else:
+                        rc = fl[1](fl[2])  # unlock
+                        if rc:
+                            pl.after_unlock(rc)
         finally:
             tl.release()
 

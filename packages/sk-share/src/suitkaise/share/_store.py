@@ -146,8 +146,10 @@ class Store:
         self.mq = _words(mm)  # 8-byte words of the file (records, tables)
         self.lock_kind = hdr[LOCK_KIND_OFF]
         self.plock: RobustMutex | FcntlLock
+        self.fast_lock: tuple[Any, Any, int] | None = None  # RobustMutex.fast()
         if self.lock_kind == KIND_ROBUST:
             self.plock = RobustMutex(hdr, MUTEX_OFF, init=False)
+            self.fast_lock = self.plock.fast()
         else:
             self.plock = FcntlLock(fd)
         self.tlock = threading.RLock()
