@@ -360,7 +360,7 @@ def size_cost(share: Share, fn: Any, min_ops: int) -> float:
 # -- scaling ------------------------------------------------------------------------------------
 
 
-def names_rows(rounds: int, sizes: list[int]) -> dict[int, dict[str, float]]:
+def names_rows(rounds: int, sizes: list[int], k: int) -> dict[int, dict[str, float]]:
     shares: dict[int, Share] = {}
     for n in sizes:
         share = Share()
@@ -376,7 +376,6 @@ def names_rows(rounds: int, sizes: list[int]) -> dict[int, dict[str, float]]:
             order = sizes[r % len(sizes) :] + sizes[: r % len(sizes)]
             for n in order:
                 share = shares[n]
-                k = 5000
                 t = time.perf_counter()
                 for _ in range(k):
                     share.x  # noqa: B018
@@ -487,6 +486,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer rounds and smaller sizes")
     ap.add_argument("--big-ops", type=int, default=5000,
                     help="at least this many calls per round on the big container")
+    ap.add_argument("--names-ops", type=int, default=5000, help="reads and += per round and size (names rows)")
     a = ap.parse_args()
     rounds = 3 if a.quick else a.rounds
     big = 100_000 if a.quick else 1_000_000
@@ -525,7 +525,7 @@ def main() -> None:
     finally:
         for share in (*size_shares.values(), state["share"]):
             share.stop()
-    names_res = names_rows(rounds, [1, 1_000, 100_000])
+    names_res = names_rows(rounds, [1, 1_000, 100_000], a.names_ops)
     files = file_rows(file_updates)
 
     med = {s: {k: statistics.median(v) for k, v in c.items()} for s, c in res.items()}

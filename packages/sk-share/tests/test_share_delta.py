@@ -379,3 +379,59 @@ def test_plus_equals_first_after_a_holder_was_killed(start_method: str) -> None:
         share.n += 1  # the first operation after the kill
         share.n += 1
         assert share.n == 2 and share._sk_store.recovered == 1
+
+
+def _grow(share: Share) -> None:
+    share.blob = bytes(3 << 20)  # bigger than a region: the file grows, the table moves there
+
+
+def test_plus_equals_after_another_process_grew_the_file(start_method: str) -> None:
+    with Share() as share:
+        share.n = 0
+        share.n += 1  # this process's mapping and name index are warm
+        size = len(share._sk_store.mm)
+        run_processes(_grow, [(share,)])
+        share.n += 1  # the table now lies beyond this process's mapping
+        assert share.n == 2 and len(share._sk_store.mm) > size
+        assert len(share.blob) == 3 << 20
+
+
+class Temp:
+    def __init__(self) -> None:
+        self._c = 0.0
+        self.f = 32.0
+        self.log: list[str] = []
+
+    @property
+    def c(self) -> float:
+        return self._c
+
+    @c.setter
+    def c(self, v: float) -> None:  # one assignment, two attributes
+        self._c = v
+        self.f = v * 9 / 5 + 32
+
+
+class Logged:
+    def __init__(self) -> None:
+        object.__setattr__(self, "sets", 0)
+
+    def __setattr__(self, k: str, v: Any) -> None:
+        object.__setattr__(self, "sets", self.sets + 1)
+        object.__setattr__(self, k, v)
+
+
+def _set_through_code(share: Share) -> None:
+    share.t.c = 100.0
+    share.t.c += 10.0
+    share.lg.x = 1
+
+
+def test_attribute_set_through_a_property_or_setattr_writes_what_it_did(start_method: str) -> None:
+    with Share() as share:
+        share.t = Temp()
+        share.lg = Logged()
+        assert share.t.f == 32.0 and share.lg.sets == 0  # cached here first
+        run_processes(_set_through_code, [(share,)])
+        assert share.t.c == 110.0 and share.t.f == 230.0
+        assert share.lg.x == 1 and share.lg.sets == 1

@@ -11,7 +11,9 @@
 A delta payload is a list of operations on the value's path steps (``("a", name)`` for
 an attribute, ``("i", key)`` for an item):
 
-``("s", steps, value)``   set the item/attribute at ``steps`` to ``value``
+``("s", steps, value)``   set the item/attribute at ``steps`` to ``value`` (an attribute:
+                          its ``__dict__`` entry; only used where that is what ``setattr``
+                          does, ``attr_ok``)
 ``("d", steps)``          delete it
 ``("c", steps, name, args, kwargs)``  call the deterministic built-in method ``name`` of
                           the list/dict at ``steps`` (``append``, ``update``, ...)
@@ -51,6 +53,19 @@ def replayable(target: Any, name: str, kwargs: dict[str, Any]) -> bool:
     return names is not None and name in names and not kwargs
 
 
+def attr_ok(parent: Any, key: str) -> bool:
+    """Whether ``parent.key = v`` / ``del parent.key`` is exactly a change of its
+    ``__dict__`` (no ``__setattr__``/``__delattr__`` of its own, no descriptor of that name),
+    so that replaying it on the ``__dict__`` runs no user code and gives the same state."""
+    cls = type(parent)
+    return (
+        cls.__setattr__ is object.__setattr__
+        and cls.__delattr__ is object.__delattr__
+        and not hasattr(cls, key)
+        and type(getattr(parent, "__dict__", None)) is dict
+    )
+
+
 def encode(ops: list[Op]) -> tuple[int, bytes]:
     """(codec kind, payload) of a list of operations."""
     if _codec.is_plain(ops):
@@ -81,14 +96,14 @@ def apply(root: Any, ops: list[Op]) -> None:
             continue
         parent = _resolve(root, steps[:-1])
         kind, key = steps[-1]
-        if tag == "s":
-            if kind == "a":
-                setattr(parent, key, op[2])
-            else:
-                parent[key] = op[2]
-        elif kind == "a":  # absent only for a declared write the method did not make
-            if hasattr(parent, key):
-                delattr(parent, key)
+        if kind == "a":  # the attribute's entry in __dict__ (attr_ok, or a declared write)
+            state = object.__getattribute__(parent, "__dict__")
+            if tag == "s":
+                state[key] = op[2]
+            else:  # absent only for a declared write the method did not make
+                state.pop(key, None)
+        elif tag == "s":
+            parent[key] = op[2]
         else:
             del parent[key]
 

@@ -267,18 +267,23 @@ def write(share: Any, path: Path, action: str, value: Any) -> None:
             raise AttributeError(f"Share has no attribute {path[0]!r}") from None
         parent = resolve(root, path[1:-1])
         kind, key = path[-1]
+        plain = kind != "a" or _delta.attr_ok(parent, key)
         if action == "set":
             if kind == "a":
                 setattr(parent, key, value)
             else:
                 parent[key] = value
-            txn.delta(path[0], root, [("s", path[1:], value)], where=path_str(path[:1]))
+            ops: list[_delta.Op] = [("s", path[1:], value)]
         else:
             if kind == "a":
                 delattr(parent, key)
             else:
                 del parent[key]
-            txn.delta(path[0], root, [("d", path[1:])], where=path_str(path[:1]))
+            ops = [("d", path[1:])]
+        if plain:
+            txn.delta(path[0], root, ops, where=path_str(path[:1]))
+        else:  # a property or __setattr__ of its own: only the full value says what it did
+            txn.touch(path[0], root, force=True, where=path_str(path[:1]))
 
     run(share, op, ("write", path, action, value))
 
@@ -305,7 +310,7 @@ def call(share: Any, path: Path, name: str | None, args: tuple[Any, ...], kwargs
             kind = _method_kind(target, name)
             result = getattr(target, real)(*args, **kwargs)
             if kind != "reader":
-                ops = _delta_of_call(target, path[1:], real, args, kwargs)
+                ops = _delta_of_call(target, path[1:], name, real, args, kwargs)
                 if ops is not None:
                     txn.delta(path[0], root, ops, where=where)
                     return _codec.copy_out(result)
@@ -319,10 +324,11 @@ def call(share: Any, path: Path, name: str | None, args: tuple[Any, ...], kwargs
 
 
 def _delta_of_call(
-    target: Any, steps: Path, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+    target: Any, steps: Path, name: str, real: str, args: tuple[Any, ...], kwargs: dict[str, Any],
 ) -> list[_delta.Op] | None:
     """The delta of a method call that just ran on ``target`` (at ``steps`` below the root),
-    or None when only the full value can say what changed.
+    or None when only the full value can say what changed. ``name`` is the method as
+    called, ``real`` the one that ran (``_share_method_aliases``).
 
     * a deterministic built-in method of a list/dict/set (``append``, ``update``, ...):
       replayed as is (not with an iterator argument: it is consumed by now);
@@ -331,10 +337,10 @@ def _delta_of_call(
       it changes: those attributes' new values. The declaration is a contract: a method
       that changes an attribute it does not declare loses that change for the others.
     """
-    if _delta.replayable(target, name, kwargs):
+    if _delta.replayable(target, real, kwargs):
         if any(isinstance(a, Iterator) for a in args):
             return None
-        return [("c", steps, name, args, {})]
+        return [("c", steps, real, args, {})]
     meta = getattr(type(target), "_shared_meta", None)
     if not isinstance(meta, dict) or not _codec.simple_class(type(target)):
         return None
@@ -448,10 +454,15 @@ def aug_apply(share: Any, path: Path, iop: Callable[[Any, Any], Any], value: Any
             cur = parent[key] if default is NO_DEFAULT else parent.get(key, default)
         new = iop(cur, value)
         if kind == "a":
+            plain = _delta.attr_ok(parent, key)
             setattr(parent, key, new)
         else:
+            plain = True
             parent[key] = new
-        txn.delta(path[0], root, [("s", path[1:], new)], where=path_str(path[:1]))
+        if plain:
+            txn.delta(path[0], root, [("s", path[1:], new)], where=path_str(path[:1]))
+        else:  # a property or __setattr__ of its own: only the full value says what it did
+            txn.touch(path[0], root, force=True, where=path_str(path[:1]))
         return None
 
     if default is NO_DEFAULT:

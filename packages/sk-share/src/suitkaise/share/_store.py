@@ -509,8 +509,8 @@ class Store:
         version number, which only makes other processes decode it again)."""
         q = self.q
         sq = _SLOT_Q[self.hdr[SEL_OFF]]
-        if q[sq + S_FLAGS] & (FLAG_STOPPED | FLAG_CLOSED):
-            return MISS
+        if q[sq + S_FLAGS] & (FLAG_STOPPED | FLAG_CLOSED) or q[sq + S_FSIZE] > len(self.mm):
+            return MISS  # (a file another process grew: the general path remaps it)
         # S_NVER is the sequence number of the last structural commit: unique
         names = self._names if self._names_key[1] == q[sq + S_NVER] else self.names(self.slot())
         i = names.get(name)
