@@ -34,7 +34,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     "pipe": ([], ["--reps", "7"]),
     "skprocess": ([], ["--rounds", "10", "--iterations", "50000"]),
     "pool": ([], ["--quick", "--rounds", "3"]),
-    "share": ([], ["--rounds", "3"]),
+    "share": ([], ["--quick"]),
     "cluster": ([], ["--quick"]),
     "share_redis": ([], ["--rounds", "3"]),
 }

@@ -514,14 +514,18 @@ def main() -> None:
                 names = list(micro_fns)
                 for name in names[r % 4 :] + names[: r % 4]:
                     micro[name].append(micro_fns[name](ctx, state))
-                for op, (setup, fn) in SIZE_OPS.items():
-                    for n in ([10, big] if r % 2 == 0 else [big, 10]):
-                        share = size_shares[n]
-                        share.v = setup(n)  # a fresh value: a new log (not timed)
-                        size[op][n].append(size_cost(share, fn or _inc_item, 2000 if n == 10 else a.big_ops))
                 print(f"round {r + 1}/{rounds} done", flush=True)
             curve = curve_rows(ctx, manager, max(rounds // 2, 1) if a.quick else 3, [1, 2, 4, 8, 16],
                                100 if a.quick else 250)
+        # last: the big values' decoded copies (millions of objects) would slow the rows
+        # above through the garbage collector, for every contender but unevenly
+        for r in range(rounds):
+            for op, (setup, fn) in SIZE_OPS.items():
+                for n in ([10, big] if r % 2 == 0 else [big, 10]):
+                    share = size_shares[n]
+                    share.v = setup(n)  # a fresh value: a new log (not timed)
+                    size[op][n].append(size_cost(share, fn or _inc_item, 2000 if n == 10 else a.big_ops))
+            print(f"size round {r + 1}/{rounds} done", flush=True)
     finally:
         for share in (*size_shares.values(), state["share"]):
             share.stop()
