@@ -43,7 +43,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     "pool": ([], ["--quick", "--rounds", "3"]),
     "pool_features": ([], ["--rounds", "5"]),
     "pool_tasks": ([], ["--rounds", "3"]),
-    "share": ([], ["--rounds", "3"]),
+    "share": ([], ["--quick"]),
     "cluster": ([], ["--quick"]),
     "share_redis": ([], ["--rounds", "3"]),
     "scaling": ([], ["--quick"]),

@@ -218,8 +218,11 @@ def _stores_to(ins: list[dis.Instruction], m: int, target: list[dis.Instruction]
     return subscr or tail[-1].argval == cur.argval
 
 
-_KIND: dict[tuple[CodeType, int], int] = {}
-_GET: dict[tuple[CodeType, int], bool] = {}
+# (id(code), instruction offset) -> (code, answer). Keyed by id, not by the code object:
+# hashing a code object hashes its bytecode and constants (~1 us for a module's code), and
+# the code object kept in the value both pins the id and is checked (``got[0] is code``).
+_KIND: dict[tuple[int, int], tuple[CodeType, int]] = {}
+_GET: dict[tuple[int, int], tuple[CodeType, bool]] = {}
 
 
 def _get_reassign(code: CodeType, lasti: int) -> bool:
@@ -256,15 +259,16 @@ def get_reassign(frame: FrameType | None) -> bool:
     both sides): the store-back can apply it as one update. Cached per instruction."""
     if frame is None:
         return False
-    key = (frame.f_code, frame.f_lasti)
+    code = frame.f_code
+    key = (id(code), frame.f_lasti)
     got = _GET.get(key)
-    if got is None:
-        got = _remember(_GET, key, _get_reassign, (frame.f_code, frame.f_lasti), False)
-    return got
+    if got is not None and got[0] is code:
+        return got[1]
+    return _remember(_GET, key, code, _get_reassign, (code, frame.f_lasti), False)
 
 
-def _remember(cache: dict[Any, Any], key: Any, classify: Callable[..., Any], args: tuple[Any, ...],
-              fallback: Any) -> Any:
+def _remember(cache: dict[Any, Any], key: Any, code: CodeType, classify: Callable[..., Any],
+              args: tuple[Any, ...], fallback: Any) -> Any:
     """``classify(*args)``, cached under ``key`` (bounded); ``fallback`` if it fails: the
     detection must never break the user's statement, only make it an ordinary one."""
     try:
@@ -273,7 +277,7 @@ def _remember(cache: dict[Any, Any], key: Any, classify: Callable[..., Any], arg
         got = fallback
     if len(cache) > 65536:
         cache.clear()
-    cache[key] = got
+    cache[key] = (code, got)
     return got
 
 
@@ -326,8 +330,8 @@ def read_kind(frame: FrameType | None, name: object, *, subscr: bool = False) ->
     if frame is None:
         return PLAIN
     code = frame.f_code
-    key = (code, frame.f_lasti)
+    key = (id(code), frame.f_lasti)
     got = _KIND.get(key)
-    if got is None:
-        got = _remember(_KIND, key, _classify, (code, frame.f_lasti, name, subscr), PLAIN)
-    return got
+    if got is not None and got[0] is code:
+        return got[1]
+    return _remember(_KIND, key, code, _classify, (code, frame.f_lasti, name, subscr), PLAIN)

@@ -1,6 +1,6 @@
 """How values are turned into bytes for the shared store, and back.
 
-Three encodings, chosen per value (the first that applies):
+Four encodings, chosen per value (the first that applies):
 
 ``K_PLAIN``   exact built-in plain data (``int``, ``float``, ``bool``, ``str``, ``bytes``,
               ``complex``, ``None`` and ``list``/``tuple``/``dict``/``set``/``frozenset`` of
@@ -11,6 +11,12 @@ Three encodings, chosen per value (the first that applies):
               class does not customise pickling: stored as (class key, marshal(state)). The
               class itself travels once, through cucumber, in a class-table entry of the store.
 ``K_CUCUMBER`` everything else, through ``suitkaise.cucumber.serialize``.
+
+``K_I64`` an exact ``int`` that fits in 64 bits (before ``K_PLAIN``): a fixed-size cell
+              that ``share.x += 1`` updates in place (``Store.update_i64``).
+
+(``K_CHAIN`` is not chosen for a value: it is a stored value plus the deltas written on
+top of it, as a snapshot carries them; ``_delta.py``.)
 
 Everything that is not exact plain data goes through cucumber: this module never pickles.
 """
@@ -30,6 +36,10 @@ from suitkaise import cucumber
 K_PLAIN = 1
 K_OBJECT = 2
 K_CUCUMBER = 3
+K_CHAIN = 4  # a stored base and its deltas, self-contained (snapshots; see _delta.py)
+K_I64 = 5  # an int in [-2**63, 2**63): 8 bytes, little-endian (updated in place by `+=`)
+KINDS = frozenset({K_PLAIN, K_OBJECT, K_CUCUMBER, K_CHAIN, K_I64})
+I64_MIN, I64_MAX = -(1 << 63), (1 << 63) - 1
 
 CLASS_PREFIX = "\x00cls:"  # index names of class-table entries (never valid user names)
 
@@ -149,6 +159,14 @@ def _simple_class(cls: type) -> bool:
     return True
 
 
+def simple_class(cls: type) -> bool:
+    """Whether instances of ``cls`` with a plain ``__dict__`` are simple objects (cached)."""
+    ok = _SIMPLE_CLASS.get(cls)
+    if ok is None:
+        ok = _SIMPLE_CLASS[cls] = _simple_class(cls)
+    return ok
+
+
 def class_key(cls: type) -> tuple[str, bytes]:
     """Stable key and cucumber bytes for ``cls`` (computed once per process)."""
     got = _CLASS_KEYS.get(cls)
@@ -167,6 +185,8 @@ def encode(value: Any, plain: bool | None = None) -> tuple[int, bytes, tuple[str
     ``plain``: ``is_plain(value)`` when the caller already knows it (one walk, not two).
     Raises ``cucumber.SerializationError`` when cucumber cannot carry the value.
     """
+    if type(value) is int and I64_MIN <= value <= I64_MAX:
+        return K_I64, value.to_bytes(8, "little", signed=True), None
     if is_plain(value) if plain is None else plain:
         return K_PLAIN, marshal.dumps(value), None
     if _simple_object(value):
@@ -181,6 +201,8 @@ def decode(kind: int, data: bytes, load_class: Any) -> Any:
     """Rebuild a value. ``load_class(key)`` returns the cucumber bytes of a class entry."""
     if kind == K_PLAIN:
         return marshal.loads(data)
+    if kind == K_I64:
+        return int.from_bytes(data, "little", signed=True)
     if kind == K_OBJECT:
         n = int.from_bytes(data[:2], "little")
         key = data[2 : 2 + n].decode()
@@ -193,6 +215,10 @@ def decode(kind: int, data: bytes, load_class: Any) -> Any:
         return obj
     if kind == K_CUCUMBER:
         return cucumber.deserialize(data)
+    if kind == K_CHAIN:
+        from ._delta import materialize  # _delta builds on this module
+
+        return materialize(data, load_class)
     raise ValueError(f"corrupt Share entry (unknown kind {kind})")
 
 

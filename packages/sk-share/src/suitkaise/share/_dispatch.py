@@ -55,7 +55,7 @@ class Dispatcher:
             if type(name) is not str or name.startswith(("__", "_sk_", "\x00")) or name in RESERVED:
                 raise AttributeError(f"Cannot set share.{name}: the name is reserved by Share.")
             kd, data, cls = enc
-            if kd not in (_codec.K_PLAIN, _codec.K_OBJECT, _codec.K_CUCUMBER) or type(data) is not bytes or (
+            if kd not in (_codec.K_PLAIN, _codec.K_OBJECT, _codec.K_CUCUMBER, _codec.K_I64) or type(data) is not bytes or (
                 cls is not None and not (type(cls[0]) is str and cls[0].startswith(_codec.CLASS_PREFIX)
                                          and type(cls[1]) is bytes)
             ):

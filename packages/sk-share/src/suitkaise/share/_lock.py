@@ -13,9 +13,10 @@
   releases the GIL and sleeps in the kernel (futex).
 * Kill-safe: the mutex is *robust*. When its holder dies (even by SIGKILL) the kernel
   marks it and wakes a waiter, whose lock call returns ``EOWNERDEAD``; we call
-  ``pthread_mutex_consistent`` and carry on. That is safe here because every commit is
-  copy-on-write with a one-byte switch (see ``_store.py``): a dead writer leaves either
-  the old or the new state, never a mix.
+  ``pthread_mutex_consistent`` and carry on. That is safe here because every commit
+  publishes itself with one aligned store made last (a table word, an in-place 8-byte
+  value, or the one-byte slot switch; see ``_store.py``): a dead writer leaves either the
+  old or the new state, never a mix.
 
 Where robust process-shared mutexes are unavailable (no glibc/musl), the store falls
 back to a POSIX ``fcntl`` lock on byte 0 of the file (also released by the kernel when
@@ -127,6 +128,23 @@ class RobustMutex:
             return False
         return self._after(rc)
 
+    def fast(self) -> tuple[Any, Any, int]:
+        """(trylock, unlock, address): the hottest path (``share.x += v``) calls them
+        directly, saving two Python calls; a nonzero result goes to ``after_trylock`` /
+        ``after_unlock``."""
+        return _FUNCS[1], _FUNCS[3], self._addr  # type: ignore[index]
+
+    def after_trylock(self, rc: int) -> bool:
+        """Finish an acquisition whose ``trylock`` returned ``rc`` != 0 (held by another:
+        wait; its holder died: we hold it now, repair). Returns ``acquire``'s result."""
+        if rc == _EBUSY:
+            return self.acquire()
+        return self._after(rc)
+
+    @staticmethod
+    def after_unlock(rc: int) -> None:
+        raise OSError(rc, f"pthread_mutex_unlock failed: {os.strerror(rc)}")
+
     def try_acquire(self) -> bool:
         """Take the mutex if it is free; never blocks."""
         rc = _FUNCS[1](self._addr)  # type: ignore[index]
@@ -139,7 +157,8 @@ class RobustMutex:
 
     def _after(self, rc: int) -> bool:
         if rc == _EOWNERDEAD:
-            # the holder died; our commits are copy-on-write, so the state is consistent
+            # the holder died; every commit publishes itself with one store, made last, so
+            # the state is the old or the new one (see _store.py)
             _check(_FUNCS[0]["pthread_mutex_consistent"](self._addr), "pthread_mutex_consistent")  # type: ignore[index]
             return True
         if rc == _ENOTRECOVERABLE:

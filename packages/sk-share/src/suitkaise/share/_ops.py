@@ -17,16 +17,16 @@ from __future__ import annotations
 import marshal
 import operator
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import _codec, _net, _store
+from . import _codec, _delta, _net, _store
 from ._aug import BINARY_OPS
 from ._base import STOPPED_WARNING, Path, ShareError, user_stacklevel
 from ._base import oga as _oga
 from ._lifecycle import owner_alive
 from ._remote import remote_for
-from ._store import EPOCH_Q, FLAG_CLOSED, FLAG_STOPPED, S_FLAGS, Store, StoreGone
+from ._store import EPOCH_Q, FLAG_CLOSED, FLAG_STOPPED, MISS, S_FLAGS, Store, StoreGone
 from ._txn import Txn, path_str, resolve
 
 Op = Callable[[Txn], Any]
@@ -34,6 +34,7 @@ Op = Callable[[Txn], Any]
 _ATOMS = _codec.ATOMS
 _K_PLAIN = _codec.K_PLAIN
 _NOPE = object()
+_MISS = MISS
 _loads = marshal.loads
 _dumps = marshal.dumps
 
@@ -157,11 +158,13 @@ def run(share: Any, op: Op, rop: tuple[Any, ...] | None = None) -> Any:
                 txn = Txn(st)
                 try:
                     result = op(txn)
+                    txn.seal()
                 except BaseException:
                     txn.rollback()
                     raise
-                if txn.changes or txn.cleared:
-                    txn.committed(st.commit(txn.changes, clear=txn.cleared))
+                seq = txn.commit()
+                if seq is not None:
+                    txn.committed(seq)
                 return result
         finally:
             st.release()
@@ -264,16 +267,23 @@ def write(share: Any, path: Path, action: str, value: Any) -> None:
             raise AttributeError(f"Share has no attribute {path[0]!r}") from None
         parent = resolve(root, path[1:-1])
         kind, key = path[-1]
+        plain = kind != "a" or _delta.attr_ok(parent, key)
         if action == "set":
             if kind == "a":
                 setattr(parent, key, value)
             else:
                 parent[key] = value
-        elif kind == "a":
-            delattr(parent, key)
+            ops: list[_delta.Op] = [("s", path[1:], value)]
         else:
-            del parent[key]
-        txn.touch(path[0], root, force=True, where=path_str(path[:1]))
+            if kind == "a":
+                delattr(parent, key)
+            else:
+                del parent[key]
+            ops = [("d", path[1:])]
+        if plain:
+            txn.delta(path[0], root, ops, where=path_str(path[:1]))
+        else:  # a property or __setattr__ of its own: only the full value says what it did
+            txn.touch(path[0], root, force=True, where=path_str(path[:1]))
 
     run(share, op, ("write", path, action, value))
 
@@ -299,6 +309,11 @@ def call(share: Any, path: Path, name: str | None, args: tuple[Any, ...], kwargs
             real = aliases.get(name, name) if isinstance(aliases, dict) else name
             kind = _method_kind(target, name)
             result = getattr(target, real)(*args, **kwargs)
+            if kind != "reader":
+                ops = _delta_of_call(target, path[1:], name, real, args, kwargs)
+                if ops is not None:
+                    txn.delta(path[0], root, ops, where=where)
+                    return _codec.copy_out(result)
         if kind != "reader":
             txn.touch(path[0], root, force=(kind == "writer"), where=where)
         else:
@@ -306,6 +321,38 @@ def call(share: Any, path: Path, name: str | None, args: tuple[Any, ...], kwargs
         return _codec.copy_out(result)
 
     return run(share, op, ("call", path, name, args, kwargs))
+
+
+def _delta_of_call(
+    target: Any, steps: Path, name: str, real: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+) -> list[_delta.Op] | None:
+    """The delta of a method call that just ran on ``target`` (at ``steps`` below the root),
+    or None when only the full value can say what changed. ``name`` is the method as
+    called, ``real`` the one that ran (``_share_method_aliases``).
+
+    * a deterministic built-in method of a list/dict/set (``append``, ``update``, ...):
+      replayed as is (not with an iterator argument: it is consumed by now);
+    * a method of a simple user object (plain ``__dict__``) whose class declares, in
+      ``_shared_meta = {"methods": {name: {"writes": [attribute, ...]}}}``, the attributes
+      it changes: those attributes' new values. The declaration is a contract: a method
+      that changes an attribute it does not declare loses that change for the others.
+    """
+    if _delta.replayable(target, real, kwargs):
+        if any(isinstance(a, Iterator) for a in args):
+            return None
+        return [("c", steps, real, args, {})]
+    meta = getattr(type(target), "_shared_meta", None)
+    if not isinstance(meta, dict) or not _codec.simple_class(type(target)):
+        return None
+    entry = (meta.get("methods") or {}).get(name)
+    writes = entry.get("writes") if isinstance(entry, dict) else None
+    if not isinstance(writes, list | tuple) or not all(type(a) is str for a in writes):
+        return None
+    state = object.__getattribute__(target, "__dict__")
+    return [
+        ("s", (*steps, ("a", a)), state[a]) if a in state else ("d", (*steps, ("a", a)))
+        for a in writes
+    ]
 
 
 _BINARY: dict[str, Callable[[Any, Any], Any]] = {name: getattr(operator, name) for name in BINARY_OPS.values()}
@@ -319,6 +366,31 @@ def chain(value: Any, steps: tuple[tuple[str, Any], ...]) -> Any:
     return value
 
 
+def _aug_plain(st: Store, name: str, iop: Callable[[Any, Any], Any], value: Any) -> bool:
+    """``share.x op= v`` on another plain immutable value (float, str, a big int): one
+    record and one table store (``Store.commit1``); False for the general path."""
+    e = st.entry(name)
+    if e is None or e[2] != _K_PLAIN or st.slot()[S_FLAGS] & (FLAG_STOPPED | FLAG_CLOSED):
+        return False
+    c = st.cache.get(name)
+    if c is not None and c[0] == e[3]:
+        if not c[3]:
+            return False
+        cur = c[1]
+    else:
+        cur = _loads(st.raw(e))
+        if type(cur) not in _ATOMS:
+            return False
+    new = iop(cur, value)
+    if type(new) not in _ATOMS:
+        return False
+    seq = st.commit1(name, _K_PLAIN, _dumps(new))
+    if seq is None:
+        return False
+    st.cache[name] = [seq, new, st.q[EPOCH_Q], True]
+    return True
+
+
 NO_DEFAULT: Any = type("NoDefault", (), {"__repr__": lambda self: "<no default>"})()
 
 
@@ -329,35 +401,41 @@ def aug_apply(share: Any, path: Path, iop: Callable[[Any, Any], Any], value: Any
     d = _oga(share, "__dict__")
     st = d["_sk_store"]
     if len(path) == 1 and default is NO_DEFAULT and st is not None and not st.closed and not d["_sk_queue"]:
-        # fast path for `share.x op= v` on a plain immutable value (counters): no
-        # transaction object, one entry rewrite. Anything unusual takes the general path.
+        # fast paths for `share.x op= v`, no transaction object: an int that fits in 64 bits
+        # is updated in place (Store.update_i64); another plain immutable value gets one
+        # record and one 8-byte table store (Store.commit1). Anything else: the general path.
+        # (Store.acquire/release inlined: this is the hottest write path)
         name = path[0]
+        tl = st.tlock
+        tl.acquire()
         try:
-            st.acquire()
-        except StoreGone:
-            pass
-        else:
-            try:
-                found = st.lookup1(name) if st.txn is None else None
-                if found is not None and not found[0][S_FLAGS] & (FLAG_STOPPED | FLAG_CLOSED):
-                    s, i, e = found
-                    if e[2] == _K_PLAIN:
-                        c = st.cache.get(name)
-                        if c is not None and c[0] == e[3]:
-                            cur = c[1] if c[3] else _NOPE
-                        else:
-                            cur = _loads(st.raw(e))
-                            if type(cur) not in _ATOMS:
-                                cur = _NOPE
-                        if cur is not _NOPE:
-                            new = iop(cur, value)
-                            if type(new) in _ATOMS:
-                                seq = st.put1(s, i, _K_PLAIN, _dumps(new))
-                                if seq is not None:
-                                    st.cache[name] = [seq, new, st.q[EPOCH_Q], True]
-                                    return
-            finally:
-                st.release()
+            if st.depth == 0 and st.txn is None and not st.closed:
+                pl = st.plock
+                fl = st.fast_lock  # the robust mutex's C functions (None: fcntl lock)
+                if fl is None:
+                    if pl.acquire():
+                        st.recovered += 1
+                else:
+                    rc = fl[0](fl[2])  # trylock
+                    if rc and pl.after_trylock(rc):
+                        st.recovered += 1
+                st.depth = 1
+                try:
+                    if st.update_i64(name, iop, value) is not _MISS:
+                        return
+                    if _aug_plain(st, name, iop, value):
+                        return
+                finally:
+                    st.depth = 0
+                    st._s = None
+                    if fl is None:
+                        pl.release()
+                    else:
+                        rc = fl[1](fl[2])  # unlock
+                        if rc:
+                            pl.after_unlock(rc)
+        finally:
+            tl.release()
 
     def op(txn: Txn) -> None:
         try:
@@ -376,10 +454,15 @@ def aug_apply(share: Any, path: Path, iop: Callable[[Any, Any], Any], value: Any
             cur = parent[key] if default is NO_DEFAULT else parent.get(key, default)
         new = iop(cur, value)
         if kind == "a":
+            plain = _delta.attr_ok(parent, key)
             setattr(parent, key, new)
         else:
+            plain = True
             parent[key] = new
-        txn.touch(path[0], root, force=True, where=path_str(path[:1]))
+        if plain:
+            txn.delta(path[0], root, [("s", path[1:], new)], where=path_str(path[:1]))
+        else:  # a property or __setattr__ of its own: only the full value says what it did
+            txn.touch(path[0], root, force=True, where=path_str(path[:1]))
         return None
 
     if default is NO_DEFAULT:

@@ -18,13 +18,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import _codec, _ops
-from ._aug import _KIND as _READ_KIND
 from ._aug import AUG, BINARY_OPS, METHOD, REASSIGN, get_reassign, read_kind
 from ._base import Path
 from ._base import oga as _oga
 from ._ops import NO_DEFAULT, check_blocked
 from ._txn import path_str
 
+_ATOMS = _codec.ATOMS
 _view = _ops.view
 _write = _ops.write
 _call = _ops.call
@@ -85,9 +85,7 @@ class Proxy:
             raise AttributeError(attr)
         share, path = self._sk_share, self._sk_path
         frame = sys._getframe(1)
-        kind = _READ_KIND.get((frame.f_code, frame.f_lasti))
-        if kind is None:
-            kind = read_kind(frame, attr)
+        kind = read_kind(frame, attr)
         if kind == METHOD:
             return _Method(share, path, attr)  # resolved and called in one locked step
         if kind == REASSIGN:
@@ -248,7 +246,9 @@ def _inplace(opname: str) -> Callable[[Proxy, Any], Proxy]:
     iop = getattr(operator, opname)
 
     def method(self: Proxy, other: Any) -> Proxy:
-        return self._sk_aug(iop, other)
+        # the store-back that follows (`share.x = <this proxy>`) is recognised as a no-op
+        _aug_apply(self._sk_share, self._sk_path, iop, other if type(other) in _ATOMS else _unwrap(other))
+        return self
 
     return method
 

@@ -693,6 +693,10 @@ class RedisTxn:
         self.changes[name] = data
         self.work[name] = obj
 
+    def delta(self, name: str, obj: Any, ops: list[Any], *, where: str | Path) -> None:
+        """A nested update (``_delta``): Redis keeps the simple path, the whole value."""
+        self.touch(name, obj, force=True, where=where)
+
     def delete(self, name: str) -> None:
         self.changes[name] = None
         self.work.pop(name, None)

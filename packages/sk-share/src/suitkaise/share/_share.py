@@ -63,6 +63,7 @@ __all__ = ["Proxy", "Share", "ShareError"]
 __all__ += ["_REMOTES", "_SERVERS", "_rebuild_share"]
 
 _read = _ops.read
+_getframe = sys._getframe
 _aug_apply = _ops.aug_apply
 
 
@@ -490,15 +491,36 @@ class Share:
         # every other name is shared state. __getattribute__ rather than __getattr__:
         # the failed normal lookup that precedes __getattr__ costs ~0.5 us (it builds an
         # AttributeError), more than the whole cached read below.
+        #
+        # The hot case first: a plain read (the caller's instruction was classified PLAIN
+        # before) of a name whose cached immutable copy is current (no commit started
+        # since it was checked: one 8-byte read of the shared epoch). Only stored names
+        # are in the cache, so no name of Share's own can be shadowed (subclasses, which
+        # may add members, take the general path).
+        st = _oga(self, "__dict__").get("_sk_store")
+        if st is not None:
+            c = st.cache.get(name)
+            if c is not None and type(self) is Share:
+                f = _getframe(1)
+                code = f.f_code
+                k = _READ_KIND.get((id(code), f.f_lasti))
+                if k is not None and k[0] is code:
+                    if k[1] == 0:
+                        if c[3]:
+                            try:
+                                if c[2] == st.q[EPOCH_Q]:
+                                    return c[1]
+                            except ValueError:  # detached concurrently: take the slow path
+                                pass
+                    elif k[1] != REASSIGN:  # AUG, CHAIN, METHOD: see below
+                        return new_proxy(self, (name,))
         if name in _LOCAL or (name[:1] == "_" and (name[:2] == "__" or name[:4] == "_sk_")):
             return _oga(self, name)
         cls = type(self)
         if cls is not Share and name in cls._sk_local_names:  # type: ignore[attr-defined]
             return _oga(self, name)
         frame = sys._getframe(1)
-        kind = _READ_KIND.get((frame.f_code, frame.f_lasti))
-        if kind is None:
-            kind = read_kind(frame, name)
+        kind = read_kind(frame, name)
         if kind:
             # AUG: the operator proxy of `share.x op= v`. CHAIN/METHOD: only an attribute
             # of the value is used next (`share.obj.add(1)`, `share.o.total`): a Proxy

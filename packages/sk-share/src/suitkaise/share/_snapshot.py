@@ -15,7 +15,7 @@ from typing import Any
 from . import _codec
 
 FORMAT = "suitkaise.share/1"
-_KINDS = frozenset({_codec.K_PLAIN, _codec.K_OBJECT, _codec.K_CUCUMBER})
+_KINDS = _codec.KINDS
 
 
 def check_snapshot(state: Any) -> tuple[tuple[Any, ...] | None, dict[str, tuple[int, bytes]]]:

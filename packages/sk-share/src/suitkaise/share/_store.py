@@ -12,10 +12,14 @@
     /dev/shm/sk-share-<pid>-<rand>  (one file, MAP_SHARED)
     ┌─────────────────────────────┬──────────────────────────────┬──────────────────────┐
     │ header page (own mapping):  │ region A (active):           │ region B (spare), ...│
-    │ magic, selector (1 byte),   │ values, names blob           │ target of compaction │
+    │ magic, selector (1 byte),   │ records, names blob          │ target of compaction │
     │ epoch, slot 0 | slot 1,     │ (name -> entry no.), entry   │                      │
-    │ mutex                       │ tables (off,len,kind,version)│                      │
+    │ mutex                       │ tables (one word per name:   │                      │
+    │                             │ offset of its head record)   │                      │
     └─────────────────────────────┴──────────────────────────────┴──────────────────────┘
+
+    record: len, kind, version, prev, base, log | data        (REC; data 8-byte aligned)
+    a name's value: head record ─prev─► delta ─prev─► ... ─► full value (kind & K_DELTA == 0)
 
 This is the bytes layer only (lock, lookup, atomic commit); ``_txn.py`` turns entries into
 Python values and ``_share.py`` is the attribute syntax. Another access path (e.g. a TCP
@@ -26,14 +30,24 @@ There is no server process: every process reads and writes the file itself.
 * Writers take a per-process ``threading.RLock`` and then the robust process-shared mutex
   in the header (``_lock.py``; ``fcntl`` fallback). A holder killed even by SIGKILL never
   blocks anybody: the next locker gets ``EOWNERDEAD`` and repairs the mutex.
-* Writes are copy-on-write: new values and a new entry table are written to free space,
-  then the *inactive* header slot is filled and the one-byte selector flips to it. A writer
-  killed at any instant leaves either the old or the new state, never a mix. A commit that
-  only replaces existing values copies the (32 bytes per name) table and rewrites nothing
-  else; adding or removing names writes a new names blob too.
-* When the active region is full, live entries are copied into the spare region (or a new
-  bigger region at the end of the file, ``ftruncate`` + ``posix_fallocate``), and the slot
-  flip switches regions. Compaction also never touches live data before the flip.
+* Every commit leaves the old or the new state whatever instant its writer dies at, because
+  its commit point is one aligned 8-byte store (or the one-byte selector) made last:
+  - ``commit1`` (one existing name; also a delta, ``commit_delta``): the record goes to free
+    space, then the bump and sequence words of the committed slot, then the name's table
+    word (the commit point). O(1) in the number of names.
+  - ``update_i64`` (``share.x += v`` on a ``K_I64`` value): epoch, sequence, the record's
+    version, then its 8-byte value (the commit point), all in place.
+  - ``commit`` of several names, new or removed names, ``clear``, flags: copy-on-write:
+    records, a new table (and names blob) in free space, the *inactive* header slot
+    filled, then the one-byte selector flips to it.
+* Delta records (``_delta.py`` says what they hold) carry the offset of the record below
+  them; ``chain`` walks back to a reader's cached version or to the full value.
+  ``commit_delta`` refuses (``delta_fits``) once the deltas since the full value pass half
+  of it plus 1 KiB, and the writer stores the full value instead: logs stay bounded.
+* When the active region is full, live records (with their delta chains, ``prev``
+  relocated) are copied into the spare region (or a new bigger region at the end of the
+  file, ``ftruncate`` + ``posix_fallocate``), and the slot flip switches regions.
+  Compaction also never touches live data before the flip.
 * Every commit first bumps the *epoch* word. A reader compares it (one 8-byte read through a
   memoryview, no lock, no syscall) with the epoch at which its cached copy was checked: if
   no commit started since, the cached value is current.
@@ -57,9 +71,10 @@ import tempfile
 import threading
 from typing import Any
 
+from ._codec import K_CHAIN, K_I64
 from ._lock import KIND_FCNTL, KIND_ROBUST, FcntlLock, RobustMutex, robust_available
 
-MAGIC = b"SKSHARE2"
+MAGIC = b"SKSHARE3"
 HEADER = 4096
 SEL_OFF = 8  # 1 byte: which slot is committed
 LOCK_KIND_OFF = 9  # 1 byte: KIND_ROBUST or KIND_FCNTL
@@ -68,14 +83,25 @@ PID_OFF = 24
 EPOCH_OFF = 40  # 8 bytes, bumped at the start of every commit (readers' "anything new?")
 EPOCH_Q = EPOCH_OFF // 8
 SLOT_OFF = (64, 192)
+_SLOT_Q = (64 // 8, 192 // 8)  # the slots' first 8-byte word
 MUTEX_OFF = 512
 # seq, flags, names_off, names_len, names_ver, tab_off, tab_n,
 # act_off, act_size, bump, spr_off, spr_size, fsize
 SLOT = struct.Struct("<13Q")
 (S_SEQ, S_FLAGS, S_NOFF, S_NLEN, S_NVER, S_TOFF, S_TN,
  S_AOFF, S_ASIZE, S_BUMP, S_SOFF, S_SSIZE, S_FSIZE) = range(13)
-ENTRY = struct.Struct("<4Q")  # data offset, data length, kind, version (seq of its write)
-ESIZE = ENTRY.size
+# The entry table holds one 8-byte word per name: the offset of the name's head *record*.
+ESIZE = 8
+WORD = struct.Struct("<Q")
+# A record: data length, kind, version (seq of its write), previous record (delta records),
+# size of the last full value (base) and bytes of delta records written on top of it.
+REC = struct.Struct("<6Q")
+RSIZE = REC.size
+R_LEN, R_KIND, R_VER, R_PREV, R_BASE, R_LOG = range(6)
+K_DELTA = 16  # kind bit of a delta record (the low bits: the encoding of its payload)
+_R_DATA = RSIZE // 8  # word index of a record's data (a K_I64 value)
+_I64_MIN, _I64_MAX, _U64, _U64_MASK = -(1 << 63), (1 << 63) - 1, 1 << 64, (1 << 64) - 1
+MISS: Any = object()  # update_i64: take the general path
 SEQ = struct.Struct("<Q")
 MIN_REGION = 1 << 20
 
@@ -117,10 +143,13 @@ class Store:
         self.hdr = hdr  # the header page: never remapped while attached
         self.mm = mm  # the whole file: remapped when another process grew it
         self.q = memoryview(hdr).cast("Q")  # 8-byte words of the header (epoch: q[EPOCH_Q])
+        self.mq = _words(mm)  # 8-byte words of the file (records, tables)
         self.lock_kind = hdr[LOCK_KIND_OFF]
         self.plock: RobustMutex | FcntlLock
+        self.fast_lock: tuple[Any, Any, int] | None = None  # RobustMutex.fast()
         if self.lock_kind == KIND_ROBUST:
             self.plock = RobustMutex(hdr, MUTEX_OFF, init=False)
+            self.fast_lock = self.plock.fast()
         else:
             self.plock = FcntlLock(fd)
         self.tlock = threading.RLock()
@@ -218,6 +247,8 @@ class Store:
             self.plock.detach()
             with contextlib.suppress(Exception):
                 self.q.release()
+            with contextlib.suppress(Exception):
+                self.mq.release()
             for m in (self.hdr, self.mm):
                 with contextlib.suppress(Exception):
                     m.close()
@@ -292,6 +323,8 @@ class Store:
     def _remap(self, size: int) -> None:
         old = self.mm
         self.mm = mmap.mmap(self.fd, size)
+        self.mq.release()
+        self.mq = _words(self.mm)
         with contextlib.suppress(BufferError):
             old.close()
 
@@ -305,24 +338,74 @@ class Store:
             self._names_key = key
         return self._names
 
-    def entry(self, name: str) -> Entry | None:
-        """(offset, length, kind, version) of ``name``, or None; call under the lock."""
-        s = self.slot()
-        i = self.names(s).get(name)
+    def head(self, name: str) -> int | None:
+        """Offset of the head record of ``name``, or None; call under the lock."""
+        s = self._s or self.slot()
+        key = (s[S_NOFF], s[S_NVER])
+        names = self._names if key == self._names_key else self.names(s)
+        i = names.get(name)
         if i is None:
             return None
-        return ENTRY.unpack_from(self.mm, s[S_TOFF] + ESIZE * i)
+        return WORD.unpack_from(self.mm, s[S_TOFF] + ESIZE * i)[0]
+
+    def record(self, rec: int) -> tuple[int, ...]:
+        """The header of the record at ``rec`` (see ``REC``)."""
+        return REC.unpack_from(self.mm, rec)
+
+    def entry(self, name: str) -> Entry | None:
+        """(data offset, length, kind, version) of the head record of ``name``, or None;
+        call under the lock. A kind with ``K_DELTA`` set is a delta on top of older records
+        (``chain``)."""
+        rec = self.head(name)
+        if rec is None:
+            return None
+        h = REC.unpack_from(self.mm, rec)
+        return rec + RSIZE, h[R_LEN], h[R_KIND], h[R_VER]
 
     def raw(self, entry: Entry) -> bytes:
         return self.mm[entry[0] : entry[0] + entry[1]]
 
+    def chain(self, name: str, have: int) -> tuple[tuple[int, bytes] | None, list[tuple[int, bytes]]] | None:
+        """What a reader holding version ``have`` of ``name`` needs: (None, deltas after
+        ``have``) when ``have`` is in the head's chain, else ((base kind, base bytes), every
+        delta); deltas oldest first, as (payload kind, payload). None if there is no such
+        name. Call under the lock."""
+        rec = self.head(name)
+        if rec is None:
+            return None
+        mm = self.mm
+        deltas: list[tuple[int, bytes]] = []
+        while True:
+            ln, kind, ver, prev = REC.unpack_from(mm, rec)[:4]
+            if ver == have:
+                deltas.reverse()
+                return None, deltas
+            data = mm[rec + RSIZE : rec + RSIZE + ln]
+            if not kind & K_DELTA:
+                deltas.reverse()
+                return (kind, data), deltas
+            deltas.append((kind & ~K_DELTA, data))
+            rec = prev
+
+    def value(self, name: str) -> tuple[int, bytes, int] | None:
+        """(kind, self-contained bytes, version) of ``name``: a delta chain comes back as one
+        ``K_CHAIN`` value (what a snapshot or a remote reader carries). Under the lock."""
+        e = self.entry(name)
+        if e is None:
+            return None
+        if not e[2] & K_DELTA:
+            return e[2], self.raw(e), e[3]
+        got = self.chain(name, -1)
+        assert got is not None and got[0] is not None
+        return K_CHAIN, marshal.dumps((got[0][0], got[0][1], got[1])), e[3]
+
     def items(self) -> dict[str, tuple[int, bytes]]:
-        """Every entry as name -> (kind, data); call under the lock."""
-        s = self.slot()
+        """Every entry as name -> (kind, self-contained data); call under the lock."""
         out: dict[str, tuple[int, bytes]] = {}
-        for name, i in self.names(s).items():
-            e = ENTRY.unpack_from(self.mm, s[S_TOFF] + ESIZE * i)
-            out[name] = (e[2], self.mm[e[0] : e[0] + e[1]])
+        for name in self.names():
+            v = self.value(name)
+            assert v is not None
+            out[name] = (v[0], v[1])
         return out
 
     # -- writing ---------------------------------------------------------------------------
@@ -336,6 +419,12 @@ class Store:
     ) -> int:
         """Apply ``changes`` (name -> (kind, data), or None to delete) atomically; call under
         the lock. Returns the new sequence number (the version of every written entry)."""
+        if len(changes) == 1 and not clear and flags is None:
+            ((nm, ch),) = changes.items()
+            if ch is not None:
+                seq = self.commit1(nm, ch[0], ch[1])
+                if seq is not None:
+                    return seq
         s = self.slot()
         seq = s[S_SEQ] + 1
         names = self.names(s)
@@ -353,35 +442,107 @@ class Store:
         self._publish(self._rebuild(s, seq, names, changes, clear, new_flags))
         return seq
 
-    def lookup1(self, name: str) -> tuple[Slot, int, Entry] | None:
-        """(slot, entry number, entry) of ``name`` for ``put1``; call under the lock."""
+    def commit1(self, name: str, kind: int, data: bytes, prev: int = 0, log: int = 0) -> int | None:
+        """Commit one new head record for an existing ``name`` in place; call under the lock.
+        Returns the new version, or None when ``name`` is new (the caller uses ``commit``). ``prev``/``log``: a delta record's
+        previous record and the delta bytes since its base.
+
+        Crash-safe without the slot switch: the record is written to free space first;
+        then the region's bump word, the sequence word and finally the name's table word
+        (the commit point) are each one aligned 8-byte store in the committed slot and
+        table. A writer killed between them leaves the old value (plus unused space)."""
         s = self._s or self.slot()
         key = (s[S_NOFF], s[S_NVER])
         names = self._names if key == self._names_key else self.names(s)
         i = names.get(name)
         if i is None:
             return None
-        return s, i, ENTRY.unpack_from(self.mm, s[S_TOFF] + ESIZE * i)
-
-    def put1(self, s: Slot, i: int, kind: int, data: bytes) -> int | None:
-        """Fast commit of one new value for entry ``i`` found by ``lookup1`` (the
-        ``+=`` path); call under the lock. Returns the new version, or None if the caller
-        must use ``commit`` (the active region is full)."""
         mm = self.mm
         pos = s[S_BUMP]
         ln = len(data)
-        toff = _align(pos + ln)
-        tl = ESIZE * s[S_TN]
-        if toff + tl > s[S_AOFF] + s[S_ASIZE]:
-            return None
+        nxt = _align(pos + RSIZE + ln)
+        if nxt > s[S_AOFF] + s[S_ASIZE]:
+            # the active region is full: compact it first (a copy-on-write commit of its
+            # own), then write the record into the fresh region
+            self.q[EPOCH_Q] += 1
+            self._publish(self._rebuild(s, s[S_SEQ] + 1, names, {}, False, s[S_FLAGS], extra=RSIZE + ln))
+            s = self.slot()
+            i = self.names(s)[name]
+            mm = self.mm
+            pos = s[S_BUMP]
+            nxt = _align(pos + RSIZE + ln)
         seq = s[S_SEQ] + 1
-        self.q[EPOCH_Q] += 1
-        mm[pos : pos + ln] = data
-        mm.move(toff, s[S_TOFF], tl)
-        ENTRY.pack_into(mm, toff + ESIZE * i, pos, ln, kind, seq)
-        self._publish((seq, s[S_FLAGS], s[S_NOFF], s[S_NLEN], s[S_NVER], toff, s[S_TN],
-                       s[S_AOFF], s[S_ASIZE], _align(toff + tl), s[S_SOFF], s[S_SSIZE], s[S_FSIZE]))
+        q = self.q
+        q[EPOCH_Q] += 1
+        base = ln if prev == 0 else REC.unpack_from(mm, prev)[R_BASE]
+        REC.pack_into(mm, pos, ln, kind, seq, prev, base, log)
+        mm[pos + RSIZE : pos + RSIZE + ln] = data
+        sq = SLOT_OFF[self.hdr[SEL_OFF]] >> 3
+        q[sq + S_BUMP] = nxt
+        q[sq + S_SEQ] = seq
+        WORD.pack_into(mm, s[S_TOFF] + ESIZE * i, pos)  # the commit point
+        self._s = None
         return seq
+
+    def commit_delta(self, name: str, kind: int, payload: bytes, *, slack: int = 1024) -> int | None:
+        """Append a delta record (payload encoded as ``kind``) on top of ``name``'s head;
+        call under the lock. None when the log since the last full value would exceed half
+        of that value plus ``slack`` bytes (see ``delta_fits``): the caller then writes the
+        full value, which starts a new log."""
+        rec = self.head(name)
+        if rec is None:
+            return None
+        h = REC.unpack_from(self.mm, rec)
+        log = h[R_LOG] + RSIZE + len(payload)
+        if log > h[R_BASE] // 2 + slack:
+            return None
+        return self.commit1(name, kind | K_DELTA, payload, rec, log)
+
+    def update_i64(self, name: str, fn: Any, arg: Any) -> Any:
+        """``share.x op= arg`` on a ``K_I64`` value, in place; call under the lock. Returns
+        the new value, or ``MISS`` (not such a value, or the result is not one) for the
+        general path.
+
+        Crash-safe without copy-on-write: the epoch, the slot's sequence word, the record's
+        version and finally its 8-byte value (the commit point) are each one aligned 8-byte
+        store. A writer killed before the last one leaves the old value (with a newer
+        version number, which only makes other processes decode it again)."""
+        q = self.q
+        sq = _SLOT_Q[self.hdr[SEL_OFF]]
+        if q[sq + S_FLAGS] & (FLAG_STOPPED | FLAG_CLOSED) or q[sq + S_FSIZE] > len(self.mm):
+            return MISS  # (a file another process grew: the general path remaps it)
+        # S_NVER is the sequence number of the last structural commit: unique
+        names = self._names if self._names_key[1] == q[sq + S_NVER] else self.names(self.slot())
+        i = names.get(name)
+        if i is None:
+            return MISS
+        mq = self.mq
+        r = mq[(q[sq + S_TOFF] >> 3) + i] >> 3
+        if mq[r + R_KIND] != K_I64:
+            return MISS
+        cur = mq[r + _R_DATA]
+        if cur > _I64_MAX:
+            cur -= _U64
+        new = fn(cur, arg)
+        if type(new) is not int or not _I64_MIN <= new <= _I64_MAX:
+            return MISS
+        seq = q[sq + S_SEQ] + 1
+        q[EPOCH_Q] += 1
+        q[sq + S_SEQ] = seq
+        mq[r + R_VER] = seq
+        mq[r + _R_DATA] = new & _U64_MASK  # the commit point
+        self._s = None
+        self.cache[name] = [seq, new, q[EPOCH_Q], True]
+        return new
+
+    def delta_fits(self, name: str, size: int, *, slack: int = 1024) -> bool:
+        """Whether ``commit_delta`` of a ``size``-byte payload would append (not ask for
+        the full value); call under the lock."""
+        rec = self.head(name)
+        if rec is None:
+            return False
+        h = REC.unpack_from(self.mm, rec)
+        return h[R_LOG] + RSIZE + size <= h[R_BASE] // 2 + slack
 
     def _publish(self, ns: Slot) -> None:
         hdr = self.hdr
@@ -390,57 +551,96 @@ class Store:
         hdr[SEL_OFF] = inactive  # the commit point: one byte
         self._s = ns if self.depth else None
 
+    def _write_rec(self, pos: int, end: int, seq: int, kind: int, data: bytes) -> int | None:
+        ln = len(data)
+        nxt = _align(pos + RSIZE + ln)
+        if nxt > end:
+            return None
+        REC.pack_into(self.mm, pos, ln, kind, seq, 0, ln, 0)
+        self.mm[pos + RSIZE : pos + RSIZE + ln] = data
+        return nxt
+
     def _update(
         self, s: Slot, seq: int, names: dict[str, int], changes: dict[str, tuple[int, bytes]], flags: int,
     ) -> Slot | None:
-        """Fast commit: new values of existing names + a copy of the entry table, appended
-        to the active region. None if it does not fit."""
+        """Several existing names at once: new records + a copy of the entry table,
+        appended to the active region. None if it does not fit."""
         mm = self.mm
         pos = s[S_BUMP]
         end = s[S_AOFF] + s[S_ASIZE]
         done = []
         for nm, (kind, data) in changes.items():
-            ln = len(data)
-            if pos + ln > end:
+            nxt = self._write_rec(pos, end, seq, kind, data)
+            if nxt is None:
                 return None
-            mm[pos : pos + ln] = data
-            done.append((names[nm], pos, ln, kind))
-            pos = _align(pos + ln)
+            done.append((names[nm], pos))
+            pos = nxt
         n = s[S_TN]
         tl = ESIZE * n
         if pos + tl > end:
             return None
         mm.move(pos, s[S_TOFF], tl)
-        for i, off, ln, kind in done:
-            ENTRY.pack_into(mm, pos + ESIZE * i, off, ln, kind, seq)
+        for i, rec in done:
+            WORD.pack_into(mm, pos + ESIZE * i, rec)
         return (seq, flags, s[S_NOFF], s[S_NLEN], s[S_NVER], pos, n,
                 s[S_AOFF], s[S_ASIZE], _align(pos + tl), s[S_SOFF], s[S_SSIZE], s[S_FSIZE])
 
+    def _chain_size(self, rec: int) -> int:
+        n = 0
+        while True:
+            h = REC.unpack_from(self.mm, rec)
+            n += _align(RSIZE + h[R_LEN])
+            if not h[R_KIND] & K_DELTA:
+                return n
+            rec = h[R_PREV]
+
+    def _copy_chain(self, rec: int, pos: int, end: int) -> tuple[int, int] | None:
+        """Copy the record at ``rec`` and the records below it to ``pos`` (oldest first,
+        ``prev`` relocated): (new head, next free position), or None if it does not fit."""
+        mm = self.mm
+        recs = []
+        while True:
+            h = REC.unpack_from(mm, rec)
+            recs.append((rec, RSIZE + h[R_LEN]))
+            if not h[R_KIND] & K_DELTA:
+                break
+            rec = h[R_PREV]
+        prev = 0
+        for r, size in reversed(recs):
+            if _align(pos + size) > end:
+                return None
+            mm.move(pos, r, size)
+            if prev:
+                WORD.pack_into(mm, pos + 8 * R_PREV, prev)
+            prev = pos
+            pos = _align(pos + size)
+        return prev, pos
+
     def _rebuild(
         self, s: Slot, seq: int, names: dict[str, int],
-        changes: dict[str, tuple[int, bytes] | None], clear: bool, flags: int,
+        changes: dict[str, tuple[int, bytes] | None], clear: bool, flags: int, *, extra: int = -1,
     ) -> Slot:
-        """Structural commit (names added/removed, clear): a new names blob and table."""
+        """Structural commit (names added/removed, clear): a new names blob and table.
+        ``extra`` >= 0: compact now, leaving at least ``extra`` free bytes."""
         mm = self.mm
-        live: dict[str, tuple[int, int, int, int, bytes | None]] = {}
+        live: dict[str, tuple[int, int, bytes | None]] = {}  # name -> (record, kind, data)
         for nm, i in names.items():
             if clear and not nm.startswith("\x00"):
                 continue
-            off, ln, kind, ver = ENTRY.unpack_from(mm, s[S_TOFF] + ESIZE * i)
-            live[nm] = (off, ln, kind, ver, None)
+            live[nm] = (WORD.unpack_from(mm, s[S_TOFF] + ESIZE * i)[0], 0, None)
         for nm, ch in changes.items():
-            if ch is None:
-                live.pop(nm, None)
-            else:
-                live.pop(nm, None)
-                live[nm] = (0, len(ch[1]), ch[0], seq, ch[1])
+            live.pop(nm, None)
+            if ch is not None:
+                live[nm] = (0, ch[0], ch[1])
         act_off, act_size, spr_off, spr_size, fsize = s[S_AOFF], s[S_ASIZE], s[S_SOFF], s[S_SSIZE], s[S_FSIZE]
-        placed = self._place(live, seq, s[S_BUMP], act_off + act_size, copy_live=False)
+        placed = None if extra >= 0 else self._place(live, seq, s[S_BUMP], act_off + act_size, copy_live=False)
         if placed is None:
             # compaction into the spare region, or into a new bigger region
-            need = sum(_align(v[1]) for v in live.values())
-            need += (64 + ESIZE) * len(live) + 4096
-            target = max(MIN_REGION, 2 * need)
+            need = sum(
+                _align(RSIZE + len(v[2])) if v[2] is not None else self._chain_size(v[0]) for v in live.values()
+            )
+            need += (64 + ESIZE) * len(live) + 4096 + max(extra, 0)
+            target = (max(MIN_REGION, 2 * need) + 4095) & ~4095  # whole pages
             if spr_size >= target:
                 t_off, t_size = spr_off, spr_size
             else:
@@ -458,26 +658,24 @@ class Store:
         return (seq, flags, noff, nlen, seq, toff, n, act_off, act_size, bump, spr_off, spr_size, fsize)
 
     def _place(
-        self, live: dict[str, tuple[int, int, int, int, bytes | None]], seq: int,
+        self, live: dict[str, tuple[int, int, bytes | None]], seq: int,
         start: int, end: int, *, copy_live: bool,
     ) -> tuple[int, int, int, int, int] | None:
         mm = self.mm
         pos = start
-        table: list[tuple[int, int, int, int]] = []
-        for off, ln, kind, ver, data in live.values():
+        table: list[int] = []
+        for rec, kind, data in live.values():
             if data is not None:
-                if pos + ln > end:
+                nxt = self._write_rec(pos, end, seq, kind, data)
+                if nxt is None:
                     return None
-                mm[pos : pos + ln] = data
-                off = pos
-                pos = _align(pos + ln)
+                rec, pos = pos, nxt
             elif copy_live:
-                if pos + ln > end:
+                got = self._copy_chain(rec, pos, end)
+                if got is None:
                     return None
-                mm.move(pos, off, ln)
-                off = pos
-                pos = _align(pos + ln)
-            table.append((off, ln, kind, ver))
+                rec, pos = got
+            table.append(rec)
         blob = marshal.dumps({nm: i for i, nm in enumerate(live)})
         if pos + len(blob) > end:
             return None
@@ -486,8 +684,8 @@ class Store:
         pos = _align(pos + len(blob))
         if pos + ESIZE * len(table) > end:
             return None
-        for i, e in enumerate(table):
-            ENTRY.pack_into(mm, pos + ESIZE * i, *e)
+        for i, rec in enumerate(table):
+            WORD.pack_into(mm, pos + ESIZE * i, rec)
         return noff, len(blob), pos, len(table), _align(pos + ESIZE * len(table))
 
 
@@ -504,6 +702,11 @@ class _Locked:
 
     def __exit__(self, *exc: object) -> None:
         self.st.release()
+
+
+def _words(mm: mmap.mmap) -> memoryview:
+    """The mapping as 8-byte words (a file written by an older layout may end mid-word)."""
+    return memoryview(mm)[: len(mm) & ~7].cast("Q")
 
 
 def _reserve(fd: int, off: int, size: int) -> None:

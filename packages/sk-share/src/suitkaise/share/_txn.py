@@ -7,6 +7,12 @@ commits the staged changes in one atomic store commit, or - if ``op`` raised - d
 them and invalidates every cached object the operation may have mutated.
 
 A *scratch* transaction (stopped Share) decodes fresh copies and never touches the cache.
+
+A nested update stages a *delta* (``delta``: the operations, ``_delta.py``) instead of the
+whole root value; ``seal`` encodes it (inside the operation's rollback scope) and decides
+whether it is committed as one delta record or, when it is not the only change or the log
+is full, as the full value. ``get`` of a name whose head is a delta replays the deltas after
+the cached version on the cached copy (``_catch_up``).
 """
 
 from __future__ import annotations
@@ -17,8 +23,8 @@ from typing import Any, TypeVar
 
 from suitkaise import cucumber
 
-from . import _codec
-from ._store import Store
+from . import _codec, _delta
+from ._store import K_DELTA, Store
 
 T = TypeVar("T")
 
@@ -47,7 +53,10 @@ def resolve(obj: Any, steps: tuple[Any, ...]) -> Any:
 def encode_for(value: Any, where: str | tuple[Any, ...]) -> tuple[int, bytes, tuple[str, bytes] | None]:
     """Validate and encode ``value`` for the place ``where`` (``share.counter``, or a path
     tuple, formatted only if there is an error to report)."""
-    if type(value) in _codec.ATOMS:  # the hot case (+=, counters): nothing to check
+    t = type(value)
+    if t in _codec.ATOMS:  # the hot case (+=, counters): nothing to check
+        if t is int and _codec.I64_MIN <= value <= _codec.I64_MAX:
+            return _codec.K_I64, value.to_bytes(8, "little", signed=True), None
         return _codec.K_PLAIN, _dumps(value), None
     return checked_encode(value, where, _codec.encode)
 
@@ -79,7 +88,8 @@ class Txn:
     """The staged changes of one operation - or, for ``with share.lock():`` (``block``), of
     every operation of the block, committed together when it ends."""
 
-    __slots__ = ("block", "changes", "classes", "cleared", "owned", "scratch", "snapshot", "st", "work")
+    __slots__ = ("block", "changes", "classes", "cleared", "delta1", "deltas", "owned", "scratch", "snapshot",
+                 "st", "work")
 
     def __init__(
         self,
@@ -98,24 +108,30 @@ class Txn:
         self.owned: dict[str, bool] = {}
         self.classes: dict[str, bytes] = {}
         self.cleared = False
+        self.deltas: dict[str, list[_delta.Op]] = {}  # name -> operations (see delta())
+        self.delta1: tuple[str, int, bytes] | None = None  # the one delta commit to make
 
     # -- reading ------------------------------------------------------------------------------
 
     def _lookup(self, name: str) -> tuple[int, int] | None:
-        """(kind, version) of the stored entry, or None."""
+        """(kind, version) of the stored entry, or None (``K_CHAIN`` for a delta chain:
+        the kind of what ``_data`` returns)."""
         if self.st is not None:
             e = self.st.entry(name)
-            return None if e is None else (e[2], e[3])
+            if e is None:
+                return None
+            return (_codec.K_CHAIN if e[2] & K_DELTA else e[2]), e[3]
         assert self.snapshot is not None
         s = self.snapshot.get(name)
         return None if s is None else (s[0], 0)
 
     def _data(self, name: str) -> bytes:
+        """The stored bytes of ``name``, self-contained (a delta chain as ``K_CHAIN``)."""
         if self.st is not None:
-            e = self.st.entry(name)
-            if e is None:
+            v = self.st.value(name)
+            if v is None:
                 raise KeyError(name)
-            return self.st.raw(e)
+            return v[1]
         assert self.snapshot is not None
         return self.snapshot[name][1]
 
@@ -186,6 +202,9 @@ class Txn:
             c = st.cache.get(name)
             if c is not None and c[0] == e[3]:
                 obj = c[1]
+            elif e[2] & K_DELTA:
+                obj = self._catch_up(name, c)
+                st.cache[name] = [e[3], obj, -1, False]
             else:
                 obj = _codec.decode(e[2], st.raw(e), self._load_class)
                 st.cache[name] = [e[3], obj, -1, _codec.is_immutable(obj)]
@@ -197,6 +216,29 @@ class Txn:
         assert found is not None
         obj = _codec.decode(found[0], self._data(name), self._load_class)
         work[name] = obj
+        return obj
+
+    def _catch_up(self, name: str, c: list[Any] | None) -> Any:
+        """The value of ``name`` whose head is a delta: the cached copy with the deltas
+        written since its version applied, or the base decoded and every delta applied."""
+        st = self.st
+        assert st is not None
+        got = st.chain(name, c[0] if c is not None and not c[3] else -1)
+        assert got is not None
+        base, deltas = got
+        if base is None:
+            assert c is not None
+            try:
+                _delta.apply_all(c[1], deltas)
+                return c[1]
+            except Exception:
+                st.cache.pop(name, None)  # half-applied: never reuse it; decode afresh
+                got = st.chain(name, -1)
+                assert got is not None
+                base, deltas = got
+        assert base is not None
+        obj = _codec.decode(base[0], base[1], self._load_class)
+        _delta.apply_all(obj, deltas)
         return obj
 
     def mark_checked(self, name: str) -> None:
@@ -236,6 +278,50 @@ class Txn:
                 if found is not None and found[0] == enc[0] and self._data(name) == enc[1]:
                     return
         self.put(name, enc, obj, True)
+
+    def delta(self, name: str, root: Any, ops: list[_delta.Op], *, where: str | tuple[Any, ...]) -> None:
+        """Record that ``ops`` (``_delta``) were applied to ``root``, the working object of
+        ``name``: committed as a delta record when it is the operation's only change, else
+        (lock blocks, several names, a full value staged) as the full value."""
+        if self.block or self.scratch or name in self.changes or self.cleared:
+            self.touch(name, root, force=True, where=where)
+            return
+        self.deltas.setdefault(name, []).extend(ops)
+        self.work[name] = root
+        self.owned[name] = True
+
+    def seal(self) -> None:
+        """Encode the staged deltas (before anything is committed: a value that cannot be
+        stored raises here, and the caller rolls back): one delta record when it is the only
+        change and the log has room, else full values."""
+        deltas = self.deltas
+        if not deltas:
+            return
+        st = self.st
+        if len(deltas) == 1 and not self.changes and st is not None:
+            ((name, ops),) = deltas.items()
+            kind, payload = checked_encode(ops, (name,), lambda v, _p: _delta.encode(v))
+            if st.delta_fits(name, len(payload)):
+                self.delta1 = (name, kind, payload)
+                return
+        for name in list(deltas):
+            self.touch(name, self.work[name], force=True, where=(name,))
+        self.deltas = {}
+
+    def commit(self) -> int | None:
+        """Commit what ``seal`` left staged (call under the lock); the new sequence number,
+        or None when there was nothing to commit."""
+        st = self.st
+        assert st is not None
+        if self.delta1 is not None:
+            name, kind, payload = self.delta1
+            seq = st.commit_delta(name, kind, payload)
+            assert seq is not None  # delta_fits said so, under the same lock
+            self.changes[name] = (kind, payload)  # for committed(): the cache keeps the object
+            return seq
+        if self.changes or self.cleared:
+            return st.commit(self.changes, clear=self.cleared)
+        return None
 
     def delete(self, name: str) -> None:
         self.changes[name] = None
