@@ -39,7 +39,7 @@ Scenarios:
 Scaling (not interleaved against an anchor, but each size interleaved with the others):
 * a Share holding 1, 10^3 and 10^5 names: read / ``+=`` / assignment of one name;
 * the store file after 10^6 (``--quick``: 10^5) updates, against the live data;
-* 1, 2, 4, 8, 16 processes x ``+=`` on one Share, mp.Value + lock and a Manager (ops/s).
+* (1, 2, 4, 8, 16 processes x ``+=`` on one Share: ``benchmarks/scaling.py``.)
 """
 
 from __future__ import annotations
@@ -414,66 +414,6 @@ def file_rows(updates: int) -> dict[str, float]:
     return {"updates": updates, "file": size, "live": live}
 
 
-def w_curve_share(share: Share, n: int, bar: Any, out: Any) -> None:
-    share.counter  # noqa: B018 - warm-up: attach
-    bar.wait()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        share.counter += 1
-    out.put((t0, time.perf_counter()))
-
-
-def w_curve_value(v: Any, n: int, bar: Any, out: Any) -> None:
-    lock = v.get_lock()
-    v.value  # noqa: B018
-    bar.wait()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        with lock:
-            v.value += 1
-    out.put((t0, time.perf_counter()))
-
-
-def w_curve_manager(ns: Any, lock: Any, n: int, bar: Any, out: Any) -> None:
-    ns.counter  # noqa: B018
-    with lock:
-        pass
-    bar.wait()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        with lock:
-            ns.counter += 1
-    out.put((t0, time.perf_counter()))
-
-
-def curve_rows(ctx: Any, manager: Any, rounds: int, procs: list[int], n: int) -> dict[int, dict[str, float]]:
-    res: dict[int, dict[str, list[float]]] = {p: {"share": [], "mp_value": [], "manager": []} for p in procs}
-    for r in range(rounds):
-        for p in procs:
-            names = ["share", "mp_value", "manager"]
-            names = names[r % 3 :] + names[: r % 3]
-            for name in names:
-                if name == "share":
-                    with Share() as share:
-                        share.counter = 0
-                        t0, t1 = run_workers(ctx, w_curve_share, (share, n), p)
-                        assert share.counter == p * n
-                elif name == "mp_value":
-                    v = ctx.Value("q", 0)
-                    t0, t1 = run_workers(ctx, w_curve_value, (v, n), p)
-                    assert v.value == p * n
-                else:
-                    ns, lock = manager.Namespace(), manager.Lock()
-                    ns.counter = 0
-                    m = max(n // 10, 10)  # the Manager is ~100x slower: fewer ops, same rate
-                    t0, t1 = run_workers(ctx, w_curve_manager, (ns, lock, m), p)
-                    assert ns.counter == p * m
-                    res[p][name].append(p * m / (t1 - t0))
-                    continue
-                res[p][name].append(p * n / (t1 - t0))
-    return {p: {k: statistics.median(v) for k, v in c.items()} for p, c in res.items()}
-
-
 def _row(name: str, ours: float, anchor_name: str, anchor: float, unit: str, target: str, ok: bool) -> str:
     return (f"| {name} | {ours:,.2f} {unit} | {anchor_name}: {anchor:,.2f} {unit} | "
             f"{ours / anchor:.2f}x | {target} | {'yes' if ok else 'NO'} |")
@@ -515,8 +455,6 @@ def main() -> None:
                 for name in names[r % 4 :] + names[: r % 4]:
                     micro[name].append(micro_fns[name](ctx, state))
                 print(f"round {r + 1}/{rounds} done", flush=True)
-            curve = curve_rows(ctx, manager, max(rounds // 2, 1) if a.quick else 3, [1, 2, 4, 8, 16],
-                               100 if a.quick else 250)
         # last: the big values' decoded copies (millions of objects) would slow the rows
         # above through the garbage collector, for every contender but unevenly
         for r in range(rounds):
@@ -568,12 +506,7 @@ def main() -> None:
     print(f"\nlargest / smallest across sizes: {worst:.2f}x (target <= 1.2x)")
     print(f"\nstore file after {files['updates']:,} updates: {files['file'] / 2**20:.1f} MiB for "
           f"{files['live'] / 2**10:.1f} KiB of live data (proportional: bounded, does not grow with updates)")
-    print("\nthroughput, N processes x `+=` on one counter (ops/s)\n")
-    print("| processes | Share | mp.Value + lock | Manager + Lock | Share / mp.Value |")
-    print("|---|---|---|---|---|")
-    for p, v in curve.items():
-        print(f"| {p} | {v['share']:,.0f} | {v['mp_value']:,.0f} | {v['manager']:,.0f} | "
-              f"{v['share'] / v['mp_value']:.2f}x |")
+    print("\n(the throughput of 1-16 processes updating one Share: benchmarks/scaling.py)")
 
     from _results import headline
 
