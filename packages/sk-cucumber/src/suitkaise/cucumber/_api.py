@@ -10,7 +10,7 @@ from typing import Any
 from suitkaise.cucumber._deep import TooDeepError, deep_dumps, is_recursion_error
 from suitkaise.cucumber._diagnose import locate
 from suitkaise.cucumber._errors import DeserializationError, SerializationError, raised_by_user_code
-from suitkaise.cucumber._pickler import dumps, loads
+from suitkaise.cucumber._pickler import dumps, loads, plain_dumps
 
 __all__ = ["deserialize", "serialize"]
 
@@ -98,6 +98,10 @@ def serialize(
     ``deserialize(data, buffers=[...])``. Each buffer is reported once even
     when a deep payload is serialized a second time by the explicit-stack pickler.
     """
+    if not verbose:
+        plain = plain_dumps(obj)  # builtin atoms and containers only: no buffers, no handlers
+        if plain is not None:
+            return plain
     tracer = _Tracer() if verbose else None
     if tracer:
         tracer.say(f"Starting serialization of {_type_name(obj)}")
