@@ -81,6 +81,7 @@ class _PipeEndpoint:
         "_can_recv",
         "_can_send",
         "_conn",
+        "_fd",
         "_locked",
         "_progress",
         "_reader",
@@ -90,6 +91,7 @@ class _PipeEndpoint:
 
     def __init__(self, conn: Connection, locked: bool) -> None:
         self._conn = conn
+        self._fd = conn.fileno()  # read once: Connection.fileno() is two Python calls
         self._locked = locked
         self._can_send = conn.writable
         self._can_recv = conn.readable
@@ -194,7 +196,12 @@ class _PipeEndpoint:
         with self._send_lock:
             progress = self._progress
             try:
-                _send_object(conn.fileno(), obj, progress)
+                kind, data, buffers = wire.encode(obj)
+                try:
+                    wire.send(self._fd, _KIND_HEADS[kind], data, buffers, progress)
+                finally:
+                    for b in buffers:  # let the sender resize its arrays again
+                        b.release()
             except (BrokenPipeError, ConnectionResetError) as e:
                 raise self._peer_closed("send", e) from e
             except OSError as e:
@@ -223,7 +230,8 @@ class _PipeEndpoint:
         with self._recv_lock:
             progress = self._progress
             try:
-                return _recv_object(conn.fileno(), progress, self._reader)
+                head, data, buffers = wire.recv(self._fd, 1, self._reader, progress)
+                return wire.decode(head[0], data, buffers)
             except (EOFError, ConnectionResetError) as e:
                 raise self._peer_closed("recv", e) from e
             except OSError as e:
@@ -322,20 +330,6 @@ class Pipe:
 
 
 _KIND_HEADS = [bytes([kind]) for kind in range(4)]
-
-
-def _send_object(fd: int, obj: Any, progress: Progress) -> None:
-    kind, data, buffers = wire.encode(obj)
-    try:
-        wire.send(fd, _KIND_HEADS[kind], data, buffers, progress)
-    finally:
-        for b in buffers:  # let the sender resize its arrays again
-            b.release()
-
-
-def _recv_object(fd: int, progress: Progress, reader: Reader) -> Any:
-    frame = wire.recv(fd, 1, reader, progress)
-    return wire.decode(frame.head[0], frame.data, frame.buffers)
 
 
 def _rebuild_point(df: Any, readable: bool, writable: bool) -> Pipe.Point:
