@@ -49,6 +49,7 @@ from suitkaise.processing._runtime import (
     is_skprocess,
     min_timeout,
 )
+from suitkaise.processing._timers import ProcessTimers
 
 __all__ = ["ChildRuntime", "child_main"]
 
@@ -137,11 +138,23 @@ class ChildRuntime:
 
 
 def _final_message(proc: Any, kind: str, value: Any) -> bytes:
-    """The last message of a life: outcome plus the state the parent adopts (decision 6)."""
+    """The last message of a life: outcome plus the state the parent adopts (decision 6).
+
+    Sent as a plain tuple with the timers as builtin data when they allow it
+    (``ProcessTimers._plain``): with a plain result too, cucumber takes its C-pickler
+    fast path, ~0.25 ms less on a fork child's critical path. The parent's
+    ``read_final`` accepts both forms.
+    """
     if proc is None:
         state = FinalState(kind, value)
     else:
         state = FinalState(kind, value, True, proc._current_run, proc.error, proc.timers)
+        plain = state.timers._plain() if isinstance(state.timers, ProcessTimers) else None
+        if plain is not None:
+            try:
+                return cucumber.serialize(tuple(state._replace(timers=plain)))
+            except Exception:
+                pass  # the full form below reports what cannot be sent
     try:
         return cucumber.serialize(state)
     except Exception as e:
@@ -183,7 +196,7 @@ def _resume(proc: Any, checkpoint: Checkpoint) -> Outcome | None:
 
 
 def child_main(
-    data: bytes,
+    data: bytes | None,
     conn: mpc.Connection,
     ctrl: Any,
     close_in_child: Sequence[Any],
@@ -193,8 +206,10 @@ def child_main(
 ) -> None:
     """Entry point of the child process (target of ``multiprocessing.Process``).
 
-    ``checkpoint_fd`` (``.detach()`` gives the descriptor) is the parent's checkpoint file
-    when this process checkpoints (``_checkpoint``); a later life resumes from it.
+    ``data`` is ``None`` under fork: the parent sends it as the first message on ``conn``
+    (it serializes while this process boots). ``checkpoint_fd`` (``.detach()`` gives the
+    descriptor) is the parent's checkpoint file when this process checkpoints
+    (``_checkpoint``); a later life resumes from it.
     """
     ctrl[BOOTED] = 1.0  # multiprocessing's bootstrap (re-importing __main__ under spawn) is over
     for obj in close_in_child:  # fork: the parent's end of our pipe, so its EOF reaches us
@@ -203,6 +218,11 @@ def child_main(
         except OSError:
             pass
     watch_parent = not (pdeathsig and set_pdeathsig(ppid))
+    if data is None:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            return  # the parent could not serialize the instance (it stops us) or is gone
     proc, outcome = _rebuild(data)
     checkpoint = None
     if checkpoint_fd is not None:

@@ -131,7 +131,8 @@ class ParentRun:
         cfg = owner.process_config
         self.checkpoint: IO[bytes] | None = create_file() if cfg.checkpoint and cfg.lives > 1 else None
         self.process: Any = None
-        self.final: bytes | None = None
+        # the child's final message, read as it arrives (while the child is still exiting)
+        self.final: FinalState | Outcome | None = None
         self.timeout_kill: SectionTimeout | None = None
         self.monitor: threading.Thread | None = None
         timeouts = owner.process_config.timeouts
@@ -140,7 +141,7 @@ class ParentRun:
     # -- spawning ----------------------------------------------------------------------
 
     def spawn(self) -> None:
-        """Start one child for the current life; raises SerializationError before spawning."""
+        """Start one child for the current life; a SerializationError leaves no child behind."""
         parent_conn, child_conn = self.ctx.Pipe(duplex=True)
         owner = self.owner
         self.ctrl[BOOTED] = 0.0
@@ -150,10 +151,11 @@ class ParentRun:
         # Not under forkserver: the child's parent is the fork server, which itself
         # only exits once all its children (holding its "alive" fd) are gone.
         pdeathsig = self.method != "forkserver" and thread in (threading.main_thread(), self.monitor)
+        fork = self.method == "fork"
         try:
-            if self.method == "fork":
+            if fork:
                 preload_libc()
-                payload: Any = serialize_for_fork(owner)
+                payload: Any = None  # sent on the pipe once the child is forked (below)
                 close_in_child: list[Any] = [parent_conn]
                 ppid = os.getpid()
             else:
@@ -173,12 +175,31 @@ class ParentRun:
             parent_conn.close()
             child_conn.close()
             raise
-        child_conn.close()
+        child_conn.close()  # first: a child that dies before reading the payload gives EPIPE
+        if fork:
+            self._send_fork_payload(process, parent_conn)
         with self.send_lock:
             self.process = process  # before the pipe: tell() judges the pipe by this process
             self.conn = parent_conn
             self._redeliver(parent_conn)
         self.final = None
+
+    def _send_fork_payload(self, process: Any, conn: mpc.Connection) -> None:
+        """Serialize the instance while the forked child boots (~1 ms, in parallel) and send
+        it as the first message; the child reads it before anything else. If it cannot be
+        serialized, the child is stopped before any of the user's code ran there and the
+        error is raised from ``start()`` as before."""
+        try:
+            data = serialize_for_fork(self.owner)
+        except BaseException:
+            process.kill()
+            process.join()
+            conn.close()
+            raise
+        try:
+            conn.send_bytes(data)
+        except OSError:
+            pass  # the child died already: the monitor reports (or restarts) it
 
     def _redeliver(self, conn: mpc.Connection) -> None:
         """Send a new life (under ``send_lock``) every message not known to be consumed: those
@@ -313,7 +334,7 @@ class ParentRun:
                 while pending and pending[0][0] < self.acked:
                     pending.popleft()
         elif tag == TAG_FINAL:
-            self.final = data[1:]
+            self.final = self._read_final(data[1:])
 
     def _on_exit(self, exitcode: int | None) -> bool:
         """The child has exited: resolve the run, or return True to restart it."""
@@ -340,14 +361,27 @@ class ParentRun:
         self._resolve(Outcome("raise", error))
         return False
 
-    def _adopt_final(self, final: bytes) -> Outcome:
-        """Apply the child's final state to the parent's instance (decision 6)."""
+    def _read_final(self, final: bytes) -> FinalState | Outcome:
+        """The child's final state, or the error that it could not be read."""
         try:
-            state: FinalState = cucumber.deserialize(final)
+            state = cucumber.deserialize(final)
+            if type(state) is tuple:  # the plain form (_child._final_message)
+                state = FinalState(*state)
+                state = state._replace(timers=ProcessTimers._from_plain(state.timers))
         except Exception as e:
             return Outcome("raise", ProcessError(
                 f"the final state sent by {type(self.owner).__qualname__} could not be read: "
                 f"{type(e).__name__}: {e}", int(self.ctrl[RUN]), e))
+        if not isinstance(state, FinalState):
+            return Outcome("raise", ProcessError(
+                f"the final state sent by {type(self.owner).__qualname__} is a "
+                f"{type(state).__name__}, not a FinalState", int(self.ctrl[RUN])))
+        return state
+
+    def _adopt_final(self, state: FinalState | Outcome) -> Outcome:
+        """Apply the child's final state to the parent's instance (decision 6)."""
+        if isinstance(state, Outcome):
+            return state
         d = self.owner.__dict__
         if state.has_state:
             d["_current_run"] = state.current_run

@@ -163,6 +163,7 @@ class Core:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._closed = False
+        self._filling = False  # starting the missing workers, one per pass of the manager loop
         self.trace = from_env()  # python -m suitkaise report
 
     # -- called by callers -------------------------------------------------------
@@ -279,7 +280,7 @@ class Core:
                     if not graceful:
                         self._fail_all(ProcessError("Pool.terminate() was called while this call was running"))
                     break
-                self._spawn_if_needed()
+                more = self._spawn_if_needed()
                 plan = self._plan()
                 by_fd: dict[int, _Worker] = {}
                 for w in self.workers:
@@ -290,7 +291,7 @@ class Core:
                     send()
                 except OSError:
                     pass  # the worker died; its sentinel tells us below
-            ready = wait([self._wake_r, *by_fd])
+            ready = wait([self._wake_r, *by_fd], 0 if more else None)
             dead: list[_Worker] = []
             for fd in ready:
                 if fd == self._wake_r:
@@ -347,11 +348,17 @@ class Core:
                 job.kill = False
             del self.jobs[job.id]
 
-    def _spawn_if_needed(self) -> None:
-        if len(self.workers) >= self.size or not any(j._dispatchable() for j in self.jobs.values()):
-            return
+    def _spawn_if_needed(self) -> bool:
+        """Start the missing workers when work waits, one per pass of the loop: the first
+        gets its chunk before the next fork (~1-2 ms each). True while more are missing
+        (the loop then comes straight back instead of waiting)."""
+        if len(self.workers) >= self.size:
+            self._filling = False
+            return False
+        if not self._filling and not any(j._dispatchable() for j in self.jobs.values()):
+            return False
         ctx = get_context(self.context)
-        while len(self.workers) < self.size:
+        if len(self.workers) < self.size:
             parent, child = ctx.Pipe(duplex=True)
             progress = ctx.RawArray("q", PROGRESS_SLOTS)
             method = ctx.get_start_method()
@@ -372,6 +379,8 @@ class Core:
             if self.trace is not None:
                 self.trace.event("worker", worker=process.pid)
             self.workers.append(_Worker(process, parent, progress, method))
+        self._filling = len(self.workers) < self.size
+        return self._filling
 
     def _plan(self) -> list[tuple[_Worker, Any]]:
         """Decide what to send (under the lock); sending happens outside it."""
