@@ -55,10 +55,12 @@ class CucumberPickler(cloudpickle.Pickler):
         *,
         by_value_class: type | None = None,
         trace: Callable[[Any, Any], None] | None = None,
+        for_fork: bool = False,
     ) -> None:
         super().__init__(file, protocol=protocol, buffer_callback=buffer_callback)
         self._by_value_class = by_value_class
         self._trace = trace
+        self._for_fork = for_fork
 
     def reducer_override(self, obj: Any) -> Any:
         t = type(obj)
@@ -71,6 +73,8 @@ class CucumberPickler(cloudpickle.Pickler):
             result = reducer(obj)
             if result is not NotImplemented:
                 return result
+        elif self._for_fork and (t is types.FunctionType or isinstance(obj, type)) and _is_main_name(obj):
+            return NotImplemented  # by name: a fork child has this very object under that name
         elif (
             isinstance(obj, type)
             and obj.__module__ == "__main__"
@@ -79,6 +83,22 @@ class CucumberPickler(cloudpickle.Pickler):
         ):
             return _reduce_main_class(obj)
         return _cloudpickle_reducer_override(self, obj)
+
+
+def _is_main_name(obj: Any) -> bool:
+    """Whether ``obj`` (a class or function) is ``__main__.<its qualified name>`` here."""
+    if getattr(obj, "__module__", None) != "__main__":
+        return False
+    main = sys.modules.get("__main__")
+    candidate: Any = main
+    for part in obj.__qualname__.split("."):
+        candidate = getattr(candidate, part, None)
+    if candidate is not obj:
+        return False
+    # What a receiver that resolves a class to its own copy does (_rebuild_main_class), here:
+    # the fork child inherits the snapshot of the script's source for its tracebacks.
+    keep_source(getattr(main, "__file__", None))
+    return True
 
 
 class _NotPlain(Exception):
@@ -161,12 +181,13 @@ def dumps(
     buffer_callback: Callable[[pickle.PickleBuffer], Any] | None = None,
     by_value_class: type | None = None,
     trace: Callable[[Any, Any], None] | None = None,
+    for_fork: bool = False,
 ) -> bytes:
     r = _reusable
-    if r.busy or by_value_class is not None or trace is not None:
+    if r.busy or by_value_class is not None or trace is not None or for_fork:
         f = io.BytesIO()
         CucumberPickler(
-            f, PROTOCOL, buffer_callback, by_value_class=by_value_class, trace=trace
+            f, PROTOCOL, buffer_callback, by_value_class=by_value_class, trace=trace, for_fork=for_fork
         ).dump(obj)
         return f.getvalue()
     r.busy = True

@@ -196,7 +196,7 @@ def _resume(proc: Any, checkpoint: Checkpoint) -> Outcome | None:
 
 
 def child_main(
-    data: bytes | None,
+    data: bytes,
     conn: mpc.Connection,
     ctrl: Any,
     close_in_child: Sequence[Any],
@@ -206,10 +206,8 @@ def child_main(
 ) -> None:
     """Entry point of the child process (target of ``multiprocessing.Process``).
 
-    ``data`` is ``None`` under fork: the parent sends it as the first message on ``conn``
-    (it serializes while this process boots). ``checkpoint_fd`` (``.detach()`` gives the
-    descriptor) is the parent's checkpoint file when this process checkpoints
-    (``_checkpoint``); a later life resumes from it.
+    ``checkpoint_fd`` (``.detach()`` gives the descriptor) is the parent's checkpoint file
+    when this process checkpoints (``_checkpoint``); a later life resumes from it.
     """
     ctrl[BOOTED] = 1.0  # multiprocessing's bootstrap (re-importing __main__ under spawn) is over
     for obj in close_in_child:  # fork: the parent's end of our pipe, so its EOF reaches us
@@ -218,11 +216,6 @@ def child_main(
         except OSError:
             pass
     watch_parent = not (pdeathsig and set_pdeathsig(ppid))
-    if data is None:
-        try:
-            data = conn.recv_bytes()
-        except (EOFError, OSError):
-            return  # the parent could not serialize the instance (it stops us) or is gone
     proc, outcome = _rebuild(data)
     checkpoint = None
     if checkpoint_fd is not None:

@@ -141,7 +141,7 @@ class ParentRun:
     # -- spawning ----------------------------------------------------------------------
 
     def spawn(self) -> None:
-        """Start one child for the current life; a SerializationError leaves no child behind."""
+        """Start one child for the current life; raises SerializationError before spawning."""
         parent_conn, child_conn = self.ctx.Pipe(duplex=True)
         owner = self.owner
         self.ctrl[BOOTED] = 0.0
@@ -151,11 +151,10 @@ class ParentRun:
         # Not under forkserver: the child's parent is the fork server, which itself
         # only exits once all its children (holding its "alive" fd) are gone.
         pdeathsig = self.method != "forkserver" and thread in (threading.main_thread(), self.monitor)
-        fork = self.method == "fork"
         try:
-            if fork:
+            if self.method == "fork":
                 preload_libc()
-                payload: Any = None  # sent on the pipe once the child is forked (below)
+                payload: Any = serialize_for_fork(owner)
                 close_in_child: list[Any] = [parent_conn]
                 ppid = os.getpid()
             else:
@@ -175,31 +174,12 @@ class ParentRun:
             parent_conn.close()
             child_conn.close()
             raise
-        child_conn.close()  # first: a child that dies before reading the payload gives EPIPE
-        if fork:
-            self._send_fork_payload(process, parent_conn)
+        child_conn.close()
         with self.send_lock:
             self.process = process  # before the pipe: tell() judges the pipe by this process
             self.conn = parent_conn
             self._redeliver(parent_conn)
         self.final = None
-
-    def _send_fork_payload(self, process: Any, conn: mpc.Connection) -> None:
-        """Serialize the instance while the forked child boots (~1 ms, in parallel) and send
-        it as the first message; the child reads it before anything else. If it cannot be
-        serialized, the child is stopped before any of the user's code ran there and the
-        error is raised from ``start()`` as before."""
-        try:
-            data = serialize_for_fork(self.owner)
-        except BaseException:
-            process.kill()
-            process.join()
-            conn.close()
-            raise
-        try:
-            conn.send_bytes(data)
-        except OSError:
-            pass  # the child died already: the monitor reports (or restarts) it
 
     def _redeliver(self, conn: mpc.Connection) -> None:
         """Send a new life (under ``send_lock``) every message not known to be consumed: those
