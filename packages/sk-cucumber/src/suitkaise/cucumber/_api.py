@@ -10,7 +10,7 @@ from typing import Any
 from suitkaise.cucumber._deep import TooDeepError, deep_dumps, is_recursion_error
 from suitkaise.cucumber._diagnose import locate
 from suitkaise.cucumber._errors import DeserializationError, SerializationError, raised_by_user_code
-from suitkaise.cucumber._pickler import dumps, loads, plain_dumps
+from suitkaise.cucumber._pickler import dumps, plain_dumps
 
 __all__ = ["deserialize", "serialize"]
 
@@ -174,7 +174,7 @@ def deserialize(
             hint="pass the bytes that serialize() returned",
         )
     try:
-        obj = loads(data, buffers=buffers)
+        obj = pickle.loads(data, buffers=buffers)
     except DeserializationError:
         raise
     except Exception as exc:

@@ -33,7 +33,7 @@ from suitkaise.cucumber._code import keep_source
 
 PROTOCOL = 5
 
-__all__ = ["PROTOCOL", "CucumberPickler", "dumps", "loads", "plain_dumps"]
+__all__ = ["PROTOCOL", "CucumberPickler", "dumps", "plain_dumps"]
 
 _MISSING = object()
 _cache_get = _registry._CACHE.get
@@ -215,10 +215,6 @@ def _dump_full(r: _Reusable, obj: Any, buffer_callback: Callable[[pickle.PickleB
         # table on every later call: start small again.
         r.pickler = CucumberPickler(r.file, PROTOCOL, r._on_buffer)
     return data
-
-
-def loads(data: Any, *, buffers: Any = None) -> Any:
-    return pickle.loads(data, buffers=buffers)
 
 
 # -- classes defined in __main__ ------------------------------------------------

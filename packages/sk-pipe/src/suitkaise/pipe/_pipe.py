@@ -91,7 +91,7 @@ class _PipeEndpoint:
 
     def __init__(self, conn: Connection, locked: bool) -> None:
         self._conn = conn
-        self._fd = conn.fileno()  # read once: Connection.fileno() is two Python calls
+        self._fd = conn.fileno()  # read once (Connection.fileno() is two Python calls); -1 once closed
         self._locked = locked
         self._can_send = conn.writable
         self._can_recv = conn.readable
@@ -138,6 +138,7 @@ class _PipeEndpoint:
     def close(self) -> None:
         """Close this endpoint. Idempotent. The peer's ``recv`` then reports "peer closed"
         once every copy of this end (in every process) is closed."""
+        self._fd = -1
         self._conn.close()
 
     def __enter__(self) -> _PipeEndpoint:
@@ -185,8 +186,7 @@ class _PipeEndpoint:
     def send(self, obj: Any) -> None:
         """Serialize ``obj`` with cucumber and send it. Returns once the bytes are written
         (blocks only while the OS pipe buffer is full)."""
-        conn = self._conn
-        if conn.closed or self._broken is not None:
+        if self._fd < 0 or self._broken is not None:
             self._check("send")
         if not self._can_send:
             raise PipeEndpointError(
@@ -219,8 +219,7 @@ class _PipeEndpoint:
         Raises ``PipeEndpointError`` ("peer closed") when the other end is gone
         instead of blocking forever.
         """
-        conn = self._conn
-        if conn.closed or self._broken is not None:
+        if self._fd < 0 or self._broken is not None:
             self._check("recv")
         if not self._can_recv:
             raise PipeEndpointError(
@@ -342,7 +341,7 @@ def _after_fork_in_child() -> None:
     for ep in list(_live):
         ep._init_locks()
         if isinstance(ep, Pipe.Anchor):
-            ep._conn.close()
+            ep.close()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
