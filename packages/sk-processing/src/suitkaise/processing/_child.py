@@ -143,7 +143,7 @@ def _final_message(proc: Any, kind: str, value: Any) -> bytes:
     Sent as a plain tuple with the timers as builtin data when they allow it
     (``ProcessTimers._plain``): with a plain result too, cucumber takes its C-pickler
     fast path, ~0.25 ms less on a fork child's critical path. The parent's
-    ``read_final`` accepts both forms.
+    ``ParentRun._read_final`` accepts both forms.
     """
     if proc is None:
         state = FinalState(kind, value)
