@@ -13,6 +13,8 @@ Cases (child processes start once; only transfers are timed):
   50 MB numpy round trip  parent -> child -> parent (the array comes back)
 
 Prints medians per case and the ratio ours / multiprocessing (lower is better).
+Targets: <= 1.0x in every case (the small round trip pays four serializations
+and two process wake-ups; cucumber's plain-data fast path keeps the first at pickle's cost).
 Run: python benchmarks/pipe.py [--reps N]
 """
 
@@ -143,7 +145,7 @@ def main() -> None:
             unit, scale = ("us", 1e6) if base < 1e-3 else ("ms", 1e3)
             print(f"{case:<24} {ours * scale:>10.1f} {unit} {base * scale:>13.1f} {unit} "
                   f"{ours / base:>6.2f}x")
-            limit = 1.2 if case.startswith("small") else 1.0
+            limit = 1.0
             headline("pipe", case, ours * scale, "multiprocessing.Pipe (pickle)", base * scale,
                      f"<= {limit}x", ours / base <= limit, unit)
     finally:

@@ -10,7 +10,8 @@ Scenarios (targets from the sk-processing brief):
       here, so it travels by value for suitkaise) -- target <= 2x mp.Pool
   sleep-1ms: 500 tasks sleeping 1 ms -- target within 10% of the floor
       (500 x measured task duration / 2 workers)
-  startup: construct the pool, get the first result, shut down -- <= 1.2x mp.Pool
+  startup: construct the pool, get the first result, shut down -- <= 1.0x mp.Pool
+      (alone with --only startup: joblib, loky and mpire are then not needed)
   numpy-20MB: 8 x 20 MB float64 arrays through map(a + 1) -- faster than mp.Pool
 
 Everything started here is shut down before the script exits.
@@ -53,12 +54,17 @@ def _timeit(fn: Callable[[], object]) -> float:
 
 
 def run_scenario(name: str, contenders: dict[str, Callable[[], object]], rounds: int,
-                 floor: float | None = None, anchor: str = "mp.Pool") -> dict[str, float]:
+                 floor: float | None = None, anchor: str = "mp.Pool", interleave: bool = False) -> dict[str, float]:
+    """Each contender once per round; ``interleave`` reverses the order every other round
+    (for short cases, where going first or last in a round matters)."""
     times: dict[str, list[float]] = {k: [] for k in contenders}
     for fn in contenders.values():  # warm-up (imports, worker start, caches)
         fn()
-    for _ in range(rounds):
-        for key, fn in contenders.items():
+    for r in range(rounds):
+        order = list(contenders.items())
+        if interleave and r % 2:
+            order.reverse()
+        for key, fn in order:
             times[key].append(_timeit(fn))
     print(f"\n== {name} (median of {rounds}) ==")
     base = statistics.median(times[anchor]) if anchor in times else None
@@ -86,11 +92,30 @@ def main() -> None:
     rounds = args.rounds
     only = set(args.only.split(","))
 
+    others = {name: _optional(name) for name in ("joblib", "loky", "mpire")}
+    missing = [name for name, mod in others.items() if mod is None]
+    if missing and only - {"startup"}:
+        raise SystemExit(f"these scenarios compare against {', '.join(missing)}: install them, "
+                         "or run only the startup scenario (--only startup)")
+    print(f"start method: {mp.get_start_method()}, workers: {WORKERS}")
+    if only & {"tiny", "sleep", "numpy"}:
+        _throughput(only, rounds, args.quick)
+    if "startup" in only:
+        _startup(rounds, others["mpire"])
+
+
+def _optional(name: str) -> Any:
+    try:
+        return __import__(name)
+    except ImportError:
+        return None
+
+
+def _throughput(only: set[str], rounds: int, quick: bool) -> None:
     import joblib  # type: ignore[import-untyped]
     import loky  # type: ignore[import-untyped]
     from mpire import WorkerPool
 
-    print(f"start method: {mp.get_start_method()}, workers: {WORKERS}")
     sk = Pool(WORKERS)
     mpp = mp.Pool(WORKERS)
     cfp = cf.ProcessPoolExecutor(WORKERS)
@@ -107,7 +132,7 @@ def main() -> None:
                 "mpire.map": lambda: mpw.map(square, xs),
                 "joblib": lambda: jl(joblib.delayed(square)(x) for x in xs),
             }
-            if not args.quick:
+            if not quick:
                 tiny_map["cf.map(chunksize=1)"] = lambda: list(cfp.map(square, xs))
                 tiny_map["loky.map(chunksize=1)"] = lambda: list(lk.map(square, xs))
             m = run_scenario("tiny-map: 10,000 x x*x", tiny_map, rounds)
@@ -169,6 +194,10 @@ def main() -> None:
         mpw.terminate()
         jl.__exit__(None, None, None)
 
+
+def _startup(rounds: int, mpire: Any) -> None:
+    """Construct the pool, get the first result, shut down (mpire only if installed)."""
+
     def sk_startup() -> None:
         with Pool(WORKERS) as p:
             assert p.map(square, [3]) == [9]
@@ -184,18 +213,14 @@ def main() -> None:
             assert list(ex.map(square, [3])) == [9]
 
     def mpire_startup() -> None:
-        with WorkerPool(n_jobs=WORKERS) as p:
+        with mpire.WorkerPool(n_jobs=WORKERS) as p:
             assert p.map(square, [3]) == [9]
 
-    if "startup" not in only:
-        return
-    m = run_scenario("startup: construct + first result + shutdown", {
-        "suitkaise": sk_startup,
-        "mp.Pool": mp_startup,
-        "cf": cf_startup,
-        "mpire": mpire_startup,
-    }, rounds)
-    _vs("pool construction + first result", m["suitkaise"], "mp.Pool", m["mp.Pool"], 1.2)
+    contenders: dict[str, Callable[[], object]] = {"suitkaise": sk_startup, "mp.Pool": mp_startup, "cf": cf_startup}
+    if mpire is not None:
+        contenders["mpire"] = mpire_startup
+    m = run_scenario("startup: construct + first result + shutdown", contenders, rounds, interleave=True)
+    _vs("pool construction + first result", m["suitkaise"], "mp.Pool", m["mp.Pool"], 1.0)
 
 
 if __name__ == "__main__":

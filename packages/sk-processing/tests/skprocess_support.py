@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import time
+from fractions import Fraction
 
 from suitkaise.processing import Skprocess
+from suitkaise.timing import Sktimer
 
 
 class Counter(Skprocess):
@@ -541,3 +543,54 @@ class ReportsStart(Skprocess):
 
     def __result__(self) -> bool:
         return forked_from_this_parent()
+
+
+class TimerReader(Skprocess):
+    """Reads its own timers inside the loop: what it sees must be every iteration so far.
+
+    At run ``window_at`` it sets ``max_times=2`` on the run timer, so from then on that
+    timer keeps only the last two durations (the loop must honour a window set mid-run).
+    """
+
+    def __init__(self, runs: int, window_at: int | None = None) -> None:
+        self.process_config.runs = runs
+        self.window_at = window_at
+        self.seen: list[tuple[int, int, int | None]] = []
+
+    def __prerun__(self) -> None:
+        if self.current_run == self.window_at:
+            self.timers.run.set_max_times(2)
+
+    def __run__(self) -> None:
+        pass
+
+    def __postrun__(self) -> None:
+        run = self.timers.run
+        # (current run, durations in the run timer, full_run's count before this iteration)
+        self.seen.append((self.current_run, run.num_times, self.timers.full_run.num_times))
+
+    def __result__(self) -> list[tuple[int, int, int | None]]:
+        return self.seen
+
+
+class CustomTimed(Skprocess):
+    """Replaces its run timer with an Sktimer subclass (the final message's fallback form)."""
+
+    def __init__(self) -> None:
+        self.process_config.runs = 3
+
+    def __prerun__(self) -> None:
+        if self.current_run == 0:
+            self.timers.run = LabelledTimer("mine")
+
+    def __run__(self) -> None:
+        pass
+
+    def __result__(self) -> object:
+        return {"ratio": Fraction(1, 3)}  # not builtin data: the full form of the message
+
+
+class LabelledTimer(Sktimer):
+    def __init__(self, label: str) -> None:
+        super().__init__()
+        self.label = label

@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import pytest
-from skprocess_support import Child, Child2, Counter, GrandChild, Logged
+from skprocess_support import (
+    Child,
+    Child2,
+    Counter,
+    CustomTimed,
+    GrandChild,
+    LabelledTimer,
+    Logged,
+    TimerReader,
+)
 
 from suitkaise.processing import ProcessTimers, RunError, Skprocess
 from suitkaise.timing import Sktimer
@@ -161,3 +172,36 @@ def test_start_while_running_raises(start_method):
         proc.stop()
         assert proc.wait(timeout=60)
     assert isinstance(proc.result(), int)
+
+
+def test_timers_read_inside_the_loop_count_every_iteration(start_method):
+    """The loop records durations without Sktimer.add_time: what the process reads of its
+    own timers mid-run must still be exact, and the parent gets the same numbers."""
+    proc = TimerReader(runs=6)
+    seen = proc.run()
+    # in __postrun__ of run i: i + 1 run durations, i completed iterations in full_run
+    assert seen == [(i, i + 1, i) for i in range(6)]
+    assert proc.timers.run.num_times == 6
+    assert proc.timers.full_run.num_times == 6
+    assert all(t >= 0 for t in proc.timers.run.times)
+
+
+def test_a_window_set_on_a_timer_mid_run_is_honoured(start_method):
+    proc = TimerReader(runs=6, window_at=3)
+    seen = proc.run()
+    # from run 3 on the run timer keeps at most two durations
+    assert [n for _, n, _ in seen] == [1, 2, 3, 2, 2, 2]
+    assert proc.timers.run.max_times == 2
+    assert proc.timers.run.num_times == 2
+    assert proc.timers.full_run.num_times == 6  # untouched
+
+
+def test_final_state_with_a_replaced_timer_and_a_non_builtin_result(start_method):
+    """The final message falls back to its full form (custom timer class, non-builtin
+    result); the parent still adopts the child's timers with their class."""
+    proc = CustomTimed()
+    assert proc.run() == {"ratio": Fraction(1, 3)}
+    assert isinstance(proc.timers.run, LabelledTimer)
+    assert proc.timers.run.label == "mine"
+    assert proc.timers.run.num_times == 3
+    assert proc.current_run == 3

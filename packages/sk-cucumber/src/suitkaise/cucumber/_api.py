@@ -10,7 +10,7 @@ from typing import Any
 from suitkaise.cucumber._deep import TooDeepError, deep_dumps, is_recursion_error
 from suitkaise.cucumber._diagnose import locate
 from suitkaise.cucumber._errors import DeserializationError, SerializationError, raised_by_user_code
-from suitkaise.cucumber._pickler import dumps, loads
+from suitkaise.cucumber._pickler import dumps, plain_dumps
 
 __all__ = ["deserialize", "serialize"]
 
@@ -81,6 +81,7 @@ def serialize(
     verbose: bool = False,
     *,
     buffer_callback: BufferCallback | None = None,
+    for_fork: bool = False,
 ) -> bytes:
     """Turn ``obj`` into bytes that ``deserialize`` turns back into an equivalent object.
 
@@ -97,14 +98,24 @@ def serialize(
     pass it, in the same order as the other out-of-band ones, to
     ``deserialize(data, buffers=[...])``. Each buffer is reported once even
     when a deep payload is serialized a second time by the explicit-stack pickler.
+
+    ``for_fork=True``: the bytes are for a child ``fork()``ed from this process after
+    ``obj``'s classes and functions were defined (sk-processing's Skprocess under fork).
+    Classes and functions defined in ``__main__`` then travel by name instead of by
+    value, since the child has the very same objects under those names: less work on
+    both sides. Bytes made this way are not for any other receiver.
     """
+    if not verbose:
+        plain = plain_dumps(obj)  # builtin atoms and containers only: no buffers, no handlers
+        if plain is not None:
+            return plain
     tracer = _Tracer() if verbose else None
     if tracer:
         tracer.say(f"Starting serialization of {_type_name(obj)}")
     relay = _BufferRelay(buffer_callback) if buffer_callback is not None else None
     try:
         try:
-            data = dumps(obj, buffer_callback=relay, trace=tracer)
+            data = dumps(obj, buffer_callback=relay, trace=tracer, for_fork=for_fork)
         except Exception as exc:
             # Deep nesting: retry with the explicit-stack pickler (see _deep).
             if not is_recursion_error(exc):
@@ -163,7 +174,7 @@ def deserialize(
             hint="pass the bytes that serialize() returned",
         )
     try:
-        obj = loads(data, buffers=buffers)
+        obj = pickle.loads(data, buffers=buffers)
     except DeserializationError:
         raise
     except Exception as exc:

@@ -108,6 +108,7 @@ class DeepPickler(_PyPickler):
         self.globals_ref: dict[int, dict[str, Any]] = {}
         self._by_value_class: type | None = None
         self._trace = trace
+        self._for_fork = False  # a deep payload's __main__ objects travel by value
 
     def reducer_override(self, obj: Any) -> Any:
         return self._cucumber_reducer_override(obj)

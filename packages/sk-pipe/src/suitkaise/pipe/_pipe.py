@@ -81,6 +81,7 @@ class _PipeEndpoint:
         "_can_recv",
         "_can_send",
         "_conn",
+        "_fd",
         "_locked",
         "_progress",
         "_reader",
@@ -90,6 +91,7 @@ class _PipeEndpoint:
 
     def __init__(self, conn: Connection, locked: bool) -> None:
         self._conn = conn
+        self._fd = conn.fileno()  # read once (Connection.fileno() is two Python calls); -1 once closed
         self._locked = locked
         self._can_send = conn.writable
         self._can_recv = conn.readable
@@ -136,6 +138,7 @@ class _PipeEndpoint:
     def close(self) -> None:
         """Close this endpoint. Idempotent. The peer's ``recv`` then reports "peer closed"
         once every copy of this end (in every process) is closed."""
+        self._fd = -1
         self._conn.close()
 
     def __enter__(self) -> _PipeEndpoint:
@@ -183,8 +186,7 @@ class _PipeEndpoint:
     def send(self, obj: Any) -> None:
         """Serialize ``obj`` with cucumber and send it. Returns once the bytes are written
         (blocks only while the OS pipe buffer is full)."""
-        conn = self._conn
-        if conn.closed or self._broken is not None:
+        if self._fd < 0 or self._broken is not None:
             self._check("send")
         if not self._can_send:
             raise PipeEndpointError(
@@ -194,7 +196,12 @@ class _PipeEndpoint:
         with self._send_lock:
             progress = self._progress
             try:
-                _send_object(conn.fileno(), obj, progress)
+                kind, data, buffers = wire.encode(obj)
+                try:
+                    wire.send(self._fd, _KIND_HEADS[kind], data, buffers, progress)
+                finally:
+                    for b in buffers:  # let the sender resize its arrays again
+                        b.release()
             except (BrokenPipeError, ConnectionResetError) as e:
                 raise self._peer_closed("send", e) from e
             except OSError as e:
@@ -212,8 +219,7 @@ class _PipeEndpoint:
         Raises ``PipeEndpointError`` ("peer closed") when the other end is gone
         instead of blocking forever.
         """
-        conn = self._conn
-        if conn.closed or self._broken is not None:
+        if self._fd < 0 or self._broken is not None:
             self._check("recv")
         if not self._can_recv:
             raise PipeEndpointError(
@@ -223,7 +229,8 @@ class _PipeEndpoint:
         with self._recv_lock:
             progress = self._progress
             try:
-                return _recv_object(conn.fileno(), progress, self._reader)
+                head, data, buffers = wire.recv(self._fd, 1, self._reader, progress)
+                return wire.decode(head[0], data, buffers)
             except (EOFError, ConnectionResetError) as e:
                 raise self._peer_closed("recv", e) from e
             except OSError as e:
@@ -324,20 +331,6 @@ class Pipe:
 _KIND_HEADS = [bytes([kind]) for kind in range(4)]
 
 
-def _send_object(fd: int, obj: Any, progress: Progress) -> None:
-    kind, data, buffers = wire.encode(obj)
-    try:
-        wire.send(fd, _KIND_HEADS[kind], data, buffers, progress)
-    finally:
-        for b in buffers:  # let the sender resize its arrays again
-            b.release()
-
-
-def _recv_object(fd: int, progress: Progress, reader: Reader) -> Any:
-    frame = wire.recv(fd, 1, reader, progress)
-    return wire.decode(frame.head[0], frame.data, frame.buffers)
-
-
 def _rebuild_point(df: Any, readable: bool, writable: bool) -> Pipe.Point:
     """Unpickling side of ``Point.__reduce__``: claim the duplicated fd."""
     return Pipe.Point(Connection(df.detach(), readable, writable), False)
@@ -348,7 +341,7 @@ def _after_fork_in_child() -> None:
     for ep in list(_live):
         ep._init_locks()
         if isinstance(ep, Pipe.Anchor):
-            ep._conn.close()
+            ep.close()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

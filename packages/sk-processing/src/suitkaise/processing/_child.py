@@ -49,6 +49,7 @@ from suitkaise.processing._runtime import (
     is_skprocess,
     min_timeout,
 )
+from suitkaise.processing._timers import ProcessTimers
 
 __all__ = ["ChildRuntime", "child_main"]
 
@@ -137,11 +138,23 @@ class ChildRuntime:
 
 
 def _final_message(proc: Any, kind: str, value: Any) -> bytes:
-    """The last message of a life: outcome plus the state the parent adopts (decision 6)."""
+    """The last message of a life: outcome plus the state the parent adopts (decision 6).
+
+    Sent as a plain tuple with the timers as builtin data when they allow it
+    (``ProcessTimers._plain``): with a plain result too, cucumber takes its C-pickler
+    fast path, ~0.25 ms less on a fork child's critical path. The parent's
+    ``ParentRun._read_final`` accepts both forms.
+    """
     if proc is None:
         state = FinalState(kind, value)
     else:
         state = FinalState(kind, value, True, proc._current_run, proc.error, proc.timers)
+        plain = state.timers._plain() if isinstance(state.timers, ProcessTimers) else None
+        if plain is not None:
+            try:
+                return cucumber.serialize(tuple(state._replace(timers=plain)))
+            except Exception:
+                pass  # the full form below reports what cannot be sent
     try:
         return cucumber.serialize(state)
     except Exception as e:

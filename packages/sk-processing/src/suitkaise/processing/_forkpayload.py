@@ -44,7 +44,7 @@ def serialize_for_fork(obj: Any) -> bytes:
     """cucumber bytes of ``obj`` for a child about to be forked (fds kept as numbers)."""
     mp_context.set_spawning_popen(_ForkSpawningPopen())  # type: ignore[arg-type]
     try:
-        return cucumber.serialize(obj)
+        return cucumber.serialize(obj, for_fork=True)  # __main__ classes by name: the child has them
     finally:
         mp_context.set_spawning_popen(None)
 

@@ -131,7 +131,8 @@ class ParentRun:
         cfg = owner.process_config
         self.checkpoint: IO[bytes] | None = create_file() if cfg.checkpoint and cfg.lives > 1 else None
         self.process: Any = None
-        self.final: bytes | None = None
+        # the child's final message, read as it arrives (while the child is still exiting)
+        self.final: FinalState | Outcome | None = None
         self.timeout_kill: SectionTimeout | None = None
         self.monitor: threading.Thread | None = None
         timeouts = owner.process_config.timeouts
@@ -313,7 +314,7 @@ class ParentRun:
                 while pending and pending[0][0] < self.acked:
                     pending.popleft()
         elif tag == TAG_FINAL:
-            self.final = data[1:]
+            self.final = self._read_final(data[1:])
 
     def _on_exit(self, exitcode: int | None) -> bool:
         """The child has exited: resolve the run, or return True to restart it."""
@@ -340,14 +341,27 @@ class ParentRun:
         self._resolve(Outcome("raise", error))
         return False
 
-    def _adopt_final(self, final: bytes) -> Outcome:
-        """Apply the child's final state to the parent's instance (decision 6)."""
+    def _read_final(self, final: bytes) -> FinalState | Outcome:
+        """The child's final state, or the error that it could not be read."""
         try:
-            state: FinalState = cucumber.deserialize(final)
+            state = cucumber.deserialize(final)
+            if type(state) is tuple:  # the plain form (_child._final_message)
+                state = FinalState(*state)
+                state = state._replace(timers=ProcessTimers._from_plain(state.timers))
         except Exception as e:
             return Outcome("raise", ProcessError(
                 f"the final state sent by {type(self.owner).__qualname__} could not be read: "
                 f"{type(e).__name__}: {e}", int(self.ctrl[RUN]), e))
+        if not isinstance(state, FinalState):
+            return Outcome("raise", ProcessError(
+                f"the final state sent by {type(self.owner).__qualname__} is a "
+                f"{type(state).__name__}, not a FinalState", int(self.ctrl[RUN])))
+        return state
+
+    def _adopt_final(self, state: FinalState | Outcome) -> Outcome:
+        """Apply the child's final state to the parent's instance (decision 6)."""
+        if isinstance(state, Outcome):
+            return state
         d = self.owner.__dict__
         if state.has_state:
             d["_current_run"] = state.current_run

@@ -20,18 +20,24 @@ from typing import Any
 __all__ = ["preload", "set_pdeathsig"]
 
 _PR_SET_PDEATHSIG = 1
-_libc: Any = None
+_prctl: Any = None  # libc's prctl, looked up once (ctypes builds a new function pointer per lookup)
+
+
+def _load() -> Any:
+    global _prctl
+    if _prctl is None:
+        _prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return _prctl
 
 
 def preload() -> None:
-    """Load libc in the parent before forking, so that forked children find it loaded
-    (a ``dlopen`` less in each child's start). Called only when processes are started."""
-    global _libc
-    if _libc is None:
-        try:
-            _libc = ctypes.CDLL(None, use_errno=True)
-        except OSError:  # not available: each child finds out for itself
-            pass
+    """Look up ``prctl`` in the parent before forking, so that forked children find it
+    ready (a ``dlopen`` and a symbol lookup less in each child's start). Called only when
+    processes are started."""
+    try:
+        _load()
+    except (OSError, AttributeError):  # not available: each child finds out for itself
+        pass
 
 
 def set_pdeathsig(expected_ppid: int) -> bool:
@@ -42,11 +48,8 @@ def set_pdeathsig(expected_ppid: int) -> bool:
     first and we were re-parented. Returns False where unavailable (not Linux):
     the caller then watches its pipe's EOF instead.
     """
-    global _libc
     try:
-        if _libc is None:
-            _libc = ctypes.CDLL(None, use_errno=True)
-        if _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        if _load()(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
             return False
     except (OSError, AttributeError):  # not Linux
         return False

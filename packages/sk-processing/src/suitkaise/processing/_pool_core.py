@@ -272,6 +272,7 @@ class Core:
         os.set_blocking(self._wake_w, False)
         self._closed = False
         self._wake_pending = False  # a wake-up byte is in the pipe, not yet drained
+        self._filling = False  # starting the missing workers, one per pass of the manager loop
         self.trace = from_env()  # python -m suitkaise report
 
     # -- called by callers -------------------------------------------------------
@@ -443,7 +444,7 @@ class Core:
                     if not graceful:
                         self._fail_all(ProcessError("Pool.terminate() was called while this call was running"))
                     break
-                self._spawn_if_needed()
+                more = self._spawn_if_needed()
                 plan = self._plan()
                 by_fd: dict[int, _Worker] = {}
                 for w in self.workers:
@@ -455,7 +456,7 @@ class Core:
                 except OSError:
                     pass  # the worker died; its sentinel tells us below
             with self.lock:
-                check_in = self._enforce_item_timeouts()
+                check_in = 0 if more else self._enforce_item_timeouts()
             ready = wait([self._wake_r, *by_fd], check_in)
             dead: list[_Worker] = []
             for fd in ready:
@@ -547,43 +548,50 @@ class Core:
                 job.kill = False
             del self.jobs[job.id]
 
-    def _spawn_if_needed(self) -> None:
-        if len(self.workers) >= self.size or not any(j._dispatchable() for j in self.jobs.values()):
-            return
+    def _spawn_if_needed(self) -> bool:
+        """Start the missing workers when work waits, one per pass of the loop: the first
+        gets its chunk before the next fork (~1-2 ms each). True while more are missing
+        (the loop then comes straight back instead of waiting)."""
+        if len(self.workers) >= self.size:
+            self._filling = False
+            return False
+        if not self._filling and not any(j._dispatchable() for j in self.jobs.values()):
+            return False
         ctx = get_context(self.context)
         levels = life.log_levels()  # the parent's logging as it is now, mirrored by new workers
         life_args = None if self.life is None and levels is None else (
             None if self.life is None else self.life.payload, levels)
-        while len(self.workers) < self.size:
-            taken = {w.slot for w in self.workers}
-            slot = min(i for i in range(self.size + 1) if i not in taken)
-            parent, child = ctx.Pipe(duplex=True)
-            fault_r, fault_w = ctx.Pipe(duplex=False)
-            progress = ctx.RawArray("q", PROGRESS_SLOTS)
-            method = ctx.get_start_method()
-            if method == "fork":
-                preload_libc()
-            preload_in_forkserver(ctx, worker_main.__module__)
-            # fork: the worker inherits our end of its own socket and of its siblings'
-            # (and the wake pipe); it closes them, so that our death gives it EOF.
-            close_fds = [
-                parent.fileno(), fault_r.fileno(), *(fd for w in self.workers for fd in (w.fd, w.fault.fileno())),
-                self._wake_r, self._wake_w,
-            ] if method == "fork" else []
-            # forkserver: the worker's parent is the fork server (its pid is not ours).
-            ppid = 0 if method == "forkserver" else os.getpid()
-            process = ctx.Process(
-                target=worker_main, args=(child, progress, close_fds, ppid, fault_w, self.limits, slot, life_args),
-                name="sk-pool-worker", daemon=True,
-            )
-            try:
-                process.start()
-            finally:
-                child.close()
-                fault_w.close()
-            if self.trace is not None:
-                self.trace.event("worker", worker=process.pid)
-            self.workers.append(_Worker(process, parent, progress, method, fault_r, slot))
+        taken = {w.slot for w in self.workers}
+        slot = min(i for i in range(self.size + 1) if i not in taken)
+        parent, child = ctx.Pipe(duplex=True)
+        fault_r, fault_w = ctx.Pipe(duplex=False)
+        progress = ctx.RawArray("q", PROGRESS_SLOTS)
+        method = ctx.get_start_method()
+        if method == "fork":
+            preload_libc()
+        preload_in_forkserver(ctx, worker_main.__module__)
+        # fork: the worker inherits our end of its own socket and of its siblings'
+        # (and the wake pipe); it closes them, so that our death gives it EOF.
+        close_fds = [
+            parent.fileno(), fault_r.fileno(), *(fd for w in self.workers for fd in (w.fd, w.fault.fileno())),
+            self._wake_r, self._wake_w,
+        ] if method == "fork" else []
+        # forkserver: the worker's parent is the fork server (its pid is not ours).
+        ppid = 0 if method == "forkserver" else os.getpid()
+        process = ctx.Process(
+            target=worker_main, args=(child, progress, close_fds, ppid, fault_w, self.limits, slot, life_args),
+            name="sk-pool-worker", daemon=True,
+        )
+        try:
+            process.start()
+        finally:
+            child.close()
+            fault_w.close()
+        if self.trace is not None:
+            self.trace.event("worker", worker=process.pid)
+        self.workers.append(_Worker(process, parent, progress, method, fault_r, slot))
+        self._filling = len(self.workers) < self.size
+        return self._filling
 
     def _plan(self) -> list[tuple[_Worker, Any]]:
         """Decide what to send (under the lock); sending happens outside it."""

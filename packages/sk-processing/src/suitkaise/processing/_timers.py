@@ -19,6 +19,7 @@ from suitkaise.timing import Sktimer
 __all__ = ["ProcessTimers"]
 
 _SECTION_NAMES = KEYS
+_ATTRS = {*KEYS, "full_run"}
 
 
 def _section_key(section: str) -> str:
@@ -57,6 +58,34 @@ class ProcessTimers:
             timer = Sktimer()
             setattr(self, key, timer)
         return timer
+
+    def _plain(self) -> dict[str, dict[str, Any]] | None:
+        """The timers as builtin data (each ``Sktimer``'s pickle state), which cucumber
+        serializes with the C pickler alone: the child's final message costs ~0.25 ms less.
+        ``None`` when something here is not a plain ``ProcessTimers`` of ``Sktimer`` objects."""
+        if type(self) is not ProcessTimers or vars(self).keys() != _ATTRS:
+            return None
+        out: dict[str, dict[str, Any]] = {}
+        for key in _ATTRS:
+            timer = getattr(self, key)
+            if timer is None:
+                continue
+            if type(timer) is not Sktimer:
+                return None
+            out[key] = timer.__getstate__()
+        return out
+
+    @classmethod
+    def _from_plain(cls, data: dict[str, dict[str, Any]]) -> ProcessTimers:
+        """Inverse of ``_plain``."""
+        timers = cls()
+        for key, state in data.items():
+            if key not in _ATTRS:
+                raise ValueError(f"unknown timer {key!r}")
+            timer = Sktimer.__new__(Sktimer)
+            timer.__setstate__(state)
+            setattr(timers, key, timer)
+        return timers
 
     def __repr__(self) -> str:
         parts = []

@@ -25,7 +25,7 @@ import os
 import statistics
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
@@ -485,6 +485,18 @@ class Sktimer:
             self._paused_durations.append(0.0)
             if self._max_times is not None:
                 self._trim()
+
+    def _appenders(self) -> tuple[Callable[[float], None], Callable[[float], None]]:
+        """What ``add_time`` appends to, for a hot loop that measures valid durations itself
+        (Skprocess's run loop: ~30 ns instead of ~300 ns per duration): call the first with
+        the duration and the second with ``0.0`` (its paused time).
+
+        Only while ``max_times`` is ``None``: the caller checks it before each use and calls
+        ``add_time`` (which trims) otherwise. Without the lock: each append is atomic, and
+        a reader sees every duration recorded before its read.
+        """
+        with self._guard():
+            return self.times.append, self._paused_durations.append
 
     def set_max_times(self, max_times: int | None) -> None:
         """Change the window (``None`` keeps everything); drops the oldest at once."""
