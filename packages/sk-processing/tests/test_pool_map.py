@@ -183,3 +183,32 @@ def test_concurrent_calls_on_one_pool(start_method: str) -> None:
     assert not errors
     for k in range(4):
         assert results[k] == [x * x for x in range(k, k + 300)]
+
+
+def _megabyte(_: int) -> bytes:
+    return bytes(2**20)
+
+
+def _rss_mb() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) // 1024
+    return 0
+
+
+def test_imap_read_ahead_is_bounded_in_bytes_too():
+    """New-user trial: an idle imap consumer of 1 MB results saw the parent grow to several GB
+    (read-ahead counted items, not bytes). Now about 64 MB of results wait, at most."""
+    import time
+
+    with Pool(2) as pool:
+        it = pool.imap(_megabyte, range(20_000))
+        for _ in range(50):
+            next(it)
+        before = _rss_mb()
+        time.sleep(3)  # the consumer idles; the workers could fill the parent
+        grown = _rss_mb() - before
+        assert sum(1 for _ in zip(range(200), it, strict=False)) == 200
+        it.close()
+    assert grown < 400, f"the parent grew by {grown} MB while the consumer idled"

@@ -211,3 +211,60 @@ class ExitingItem(Skprocess):
 
     def __result__(self) -> int:
         return self.n
+
+
+TWICE = textwrap.dedent(
+    """
+    import signal
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    import multiprocessing, os, sys, time
+    from suitkaise.processing import Pool
+
+    def slow(path):
+        open(os.path.join(path, str(os.getpid())), "w").close()
+        time.sleep(60)
+
+    if __name__ == "__main__":
+        multiprocessing.set_start_method(sys.argv[1], force=True)
+        pool = Pool(2)
+        try:
+            try:
+                pool.map(slow, [sys.argv[2]] * 4)
+            except KeyboardInterrupt:
+                print("interrupted", flush=True)
+        except KeyboardInterrupt:  # the second one, if it lands after the first was caught
+            print("interrupted again", flush=True)
+        print(pool.map(abs, [-5, -6]), flush=True)  # the pool goes on
+        pool.close()
+    """
+)
+
+
+def test_two_ctrl_c_in_a_row_leave_the_pool_usable(start_method: str, tmp_path: object) -> None:
+    """New-user trial: a terminal's Ctrl-C passed on by a wrapper arrives twice; the second
+    cut terminate() short and the next call failed with "terminate() was called"."""
+    script = os.path.join(str(tmp_path), "twice.py")
+    marks = os.path.join(str(tmp_path), "marks")
+    os.mkdir(marks)
+    with open(script, "w") as f:
+        f.write(TWICE)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    proc = subprocess.Popen([sys.executable, script, start_method, marks], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while len(os.listdir(marks)) < 2:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "workers never started"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.001)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert b"interrupted" in out and b"[5, 6]" in out, (out, err)

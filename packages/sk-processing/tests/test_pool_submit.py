@@ -235,7 +235,7 @@ def test_bad_submissions_fail_clearly():
     with Pool(1) as pool:
         with pytest.raises(TypeError, match=r"Pool\.submit: the first argument must be a function"):
             pool.submit(42)  # type: ignore[arg-type]
-        with pytest.raises(ValueError, match="item_timeout"):
+        with pytest.raises(ValueError, match="needs a number of seconds > 0"):
             pool.submit.timeout(-1)
 
 
@@ -259,3 +259,36 @@ def test_property_each_future_gets_its_own_outcome(bad_flags, item_timeout):
                 assert isinstance(error, KeyError) and error.args == (i,)
             else:
                 assert future.result(timeout=120) == -i
+
+
+def _bad_init() -> None:
+    raise OSError("model file missing")
+
+
+def test_a_failing_initializer_fails_submitted_futures(start_method):
+    """New-user trial: submit/apply hung forever when the initializer raised."""
+    with Pool(2, initializer=_bad_init) as pool:
+        future = pool.submit(add, 1)
+        error = future.exception(timeout=60)
+        assert isinstance(error, ProcessError) and "_bad_init" in str(error)
+        with pytest.raises(ProcessError, match="_bad_init"):
+            pool.apply(add, 2)
+
+
+def test_cancel_before_the_worker_started_the_task(start_method):
+    """New-user trial: a task cancelled while its (first) worker was still starting ran anyway."""
+    with Pool(1) as pool:
+        slow = pool.submit(pid_after, 30)
+        assert slow.cancel()
+        t0 = time.monotonic()
+        assert pool.submit(add, 2).result(timeout=60) == 2
+        assert time.monotonic() - t0 < 20  # not behind the 30 s task
+
+
+def test_running_tells_when_the_task_runs():
+    with Pool(1) as pool:
+        future = pool.submit(pid_after, 2)
+        _running_worker(pool)
+        assert future.running()
+        future.result(timeout=60)
+        assert not future.running() and future.done()

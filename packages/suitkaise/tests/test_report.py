@@ -51,7 +51,7 @@ def test_report_draws_workers_items_crash_and_replacement(start_method: str, tmp
     out = done.stdout
     assert "first call raised" in out and "[0, 1, 2]" in out  # the script ran as usual
     assert "2 call(s), 3 worker process(es)" in out
-    assert "call 1: Pool.map" in out and "raised ProcessError" in out
+    assert "call 1: Pool.map" in out and "raised WorkerCrashedError" in out  # a ProcessError
     assert "(replacement): call 2: item" in out  # the call after the crash needs a new worker
     assert "died running item 7 of call 1: exited with code 3" in out
     svg = ET.parse(tmp_path / "t.svg").getroot()  # well-formed SVG

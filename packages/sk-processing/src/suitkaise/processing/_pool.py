@@ -331,7 +331,8 @@ class _Submit:
     def timeout(self, seconds: float) -> _Submit:
         """The task's time limit: past it, its worker is killed and replaced and the
         future fails with ``ItemTimeoutError``; the pool goes on."""
-        check_item_options("Pool.submit.timeout()", item_timeout=seconds)
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < float("inf"):
+            raise ValueError(f"Pool.submit.timeout() needs a number of seconds > 0, got {seconds!r}")
         return _Submit(self._pool, float(seconds))
 
     def asynced(self) -> _AsyncSubmit:

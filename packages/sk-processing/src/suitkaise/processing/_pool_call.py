@@ -49,6 +49,7 @@ Progress: TypeAlias = "bool | Callable[[int, int | None], object] | None"
 ERRORS = ("raise", "return", "skip")
 
 _MAX_CHUNK = 4096
+_READ_AHEAD_BYTES = 64 * 2**20  # imap: results in flight or waiting, about this much at most
 
 
 @dataclass(frozen=True)
@@ -227,6 +228,10 @@ class CallBase:
     def _item_time(self) -> float | None:
         raise NotImplementedError
 
+    def _item_bytes(self) -> int:
+        """Measured bytes of one item's result as received (0: not known)."""
+        return 0
+
     def _next_chunksize(self) -> int:
         if self._chunksize:
             return self._chunksize
@@ -235,6 +240,9 @@ class CallBase:
             size = 1  # nothing measured yet: a slow task must not hold up several items
         else:
             size = int(self._target_chunk_seconds / per_item) if per_item > 0 else self._cap
+        per_result = self._item_bytes()
+        if per_result:  # big results: a chunk's share of the read-ahead budget at most
+            size = min(size, _READ_AHEAD_BYTES // (2 * self._workers) // per_result)
         size = max(1, min(size, self._cap))
         self._last_size = size
         return size
@@ -245,6 +253,9 @@ class CallBase:
             return None
         if self._bound != math.inf:
             self._bound = max(4 * self._workers * (self._last_size or 1), 2 * self._workers)
+            per_item = self._item_bytes()
+            if per_item:  # big results: read ahead no more than _READ_AHEAD_BYTES of them
+                self._bound = min(self._bound, max(2 * self._workers, _READ_AHEAD_BYTES // per_item))
             if self._items_submitted - self._items_consumed >= self._bound:
                 return None
         items = list(islice(self._source, self._next_chunksize()))

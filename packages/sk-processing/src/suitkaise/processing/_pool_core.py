@@ -89,8 +89,8 @@ class Chunk:
     """
 
     __slots__ = (
-        "attempts", "buffers", "cancelled", "covered", "done", "failures", "frames", "items", "job", "limit",
-        "payload", "resume", "seq", "start",
+        "attempts", "buffers", "cancelled", "covered", "done", "failures", "frames", "items", "job", "last_lives",
+        "limit", "payload", "resume", "seq", "start",
     )
 
     def __init__(self, job: Job, seq: int, start: int, items: list[Any], payload: bytes, buffers: list[memoryview]) -> None:
@@ -111,6 +111,7 @@ class Chunk:
         self.frames: list[tuple[bytes, list[memoryview]]] | None = None
         # offset -> (checkpoint file, lives left): an Skprocess item to resume on a fresh worker
         self.resume: dict[int, tuple[IO[bytes], int]] = {}
+        self.last_lives = 0  # the lives the crashed item had left (for its message)
 
     def seal(self) -> None:
         """Frame the submissions into one payload (the chunk is being sent: no more joins)."""
@@ -272,6 +273,7 @@ class Core:
         os.set_blocking(self._wake_w, False)
         self._closed = False
         self._wake_pending = False  # a wake-up byte is in the pipe, not yet drained
+        self._terminated: set[int] = set()  # jobs a terminate() in progress fails
         self._filling = False  # starting the missing workers, one per pass of the manager loop
         self.trace = from_env()  # python -m suitkaise report
 
@@ -286,7 +288,8 @@ class Core:
         A wake-up already in the pipe is enough: the manager looks at every job after
         draining it, so a burst of submissions costs one system call, not one each.
         """
-        if self._wake_pending:
+        if self._wake_pending or self._closed:
+            # closed: the pipe's descriptor numbers may belong to other files by now
             return
         self._wake_pending = True
         with contextlib.suppress(OSError):  # BlockingIOError: a wake-up is already pending
@@ -339,13 +342,30 @@ class Core:
             chunk.cancelled.add(offset)
             index = chunk.start + offset
             for w in self.workers:
-                # running it, or loading the part it comes first in: kill that worker
-                if (w.inflight and w.inflight[0].chunk is chunk and not w.doomed and w.progress[P_JOB] == job.id
-                        and w.progress[P_PHASE] in (PHASE_LOADING, PHASE_RUNNING) and w.progress[P_ITEM] == index):
+                if w.doomed or not w.inflight or w.inflight[0].chunk is not chunk:
+                    continue
+                part = w.inflight[0]
+                progress = w.progress
+                started = progress[P_JOB] == job.id and progress[P_PHASE] in (PHASE_RUNNING, PHASE_SENDING)
+                # Running it, or about to run the part it is in (sent, nothing of it started: the
+                # worker may still be booting): kill that worker, the rest of the part is resent.
+                # Another item of the part running: it runs on, and ours after it.
+                if (part.lo <= offset < part.hi
+                        and (not started or progress[P_ITEM] == index)):
                     self._kill_for(w, "cancel", index)
-                    break
+                break
         self.wake()
         return True
+
+    def is_running(self, chunk: Chunk, offset: int) -> bool:
+        """A worker is running this submission now (lock-free: a snapshot)."""
+        index = chunk.start + offset
+        for w in list(self.workers):
+            inflight = w.inflight
+            if (inflight and inflight[0].chunk is chunk and w.progress[P_PHASE] == PHASE_RUNNING
+                    and w.progress[P_ITEM] == index and w.progress[P_JOB] == chunk.job.id):
+                return True
+        return False
 
     def finish(self, job: Job, *, kill: bool = False, error: BaseException | None = None) -> None:
         """The caller is done with ``job`` (completed, failed, timed out or abandoned)."""
@@ -383,6 +403,7 @@ class Core:
             if self.mode != _TERMINATE:
                 self.mode = mode
             if mode == _TERMINATE:
+                self._terminated |= set(self.jobs)  # the calls it fails: not those started after it
                 for w in self.workers:  # do not wait for the manager to notice
                     w.doomed = True
                     with contextlib.suppress(Exception):
@@ -391,7 +412,19 @@ class Core:
         if thread is not threading.current_thread():
             # close() waits for the submitted work, however long; terminate()
             # must return even if the manager were stuck (it never should be).
-            thread.join(None if mode == _CLOSE else 10.0)
+            deadline = None if mode == _CLOSE else time.monotonic() + 10.0
+            interrupted: BaseException | None = None
+            while thread.is_alive():
+                # A second Ctrl-C (a terminal's, passed on by a wrapper) must not cut the
+                # terminate short: the manager would still fail whatever call comes next.
+                try:
+                    thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+                except KeyboardInterrupt as e:
+                    interrupted = e
+                    continue
+                break
+            if interrupted is not None:
+                raise interrupted
 
     def dispose(self) -> None:
         """Finalizer: stop the workers (gracefully when idle and they have an on_exit,
@@ -412,6 +445,7 @@ class Core:
     def _ensure_thread(self) -> None:
         if self.thread is None:
             self.mode = _RUN
+            self._terminated = set()
             self.thread = threading.Thread(target=self._main, name="sk-pool-manager", daemon=True)
             self.thread.start()
 
@@ -421,6 +455,11 @@ class Core:
         try:
             self._loop()
             self.logs.stop()  # the records sent before the workers stopped are delivered
+            with self.lock:
+                # Calls that started while terminate() was stopping us were not its: they
+                # get a manager of their own (and fresh workers).
+                if self.thread is None and any(j._dispatchable() for j in self.jobs.values()):
+                    self._ensure_thread()
         except BaseException as e:  # a bug here must not leave callers waiting forever
             with self.lock:
                 workers, self.workers = self.workers, []
@@ -442,7 +481,8 @@ class Core:
                     workers, self.workers = self.workers, []
                     self.thread = None
                     if not graceful:
-                        self._fail_all(ProcessError("Pool.terminate() was called while this call was running"))
+                        self._fail_all(ProcessError("Pool.terminate() was called while this call was running"),
+                                       only=self._terminated)
                     break
                 more = self._spawn_if_needed()
                 plan = self._plan()
@@ -519,8 +559,11 @@ class Core:
     def _has_work(self) -> bool:
         return any(j._dispatchable() for j in self.jobs.values()) or any(w.inflight for w in self.workers)
 
-    def _fail_all(self, err: ProcessError) -> None:
+    def _fail_all(self, err: ProcessError, only: set[int] | None = None) -> None:
+        """Fail the running calls (``only``: those whose ids it holds)."""
         for job in self.jobs.values():
+            if only is not None and job.id not in only:
+                continue
             if not job.closed and job.fatal is None and (job.pending or job.inflight):
                 job.fatal = err
                 if job.on_entry is not None:
@@ -673,6 +716,8 @@ class Core:
                 if not job.closed and job.fatal is None and (job.pending or job.inflight):
                     job.fatal = error
                     job.pending.clear()
+                    if job.on_entry is not None:  # submitted tasks: their futures fail too
+                        job.on_entry(error)
             w.doomed = True
             self.cv.notify_all()
         with contextlib.suppress(Exception):
@@ -827,6 +872,7 @@ class Core:
             self._account(chunk, offset, offset + 1, None)
             return
         lives = w.progress[P_LIVES] if index == chunk.start + offset else 0
+        chunk.last_lives = lives
         if reason == "crash" and lives > 1:
             # an Skprocess item with lives left: the next life resumes on a fresh worker from the
             # last iteration it completed (its checkpoint, in the file it was writing)
@@ -888,6 +934,8 @@ class Core:
             then = ("the rest of this call was cancelled "
                     "(items already running on other workers finish, their results are dropped)")
         tries = f" (on each of {attempts} attempts: quarantined)" if attempts > 1 else ""
+        if chunk.last_lives == 1 and chunk.resume:
+            tries += " (in its last life: out of lives)"
         if not booted and code is not None and code > 0 and w.method != "fork":
             return bootstrap_failure(who, w.method, code) + f" {then[0].upper()}{then[1:]}."
         if job_id == job.id and phase == PHASE_RUNNING and chunk.start <= index < end:

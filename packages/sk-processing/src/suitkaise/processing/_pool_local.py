@@ -86,6 +86,8 @@ class LocalRun(CallBase):
             if self._chunksize:
                 self._chunksize = min(self._chunksize, max_items)
         self._chunks_consumed = 0
+        self._items_received = 0  # for the read-ahead's byte budget
+        self._bytes_received = 0
         core.add_job(self._job)
         try:
             self._top_up()
@@ -97,6 +99,9 @@ class LocalRun(CallBase):
 
     def _item_time(self) -> float | None:
         return self._job.item_time()
+
+    def _item_bytes(self) -> int:
+        return self._bytes_received // self._items_received if self._items_received else 0
 
     def _top_up(self) -> None:
         while (items := self._read_chunk()) is not None:
@@ -157,6 +162,8 @@ class LocalRun(CallBase):
         values, error, failures = decode_entry(entry, f"Pool.{self._name}", keep_going=self._errors != "raise")
         chunk = entry.chunk
         n = len(values)
+        self._items_received += n + 1
+        self._bytes_received += sum(len(m.payload) + sum(len(b) for b in m.buffers) for _, m in entry.parts)
         self._items_consumed += n + (1 if error is not None else 0)
         if n:
             self._progress.update(self._items_consumed, n)

@@ -85,6 +85,16 @@ class TaskFuture(Future[R]):
         self._invoke_callbacks()  # type: ignore[attr-defined]  # concurrent.futures' own, as in Future.cancel
         return True
 
+    def running(self) -> bool:
+        """True while a worker runs the task (``concurrent.futures`` states cannot say so: the
+        pool does not tell each future when its task starts)."""
+        if self._core is None or self._chunk is None:
+            return super().running()
+        with self._condition:
+            if self._state in (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED):
+                return False
+        return self._core.is_running(self._chunk, self._offset)
+
     def add_error_callback(self, fn: Callable[[BaseException], object]) -> None:
         """Call ``fn(exception)`` when the task fails (not when it succeeds or is cancelled)."""
 
