@@ -28,6 +28,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pool import _timeit, run_scenario  # the same interleaved rounds as benchmarks/pool.py
+
 from suitkaise.processing import Pool
 
 WORKERS = 2
@@ -41,30 +43,6 @@ def square(x: int) -> int:
 def sleep_1ms(x: int) -> int:
     time.sleep(0.001)
     return x
-
-
-def _timeit(fn: Callable[[], object]) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
-def run_scenario(name: str, contenders: dict[str, Callable[[], object]], rounds: int, anchor: str,
-                 floor: float | None = None) -> dict[str, float]:
-    times: dict[str, list[float]] = {k: [] for k in contenders}
-    for fn in contenders.values():  # warm-up (imports, worker start, caches)
-        fn()
-    for _ in range(rounds):
-        for key, fn in contenders.items():
-            times[key].append(_timeit(fn))
-    print(f"\n== {name} (median of {rounds}) ==")
-    base = statistics.median(times[anchor]) if anchor in times else floor
-    for key, ts in times.items():
-        med = statistics.median(ts)
-        ratio = f"{med / base:6.2f}x {anchor}" if base else ""
-        extra = f"  {med / floor:5.2f}x floor" if floor else ""
-        print(f"  {key:<26} {med * 1000:9.2f} ms  {ratio}{extra}")
-    return {key: statistics.median(ts) for key, ts in times.items()}
 
 
 def _vs(case: str, ours: float, anchor: str, base: float, limit: float) -> None:
@@ -111,7 +89,7 @@ def main() -> None:
             submit["pebble.schedule"] = lambda: results([pb.schedule(square, args=(x,)) for x in xs])
         if lk is not None:
             submit["loky.submit"] = lambda: results([lk.submit(square, x) for x in xs])
-        m = run_scenario(f"submit: {N_SUBMIT:,} tiny futures", submit, rounds, "cf.submit")
+        m = run_scenario(f"submit: {N_SUBMIT:,} tiny futures", submit, rounds, anchor="cf.submit")
         _vs(f"{N_SUBMIT:,} tiny submit() futures", m["suitkaise.submit"], "cf.submit", m["cf.submit"], 1.0)
 
         one = statistics.median(_timeit(lambda: sleep_1ms(0)) for _ in range(200))
@@ -129,7 +107,7 @@ def main() -> None:
         if mpw is not None:
             timed["mpire.map(task_timeout)"] = lambda: mpw.map(sleep_1ms, ys, task_timeout=30)
         m = run_scenario("item-timeout: 500 x sleep(0.001), per-item timeout 30 s", timed, rounds,
-                         "suitkaise.map(no timeout)", floor=floor)
+                         floor=floor, anchor="suitkaise.map(no timeout)")
         _vs("500 x 1 ms items with a per-item timeout (vs the floor)", m["suitkaise.map(item_timeout)"],
             "floor", floor, 1.1)
         _vs("500 x 1 ms items with retries=2 (vs our plain map)", m["suitkaise.map(retries=2)"],
