@@ -320,7 +320,7 @@ class _DaskRun(CallBase):
             self._progress.update(self._items_consumed, n)
         if error is not None:
             self._pending_error = self._rebuild_error(start, items, error, "caller")
-        return self._settle(start, start, items, list(values), failures, "caller")
+        return self._settle(start, items, list(values), failures, "caller")
 
     def _dask_error(self, seq: int, exc: BaseException | None) -> ProcessError:
         """Dask's own failure of a chunk (``KilledWorker``, cancellation, ...) as a ``ProcessError``."""

@@ -327,11 +327,9 @@ class CallBase:
             raise QuarantineError(self._name, quarantined)
         return values
 
-    def _settle(
-        self, values_start: int, start: int, items: list[Any], values: list[Any], failures: list[Any], side: str,
-    ) -> list[Any]:
-        """Put the failed items of a chunk's ``values`` (the first is item ``values_start``) in
-        their place: ``errors="return"``: their exceptions; ``"skip"``: left out.
+    def _settle(self, start: int, items: list[Any], values: list[Any], failures: list[Any], side: str) -> list[Any]:
+        """Put the failed items of a chunk's ``values`` (the first is item ``start``) in their
+        place: ``errors="return"``: their exceptions; ``"skip"``: left out.
 
         ``failures`` holds ``ErrorRecord``s from the worker (an item raised) and
         ``ItemError``s made here (a timeout, a crash); a crash quarantined after
@@ -341,7 +339,7 @@ class CallBase:
             return values
         drop: set[int] = set()
         for failure in failures:
-            offset = failure.index - values_start if isinstance(failure, ItemError) else failure.item - values_start
+            offset = (failure.index if isinstance(failure, ItemError) else failure.item) - start
             if isinstance(failure, WorkerCrashedError) and self._errors == "raise":
                 self._quarantined.append(failure)
                 drop.add(offset)

@@ -171,7 +171,7 @@ class LocalRun(CallBase):
             self._pending_error = self._rebuild_error(chunk.start, chunk.items, error, "parent")
         elif self._source is None and self._chunks_consumed == self._seq:
             self._finish(kill=False)
-        return self._settle(chunk.start, chunk.start, chunk.items, values, failures, "parent")
+        return self._settle(chunk.start, chunk.items, values, failures, "parent")
 
     def _finish(self, *, kill: bool, error: BaseException | None = None) -> None:
         if self._done and self._job.closed:
