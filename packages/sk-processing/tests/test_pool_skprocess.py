@@ -131,7 +131,9 @@ def test_share_counter_through_pool(start_method: str) -> None:
 # The script puts Python's own SIGINT handler back first: a suite started with SIGINT
 # ignored (`cmd &`, nohup, some CI runners) passes SIG_IGN down, and Python then never
 # installs KeyboardInterrupt, so the signal the test sends would do nothing.
-SCRIPT = textwrap.dedent(
+# Both Ctrl-C scripts start alike: two workers, each marking its pid in a folder (argv[2])
+# before it sleeps, so the test knows when to send the signal.
+_HEAD = (
     """
     import signal
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -146,6 +148,11 @@ SCRIPT = textwrap.dedent(
     if __name__ == "__main__":
         multiprocessing.set_start_method(sys.argv[1], force=True)
         pool = Pool(2)
+"""  # (no indent here: the scripts' own lines follow)
+)
+SCRIPT = textwrap.dedent(
+    _HEAD +
+    """\
         try:
             pool.map(slow, [sys.argv[2]] * 4)
         except KeyboardInterrupt:
@@ -227,20 +234,8 @@ class ExitingItem(Skprocess):
 
 
 TWICE = textwrap.dedent(
-    """
-    import signal
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    import multiprocessing, os, sys, time
-    from suitkaise.processing import Pool
-
-    def slow(path):
-        open(os.path.join(path, str(os.getpid())), "w").close()
-        time.sleep(60)
-
-    if __name__ == "__main__":
-        multiprocessing.set_start_method(sys.argv[1], force=True)
-        pool = Pool(2)
+    _HEAD +
+    """\
         first = [True]
 
         def step():
