@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
+from sk_testkit import alive, kill_and_wait
 from suitkaise.cucumber import Reconnector
 from suitkaise.processing import Pool, ProcessError, worker_id, worker_state
 from suitkaise.processing._errors import RemoteTraceback
@@ -410,13 +410,6 @@ _NESTED_PARENT = textwrap.dedent(
 )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 def test_nested_grandchildren_die_within_a_second_of_the_top_parent(start_method: str, tmp_path: Path) -> None:
     script = tmp_path / "parent.py"
     script.write_text(_NESTED_PARENT)
@@ -440,20 +433,14 @@ def test_nested_grandchildren_die_within_a_second_of_the_top_parent(start_method
             time.sleep(0.05)
         time.sleep(0.3)
         pids = {int(n) for n in os.listdir(marks)}
-        assert len(pids) == 8 and all(_alive(pid) for pid in pids)
-        parent.kill()
-        parent.wait(30)
-        t0 = time.monotonic()
-        while any(_alive(pid) for pid in pids) and time.monotonic() - t0 < 5:
-            time.sleep(0.01)
-        survivors = [pid for pid in pids if _alive(pid)]
-        waited = time.monotonic() - t0
+        assert len(pids) == 8 and all(alive(pid) for pid in pids)
+        survivors, waited = kill_and_wait(parent, pids)
     finally:
         if parent.poll() is None:
             parent.kill()
             parent.wait(30)
         for pid in pids:
-            if _alive(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
         parent.stdout.close()  # type: ignore[union-attr]
         parent.stderr.close()  # type: ignore[union-attr]

@@ -15,8 +15,9 @@ import sys
 import textwrap
 import time
 
-import psutil
 import pytest
+
+from sk_testkit import alive, kill_and_wait
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -47,13 +48,6 @@ _PARENT = textwrap.dedent(
 )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 def test_workers_die_within_a_second_of_their_parent(start_method: str, tmp_path) -> None:
     script = tmp_path / "parent.py"
     script.write_text(_PARENT)
@@ -77,20 +71,14 @@ def test_workers_die_within_a_second_of_their_parent(start_method: str, tmp_path
         time.sleep(0.2)  # well inside the C call
         workers = {int(n) for d in (idle, busy) for n in os.listdir(d)}
         assert len(workers) == 4  # three in the pool, one in the other pool
-        assert all(_alive(pid) for pid in workers)
-        parent.kill()
-        parent.wait(30)
-        t0 = time.monotonic()
-        while any(_alive(pid) for pid in workers) and time.monotonic() - t0 < 5:
-            time.sleep(0.01)
-        survivors = [pid for pid in workers if _alive(pid)]
-        waited = time.monotonic() - t0
+        assert all(alive(pid) for pid in workers)
+        survivors, waited = kill_and_wait(parent, workers)
     finally:
         if parent.poll() is None:
             parent.kill()
             parent.wait(30)
         for pid in workers:
-            if _alive(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
         parent.stdout.close()  # type: ignore[union-attr]
         parent.stderr.close()  # type: ignore[union-attr]

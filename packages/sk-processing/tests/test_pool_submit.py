@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sk_testkit import alive
 from suitkaise.processing import (
     ItemTimeoutError,
     Pool,
@@ -117,7 +118,7 @@ def test_cancel_a_running_task_frees_its_worker_within_a_second(start_method):
         assert running.cancelled() and running.done()
         with pytest.raises(concurrent.futures.CancelledError):
             running.result()
-        while _alive(worker) and time.monotonic() - t0 < 5:
+        while alive(worker) and time.monotonic() - t0 < 5:
             time.sleep(0.005)
         assert time.monotonic() - t0 < 1.0  # the worker running it is gone
         assert queued.result(timeout=30) == 1  # the pool goes on, on a fresh worker
@@ -136,14 +137,6 @@ def _running_worker(pool: Pool) -> int:
                     return int(w.process.pid)
         time.sleep(0.01)
     raise AssertionError("no task started running within 30 s")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[1][0] != "Z"
-    except OSError:
-        return False
 
 
 def test_cancel_a_queued_task_never_runs_it(start_method, tmp_path):

@@ -1,7 +1,7 @@
 """Shared test support for the suitkaise suites: leak checks, start methods, real servers."""
 
 from sk_testkit.interpreter import run_fresh
-from sk_testkit.processes import run_processes
+from sk_testkit.processes import alive, kill_and_wait, run_processes
 from sk_testkit.servers import PostgresServer, RedisServer
 
-__all__ = ["PostgresServer", "RedisServer", "run_fresh", "run_processes"]
+__all__ = ["PostgresServer", "RedisServer", "alive", "kill_and_wait", "run_fresh", "run_processes"]
