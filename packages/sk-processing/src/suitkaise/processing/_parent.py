@@ -182,7 +182,8 @@ class ParentRun:
         with self.send_lock:
             self.process = process  # before the pipe: tell() judges the pipe by this process
             self.conn = parent_conn
-            self._redeliver(parent_conn)
+            if self.pending:  # (tell() appends under send_lock: nothing can arrive meanwhile)
+                self._redeliver(parent_conn)
         self.final = None
 
     def _redeliver(self, conn: mpc.Connection) -> None:
