@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import multiprocessing.connection as mpc
 import os
+import select
 import threading
 import time
 from collections import deque
@@ -234,10 +235,10 @@ class ParentRun:
         """The child has exited. With its final message read, settle here; otherwise (a
         crash: restart or error) or with a tell() holding the pipe, on a thread of its own,
         so that the monitor goes back to the other children at once."""
-        while True:  # what the child sent before it exited
+        ready = select.poll()  # (Connection.poll builds a selector per call)
+        ready.register(conn.fileno(), select.POLLIN)
+        while ready.poll(0):  # what the child sent before it exited
             try:
-                if not conn.poll(0):
-                    break
                 self._handle(conn.recv_bytes())
             except (EOFError, OSError):
                 break
