@@ -48,12 +48,12 @@ def test_no_thread_per_started_process(start_method):
     for proc in procs:
         proc.start()
     try:
-        assert threading.active_count() == before
+        assert threading.active_count() <= before  # (a restart thread of an earlier test may end meanwhile)
     finally:
         for proc in procs:
             proc.tell("quit")
         assert [proc.result.timeout(60)() for proc in procs] == ["bye"] * 10
-    assert threading.active_count() == before
+    assert threading.active_count() <= before
 
 
 def _start_in_forked_child() -> None:
