@@ -66,9 +66,9 @@ def attr_ok(parent: Any, key: str) -> bool:
     )
 
 
-def encode(ops: list[Op]) -> tuple[int, bytes]:
-    """(codec kind, payload) of a list of operations."""
-    if _codec.is_plain(ops):
+def encode(ops: list[Op], plain: bool | None = None) -> tuple[int, bytes]:
+    """(codec kind, payload) of a list of operations (``plain``: ``is_plain(ops)`` if known)."""
+    if _codec.is_plain(ops) if plain is None else plain:
         return _codec.K_PLAIN, marshal.dumps(ops)
     return _codec.K_CUCUMBER, cucumber.serialize(ops)
 
