@@ -140,6 +140,8 @@ def attributes_of(cls: type, name: str) -> frozenset[str] | None:
         and _codec.simple_class(cls)
     ):
         got = _closure(cls, fn)
+        if got is not None and any(hasattr(cls, a) for a in got):
+            got = None  # a descriptor or class default: getattr/setattr are not its __dict__
     if len(_ATTRS) >= _CACHE_MAX:
         _ATTRS.clear()
     _ATTRS[key] = got
@@ -167,13 +169,10 @@ def _closure(cls: type, fn: types.FunctionType) -> frozenset[str] | None:
 
 def snapshot(target: Any, names: frozenset[str]) -> dict[str, Any] | None:
     """The named attributes' values before the call: (value, encoded bytes or None for an
-    immutable value). None if one of them is a class attribute or cannot be encoded."""
+    immutable value). None if one of them cannot be encoded."""
     state = object.__getattribute__(target, "__dict__")
-    cls = type(target)
     before: dict[str, Any] = {}
     for a in names:
-        if hasattr(cls, a):  # a descriptor or class default: setattr/getattr are not __dict__
-            return None
         v = state.get(a, _MISSING)
         data = None
         if v is not _MISSING and not _codec.is_immutable(v):
@@ -217,6 +216,10 @@ def changes(
             if old is _MISSING or _codec.is_immutable(new):
                 continue  # the same immutable value
             return None  # could not be encoded before: no way to compare
+        if type(new) in _ATOMS:  # rebound (the same atom is caught above)
+            written.append(a)
+            size += len(new) if type(new) is str or type(new) is bytes else 16
+            continue
         after = _bytes(new)
         if after is None:
             return None

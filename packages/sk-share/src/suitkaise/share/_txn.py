@@ -300,7 +300,10 @@ class Txn:
         st = self.st
         if len(deltas) == 1 and not self.changes and st is not None:
             ((name, ops),) = deltas.items()
-            kind, payload = checked_encode(ops, (name,), _delta.encode)
+            if _delta.is_plain(ops):  # plain data is always storable
+                kind, payload = _codec.K_PLAIN, _dumps(ops)
+            else:
+                kind, payload = checked_encode(ops, (name,), lambda v, _p: _delta.encode(v))
             if st.delta_fits(name, len(payload)):
                 self.delta1 = (name, kind, payload)
                 return
