@@ -311,7 +311,7 @@ def call(share: Any, path: Path, name: str | None, args: tuple[Any, ...], kwargs
             before = _before_call(target, real) if kind == "unknown" else None
             result = getattr(target, real)(*args, **kwargs)
             if before is not None:
-                ops = _methods.changes(target, before, path[1:], _fits(txn, path[0]))
+                ops = _methods.changes(target, before, path[1:], lambda n: txn.fits_delta(path[0], n))
             elif kind != "reader":
                 ops = _delta_of_call(target, path[1:], name, real, args, kwargs)
             else:
@@ -329,14 +329,6 @@ def call(share: Any, path: Path, name: str | None, args: tuple[Any, ...], kwargs
         return _codec.copy_out(result)
 
     return run(share, op, ("call", path, name, args, kwargs))
-
-
-def _fits(txn: Txn, name: str) -> Callable[[int], bool]:
-    """Whether a delta of about n bytes of values would go to ``name``'s log."""
-    st = txn.st
-    if st is None or txn.scratch:
-        return lambda n: True
-    return lambda n: st.delta_fits(name, n + 64)  # + the operations around the values
 
 
 def _before_call(target: Any, real: str) -> dict[str, Any] | None:
