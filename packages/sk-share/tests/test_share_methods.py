@@ -11,6 +11,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hst
+
 from sk_testkit import run_processes
 from suitkaise.share import Share
 from suitkaise.share._store import S_BUMP, S_SEQ, SEL_OFF, SLOT, SLOT_OFF
@@ -174,3 +177,68 @@ def test_a_change_to_a_value_shared_by_two_attributes_is_not_lost(start_method: 
         assert got.cur is got.items[-1]
         share.v.inc()  # and in this process, on its caught-up copy
         assert share.v.items[0]["n"] == 3
+
+
+# -- property: whatever the methods do, a fresh decode equals the writer's object -----------------
+
+
+class Many:
+    """Methods that rebind, mutate in place, delete, alias and escape, in any order."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.items: list[Any] = [1, 2]
+        self.meta: dict[str, Any] = {"k": [0]}
+        self.t = (1, "a")
+
+    def inc(self, k: int) -> None:
+        self.n += k
+
+    def append(self, k: int) -> None:
+        self.items.append(k)
+
+    def nested(self, k: int) -> None:
+        self.meta["k"].append(k)
+
+    def rebind(self, k: int) -> None:
+        self.items = [k] * 3
+
+    def alias(self, k: int) -> None:  # two attributes share one list from now on
+        self.meta["shared"] = self.items
+
+    def through_alias(self, k: int) -> None:  # changes items without naming it
+        if "shared" in self.meta:
+            self.meta["shared"].append(k)
+
+    def drop(self, k: int) -> None:
+        if hasattr(self, "extra"):
+            del self.extra
+        else:
+            self.extra = {"k": k}
+
+    def tuple_(self, k: int) -> None:
+        self.t = (k, [k])
+
+    def read(self, k: int) -> int:
+        return len(self.items) + self.n
+
+    def escape(self, k: int) -> None:
+        _grow(self)
+
+
+MANY = [m for m in vars(Many) if not m.startswith("_")]
+
+
+@given(hst.lists(hst.tuples(hst.sampled_from(MANY), hst.integers(-5, 5)), max_size=25))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_any_sequence_of_method_calls_is_seen_whole_by_a_fresh_reader(calls: list[tuple[str, int]]) -> None:
+    expected = Many()
+    with Share() as share:
+        share.v = Many()
+        for name, k in calls:
+            assert getattr(share.v, name)(k) == getattr(expected, name)(k)
+            share._sk_store.cache.clear()  # a process without a copy: base + every delta
+            got = copy.copy(share.v)
+            assert _state(got) == _state(expected), (name, k)
+            if "shared" in expected.meta:  # the sharing itself survives too
+                assert (got.meta["shared"] is got.items) == (expected.meta["shared"] is expected.items)
