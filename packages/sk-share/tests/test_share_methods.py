@@ -105,13 +105,23 @@ def _written(share: Share, fn: Any, rounds: int = 20) -> int:
 def test_attributes_of_names_what_the_method_can_touch() -> None:
     from suitkaise.share._methods import attributes_of
 
-    assert attributes_of(Big, "bump") == {"total"}
-    assert attributes_of(Big, "bump_twice") == {"total"}  # through self._inc()
-    assert attributes_of(Big, "push") == {"items"}
-    assert attributes_of(Big, "rename") == {"label", "total"}
-    assert attributes_of(Big, "drop") == {"cur"}
+    assert attributes_of(Big, "bump") == ({"total"}, set())
+    assert attributes_of(Big, "bump_twice") == ({"total"}, {"_inc"})  # through self._inc()
+    assert attributes_of(Big, "push") == ({"items"}, set())
+    assert attributes_of(Big, "rename") == ({"label", "total"}, set())
+    assert attributes_of(Big, "drop") == ({"cur"}, set())
     assert attributes_of(Big, "escape") is None  # self passed to a function
     assert attributes_of(Sub, "bump") is None  # super() reaches self through the frame
+
+
+def test_an_instance_attribute_shadowing_a_called_method_writes_the_whole_object() -> None:
+    from suitkaise.share._ops import _before_call
+
+    o = Big(3)
+    assert _before_call(o, "bump_twice") is not None
+    o._inc = print  # type: ignore[method-assign]  # self._inc() would run this instead
+    assert _before_call(o, "bump_twice") is None
+    assert _before_call(o, "bump") is not None
 
 
 # -- cost: a changed small attribute is written, not the whole object ----------------------------

@@ -3,11 +3,11 @@
 ::
 
     share.o.m(a)  ─►  under the store lock, on the working copy of o (_ops.call):
-        1. names = attributes_of(type(o), m)    m's bytecode: every self.<name> it (or a
+        1. names, _ = attributes_of(type(o), m) m's bytecode: every self.<name> it (or a
                                                  method it calls on self) loads/stores/deletes
         2. before = snapshot(o, names)           the values, and the bytes of mutable ones
         3. m(a)
-        4. changes(o, names, before, steps)      ("s", attr, value) / ("d", attr) deltas
+        4. changes(o, before, steps, fits)      ("s", attr, value) / ("d", attr) deltas
                                                  for what was rebound, deleted or mutated;
                                                  None: only the whole object says it
 
@@ -54,7 +54,7 @@ _CACHE_MAX = 4096
 _CONSTS = frozenset(dis.hasconst)
 
 # (class, function) -> the attribute names it can touch, or None (unknown)
-_ATTRS: dict[tuple[type, types.FunctionType], frozenset[str] | None] = {}
+_ATTRS: dict[tuple[type, types.FunctionType], tuple[frozenset[str], frozenset[str]] | None] = {}  # Uses
 # function -> (attribute names, names of methods it calls on self), or None
 _SCANS: dict[types.FunctionType, tuple[frozenset[str], frozenset[str]] | None] = {}
 
@@ -120,18 +120,22 @@ def _scan_code(code: types.CodeType, me: str) -> tuple[frozenset[str], frozenset
     return frozenset(attrs), frozenset(methods)
 
 
-def attributes_of(cls: type, name: str) -> frozenset[str] | None:
+Uses = tuple[frozenset[str], frozenset[str]]  # (attributes, methods called on self)
+
+
+def attributes_of(cls: type, name: str) -> Uses | None:
     """Every attribute of an instance of ``cls`` that calling method ``name`` can load,
-    store or delete (through the methods it calls on ``self`` too); None when that cannot
-    be told (``self`` escapes, not a plain function, a class whose attribute access runs
-    code of its own)."""
+    store or delete (through the methods it calls on ``self`` too), and the names of those
+    methods (an instance attribute of one of these names would run instead: the caller
+    checks); None when that cannot be told (``self`` escapes, not a plain function, a class
+    whose attribute access runs code of its own)."""
     fn = _function(cls, name)
     if fn is None:
         return None
     key = (cls, fn)
     if key in _ATTRS:
         return _ATTRS[key]
-    got: frozenset[str] | None = None
+    got: Uses | None = None
     if (
         cls.__getattribute__ is object.__getattribute__
         and not hasattr(cls, "__getattr__")
@@ -140,7 +144,7 @@ def attributes_of(cls: type, name: str) -> frozenset[str] | None:
         and _codec.simple_class(cls)
     ):
         got = _closure(cls, fn)
-        if got is not None and any(hasattr(cls, a) for a in got):
+        if got is not None and any(hasattr(cls, a) for a in got[0]):
             got = None  # a descriptor or class default: getattr/setattr are not its __dict__
     if len(_ATTRS) >= _CACHE_MAX:
         _ATTRS.clear()
@@ -148,15 +152,18 @@ def attributes_of(cls: type, name: str) -> frozenset[str] | None:
     return got
 
 
-def _closure(cls: type, fn: types.FunctionType) -> frozenset[str] | None:
-    """The attributes ``fn`` and the methods it calls on ``self`` (transitively) use."""
+def _closure(cls: type, fn: types.FunctionType) -> Uses | None:
+    """The attributes ``fn`` and the methods it calls on ``self`` (transitively) use, and
+    the names of those methods."""
     attrs: set[str] = set()
+    called: set[str] = set()
     todo, seen = [fn], {fn}
     while todo:
         scanned = _scan(todo.pop())
         if scanned is None:
             return None
         attrs |= scanned[0]
+        called |= scanned[1]
         for m in scanned[1]:
             f = _function(cls, m)
             if f is None:
@@ -164,7 +171,7 @@ def _closure(cls: type, fn: types.FunctionType) -> frozenset[str] | None:
             if f not in seen:
                 seen.add(f)
                 todo.append(f)
-    return frozenset(attrs)
+    return frozenset(attrs), frozenset(called)
 
 
 def snapshot(target: Any, names: frozenset[str]) -> dict[str, Any] | None:

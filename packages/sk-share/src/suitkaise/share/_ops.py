@@ -337,12 +337,13 @@ def _before_call(target: Any, real: str) -> dict[str, Any] | None:
     cls = type(target)
     if cls in _BUILTIN_READERS or _delta.DETERMINISTIC.get(cls) is not None:
         return None
-    names = _methods.attributes_of(cls, real)
-    if names is None:
+    uses = _methods.attributes_of(cls, real)
+    if uses is None:
         return None
+    names, methods = uses
     state = getattr(target, "__dict__", None)
-    if type(state) is not dict or real in state:
-        return None
+    if type(state) is not dict or real in state or not methods.isdisjoint(state):
+        return None  # an instance attribute of a method's name runs instead of the method
     return _methods.snapshot(target, names)
 
 
