@@ -53,10 +53,11 @@ _LOAD_FAST = frozenset({"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_FAST_BORROW"})
 _CACHE_MAX = 4096
 _CONSTS = frozenset(dis.hasconst)
 
-# (class, function) -> the attribute names it can touch, or None (unknown)
-_ATTRS: dict[tuple[type, types.FunctionType], tuple[frozenset[str], frozenset[str]] | None] = {}  # Uses
-# function -> (attribute names, names of methods it calls on self), or None
-_SCANS: dict[types.FunctionType, tuple[frozenset[str], frozenset[str]] | None] = {}
+Uses = tuple[frozenset[str], frozenset[str]]  # (attributes, methods called on self)
+# (class, function) -> what a call can use, with the methods it calls; None: unknown
+_ATTRS: dict[tuple[type, types.FunctionType], Uses | None] = {}
+# function -> what its own code uses; None: unknown
+_SCANS: dict[types.FunctionType, Uses | None] = {}
 
 
 def _function(cls: type, name: str) -> types.FunctionType | None:
@@ -68,13 +69,13 @@ def _function(cls: type, name: str) -> types.FunctionType | None:
     return None
 
 
-def _scan(fn: types.FunctionType) -> tuple[frozenset[str], frozenset[str]] | None:
+def _scan(fn: types.FunctionType) -> Uses | None:
     """(attributes, methods) that ``fn`` uses on its first argument, from its bytecode;
     None when it uses that argument any other way (it could reach anything)."""
     if fn in _SCANS:
         return _SCANS[fn]
     code = fn.__code__
-    got: tuple[frozenset[str], frozenset[str]] | None = None
+    got: Uses | None = None
     if (
         code.co_argcount >= 1
         and not code.co_flags & _FLAGS_REFUSED
@@ -89,7 +90,7 @@ def _scan(fn: types.FunctionType) -> tuple[frozenset[str], frozenset[str]] | Non
     return got
 
 
-def _scan_code(code: types.CodeType, me: str) -> tuple[frozenset[str], frozenset[str]] | None:
+def _scan_code(code: types.CodeType, me: str) -> Uses | None:
     ins = list(dis.get_instructions(code))
     attrs: set[str] = set()
     methods: set[str] = set()
@@ -119,8 +120,6 @@ def _scan_code(code: types.CodeType, me: str) -> tuple[frozenset[str], frozenset
             return None  # self passed on, returned, compared, stored...
     return frozenset(attrs), frozenset(methods)
 
-
-Uses = tuple[frozenset[str], frozenset[str]]  # (attributes, methods called on self)
 
 
 def attributes_of(cls: type, name: str) -> Uses | None:
