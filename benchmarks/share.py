@@ -32,9 +32,11 @@ Scenarios:
    - BaseManager proxy:  the same class registered on a BaseManager, ``proxy.add(1)``
 4. micro (one process): ``int(share.counter)`` vs ``int(v.value)`` (mp.Value, its lock), and
    ``share.counter += 1`` vs ``with v.get_lock(): v.value += 1``
-5. size: ``d[k] = v``, ``d[k] += 1``, ``lst.append(v)``, ``acc.add(1)`` on a container of
-   10^6 (``--quick``: 10^5) against the same on 10 elements; mean cost per call over enough
-   calls to include the log's full rewrites (compactions), so the cost is amortised honestly.
+5. size: ``d[k] = v``, ``d[k] += 1``, ``lst.append(v)``, ``acc.add(1)`` (declared and
+   undeclared) on a container of 10^6 (``--quick``: 10^5) against the same on 10 elements;
+   mean cost per call over enough calls to include the log's full rewrites (compactions), so
+   the cost is amortised honestly. ``acc.push(x)`` (undeclared, appends to the big list in
+   place: that list is rewritten) is reported for the record, over 10 calls.
 
 Scaling (not interleaved against an anchor, but each size interleaved with the others):
 * a Share holding 1, 10^3 and 10^5 names: read / ``+=`` / assignment of one name;
@@ -318,12 +320,32 @@ class BigAcc:
         return self.total
 
 
+class PlainBigAcc:
+    """The same without a declaration: the Share finds what a call changed by itself."""
+
+    def __init__(self, n: int) -> None:
+        self.total = 0
+        self.items = list(range(n))
+
+    def add(self, k: int) -> int:
+        self.total += k
+        return self.total
+
+    def push(self, x: int) -> None:
+        self.items.append(x)
+
+
 SIZE_OPS: dict[str, Any] = {
     "d[k] = v": (lambda n: {i: i for i in range(n)}, lambda s, i: s.v.__setitem__(i % 7, i)),
     "d[k] += 1": (lambda n: {i: 0 for i in range(n)}, None),
     "lst.append(v)": (lambda n: list(range(n)), lambda s, i: s.v.append(i)),
     "acc.add(1)": (lambda n: BigAcc(n), lambda s, i: s.v.add(1)),
+    "acc.add(1), undeclared": (lambda n: PlainBigAcc(n), lambda s, i: s.v.add(1)),
+    "acc.push(x), undeclared": (lambda n: PlainBigAcc(n), lambda s, i: s.v.push(i)),
 }
+# rows that rewrite what they change in full (the list they mutate in place): a few calls,
+# and no flat target (the cost is the list's size by design; reported for the record)
+SIZE_FEW_OPS = {"acc.push(x), undeclared": 10}
 
 
 def _inc_item(share: Share, i: int) -> None:
@@ -462,7 +484,8 @@ def main() -> None:
                 for n in ([10, big] if r % 2 == 0 else [big, 10]):
                     share = size_shares[n]
                     share.v = setup(n)  # a fresh value: a new log (not timed)
-                    size[op][n].append(size_cost(share, fn or _inc_item, 2000 if n == 10 else a.big_ops))
+                    ops = SIZE_FEW_OPS.get(op, 2000 if n == 10 else a.big_ops)
+                    size[op][n].append(size_cost(share, fn or _inc_item, ops))
             print(f"size round {r + 1}/{rounds} done", flush=True)
     finally:
         for share in (*size_shares.values(), state["share"]):
@@ -491,9 +514,10 @@ def main() -> None:
     ]
     limits = [2, 3, 3, 0.05, 0.33]
     for op in SIZE_OPS:
+        few = op in SIZE_FEW_OPS
         rows.append((f"`{op}` on {big:,} elements (us/call, amortised)", sz[op][big] * 1e6,
-                     f"`{op}` on 10", sz[op][10] * 1e6, "us", "<= 2x"))
-        limits.append(2)
+                     f"`{op}` on 10", sz[op][10] * 1e6, "us", "O(size), no target" if few else "<= 2x"))
+        limits.append(float("inf") if few else 2)
     for (name, ours, an, av, unit, target), lim in zip(rows, limits, strict=True):
         print(_row(name, ours, an, av, unit, target, ours / av <= lim))
     print("\nnames held by the Share (us per call; flat within 20% is the target)\n")
@@ -526,6 +550,9 @@ def main() -> None:
     headline("share", f"share.d[k] = v on {big:,} keys, us (vs 10 keys)", sz["d[k] = v"][big] * 1e6,
              "the same on 10 keys", sz["d[k] = v"][10] * 1e6, "<= 2x",
              sz["d[k] = v"][big] <= 2 * sz["d[k] = v"][10], "us")
+    und = sz["acc.add(1), undeclared"]
+    headline("share", f"undeclared acc.add(1) on an object holding {big:,} items, us (vs 10 items)",
+             und[big] * 1e6, "the same on 10 items", und[10] * 1e6, "<= 2x", und[big] <= 2 * und[10], "us")
 
 
 if __name__ == "__main__":

@@ -68,9 +68,23 @@ def attr_ok(parent: Any, key: str) -> bool:
 
 def encode(ops: list[Op]) -> tuple[int, bytes]:
     """(codec kind, payload) of a list of operations."""
-    if _codec.is_plain(ops):
+    if is_plain(ops):
         return _codec.K_PLAIN, marshal.dumps(ops)
     return _codec.K_CUCUMBER, cucumber.serialize(ops)
+
+
+def is_plain(ops: list[Op]) -> bool:
+    """``_codec.is_plain(ops)``, looking only at what can vary: the path keys and values
+    (tags, step kinds and method names are strings)."""
+    atoms, plain = _codec.ATOMS, _codec.is_plain
+    for op in ops:
+        for _, key in op[1]:
+            if type(key) not in atoms and not plain(key):
+                return False
+        for v in op[2:]:
+            if type(v) not in atoms and not plain(v):
+                return False
+    return True
 
 
 def decode(kind: int, payload: bytes) -> list[Op]:

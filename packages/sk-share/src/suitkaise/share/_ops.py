@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import _codec, _delta, _net, _store
+from . import _codec, _delta, _methods, _net, _store
 from ._aug import BINARY_OPS
 from ._base import STOPPED_WARNING, Path, ShareError, user_stacklevel
 from ._base import oga as _oga
@@ -308,12 +308,20 @@ def call(share: Any, path: Path, name: str | None, args: tuple[Any, ...], kwargs
             aliases = getattr(type(target), "_share_method_aliases", None)
             real = aliases.get(name, name) if isinstance(aliases, dict) else name
             kind = _method_kind(target, name)
+            before = _before_call(target, real) if kind == "unknown" else None
             result = getattr(target, real)(*args, **kwargs)
-            if kind != "reader":
+            if before is not None:
+                ops = _methods.changes(target, before, path[1:], lambda n: txn.fits_delta(path[0], n))
+            elif kind != "reader":
                 ops = _delta_of_call(target, path[1:], name, real, args, kwargs)
-                if ops is not None:
+            else:
+                ops = None
+            if ops is not None:
+                if ops:
                     txn.delta(path[0], root, ops, where=where)
-                    return _codec.copy_out(result)
+                else:
+                    txn.mark_checked(path[0])
+                return _codec.copy_out(result)
         if kind != "reader":
             txn.touch(path[0], root, force=(kind == "writer"), where=where)
         else:
@@ -321,6 +329,22 @@ def call(share: Any, path: Path, name: str | None, args: tuple[Any, ...], kwargs
         return _codec.copy_out(result)
 
     return run(share, op, ("call", path, name, args, kwargs))
+
+
+def _before_call(target: Any, real: str) -> dict[str, Any] | None:
+    """For an undeclared method of a simple object: what ``_methods.changes`` compares
+    after the call (None: the whole object is compared, as for any other callable)."""
+    cls = type(target)
+    if cls in _BUILTIN_READERS or _delta.DETERMINISTIC.get(cls) is not None:
+        return None
+    uses = _methods.attributes_of(cls, real)
+    if uses is None:
+        return None
+    names, methods = uses
+    state = getattr(target, "__dict__", None)
+    if type(state) is not dict or real in state or not methods.isdisjoint(state):
+        return None  # an instance attribute of a method's name runs instead of the method
+    return _methods.snapshot(target, names)
 
 
 def _delta_of_call(

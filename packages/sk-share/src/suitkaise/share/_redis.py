@@ -693,6 +693,9 @@ class RedisTxn:
         self.changes[name] = data
         self.work[name] = obj
 
+    def fits_delta(self, name: str, size: int) -> bool:
+        return True  # deltas are written as whole values (``delta``)
+
     def delta(self, name: str, obj: Any, ops: list[Any], *, where: str | Path) -> None:
         """A nested update (``_delta``): Redis keeps the simple path, the whole value."""
         self.touch(name, obj, force=True, where=where)

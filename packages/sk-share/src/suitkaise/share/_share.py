@@ -18,7 +18,8 @@
                        then one atomic commit.
     share.x += v       detected from the caller's bytecode (_aug.py): one locked
     share.x = share.x + v   read-modify-write (_ops.aug_apply); the store-back is a no-op.
-    share.o.f(a)       lock; run f on the current copy; write it back (if it changed); unlock.
+    share.o.f(a)       lock; run f on the current copy; write what it changed (_methods.py:
+                       the attributes f names; else the whole object); unlock.
                        The real return value comes back.  If f raises, nothing is written.
     with share.lock(): a critical section whose writes commit together (_critical.py).
 
@@ -27,8 +28,9 @@
                        under the Share's lock key); see _redis.py.
 
 Modules: _base (errors, names) · _store/_lock (bytes, lock) · _txn (values of one
-transaction) · _ops (the operations) · _proxy · _critical · _lifecycle (cleanup, fork) ·
-_remote/_dispatch/_net (TCP) · _redis (Redis) · _snapshot (``__serialize__`` format) · this file (the API).
+transaction) · _ops (the operations) · _delta/_methods (what an update changed) · _proxy ·
+_critical · _lifecycle (cleanup, fork) · _remote/_dispatch/_net (TCP) · _redis (Redis) ·
+_snapshot (``__serialize__`` format) · this file (the API).
 """
 
 from __future__ import annotations

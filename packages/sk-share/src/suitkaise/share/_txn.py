@@ -290,6 +290,12 @@ class Txn:
         self.work[name] = root
         self.owned[name] = True
 
+    def fits_delta(self, name: str, size: int) -> bool:
+        """Whether a delta of about ``size`` bytes of values would be committed as a delta
+        record of ``name`` (not the full value: the log is full)."""
+        st = self.st
+        return st is None or self.scratch or st.delta_fits(name, size + 64)  # + the ops around them
+
     def seal(self) -> None:
         """Encode the staged deltas (before anything is committed: a value that cannot be
         stored raises here, and the caller rolls back): one delta record when it is the only
@@ -300,7 +306,10 @@ class Txn:
         st = self.st
         if len(deltas) == 1 and not self.changes and st is not None:
             ((name, ops),) = deltas.items()
-            kind, payload = checked_encode(ops, (name,), lambda v, _p: _delta.encode(v))
+            if _delta.is_plain(ops):  # plain data is always storable
+                kind, payload = _codec.K_PLAIN, _dumps(ops)
+            else:
+                kind, payload = checked_encode(ops, (name,), lambda v, _p: _delta.encode(v))
             if st.delta_fits(name, len(payload)):
                 self.delta1 = (name, kind, payload)
                 return
