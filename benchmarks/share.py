@@ -306,22 +306,8 @@ def w_value_getlock(v: Any, bar: Any, out: Any) -> None:
 # -- scenario 5: the cost of an update against the size of what is stored --------------------
 
 
-class BigAcc:
-    """An object holding a big list; ``add`` declares the one attribute it changes."""
-
-    _shared_meta = {"methods": {"add": {"writes": ["total"]}}}
-
-    def __init__(self, n: int) -> None:
-        self.total = 0
-        self.items = list(range(n))
-
-    def add(self, k: int) -> int:
-        self.total += k
-        return self.total
-
-
 class PlainBigAcc:
-    """The same without a declaration: the Share finds what a call changed by itself."""
+    """An object holding a big list, with no declaration: the Share finds what a call changed."""
 
     def __init__(self, n: int) -> None:
         self.total = 0
@@ -333,6 +319,12 @@ class PlainBigAcc:
 
     def push(self, x: int) -> None:
         self.items.append(x)
+
+
+class BigAcc(PlainBigAcc):
+    """The same, whose ``add`` declares the one attribute it changes."""
+
+    _shared_meta = {"methods": {"add": {"writes": ["total"]}}}
 
 
 SIZE_OPS: dict[str, Any] = {

@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hst
+from store_probe import written
 
 from sk_testkit import run_processes
 from suitkaise.share import Share
-from suitkaise.share._store import S_BUMP, S_SEQ, SEL_OFF, SLOT, SLOT_OFF, path_of
+from suitkaise.share._store import path_of
 
 TIMEOUT = 60
 
@@ -54,23 +55,6 @@ class Plain:
         return self.total
 
 
-def _slot(share: Share) -> tuple[int, ...]:
-    st = share._sk_store
-    return SLOT.unpack_from(st.hdr, SLOT_OFF[st.hdr[SEL_OFF]])
-
-
-def _written(share: Share, fn: Any, rounds: int = 20) -> int:
-    """Median bytes the store's bump pointer advances per ``fn()`` (a region compaction
-    in between would move it backwards: those samples are skipped)."""
-    got = []
-    for _ in range(rounds):
-        before = _slot(share)
-        fn()
-        after = _slot(share)
-        if after[S_BUMP] >= before[S_BUMP] and after[S_SEQ] == before[S_SEQ] + 1:
-            got.append(after[S_BUMP] - before[S_BUMP])
-    assert got, "every sample crossed a compaction"
-    return sorted(got)[len(got) // 2]
 
 
 # -- cost: bytes written per update, independent of the size -----------------------------------
@@ -90,9 +74,9 @@ def _written(share: Share, fn: Any, rounds: int = 20) -> int:
 def test_an_update_writes_what_changed_not_what_is_stored(setup: Any, update: Any) -> None:
     with Share() as share:
         share.v = setup(10)
-        small = _written(share, lambda: update(share))
+        small = written(share, lambda: update(share))
         share.v = setup(100_000)
-        big = _written(share, lambda: update(share))
+        big = written(share, lambda: update(share))
     assert big <= 2 * small + 64, (small, big)
 
 
@@ -103,9 +87,9 @@ def test_d_k_plus_equals_writes_what_changed() -> None:
         def inc() -> None:
             share.d[3] += 1
 
-        small = _written(share, inc)
+        small = written(share, inc)
         share.d = {i: 0 for i in range(100_000)}
-        big = _written(share, inc)
+        big = written(share, inc)
         assert share.d[3] == 20
     assert big <= 2 * small + 64, (small, big)
 
@@ -113,13 +97,13 @@ def test_d_k_plus_equals_writes_what_changed() -> None:
 def test_counter_plus_equals_is_in_place_and_names_do_not_matter() -> None:
     with Share() as share:
         share.n = 0
-        assert _written(share, lambda: _inc(share)) == 0
+        assert written(share, lambda: _inc(share)) == 0
         for i in range(10_000):
             setattr(share, f"x{i}", i)
         share.s = "a"
         # one name of 10^4: an assignment writes one record, not the table of every name
-        assert _written(share, lambda: setattr(share, "s", "b")) < 256
-        assert _written(share, lambda: _inc(share)) == 0
+        assert written(share, lambda: setattr(share, "s", "b")) < 256
+        assert written(share, lambda: _inc(share)) == 0
         assert share.n == 40
 
 

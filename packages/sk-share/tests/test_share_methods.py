@@ -13,10 +13,11 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hst
+from store_probe import slot, written
 
 from sk_testkit import run_processes
 from suitkaise.share import Share
-from suitkaise.share._store import S_BUMP, S_SEQ, SEL_OFF, SLOT, SLOT_OFF
+from suitkaise.share._store import S_SEQ
 
 
 def _grow(obj: Any) -> None:
@@ -80,23 +81,6 @@ class Sub(Big):
         return super().bump(k) + 0
 
 
-def _slot(share: Share) -> tuple[int, ...]:
-    st = share._sk_store
-    return SLOT.unpack_from(st.hdr, SLOT_OFF[st.hdr[SEL_OFF]])
-
-
-def _written(share: Share, fn: Any, rounds: int = 20) -> int:
-    """Median bytes the store's bump pointer advances per ``fn()`` (samples crossing a
-    compaction are skipped)."""
-    got = []
-    for _ in range(rounds):
-        before = _slot(share)
-        fn()
-        after = _slot(share)
-        if after[S_BUMP] >= before[S_BUMP] and after[S_SEQ] == before[S_SEQ] + 1:
-            got.append(after[S_BUMP] - before[S_BUMP])
-    assert got, "every sample crossed a compaction"
-    return sorted(got)[len(got) // 2]
 
 
 # -- what the bytecode says a method touches ---------------------------------------------------
@@ -131,9 +115,9 @@ def test_undeclared_method_writes_what_changed_not_the_whole_object() -> None:
     with Share() as share:
         for method in ("bump", "bump_twice", "count", "rename"):
             share.v = Big(10)
-            small = _written(share, getattr(share.v, method))
+            small = written(share, getattr(share.v, method))
             share.v = Big(100_000)
-            big = _written(share, getattr(share.v, method))
+            big = written(share, getattr(share.v, method))
             assert big <= 2 * small + 64, (method, small, big)
 
 
@@ -141,10 +125,10 @@ def test_undeclared_read_only_method_commits_nothing() -> None:
     with Share() as share:
         share.v = Big(100_000)
         share.v.bump()
-        seq = _slot(share)[S_SEQ]
+        seq = slot(share)[S_SEQ]
         assert share.v.peek() == 1
         assert share.v.size() == 100_000
-        assert _slot(share)[S_SEQ] == seq
+        assert slot(share)[S_SEQ] == seq
 
 
 # -- correctness: every change reaches the other processes ------------------------------------------
