@@ -18,6 +18,7 @@ import os
 import pickle
 import signal
 import socket
+import sys
 import threading
 import time
 from typing import Any
@@ -152,6 +153,27 @@ def test_a_received_buffer_is_mapped_and_released_with_its_last_user() -> None:
         del back
         gc.collect()
         assert shared_mappings() == 0 and open_fds() == fds
+    finally:
+        here.close()
+        there.close()
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 13), reason="3.13+ maps without keeping a descriptor")
+def test_past_the_descriptor_budget_buffers_are_copied_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each live mapping keeps a descriptor before Python 3.13: past a quarter of the
+    descriptor limit, received buffers are copied out of their memfd instead (same content)."""
+    monkeypatch.setattr(wire.resource, "getrlimit", lambda _: (8, 8))  # room for 2 mappings
+    here, there = socket.socketpair()
+    try:
+        arrays = [np.full(SHM, i, dtype=np.uint8) for i in range(3)]
+        t = _send_in_thread(here.fileno(), [memoryview(a) for a in arrays])
+        buffers = wire.recv(there.fileno(), 1).buffers
+        t.join()
+        assert [type(b) for b in buffers] == [mmap.mmap, mmap.mmap, bytearray]
+        assert [bytes(b) == a.tobytes() for b, a in zip(buffers, arrays, strict=True)] == [True] * 3
+        del buffers
+        gc.collect()
+        assert shared_mappings() == 0
     finally:
         here.close()
         there.close()
