@@ -1,4 +1,4 @@
-"""The parent side of a started ``Skprocess``: ``start()`` and the monitor thread.
+"""The parent side of a started ``Skprocess``: ``start()``, what the monitor does with its child.
 
 Processes and channels of one ``start()``::
 
@@ -7,12 +7,15 @@ Processes and channels of one ``start()``::
     user thread: start/tell/listen/wait/result       main thread: child_main -> Lifecycle.run()
          |  tell: conn.send_bytes(b"T"+cucumber)  ==>    reader thread: conn -> inbox (listen);
          |                                               EOF = parent gone -> os._exit
-    monitor thread (one per start):              <==   tell: b"T"+cucumber   final: b"F"+cucumber
-         waits on [conn, process sentinel, next section deadline]          ack: b"A"
+    monitor thread (one per parent, _monitor):   <==   tell: b"T"+cucumber   final: b"F"+cucumber
+         waits on [conn, process sentinel] of every child                  ack: b"A"
+         and on the nearest section deadline
          - b"T" -> inbox (parent's listen())
          - b"A" -> forget the oldest unacknowledged tell()
          - b"F" -> final state: result/error, current_run, error, timers
-         - sentinel without b"F" -> crash: restart (lives left) or ProcessError
+         - sentinel after b"F" -> apply the final state, resolve result()
+         - sentinel without b"F" -> crash: on a thread of its own, restart (lives
+           left; the new child goes back to the monitor) or ProcessError
          - deadline + grace passed -> SIGKILL the child stuck in native code
     ctrl: RawArray('d', 7) shared by both:  [stop, deadline, timeout, section, run, lives, booted]
 
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import multiprocessing.connection as mpc
 import os
+import select
 import threading
 import time
 from collections import deque
@@ -58,6 +62,7 @@ from suitkaise.processing._errors import (
     describe_exit,
 )
 from suitkaise.processing._forkpayload import SpawnPayload, fd_for_child, serialize_for_fork
+from suitkaise.processing._monitor import watch
 from suitkaise.processing._pdeathsig import preload as preload_libc
 from suitkaise.processing._runtime import (
     BOOTED,
@@ -134,7 +139,6 @@ class ParentRun:
         # the child's final message, read as it arrives (while the child is still exiting)
         self.final: FinalState | Outcome | None = None
         self.timeout_kill: SectionTimeout | None = None
-        self.monitor: threading.Thread | None = None
         timeouts = owner.process_config.timeouts
         self.has_timeouts = any(getattr(timeouts, name) is not None for name in KEYS)
 
@@ -147,10 +151,11 @@ class ParentRun:
         self.ctrl[BOOTED] = 0.0
         thread = threading.current_thread()
         # PR_SET_PDEATHSIG fires when the *thread* that forked the child ends: only
-        # safe from the main thread or from our monitor (which outlives the child).
-        # Not under forkserver: the child's parent is the fork server, which itself
-        # only exits once all its children (holding its "alive" fd) are gone.
-        pdeathsig = self.method != "forkserver" and thread in (threading.main_thread(), self.monitor)
+        # safe from the main thread (a restart runs on a short-lived thread: that child
+        # watches its pipe's EOF instead). Not under forkserver: the child's parent is
+        # the fork server, which itself only exits once all its children (holding its
+        # "alive" fd) are gone.
+        pdeathsig = self.method != "forkserver" and thread is threading.main_thread()
         try:
             if self.method == "fork":
                 preload_libc()
@@ -178,7 +183,8 @@ class ParentRun:
         with self.send_lock:
             self.process = process  # before the pipe: tell() judges the pipe by this process
             self.conn = parent_conn
-            self._redeliver(parent_conn)
+            if self.pending:  # (tell() appends under send_lock: nothing can arrive meanwhile)
+                self._redeliver(parent_conn)
         self.final = None
 
     def _redeliver(self, conn: mpc.Connection) -> None:
@@ -214,92 +220,98 @@ class ParentRun:
                 self.checkpoint.close()
                 self.checkpoint = None
             raise
-        self.monitor = threading.Thread(
-            target=self._monitor, name=f"sk-monitor-{type(self.owner).__qualname__}", daemon=True
-        )
-        self.monitor.start()
+        self._watch()
 
-    # -- monitor thread ----------------------------------------------------------------
+    def _watch(self) -> None:
+        assert self.conn is not None and self.process is not None
+        watch(self, self.conn, self.process.sentinel)
 
-    def _monitor(self) -> None:
+    # -- called on the monitor thread (_monitor) -----------------------------------------
+
+    def on_message(self, conn: mpc.Connection) -> None:
+        self._handle(conn.recv_bytes())
+
+    def on_exit(self, conn: mpc.Connection) -> None:
+        """The child has exited. With its final message read, settle here; otherwise (a
+        crash: restart or error) or with a tell() holding the pipe, on a thread of its own,
+        so that the monitor goes back to the other children at once."""
+        ready = select.poll()  # (Connection.poll builds a selector per call)
+        ready.register(conn.fileno(), select.POLLIN)
+        while ready.poll(0):  # what the child sent before it exited
+            try:
+                self._handle(conn.recv_bytes())
+            except (EOFError, OSError):
+                break
+        self.process.join()
+        if self.final is not None and self._close_conn(wait=0.0):
+            self._resolve(self._adopt_final(self.final))
+        else:
+            threading.Thread(target=self._after_crash, name="sk-restart", daemon=True).start()
+
+    def check_deadline(self, now: float) -> float:
+        """SIGKILL a child stuck past its section deadline + grace where SIGALRM cannot reach it
+        (native code). The child does not message us when it enters a section, so without a
+        deadline the monitor looks again a few times a second."""
+        ctrl = self.ctrl
+        deadline = ctrl[DEADLINE]
+        if deadline <= 0:
+            return _DEADLINE_POLL
+        kill_at = deadline + _grace(ctrl[TIMEOUT])
+        if now <= kill_at:
+            return kill_at - now
+        self.timeout_kill = SectionTimeout(_section_name(ctrl[SECTION]), float(ctrl[TIMEOUT]), int(ctrl[RUN]))
+        ctrl[DEADLINE] = 0.0
+        self.process.kill()
+        return _DEADLINE_POLL
+
+    def on_monitor_error(self, error: BaseException) -> None:
         try:
-            while True:
-                if not self._watch_child():
-                    return
-                if self.killed:
-                    self._resolve(Outcome("killed", None))
-                    return
-                try:
-                    self.spawn()
-                except BaseException as e:
-                    self._resolve(Outcome("raise", ProcessError(
-                        f"{type(self.owner).__qualname__} could not be restarted after a crash: "
-                        f"{type(e).__name__}: {e}", int(self.ctrl[RUN]), e)))
-                    return
-                if self.killed:
-                    self.process.kill()
+            self.process.kill()
+        except (OSError, ValueError):
+            pass
+        self._close_conn(wait=0.0)
+        self._resolve(Outcome("raise", ProcessError(f"internal error in the Skprocess monitor: {error!r}", 0, error)))
+
+    # -- after a child exited without its final message --------------------------------
+
+    def _after_crash(self) -> None:
+        """Resolve the run, or replace the child and hand the new one to the monitor."""
+        try:
+            # Bounded: a tell() stuck on a full pipe must not keep the run from settling.
+            self._close_conn(wait=5.0, force=True)
+            if not self._on_exit(self.process.exitcode):
+                return
+            if self.killed:
+                self._resolve(Outcome("killed", None))
+                return
+            try:
+                self.spawn()
+            except BaseException as e:
+                self._resolve(Outcome("raise", ProcessError(
+                    f"{type(self.owner).__qualname__} could not be restarted after a crash: "
+                    f"{type(e).__name__}: {e}", int(self.ctrl[RUN]), e)))
+                return
+            if self.killed:
+                self.process.kill()
+            self._watch()
         except BaseException as e:  # a bug here must not leave result() hanging
             self._resolve(Outcome("raise", ProcessError(f"internal error in the Skprocess monitor: {e!r}", 0, e)))
-        finally:
-            with self.send_lock:
-                if self.conn is not None:
-                    self.conn.close()
-                    self.conn = None
-            with self.ack_lock:
-                if self.checkpoint is not None:
-                    self.checkpoint.close()
-                    self.checkpoint = None
 
-    def _watch_child(self) -> bool:
-        """Pump one child until it exits; return True if it must be restarted."""
-        conn = self.conn
-        process = self.process
-        assert conn is not None and process is not None
-        waitables: list[Any] = [conn, process.sentinel]
-        ctrl = self.ctrl
-        # With section timeouts configured, look at the published deadline a few
-        # times a second (the child does not message us when it enters a section).
-        poll = _DEADLINE_POLL if self.has_timeouts else None
-        while True:
-            wait_for = poll
-            deadline = ctrl[DEADLINE]
-            if deadline > 0:
-                wait_for = max(0.0, deadline + _grace(ctrl[TIMEOUT]) - time.monotonic())
-            ready = mpc.wait(waitables, wait_for)
-            if conn in ready:
-                try:
-                    self._handle(conn.recv_bytes())
-                except (EOFError, OSError):
-                    waitables.remove(conn)
-                continue
-            if process.sentinel in ready:
-                while conn in waitables:
-                    try:
-                        if not conn.poll(0):
-                            break
-                        self._handle(conn.recv_bytes())
-                    except (EOFError, OSError):
-                        break
-                process.join()
-                # Under the lock: a tell() racing with this close must not write to a reused
-                # descriptor (the next life's pipe); it finds None and buffers. Bounded wait:
-                # a tell() stuck on a full pipe must not stall the monitor.
-                locked = self.send_lock.acquire(timeout=5.0)
-                try:
-                    conn.close()
-                    self.conn = None
-                finally:
-                    if locked:
-                        self.send_lock.release()
-                return self._on_exit(process.exitcode)
-            deadline = ctrl[DEADLINE]
-            if deadline > 0 and time.monotonic() > deadline + _grace(ctrl[TIMEOUT]):
-                # The child is stuck where SIGALRM cannot reach (native code): replace it.
-                self.timeout_kill = SectionTimeout(
-                    _section_name(ctrl[SECTION]), float(ctrl[TIMEOUT]), int(ctrl[RUN])
-                )
-                ctrl[DEADLINE] = 0.0
-                process.kill()
+    def _close_conn(self, wait: float, force: bool = False) -> bool:
+        """Close the parent's end of the pipe under ``send_lock``: a tell() racing with this
+        close must not write to a reused descriptor (the next life's pipe); it finds None and
+        buffers. False if a tell() held the lock for ``wait`` seconds (``force``: close anyway)."""
+        locked = self.send_lock.acquire(timeout=wait) if wait > 0 else self.send_lock.acquire(blocking=False)
+        if not (locked or force):
+            return False
+        try:
+            if self.conn is not None:
+                self.conn.close()
+                self.conn = None
+        finally:
+            if locked:
+                self.send_lock.release()
+        return True
 
     def _handle(self, data: bytes) -> None:
         tag = data[:1]
@@ -393,6 +405,11 @@ class ParentRun:
         return error, retry
 
     def _resolve(self, outcome: Outcome) -> None:
+        """Publish the outcome; the checkpoint file is closed first (nothing reads it after)."""
+        with self.ack_lock:
+            if self.checkpoint is not None:
+                self.checkpoint.close()
+                self.checkpoint = None
         with self.cond:
             if self.outcome is None:
                 self.outcome = outcome
@@ -428,8 +445,6 @@ class ParentRun:
     def result(self, sk_timeout: float | None, what: str = "result") -> Any:
         if not self.done.wait(sk_timeout):
             raise ResultTimeoutError(f"{what}() timed out after {sk_timeout}s")
-        if self.monitor is not None:
-            self.monitor.join()
         self.consumed = True
         assert self.outcome is not None
         kind, value = self.outcome

@@ -6,8 +6,8 @@ holds the GIL in a long C call (where a watchdog thread could not run).
 
 The signal fires when the *thread* that forked the child ends, not the
 process: callers only ask for it when that thread outlives the child (the
-main thread, a Skprocess monitor, a Pool's manager thread, which stops its
-workers before it returns).
+main thread, a Pool's manager thread, which stops its workers before it
+returns).
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@ class ResultIterator(Iterator[R], Generic[R]):
         self._run = run
 
     def __iter__(self) -> Iterator[R]:
-        # the run's own generator: a for loop steps it directly, with no call of ours per result
+        # the run's own iterator: a for loop steps it directly, with no call of ours per result
         return iter(self._run)
 
     def __next__(self) -> R:

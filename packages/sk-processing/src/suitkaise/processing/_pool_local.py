@@ -56,7 +56,10 @@ def decode_entry(
                 f"{where}: the results of items {first}..{first + max(piece.a, 1) - 1} "
                 f"could not be deserialized in the parent: {type(e).__name__}: {e}"
             ) from e
-        values.extend(part_values)
+        if values:
+            values.extend(part_values)
+        else:  # the common case, one part: its list as it is (no copy of every result)
+            values = part_values
         failures.extend(part_failures)
         if part_error is not None and keep_going:
             values.append(None)

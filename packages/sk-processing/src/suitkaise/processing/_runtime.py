@@ -7,7 +7,7 @@ started, and its control methods (``stop``, ``tell``, ``listen``, ``wait``,
 =================  ==============================  =============================
 runtime            where the instance lives        module
 =================  ==============================  =============================
-``ParentRun``      the parent (after ``start()``)  ``_parent`` (monitor thread)
+``ParentRun``      the parent (after ``start()``)  ``_parent`` (+ ``_monitor``)
 ``ChildRuntime``   inside its child process        ``_child``
 ``InlineRuntime``  inside a Pool worker            ``_inline``
 =================  ==============================  =============================

@@ -1,0 +1,117 @@
+"""Pool: many tiny items (issue 17): chunk sizes of sized inputs, results handed out a chunk
+at a time -- the same results and errors whatever the size.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from suitkaise.processing import Pool
+from suitkaise.processing._pool_call import _MAX_CHUNK, _MAX_SIZED_CHUNK, Call, CallBase
+
+pytestmark = pytest.mark.timeout(300)
+
+METHODS = ["map", "unordered_map", "imap", "unordered_imap"]
+# around the chunk caps (4096 for unknown lengths, 16384 for sized inputs) and 10^5
+SIZES = [0, 1, 2, 3, 4095, 4096, 4097, 16383, 16384, 16385, 100_000]
+
+
+class FailAt:
+    """``x * 2``, except that item ``at`` raises ``ValueError(f"bad {x}")``."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def __call__(self, x: int) -> int:
+        if x == self.at:
+            raise ValueError(f"bad {x}")
+        return x * 2
+
+
+def _call(pool: Pool, method: str, fn: object, items: object, **kwargs: object) -> list[object]:
+    out = getattr(pool, method)(fn, items, **kwargs)
+    return out if isinstance(out, list) else list(out)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    n=st.sampled_from(SIZES),
+    where=st.floats(0, 1),
+    fails=st.booleans(),
+    errors=st.sampled_from(["raise", "return", "skip"]),
+    method=st.sampled_from(METHODS),
+    sized=st.booleans(),
+)
+def test_every_size_gives_every_result_once_and_the_failing_items_error(n, where, fails, errors, method, sized):
+    """One item failing at a random index (or none): errors="raise" raises its exception,
+    "return" puts it in its place, "skip" leaves it out; every other result arrives once."""
+    at = min(int(where * n), n - 1) if fails and n else -1
+    items: object = range(n) if sized else (x for x in range(n))
+    expected: list[object] = [x * 2 for x in range(n)]
+    with Pool(2) as pool:
+        if at >= 0 and errors == "raise":
+            with pytest.raises(ValueError, match=rf"^bad {at}$"):
+                _call(pool, method, FailAt(at), items)
+            return
+        out = _call(pool, method, FailAt(at), items, errors=errors)
+    if at >= 0:
+        failed = [r for r in out if isinstance(r, BaseException)]
+        if errors == "return":
+            assert [str(e) for e in failed] == [f"bad {at}"]
+            if method in ("map", "imap"):
+                assert out.index(failed[0]) == at
+        else:
+            assert failed == []
+        out = [r for r in out if not isinstance(r, BaseException)]
+        del expected[at]
+    assert (out if method in ("map", "imap") else sorted(out)) == expected  # type: ignore[type-var]
+
+
+def _cap(iterable: object, workers: int = 2) -> int:
+    call = Call("imap", abs, iterable, star=False, ordered=True, eager=False, timeout=None, progress=None)
+    return CallBase(call, iter(iterable), workers)._cap  # type: ignore[call-overload]
+
+
+def test_sized_inputs_get_chunks_up_to_maps_size_endless_ones_stay_small():
+    """A sized input's adaptive chunks may grow to map's size (len / 4 per worker), up to
+    _MAX_SIZED_CHUNK: fewer round trips for tiny items; an input of unknown length keeps
+    _MAX_CHUNK, which bounds how far ahead of the consumer it is read."""
+    assert _MAX_SIZED_CHUNK > _MAX_CHUNK
+    assert _cap(range(100_000)) == 12_500
+    assert _cap(range(10**9)) == _MAX_SIZED_CHUNK
+    assert _cap(range(10)) == 2
+    assert _cap(x for x in range(10**9)) == _MAX_CHUNK
+
+
+def test_closing_an_imap_mid_chunk_stops_at_once(start_method):
+    """Results are handed out from each chunk's list by itertools.chain: close() still ends
+    the iteration right away, even with results of the current chunk not yet taken."""
+    with Pool(2) as pool:
+        it = pool.imap(abs, range(-50_000, 0))
+        head = list(itertools.islice(it, 10))
+        assert head == list(range(50_000, 49_990, -1))
+        it.close()
+        assert list(it) == []
+        assert pool.map(abs, [-1, -2]) == [1, 2]
+
+
+def test_a_failing_input_after_some_chunks_were_submitted(start_method):
+    """The chunks read before the input itself raised still run and their results arrive in
+    order (a chunk at a time), then the input's error is what the call raises."""
+
+    def items() -> Iterator[int]:
+        yield from range(1000)
+        raise KeyError("the input broke")
+
+    with Pool(2) as pool:
+        seen: list[int] = []
+        with pytest.raises(KeyError, match="the input broke"):
+            for value in pool.imap(abs, items(), chunksize=10):
+                seen.append(value)
+        assert seen == list(range(len(seen)))  # in order, none lost before the error
+        assert pool.map(abs, range(-3, 0)) == [3, 2, 1]
