@@ -518,6 +518,7 @@ class Core:
                         dead.append(w)
                         continue
                     self._dispatch(w, msg)
+                    del msg  # its buffers (shared memory) go with the results, not with this loop
                 else:
                     dead.append(w)
             for w in dead:

@@ -243,7 +243,7 @@ def _pump(q: queue.SimpleQueue[Any]) -> None:
             print(f"suitkaise Pool: a log record from a worker could not be delivered: {e!r}", file=sys.stderr)
 
 
-def on_message(kind: int, payload: Any, buffers: list[bytearray], slot: int, pid: int | None,
+def on_message(kind: int, payload: Any, buffers: list[wire.Buffer], slot: int, pid: int | None,
                spec: Spec | None, pump: LogPump) -> ProcessError | None:
     """The manager's handling of this module's message kinds; an error fails every call."""
     if kind == wire.LOG:
@@ -373,7 +373,7 @@ def _allow_children() -> None:
         server.__init__()
 
 
-def loads(data: Any, buffers: list[bytearray]) -> Any:
+def loads(data: Any, buffers: list[wire.Buffer]) -> Any:
     """``wire.loads``; what brought Reconnectors gets live resources (``revive``)."""
     mark = rebuilt_count()
     obj = wire.loads(data, buffers)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from suitkaise.pipe import wire
-from suitkaise.pipe.wire import dumps, loads
+from suitkaise.pipe.wire import Buffer, dumps, loads
 
 __all__ = [
     "CHECKPOINT",
@@ -35,6 +35,7 @@ __all__ = [
     "RETIRE",
     "STOP",
     "TASK",
+    "Buffer",
     "Message",
     "dumps",
     "guard",
@@ -89,7 +90,7 @@ class Message(NamedTuple):
     c: int
     elapsed: float
     payload: bytes | memoryview
-    buffers: list[bytearray]
+    buffers: list[Buffer]
 
 
 def send_message(
