@@ -213,6 +213,8 @@ class ParentRun:
             pending.popleft()
 
     def begin(self) -> None:
+        """Start the first life; the owner's timers are set between the spawn (whose payload
+        carries none: the child makes its own) and the monitor (which may adopt the child's)."""
         try:
             self.spawn()
         except BaseException:
@@ -220,6 +222,7 @@ class ParentRun:
                 self.checkpoint.close()
                 self.checkpoint = None
             raise
+        self.owner.__dict__["timers"] = ProcessTimers()
         self._watch()
 
     def _watch(self) -> None:
@@ -528,7 +531,7 @@ def start(owner: Any) -> None:
         raise RuntimeError("start() cannot be called from inside the running Skprocess")
     validate(owner.process_config, type(owner).__qualname__)
     check_can_start_processes(f"{type(owner).__qualname__}.start()")
-    d["timers"] = ProcessTimers()
+    d["timers"] = None  # not in the payload: the child's Lifecycle makes them (begin() sets ours)
     d["error"] = None
     d["_current_run"] = 0
     d[RUNTIME_ATTR] = None  # the payload must not carry the previous run
