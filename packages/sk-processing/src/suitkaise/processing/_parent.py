@@ -212,9 +212,9 @@ class ParentRun:
         while pending and pending[0][0] < done:
             pending.popleft()
 
-    def begin(self) -> None:
-        """Start the first life; the owner's timers are set between the spawn (whose payload
-        carries none: the child makes its own) and the monitor (which may adopt the child's)."""
+    def begin(self, timers: ProcessTimers) -> None:
+        """Start the first life. The owner gets ``timers`` after the spawn (its payload carries
+        none: the child makes its own) and before the monitor (which may adopt the child's)."""
         try:
             self.spawn()
         except BaseException:
@@ -222,7 +222,7 @@ class ParentRun:
                 self.checkpoint.close()
                 self.checkpoint = None
             raise
-        self.owner.__dict__["timers"] = ProcessTimers()
+        self.owner.__dict__["timers"] = timers
         self._watch()
 
     def _watch(self) -> None:
@@ -531,10 +531,13 @@ def start(owner: Any) -> None:
         raise RuntimeError("start() cannot be called from inside the running Skprocess")
     validate(owner.process_config, type(owner).__qualname__)
     check_can_start_processes(f"{type(owner).__qualname__}.start()")
-    d["timers"] = None  # not in the payload: the child's Lifecycle makes them (begin() sets ours)
+    # Not in the payload: the child's Lifecycle makes its own. Ours are made before the fork
+    # (after it, every page the parent writes is copied while the child lives).
+    timers = ProcessTimers()
+    d["timers"] = None
     d["error"] = None
     d["_current_run"] = 0
     d[RUNTIME_ATTR] = None  # the payload must not carry the previous run
     new = ParentRun(owner)
-    new.begin()
+    new.begin(timers)
     d[RUNTIME_ATTR] = new
