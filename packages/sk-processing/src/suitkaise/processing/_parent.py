@@ -17,7 +17,7 @@ Processes and channels of one ``start()``::
          - sentinel without b"F" -> crash: on a thread of its own, restart (lives
            left; the new child goes back to the monitor) or ProcessError
          - deadline + grace passed -> SIGKILL the child stuck in native code
-    ctrl: RawArray('d', 7) shared by both:  [stop, deadline, timeout, section, run, lives, booted]
+    ctrl: 7 shared doubles (_runtime.new_ctrl):  [stop, deadline, timeout, section, run, lives, booted]
 
 One ``start()``: the parent validates ``process_config``, creates the duplex
 pipe and ``ctrl``, serializes the instance with cucumber (``_forkpayload``:
@@ -66,7 +66,6 @@ from suitkaise.processing._monitor import watch
 from suitkaise.processing._pdeathsig import preload as preload_libc
 from suitkaise.processing._runtime import (
     BOOTED,
-    CTRL_SLOTS,
     DEADLINE,
     LIVES,
     RUN,
@@ -81,6 +80,7 @@ from suitkaise.processing._runtime import (
     Outcome,
     SectionTimeout,
     min_timeout,
+    new_ctrl,
 )
 from suitkaise.processing._sections import BY_CODE, KEYS
 from suitkaise.processing._timers import ProcessTimers
@@ -115,7 +115,7 @@ class ParentRun:
         self.owner = owner
         self.ctx = get_context(owner.process_config.context)
         self.method = self.ctx.get_start_method()
-        self.ctrl = self.ctx.RawArray("d", CTRL_SLOTS)
+        self.ctrl = new_ctrl(self.ctx)
         self.ctrl[LIVES] = owner.process_config.lives
         self.total_lives = owner.process_config.lives
         self.cond = threading.Condition(threading.Lock())
