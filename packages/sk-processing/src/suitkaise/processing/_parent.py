@@ -17,7 +17,7 @@ Processes and channels of one ``start()``::
          - sentinel without b"F" -> crash: on a thread of its own, restart (lives
            left; the new child goes back to the monitor) or ProcessError
          - deadline + grace passed -> SIGKILL the child stuck in native code
-    ctrl: RawArray('d', 7) shared by both:  [stop, deadline, timeout, section, run, lives, booted]
+    ctrl: 7 shared doubles (_runtime.new_ctrl):  [stop, deadline, timeout, section, run, lives, booted]
 
 One ``start()``: the parent validates ``process_config``, creates the duplex
 pipe and ``ctrl``, serializes the instance with cucumber (``_forkpayload``:
@@ -66,7 +66,6 @@ from suitkaise.processing._monitor import watch
 from suitkaise.processing._pdeathsig import preload as preload_libc
 from suitkaise.processing._runtime import (
     BOOTED,
-    CTRL_SLOTS,
     DEADLINE,
     LIVES,
     RUN,
@@ -81,6 +80,7 @@ from suitkaise.processing._runtime import (
     Outcome,
     SectionTimeout,
     min_timeout,
+    new_ctrl,
 )
 from suitkaise.processing._sections import BY_CODE, KEYS
 from suitkaise.processing._timers import ProcessTimers
@@ -115,7 +115,7 @@ class ParentRun:
         self.owner = owner
         self.ctx = get_context(owner.process_config.context)
         self.method = self.ctx.get_start_method()
-        self.ctrl = self.ctx.RawArray("d", CTRL_SLOTS)
+        self.ctrl = new_ctrl(self.ctx)
         self.ctrl[LIVES] = owner.process_config.lives
         self.total_lives = owner.process_config.lives
         self.cond = threading.Condition(threading.Lock())
@@ -212,7 +212,9 @@ class ParentRun:
         while pending and pending[0][0] < done:
             pending.popleft()
 
-    def begin(self) -> None:
+    def begin(self, timers: ProcessTimers) -> None:
+        """Start the first life. The owner gets ``timers`` after the spawn (its payload carries
+        none: the child makes its own) and before the monitor (which may adopt the child's)."""
         try:
             self.spawn()
         except BaseException:
@@ -220,6 +222,7 @@ class ParentRun:
                 self.checkpoint.close()
                 self.checkpoint = None
             raise
+        self.owner.__dict__["timers"] = timers
         self._watch()
 
     def _watch(self) -> None:
@@ -528,10 +531,13 @@ def start(owner: Any) -> None:
         raise RuntimeError("start() cannot be called from inside the running Skprocess")
     validate(owner.process_config, type(owner).__qualname__)
     check_can_start_processes(f"{type(owner).__qualname__}.start()")
-    d["timers"] = ProcessTimers()
+    # Not in the payload: the child's Lifecycle makes its own. Ours are made before the fork
+    # (after it, every page the parent writes is copied while the child lives).
+    timers = ProcessTimers()
+    d["timers"] = None
     d["error"] = None
     d["_current_run"] = 0
     d[RUNTIME_ATTR] = None  # the payload must not carry the previous run
     new = ParentRun(owner)
-    new.begin()
+    new.begin(timers)
     d[RUNTIME_ATTR] = new
