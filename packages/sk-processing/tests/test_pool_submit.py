@@ -167,6 +167,27 @@ def test_cancelled_futures_show_in_as_completed_and_wait(start_method):
         assert set(done) == {slow, fast}
 
 
+def test_cancel_of_a_running_task_wins_however_late_its_caller_runs(start_method, monkeypatch):
+    # The worker is killed while cancel() is still inside the pool: the manager settles the
+    # task's chunk meanwhile. On a loaded machine the caller's thread can wait that long for
+    # the GIL; cancel() then said False and the future ended with an error.
+    with Pool(1) as pool:
+        slow = pool.submit(pid_after, 60)
+        fast = pool.submit(add, 1)
+        _running_worker(pool)
+        core_cancel = type(pool._core).cancel
+
+        def descheduled(core, chunk, offset):
+            accepted = core_cancel(core, chunk, offset)
+            time.sleep(1.0)
+            return accepted
+
+        monkeypatch.setattr(type(pool._core), "cancel", descheduled)
+        assert slow.cancel()
+        assert slow.cancelled()
+        assert fast.result(timeout=60) == add(1)
+
+
 def test_submit_timeout_kills_only_that_task_even_in_c(start_method):
     with Pool(2) as pool:
         stuck = pool.submit.timeout(0.5)(spin_in_c)

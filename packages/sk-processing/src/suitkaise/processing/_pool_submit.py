@@ -223,9 +223,10 @@ class Submitter:
                                                                    "parent")
         if error is not None:  # not expected (submissions go on after an error), but never lost
             failed[error.item - chunk.start] = rebuild_error("Pool.submit", chunk.start, chunk.items, error, "parent")
+        cancelled = chunk.cancelled  # (added under the core's lock before the worker is killed)
         for i, future in enumerate(futures):
-            if future is None or future.done():
-                continue
+            if future is None or future.done() or i in cancelled:
+                continue  # a cancelled one: its cancel() call marks it, however late it runs
             if i in failed:
                 self._set(future, failed[i], None)
             elif i < len(values):
