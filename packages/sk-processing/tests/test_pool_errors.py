@@ -288,3 +288,28 @@ def test_a_task_starting_processes_gets_a_clear_error(start_method: str, task: A
         with pytest.raises(RuntimeError, match=r"inside a daemonic process .*Skprocess classes as items"):
             pool.map(task, [1])
         assert pool.map(square, [3]) == [9]  # the pool goes on
+
+
+@pytest.mark.parametrize(
+    ("call", "says"),
+    [
+        (lambda p, fn: p.map(fn, [1], timeout=3), ["Pool.map()", "'timeout'", "pool.map.timeout(3)", "item_timeout=3"]),
+        (lambda p, fn: p.imap(fn, [1], chunk_size=2), ["Pool.imap()", "'chunk_size'", "chunksize="]),
+        (lambda p, fn: p.unordered_imap(fn, [1], retry=1), ["'retry'", "did you mean retries="]),
+        (lambda p, fn: p.map.background()(fn, [1], bogus=1), ["'bogus'", "its options are progress="]),
+        (lambda p, fn: p.star().map.asynced()(fn, [(1,)], nope=1), ["'nope'"]),
+        (lambda p, fn: p.map(fn, [1], 10), ["Pool.map(fn, items, 10)", "chunksize=10"]),
+        (lambda p, fn: p.unordered_map(fn, [1], [2]), ["takes one iterable", "pool.star().unordered_map(fn, zip(a, b))"]),
+    ],
+)
+def test_an_argument_a_map_method_does_not_take_is_named_with_what_it_takes(call: Any, says: list[str]) -> None:
+    # Before, Python's own TypeError named an internal class: "_ListMethod.__call__() got an
+    # unexpected keyword argument 'timeout'".
+    with Pool(1) as pool:
+        with pytest.raises(TypeError) as info:
+            call(pool, abs)
+        message = str(info.value)
+        assert "_ListMethod" not in message and "__call__" not in message
+        for part in says:
+            assert part in message
+        assert pool.map(abs, [-1, 2]) == [1, 2]  # the pool is unharmed

@@ -33,6 +33,7 @@ checker sees ``pool.map(f, xs)`` as ``list[R]`` when ``f`` returns ``R``
 from __future__ import annotations
 
 import asyncio
+import difflib
 import functools
 import os
 import weakref
@@ -146,6 +147,12 @@ class _PoolMethod:
                                 chunksize=options.chunksize, item_timeout=item_timeout, errors=options.errors,
                                 retries=retries))
 
+    def _options(self, extra: tuple[Any, ...], unknown: dict[str, Any], chunksize: int | None, item_timeout: Any,
+                 errors: Errors, retries: Any) -> _Options:
+        if extra or unknown:
+            refuse_arguments(f"Pool.{self._name}", extra, unknown)
+        return _Options(chunksize, item_timeout, errors, retries)
+
     def _collect(self, fn: Any, iterable: Any, progress: Progress, options: _Options) -> list[Any]:
         return self._start(fn, iterable, progress, options).collect()
 
@@ -170,6 +177,36 @@ class _PoolMethod:
 
 
 _M = TypeVar("_M", bound=_PoolMethod)
+
+_MAP_OPTIONS = ("progress", "chunksize", "item_timeout", "errors", "retries")
+_HINTS = {
+    "timeout": "a time limit on the whole call is a modifier: pool.{m}.timeout(3)(fn, items); "
+               "on each item: item_timeout=3",
+    "chunk_size": "did you mean chunksize=?",
+    "chunks": "did you mean chunksize=?",
+    "processes": "the number of workers is the Pool's: Pool(processes)",
+    "callback": "for a callback per result use pool.submit(fn, item).add_done_callback(cb), "
+                "or iterate pool.imap(fn, items)",
+    "error_callback": "for a callback per failure use pool.submit(fn, item).add_error_callback(cb)",
+}
+
+
+def refuse_arguments(where: str, extra: tuple[Any, ...], unknown: dict[str, Any]) -> NoReturn:
+    """The TypeError for arguments a map method does not take, saying what it does take."""
+    method = where.removeprefix("Pool.")
+    if len(extra) == 1 and type(extra[0]) is int:
+        raise TypeError(f"{where}(fn, items, {extra[0]}): the chunk size is a keyword here: chunksize={extra[0]}")
+    if extra:
+        raise TypeError(f"{where}(fn, items) takes one iterable of items, got {1 + len(extra)}: for a "
+                        f"function of several arguments, zip them: pool.star().{method}(fn, zip(a, b))")
+    name = next(iter(unknown))
+    hint = _HINTS.get(name, "").format(m=method)
+    if not hint:
+        close = difflib.get_close_matches(name, _MAP_OPTIONS, n=1)
+        hint = f"did you mean {close[0]}=?" if close else ""
+    options = ", ".join(f"{o}=" for o in _MAP_OPTIONS)
+    raise TypeError(f"{where}() got an unexpected keyword argument {name!r} ({hint + '; ' if hint else ''}"
+                    f"its options are {options})")
 
 
 class _Options(NamedTuple):
@@ -198,9 +235,11 @@ class _ListMethod(_PoolMethod):
     def __call__(self, fn_or_process: Callable[..., R], iterable: Iterable[Any], *,
                  progress: Progress = None, chunksize: int | None = None,
                  item_timeout: Any = _DEFAULT, errors: Errors = "raise", retries: Any = _DEFAULT) -> list[R]: ...
-    def __call__(self, fn_or_process: Any, iterable: Iterable[Any], *, progress: Progress = None, chunksize: int | None = None,
-                 item_timeout: Any = _DEFAULT, errors: Errors = "raise", retries: Any = _DEFAULT) -> list[Any]:
-        return self._collect(fn_or_process, iterable, progress, _Options(chunksize, item_timeout, errors, retries))
+    def __call__(self, fn_or_process: Any, iterable: Iterable[Any], *extra: Any, progress: Progress = None, chunksize: int | None = None,
+                 item_timeout: Any = _DEFAULT, errors: Errors = "raise", retries: Any = _DEFAULT,
+                 **unknown: Any) -> list[Any]:
+        options = self._options(extra, unknown, chunksize, item_timeout, errors, retries)
+        return self._collect(fn_or_process, iterable, progress, options)
 
 
 class _IterMethod(_PoolMethod):
@@ -220,9 +259,9 @@ class _IterMethod(_PoolMethod):
     def __call__(self, fn_or_process: Callable[..., R], iterable: Iterable[Any], *,
                  progress: Progress = None, chunksize: int | None = None,
                  item_timeout: Any = _DEFAULT, errors: Errors = "raise", retries: Any = _DEFAULT) -> ResultIterator[R]: ...
-    def __call__(self, fn_or_process: Any, iterable: Iterable[Any], *, progress: Progress = None, chunksize: int | None = None,
-                 item_timeout: Any = _DEFAULT, errors: Errors = "raise", retries: Any = _DEFAULT) -> ResultIterator[Any]:
-        options = _Options(chunksize, item_timeout, errors, retries)
+    def __call__(self, fn_or_process: Any, iterable: Iterable[Any], *extra: Any, progress: Progress = None, chunksize: int | None = None,
+                 item_timeout: Any = _DEFAULT, errors: Errors = "raise", retries: Any = _DEFAULT, **unknown: Any) -> ResultIterator[Any]:
+        options = self._options(extra, unknown, chunksize, item_timeout, errors, retries)
         return ResultIterator(self._start(fn_or_process, iterable, progress, options))
 
 
@@ -244,9 +283,9 @@ class _BackgroundMethod(_PoolMethod):
     def __call__(self, fn_or_process: Callable[..., R], iterable: Iterable[Any], *,
                  progress: Progress = None, chunksize: int | None = None,
                  item_timeout: Any = _DEFAULT, errors: Errors = "raise", retries: Any = _DEFAULT) -> Future[list[R]]: ...
-    def __call__(self, fn_or_process: Any, iterable: Iterable[Any], *, progress: Progress = None, chunksize: int | None = None,
-                 item_timeout: Any = _DEFAULT, errors: Errors = "raise", retries: Any = _DEFAULT) -> Future[list[Any]]:
-        options = _Options(chunksize, item_timeout, errors, retries)
+    def __call__(self, fn_or_process: Any, iterable: Iterable[Any], *extra: Any, progress: Progress = None, chunksize: int | None = None,
+                 item_timeout: Any = _DEFAULT, errors: Errors = "raise", retries: Any = _DEFAULT, **unknown: Any) -> Future[list[Any]]:
+        options = self._options(extra, unknown, chunksize, item_timeout, errors, retries)
         return run_in_background(functools.partial(self._collect, fn_or_process, iterable, progress, options),
                                  self._name)
 
@@ -272,11 +311,11 @@ class _AsyncMethod(_PoolMethod):
     def __call__(self, fn_or_process: Callable[..., R], iterable: Iterable[Any], *,
                  progress: Progress = None, chunksize: int | None = None,
                  item_timeout: Any = _DEFAULT, errors: Errors = "raise", retries: Any = _DEFAULT) -> Coroutine[Any, Any, list[R]]: ...
-    def __call__(self, fn_or_process: Any, iterable: Iterable[Any], *,
+    def __call__(self, fn_or_process: Any, iterable: Iterable[Any], *extra: Any,
                  progress: Progress = None, chunksize: int | None = None,
                  item_timeout: Any = _DEFAULT, errors: Errors = "raise",
-                 retries: Any = _DEFAULT) -> Coroutine[Any, Any, list[Any]]:
-        options = _Options(chunksize, item_timeout, errors, retries)
+                 retries: Any = _DEFAULT, **unknown: Any) -> Coroutine[Any, Any, list[Any]]:
+        options = self._options(extra, unknown, chunksize, item_timeout, errors, retries)
         return run_in_executor(functools.partial(self._collect, fn_or_process, iterable, progress, options))
 
     def background(self) -> NoReturn:
