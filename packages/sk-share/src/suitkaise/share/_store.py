@@ -502,6 +502,39 @@ class Store:
             return None
         return self.commit1(name, kind | K_DELTA, payload, rec, log)
 
+    def aug(self, name: str, fn: Any, arg: Any, other: Any) -> bool:
+        """``name = fn(name, arg)`` as one locked update: in place on a ``K_I64`` value
+        (``update_i64``), else ``other(self, name, fn, arg)``. False when neither applies
+        (nothing was changed): the caller takes the general path. ``acquire``/``release``
+        inlined: this is the hottest write path (``share.x += v``)."""
+        tl = self.tlock
+        tl.acquire()
+        try:
+            if self.depth or self.txn is not None or self.closed:
+                return False  # nested in an operation or a `with share.lock()` block
+            fl = self.fast_lock  # the robust mutex's C functions (None: fcntl lock)
+            if fl is None:
+                if self.plock.acquire():
+                    self.recovered += 1
+            else:
+                rc = fl[0](fl[2])  # trylock
+                if rc and self.plock.after_trylock(rc):  # type: ignore[union-attr]
+                    self.recovered += 1
+            self.depth = 1
+            try:
+                return self.update_i64(name, fn, arg) is not MISS or other(self, name, fn, arg)
+            finally:
+                self.depth = 0
+                self._s = None
+                if fl is None:
+                    self.plock.release()
+                else:
+                    rc = fl[1](fl[2])  # unlock
+                    if rc:
+                        self.plock.after_unlock(rc)  # type: ignore[union-attr]
+        finally:
+            tl.release()
+
     def update_i64(self, name: str, fn: Any, arg: Any) -> Any:
         """``share.x op= arg`` on a ``K_I64`` value, in place; call under the lock. Returns
         the new value, or ``MISS`` (not such a value, or the result is not one) for the
