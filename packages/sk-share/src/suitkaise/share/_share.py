@@ -46,8 +46,7 @@ from typing import Any
 from suitkaise import cucumber
 
 from . import _codec, _net, _ops, _redis, _snapshot, _store
-from ._aug import _KIND as _READ_KIND
-from ._aug import REASSIGN, read_kind
+from ._aug import _KIND, REASSIGN, read_kind
 from ._base import RESERVED, ShareError, user_stacklevel
 from ._base import oga as _oga
 from ._critical import Critical
@@ -67,6 +66,9 @@ __all__ += ["_REMOTES", "_SERVERS", "_rebuild_share"]
 _read = _ops.read
 _getframe = sys._getframe
 _aug_apply = _ops.aug_apply
+# bound once: a method call on an imported name compiles to LOAD_ATTR (3.11: no
+# LOAD_METHOD for import-originated names), building a bound method on every read (~50 ns)
+_read_kind_of = _KIND.get
 
 
 def _init_handle(
@@ -505,7 +507,7 @@ class Share:
             if c is not None and type(self) is Share:
                 f = _getframe(1)
                 code = f.f_code
-                k = _READ_KIND.get((id(code), f.f_lasti))
+                k = _read_kind_of((id(code), f.f_lasti))
                 if k is not None and k[0] is code:
                     if k[1] == 0:
                         if c[3]:
