@@ -110,6 +110,7 @@ MIN_REGION = 1 << 20
 
 FLAG_STOPPED = 1
 FLAG_CLOSED = 2
+_NOT_LIVE = FLAG_STOPPED | FLAG_CLOSED
 
 SHM_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 
@@ -546,10 +547,11 @@ class Store:
         version number, which only makes other processes decode it again)."""
         # reads: two struct calls (the slot's words, the record's kind and value) instead
         # of seven memoryview accesses; writes: four aligned 8-byte stores, in this order
-        so = SLOT_OFF[self.hdr[SEL_OFF]]
-        seq, flags, nver, toff, fsize = _SLOT_HOT.unpack_from(self.hdr, so)
+        hdr = self.hdr
+        so = SLOT_OFF[hdr[SEL_OFF]]
+        seq, flags, nver, toff, fsize = _SLOT_HOT.unpack_from(hdr, so)
         mm = self.mm
-        if flags & (FLAG_STOPPED | FLAG_CLOSED) or fsize > len(mm):
+        if flags & _NOT_LIVE or fsize > len(mm):
             return MISS  # (a file another process grew: the general path remaps it)
         # S_NVER is the sequence number of the last structural commit: unique
         names = self._names if self._names_key[1] == nver else self.names(self.slot())
