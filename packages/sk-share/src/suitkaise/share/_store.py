@@ -560,6 +560,8 @@ class Store:
             return MISS
         mq = self.mq
         rec = mq[(toff >> 3) + i]
+        # (56 bytes: every record is at least that long, a 48-byte header and >= 1 data byte,
+        # aligned to 8, so this never reads past the record whatever its kind)
         kind, cur = _REC_I64.unpack_from(mm, rec)
         if kind != K_I64:
             return MISS
