@@ -501,7 +501,7 @@ class Share:
         # since it was checked: one 8-byte read of the shared epoch). Only stored names
         # are in the cache, so no name of Share's own can be shadowed (subclasses, which
         # may add members, take the general path).
-        st = _oga(self, "__dict__").get("_sk_store")
+        st = _dict_of(self).get("_sk_store")
         if st is not None:
             c = st.cache.get(name)
             if c is not None and type(self) is Share:
@@ -589,6 +589,8 @@ class Share:
 
 
 _LOCAL = frozenset(n for n in vars(Share) if not n.startswith("_"))  # Share's own API names
+# the instance dict, read without a name lookup: ~25 ns less than _oga(share, "__dict__")
+_dict_of = Share.__dict__["__dict__"].__get__
 
 
 def _share_init_subclass(cls: type[Share], **kw: Any) -> None:
