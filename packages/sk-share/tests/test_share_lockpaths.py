@@ -162,3 +162,52 @@ def test_fast_aug_path_edge_cases() -> None:
         for _ in range(3):
             share.c += 1  # the region fills up: the fast path hands over to compaction
         assert share.c == 4.5 and len(share.big) == 2_000_000
+
+
+def _read_i(share: Share, out: Any) -> None:
+    out.put((share.i, share.j))
+
+
+def test_fast_aug_signed_values_in_place_and_at_the_int64_edges(start_method: str) -> None:
+    # the in-place path decodes the stored word as a signed 64-bit value: negative values,
+    # and results just inside / outside the int64 range (outside: the general path)
+    with Share() as share:
+        st = share.__dict__["_sk_store"]
+        share.i = -5
+        with st.locked():
+            rec = st.head("i")
+        share.i += 3
+        share.i -= 10
+        share.i *= 2
+        with st.locked():
+            assert st.head("i") == rec  # updated in place, not a new record
+        assert share.i == -24
+        share.j = -(2**63) + 1
+        share.j -= 1  # exactly the smallest int64: still in place
+        assert share.j == -(2**63)
+        share.j -= 1  # below it: an ordinary record, exact
+        assert share.j == -(2**63) - 1
+        share.j = 2**63 - 2
+        share.j += 1
+        assert share.j == 2**63 - 1
+        share.j += 1
+        assert share.j == 2**63
+        share.j -= 1
+        share.i -= 2**62
+        ctx = multiprocessing.get_context(start_method)
+        out = ctx.Queue()
+        p = ctx.Process(target=_read_i, args=(share, out))
+        p.start()
+        got = out.get(timeout=TIMEOUT)
+        p.join(TIMEOUT)
+        assert got == (-24 - 2**62, 2**63 - 1)
+
+
+def test_stop_closes_the_mapping_the_fast_lock_points_into() -> None:
+    share = Share()
+    share.c = 0
+    share.c += 1
+    st = share.__dict__["_sk_store"]
+    assert st.fast_lock is not None or st.lock_kind != _lock.KIND_ROBUST
+    share.stop()
+    assert st.hdr.closed and st.mm.closed  # nothing kept the header page exported

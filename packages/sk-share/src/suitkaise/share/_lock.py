@@ -62,10 +62,13 @@ def _load() -> tuple[Any, ...] | None:
             f.restype = ctypes.c_int
             fns[name] = f
         lock = gil_free.pthread_mutex_lock
+        lock.argtypes = [ctypes.c_void_p]
+        lock.restype = ctypes.c_int
+        # trylock/unlock run on every operation: no argtypes, they are passed the mutex's
+        # ctypes buffer itself (a pointer; ~35 ns a pair less than converting an int)
         trylock = with_gil.pthread_mutex_trylock
         unlock = with_gil.pthread_mutex_unlock
-        for f in (lock, trylock, unlock):
-            f.argtypes = [ctypes.c_void_p]
+        for f in (trylock, unlock):
             f.restype = ctypes.c_int
         for name in ("pthread_mutex_consistent", "pthread_mutexattr_init", "pthread_mutexattr_destroy"):
             fns[name].argtypes = [ctypes.c_void_p]
@@ -113,26 +116,26 @@ class RobustMutex:
 
     def acquire(self) -> bool:
         """Block until held. Returns True if the previous holder died holding it."""
-        addr = self._addr
+        buf = self._buf
         _, trylock, lock, _ = _FUNCS  # type: ignore[misc]
-        rc = trylock(addr)
+        rc = trylock(buf)
         if rc == _EBUSY:
             n = _SPIN
             while n and rc == _EBUSY:
                 os.sched_yield()  # let the holder (maybe on this core) finish
-                rc = trylock(addr)
+                rc = trylock(buf)
                 n -= 1
             if rc == _EBUSY:
-                rc = lock(addr)  # sleeps in the kernel, GIL released
+                rc = lock(self._addr)  # sleeps in the kernel, GIL released
         if rc == 0:
             return False
         return self._after(rc)
 
-    def fast(self) -> tuple[Any, Any, int]:
-        """(trylock, unlock, address): the hottest path (``share.x += v``) calls them
+    def fast(self) -> tuple[Any, Any, Any]:
+        """(trylock, unlock, mutex buffer): the hottest path (``share.x += v``) calls them
         directly, saving two Python calls; a nonzero result goes to ``after_trylock`` /
-        ``after_unlock``."""
-        return _FUNCS[1], _FUNCS[3], self._addr  # type: ignore[index]
+        ``after_unlock``. The tuple holds the mapping: drop it before closing that."""
+        return _FUNCS[1], _FUNCS[3], self._buf  # type: ignore[index]
 
     def after_trylock(self, rc: int) -> bool:
         """Finish an acquisition whose ``trylock`` returned ``rc`` != 0 (held by another:
@@ -147,7 +150,7 @@ class RobustMutex:
 
     def try_acquire(self) -> bool:
         """Take the mutex if it is free; never blocks."""
-        rc = _FUNCS[1](self._addr)  # type: ignore[index]
+        rc = _FUNCS[1](self._buf)  # type: ignore[index]
         if rc == 0:
             return True
         if rc == _EBUSY:
@@ -166,7 +169,7 @@ class RobustMutex:
         raise OSError(rc, f"pthread_mutex_lock failed: {os.strerror(rc)}")
 
     def release(self) -> None:
-        rc = _FUNCS[3](self._addr)  # type: ignore[index]
+        rc = _FUNCS[3](self._buf)  # type: ignore[index]
         if rc != 0:
             raise OSError(rc, f"pthread_mutex_unlock failed: {os.strerror(rc)}")
 
