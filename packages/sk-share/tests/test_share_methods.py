@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hst
 from store_probe import slot, written
@@ -236,3 +238,53 @@ def test_any_sequence_of_method_calls_is_seen_whole_by_a_fresh_reader(calls: lis
             assert _state(got) == _state(expected), (name, k)
             if "shared" in expected.meta:  # the sharing itself survives too
                 assert (got.meta["shared"] is got.items) == (expected.meta["shared"] is expected.items)
+
+
+# -- a mutable attribute that is not plain data is compared by what cucumber keeps --------------
+
+
+class Tagged(bytearray):
+    """A bytearray subclass with attributes of its own: marshal sees only its bytes."""
+
+
+class Buffers:
+    def __init__(self) -> None:
+        self.buf = Tagged(b"abc")
+        self.buf.tag = "old"
+        self.arr = np.arange(6)
+        self.items: list[Any] = [b"ab", 1]
+
+    def retag(self) -> None:
+        self.buf.tag = "new"
+
+    def reshape(self) -> None:
+        self.arr.shape = (2, 3)
+
+    def retype(self) -> None:
+        self.arr.dtype = np.float64
+
+    def swap(self) -> None:
+        self.items[0] = bytearray(self.items[0])
+
+
+def _seen(value: Any) -> Any:
+    return (type(value), bytes(value) if isinstance(value, (bytes, bytearray)) else value,
+            getattr(value, "__dict__", None))
+
+
+@pytest.mark.parametrize("method", ["retag", "reshape", "retype", "swap"])
+def test_a_change_marshal_cannot_see_is_not_lost(method: str) -> None:
+    # Before, every attribute was compared by marshal.dumps, which writes any buffer as its
+    # raw bytes: an array's new shape or dtype, a bytearray subclass's attributes and a bytes
+    # -> bytearray swap in a list compared equal, and the change was never written.
+    expected = Buffers()
+    getattr(expected, method)()
+    with Share() as share:
+        share.v = Buffers()
+        getattr(share.v, method)()
+        share._sk_store.cache.clear()  # a process without a copy
+        got = copy.copy(share.v)
+    assert _seen(got.buf) == _seen(expected.buf)
+    assert got.arr.shape == expected.arr.shape and got.arr.dtype == expected.arr.dtype
+    assert np.array_equal(got.arr, expected.arr)
+    assert [_seen(v) for v in got.items] == [_seen(v) for v in expected.items]

@@ -13,9 +13,12 @@
 
 Why an attribute ``m`` never names cannot have changed: ``self`` is used only as
 ``self.<name>`` (step 1 refuses a method that passes ``self`` on, returns it, captures it
-in a closure, or reaches its frame through ``super``/``vars``/``locals``/``eval``/...), so
-an unnamed attribute is reachable only through an alias: another object that refers to
-the same value. Every mutable value that is written is therefore checked to be referenced
+in a closure, or names a way to its frame: ``super``/``vars``/``locals``/``eval``/``sys``/
+``inspect``/``f_locals``/...), so an unnamed attribute is reachable only through an alias:
+another object that refers to the same value. (Not seen: code elsewhere that walks up the
+stack to the method's frame and changes ``self`` through ``f_locals``, and a global that
+holds part of the stored object - an alias of this process's copy, stale under the Share
+anyway; docs/guides/share.md says both.) Every mutable value that is written is therefore checked to be referenced
 by its one parent alone (``sys.getrefcount``, the whole graph below it); if it is shared,
 the delta would split what the writer's copy shares, and the whole object is written
 instead.
@@ -48,7 +51,10 @@ _ATOMS = _codec.ATOMS
 _getrefcount = sys.getrefcount
 _FLAGS_REFUSED = 0x20 | 0x80 | 0x100 | 0x200  # generator, coroutine, iterable coroutine, async gen
 # names whose use lets code reach the method's frame (and so ``self``) without naming it
-_FRAME_READERS = frozenset({"super", "vars", "locals", "globals", "eval", "exec", "sys", "inspect", "gc"})
+_FRAME_READERS = frozenset({
+    "super", "vars", "locals", "globals", "eval", "exec", "sys", "inspect", "gc",
+    "currentframe", "_getframe", "stack", "f_locals", "f_back", "f_globals", "tb_frame", "gi_frame",
+})
 _LOAD_FAST = frozenset({"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_FAST_BORROW"})
 _CACHE_MAX = 4096
 _CONSTS = frozenset(dis.hasconst)
@@ -121,7 +127,6 @@ def _scan_code(code: types.CodeType, me: str) -> Uses | None:
     return frozenset(attrs), frozenset(methods)
 
 
-
 def attributes_of(cls: type, name: str) -> Uses | None:
     """Every attribute of an instance of ``cls`` that calling method ``name`` can load,
     store or delete (through the methods it calls on ``self`` too), and the names of those
@@ -190,11 +195,11 @@ def snapshot(target: Any, names: frozenset[str]) -> dict[str, Any] | None:
 
 
 def _bytes(value: Any) -> bytes | None:
-    """Bytes that differ whenever ``value``'s state does (marshal for plain data)."""
-    try:
+    """Bytes that differ whenever ``value``'s state does: marshal for plain data only
+    (exact types: marshal writes any buffer as its raw bytes, so an array's shape or dtype,
+    or the attributes of a bytearray subclass, would not show), cucumber otherwise."""
+    if _codec.is_plain(value):
         return marshal.dumps(value)
-    except ValueError:
-        pass
     try:
         return cucumber.serialize(value)
     except Exception:  # the whole-object path reports what cannot be stored
@@ -219,7 +224,7 @@ def changes(
                 ops.append(("d", (*steps, ("a", a))))
             continue
         if new is old and data is None:
-            if old is _MISSING or _codec.is_immutable(new):
+            if _codec.is_immutable(new):
                 continue  # the same immutable value
             return None  # could not be encoded before: no way to compare
         if type(new) in _ATOMS:  # rebound (the same atom is caught above)
