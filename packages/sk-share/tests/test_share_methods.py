@@ -253,6 +253,7 @@ class Buffers:
         self.buf.tag = "old"
         self.arr = np.arange(6)
         self.items: list[Any] = [b"ab", 1]
+        self.many: list[Any] = [b"ab", *range(2000)]  # past the length marshal compares
 
     def retag(self) -> None:
         self.buf.tag = "new"
@@ -266,13 +267,16 @@ class Buffers:
     def swap(self) -> None:
         self.items[0] = bytearray(self.items[0])
 
+    def swap_many(self) -> None:
+        self.many[0] = bytearray(self.many[0])
+
 
 def _seen(value: Any) -> Any:
     return (type(value), bytes(value) if isinstance(value, (bytes, bytearray)) else value,
             getattr(value, "__dict__", None))
 
 
-@pytest.mark.parametrize("method", ["retag", "reshape", "retype", "swap"])
+@pytest.mark.parametrize("method", ["retag", "reshape", "retype", "swap", "swap_many"])
 def test_a_change_marshal_cannot_see_is_not_lost(method: str) -> None:
     # Before, every attribute was compared by marshal.dumps, which writes any buffer as its
     # raw bytes: an array's new shape or dtype, a bytearray subclass's attributes and a bytes
@@ -288,3 +292,4 @@ def test_a_change_marshal_cannot_see_is_not_lost(method: str) -> None:
     assert got.arr.shape == expected.arr.shape and got.arr.dtype == expected.arr.dtype
     assert np.array_equal(got.arr, expected.arr)
     assert [_seen(v) for v in got.items] == [_seen(v) for v in expected.items]
+    assert [_seen(v) for v in got.many] == [_seen(v) for v in expected.many]

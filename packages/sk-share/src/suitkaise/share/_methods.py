@@ -57,6 +57,7 @@ _FRAME_READERS = frozenset({
 })
 _LOAD_FAST = frozenset({"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_FAST_BORROW"})
 _CACHE_MAX = 4096
+_MARSHAL_MAX = 1024  # containers up to this length are compared by marshal (see _bytes)
 _CONSTS = frozenset(dis.hasconst)
 
 Uses = tuple[frozenset[str], frozenset[str]]  # (attributes, methods called on self)
@@ -195,10 +196,13 @@ def snapshot(target: Any, names: frozenset[str]) -> dict[str, Any] | None:
 
 
 def _bytes(value: Any) -> bytes | None:
-    """Bytes that differ whenever ``value``'s state does: marshal for plain data only
-    (exact types: marshal writes any buffer as its raw bytes, so an array's shape or dtype,
-    or the attributes of a bytearray subclass, would not show), cucumber otherwise."""
-    if _codec.is_plain(value):
+    """Bytes that differ whenever ``value``'s state does. marshal for a small container of
+    plain data only (exact types: marshal writes any buffer as its raw bytes, so an array's
+    shape or dtype, or the attributes of a bytearray subclass, would not show); cucumber
+    otherwise, and for a big container, where its one pass costs less than checking that
+    the container is plain and then marshalling it (10^6 ints: 14 ms against 17 + 12)."""
+    t = type(value)
+    if (t is list or t is dict or t is tuple) and len(value) <= _MARSHAL_MAX and _codec.is_plain(value):
         return marshal.dumps(value)
     try:
         return cucumber.serialize(value)
