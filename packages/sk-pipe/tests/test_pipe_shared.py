@@ -158,6 +158,30 @@ def test_a_received_buffer_is_mapped_and_released_with_its_last_user() -> None:
         there.close()
 
 
+def test_a_received_array_is_not_shared_with_a_process_forked_later() -> None:
+    # A received buffer in shared memory must behave like the bytearray it replaces: a child
+    # forked afterwards that writes to the array changes its own copy, not the receiver's.
+    # Before, the mapping was MAP_SHARED and the parent saw the child's write.
+    anchor, point = Pipe.pair()
+    try:
+        anchor.send(np.zeros(SHM // 8))
+        got = point.recv()
+        assert shared_mappings() == 1
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            got[0] = 7.0
+            got[-1] = 7.0
+            os._exit(0 if got[0] == 7.0 else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert got[0] == 0.0 and got[-1] == 0.0
+        got[1] = 3.0  # and the receiver's own writes stay its own
+        assert got[1] == 3.0
+    finally:
+        anchor.close()
+        point.close()
+
+
 @pytest.mark.skipif(sys.version_info >= (3, 13), reason="3.13+ maps without keeping a descriptor")
 def test_past_the_descriptor_budget_buffers_are_copied_out(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each live mapping keeps a descriptor before Python 3.13: past a quarter of the

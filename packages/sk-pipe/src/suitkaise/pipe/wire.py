@@ -41,7 +41,8 @@ file descriptor because ``Connection.recv_bytes_into`` still reads through an
 ``SHM_MIN`` bytes (8 MiB) is copied once into its own anonymous ``memfd``
 instead of through the socket; the descriptors travel with the message
 (``SCM_RIGHTS`` on one marker byte, its size flagged with ``_IN_MEMFD``) and
-the receiver maps each one read-write: the ``mmap`` is the new object's
+the receiver maps each one private and writable (copy-on-write: a process forked
+later does not share it, as with a bytearray): the ``mmap`` is the new object's
 storage (no second copy) and is unmapped, and the memory freed, when the last
 object using it is dropped. A memfd has no name (nothing in ``/dev/shm``) and
 the kernel frees it with its last descriptor or mapping, so a SIGKILL of
@@ -280,6 +281,7 @@ _MARKER = b"\x01"  # the byte that carries a message's memfds
 # reached a marker would make the kernel close its descriptors (the buffers lost), so
 # the marker sits further than that, and small messages keep their one os.read.
 _PAD = bytes(2 * _CHUNK)
+_PROT = mmap.PROT_READ | mmap.PROT_WRITE
 _MAX_FDS = 253  # SCM_MAX_FD: the most descriptors one message may carry
 _ANCILLARY = socket.CMSG_SPACE(_MAX_FDS * array("i").itemsize)
 _HAVE_MEMFD = hasattr(os, "memfd_create")
@@ -366,9 +368,9 @@ def _copy_out(fd: int) -> bytearray:
 
 if sys.version_info >= (3, 13):
     def _map(fd: int) -> Buffer:
-        """The memfd ``fd`` mapped read-write; unmapped (and freed) when the last
-        object using it is dropped."""
-        return mmap.mmap(fd, 0, trackfd=False)
+        """The memfd ``fd`` mapped private and writable; unmapped (and freed) when the
+        last object using it is dropped."""
+        return mmap.mmap(fd, 0, mmap.MAP_PRIVATE, _PROT, trackfd=False)
 else:
     # Before 3.13 an mmap keeps a duplicate of its descriptor for life, so a process
     # holding many received arrays would run out of descriptors (and receiving a message
@@ -376,12 +378,12 @@ else:
     _mapped: weakref.WeakSet[mmap.mmap] = weakref.WeakSet()
 
     def _map(fd: int) -> Buffer:
-        """The memfd ``fd`` mapped read-write; unmapped (and freed) when the last
-        object using it is dropped."""
+        """The memfd ``fd`` mapped private and writable; unmapped (and freed) when the
+        last object using it is dropped."""
         limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         if limit != resource.RLIM_INFINITY and len(_mapped) >= limit // 4:
             return _copy_out(fd)
-        m = mmap.mmap(fd, 0)
+        m = mmap.mmap(fd, 0, mmap.MAP_PRIVATE, _PROT)
         _mapped.add(m)
         return m
 
