@@ -594,3 +594,19 @@ class LabelledTimer(Sktimer):
     def __init__(self, label: str) -> None:
         super().__init__()
         self.label = label
+
+
+class CrashThenSpin(Skprocess):
+    """Its first life dies hard; the next tells its pid, then holds the GIL in native code
+    (its reader thread, the fallback that ends a child whose parent died, cannot run)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+        self.process_config.lives = 2
+
+    def __run__(self) -> None:
+        if not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        self.tell(os.getpid())  # written to the pipe by this thread, before it returns
+        sum(range(10**14))  # one C call: the GIL is held for hours

@@ -109,6 +109,53 @@ def test_children_die_with_their_parent(start_method, started_from, tmp_path):
     assert not alive, "the Skprocess child outlived its SIGKILLed parent"
 
 
+_RESTARTED_ORPHAN_PARENT = textwrap.dedent(
+    """
+    import multiprocessing, os, signal, sys
+    from skprocess_support import CrashThenSpin
+
+    if __name__ == "__main__":
+        multiprocessing.set_start_method(sys.argv[1], force=True)
+        proc = CrashThenSpin(sys.argv[2])
+        proc.start()
+        print(proc.listen(timeout=60), flush=True)  # from the second life
+        os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+def test_a_restarted_child_stuck_in_native_code_dies_with_its_parent(start_method, tmp_path):
+    # A crashed child's replacement used to be forked by a short-lived thread, so it had no
+    # PR_SET_PDEATHSIG (the signal follows the forking thread); holding the GIL, it outlived
+    # its SIGKILLed parent.
+    if start_method == "forkserver":
+        pytest.skip("under forkserver the child's parent is the fork server (no PR_SET_PDEATHSIG)")
+    script = tmp_path / "restarted_orphan_parent.py"
+    script.write_text(_RESTARTED_ORPHAN_PARENT)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    parent = subprocess.Popen(
+        [sys.executable, str(script), start_method, str(tmp_path / "crashed-once")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=os.path.dirname(__file__),
+    )
+    try:  # (not communicate(): a surviving child holds the pipes open)
+        line = parent.stdout.readline()  # type: ignore[union-attr]
+        assert parent.wait(timeout=60) == -signal.SIGKILL, parent.stderr.read().decode()  # type: ignore[union-attr]
+    finally:
+        parent.kill()
+        parent.wait()
+    child_pid = int(line)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not _exited(child_pid):
+        time.sleep(0.05)
+    survived = not _exited(child_pid)
+    if survived:
+        os.kill(child_pid, signal.SIGKILL)
+    parent.stdout.close()  # type: ignore[union-attr]
+    parent.stderr.close()  # type: ignore[union-attr]
+    assert not survived, "a restarted Skprocess child outlived its SIGKILLed parent"
+
+
 def _exited(pid):
     try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE

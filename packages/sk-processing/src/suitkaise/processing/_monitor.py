@@ -22,7 +22,8 @@ recompute its timeout.
 Everything the thread calls must be short, since a slow step for one child
 delays the others (a deadline kill included): a crashed child is replaced on a
 thread of its own (``ParentRun.on_exit``), which hands the new child back
-through ``watch()``.
+through ``watch()``; the fork itself runs on one long-lived forking thread
+(``on_forker``), so that the new child keeps ``PR_SET_PDEATHSIG``.
 
 Descriptors are unregistered on the monitor thread before anyone closes them
 (``on_exit`` runs after that), and each event is checked against the
@@ -40,9 +41,14 @@ import os
 import select
 import threading
 import time
-from typing import Any, Protocol
+from collections.abc import Callable
+from concurrent.futures import Future
+from queue import SimpleQueue
+from typing import Any, Protocol, TypeVar
 
-__all__ = ["Watched", "watch"]
+T = TypeVar("T")
+
+__all__ = ["Watched", "is_forker", "on_forker", "watch"]
 
 
 class Watched(Protocol):
@@ -199,9 +205,50 @@ def watch(run: Watched, conn: Any, sentinel: int) -> None:
     monitor.watch(run, conn, sentinel)
 
 
+# -- the forking thread ---------------------------------------------------------------
+#
+# PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, not the process. A
+# crashed child is replaced off the monitor thread (spawning takes milliseconds), but forking
+# it from a short-lived thread would leave the new child without the signal: one parked
+# thread that lives as long as the process forks every replacement.
+
+_forker: SimpleQueue[tuple[Callable[[], Any], Future[Any]]] | None = None
+_forker_thread: threading.Thread | None = None
+
+
+def on_forker(fn: Callable[[], T]) -> T:
+    """Run ``fn()`` on this process's long-lived forking thread; its result or exception."""
+    global _forker, _forker_thread
+    with _lock:
+        if _forker is None:
+            _forker = SimpleQueue()
+            _forker_thread = threading.Thread(target=_fork_loop, args=(_forker,), name="sk-forker", daemon=True)
+            _forker_thread.start()
+        queue = _forker
+    done: Future[T] = Future()
+    queue.put((fn, done))
+    return done.result()
+
+
+def is_forker(thread: threading.Thread) -> bool:
+    """Whether ``thread`` is the forking thread (a child it forks may use PR_SET_PDEATHSIG)."""
+    return thread is _forker_thread
+
+
+def _fork_loop(queue: SimpleQueue[tuple[Callable[[], Any], Future[Any]]]) -> None:
+    while True:
+        fn, done = queue.get()
+        try:
+            done.set_result(fn())
+        except BaseException as e:
+            done.set_exception(e)
+        del fn, done
+
+
 def _after_fork_in_child() -> None:
-    global _monitor, _lock
+    global _monitor, _lock, _forker, _forker_thread
     _lock = threading.Lock()  # may have been held by another thread at the fork
+    _forker = _forker_thread = None  # the thread is not in the child
     if _monitor is not None:
         _monitor.forget_in_child()
         _monitor = None

@@ -62,7 +62,7 @@ from suitkaise.processing._errors import (
     describe_exit,
 )
 from suitkaise.processing._forkpayload import SpawnPayload, fd_for_child, serialize_for_fork
-from suitkaise.processing._monitor import watch
+from suitkaise.processing._monitor import is_forker, on_forker, watch
 from suitkaise.processing._pdeathsig import preload as preload_libc
 from suitkaise.processing._runtime import (
     BOOTED,
@@ -151,11 +151,12 @@ class ParentRun:
         self.ctrl[BOOTED] = 0.0
         thread = threading.current_thread()
         # PR_SET_PDEATHSIG fires when the *thread* that forked the child ends: only
-        # safe from the main thread (a restart runs on a short-lived thread: that child
-        # watches its pipe's EOF instead). Not under forkserver: the child's parent is
+        # safe from the main thread or the monitor's long-lived forking thread (which
+        # forks every restart); a child started from another thread of the user's
+        # watches its pipe's EOF instead. Not under forkserver: the child's parent is
         # the fork server, which itself only exits once all its children (holding its
         # "alive" fd) are gone.
-        pdeathsig = self.method != "forkserver" and thread is threading.main_thread()
+        pdeathsig = self.method != "forkserver" and (thread is threading.main_thread() or is_forker(thread))
         try:
             if self.method == "fork":
                 preload_libc()
@@ -288,7 +289,7 @@ class ParentRun:
                 self._resolve(Outcome("killed", None))
                 return
             try:
-                self.spawn()
+                on_forker(self.spawn)  # a long-lived thread: the new child keeps PR_SET_PDEATHSIG
             except BaseException as e:
                 self._resolve(Outcome("raise", ProcessError(
                     f"{type(self.owner).__qualname__} could not be restarted after a crash: "
