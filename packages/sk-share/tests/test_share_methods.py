@@ -9,7 +9,8 @@ whole object is written as before.
 from __future__ import annotations
 
 import copy
-from typing import Any
+import dataclasses
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -293,3 +294,66 @@ def test_a_change_marshal_cannot_see_is_not_lost(method: str) -> None:
     assert np.array_equal(got.arr, expected.arr)
     assert [_seen(v) for v in got.items] == [_seen(v) for v in expected.items]
     assert [_seen(v) for v in got.many] == [_seen(v) for v in expected.many]
+
+
+# -- a dataclass with defaults: its class attributes are defaults an instance shadows -------------
+
+
+@dataclasses.dataclass
+class Ledger:
+    total: int = 0
+    label: str = "ledger"
+    items: list[int] = dataclasses.field(default_factory=list)
+    kind: ClassVar[tuple[str, ...]] = ("a", "b")
+
+    def add(self, k: int) -> int:
+        self.total += k
+        return self.total
+
+    def relabel(self) -> None:
+        self.label = self.label + "!"
+
+    def push(self, x: int) -> None:
+        self.items.append(x)
+
+    def kinds(self) -> int:
+        return len(self.kind) + self.total
+
+
+def test_a_dataclass_with_defaults_writes_what_changed() -> None:
+    from suitkaise.share._methods import attributes_of
+
+    # Before, any attribute that also existed on the class (a dataclass field's default)
+    # sent every call down the whole-object path: O(size) for `self.total += k`.
+    assert attributes_of(Ledger, "add") is not None
+    assert attributes_of(Ledger, "kinds") is not None
+    with Share() as share:
+        share.v = Ledger(items=list(range(10)))
+        small = written(share, lambda: share.v.add(1))
+        share.v = Ledger(items=list(range(100_000)))
+        big = written(share, lambda: share.v.add(1))
+        assert big <= 2 * small + 64, (small, big)
+        expected = Ledger(items=list(range(100_000)))
+        for _ in range(20):
+            expected.add(1)
+        for name, args in [("add", (2,)), ("relabel", ()), ("push", (5,)), ("kinds", ()), ("add", (3,))]:
+            assert getattr(share.v, name)(*args) == getattr(expected, name)(*args)
+        share._sk_store.cache.clear()  # a process without a copy
+        assert copy.copy(share.v) == expected
+
+
+class MutableDefault:
+    shared: ClassVar[list[int]] = []  # one list for every instance: not a default to shadow
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def bump(self) -> None:
+        self.n += 1
+        self.shared.append(self.n)
+
+
+def test_a_mutable_class_attribute_keeps_the_whole_object_path() -> None:
+    from suitkaise.share._methods import attributes_of
+
+    assert attributes_of(MutableDefault, "bump") is None

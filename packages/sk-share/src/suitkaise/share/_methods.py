@@ -149,12 +149,25 @@ def attributes_of(cls: type, name: str) -> Uses | None:
         and _codec.simple_class(cls)
     ):
         got = _closure(cls, fn)
-        if got is not None and any(hasattr(cls, a) for a in got[0]):
-            got = None  # a descriptor or class default: getattr/setattr are not its __dict__
+        if got is not None and any(_not_shadowed(cls, a) for a in got[0]):
+            got = None  # getattr/setattr of that name are not the instance's __dict__
     if len(_ATTRS) >= _CACHE_MAX:
         _ATTRS.clear()
     _ATTRS[key] = got
     return got
+
+
+def _not_shadowed(cls: type, name: str) -> bool:
+    """Whether a class attribute ``name`` is more than a default that an instance's own
+    value shadows: a descriptor (property, method, slot ...), or a mutable value that
+    ``self.<name>`` could change in place for every instance. An immutable default (a
+    dataclass field's ``= 0``) is read until the instance sets its own, which the snapshot
+    sees as a new attribute."""
+    for k in cls.__mro__:
+        if name in k.__dict__:
+            value = k.__dict__[name]
+            return hasattr(type(value), "__get__") or not _codec.is_immutable(value)
+    return False
 
 
 def _closure(cls: type, fn: types.FunctionType) -> Uses | None:
