@@ -9,10 +9,10 @@ import sys
 import textwrap
 import time
 
-import psutil
 import pytest
 from skprocess_support import Crasher, CrashThenListen, Forever
 
+from sk_testkit import alive, kill_and_wait
 from suitkaise.processing import ProcessError
 
 
@@ -81,32 +81,35 @@ _ORPHAN_PARENT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("started_from", ["main", "thread"])
-def test_children_die_with_their_parent(start_method, started_from, tmp_path):
+def _orphans(script_text: str, args: list[str], tmp_path) -> list[int]:
+    """Run a parent script that prints its Skprocess child's pid, then SIGKILLs itself; the
+    child if it is still alive 10 s later (then SIGKILLed), else nothing."""
     script = tmp_path / "orphan_parent.py"
-    script.write_text(_ORPHAN_PARENT)
+    script.write_text(script_text)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     parent = subprocess.Popen(
-        [sys.executable, str(script), start_method, started_from],
+        [sys.executable, str(script), *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=os.path.dirname(__file__),
     )
-    out, err = parent.communicate(timeout=120)
-    assert parent.returncode == -signal.SIGKILL, err.decode()
-    child_pid = int(out.decode().strip().splitlines()[-1])
-    deadline = time.monotonic() + 10
-    alive = True
-    while time.monotonic() < deadline:
-        try:
-            alive = psutil.Process(child_pid).status() != psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            alive = False
-        if not alive:
-            break
-        time.sleep(0.05)
-    if alive:
-        os.kill(child_pid, signal.SIGKILL)
-    assert not alive, "the Skprocess child outlived its SIGKILLed parent"
+    try:  # (not communicate(): a surviving child holds the pipes open)
+        line = parent.stdout.readline()  # type: ignore[union-attr]
+        assert parent.wait(timeout=120) == -signal.SIGKILL, parent.stderr.read().decode()  # type: ignore[union-attr]
+        survivors, _ = kill_and_wait(parent, [int(line)], limit=10)
+    finally:
+        parent.kill()
+        parent.wait()
+        parent.stdout.close()  # type: ignore[union-attr]
+        parent.stderr.close()  # type: ignore[union-attr]
+    for pid in survivors:
+        os.kill(pid, signal.SIGKILL)
+    return survivors
+
+
+@pytest.mark.parametrize("started_from", ["main", "thread"])
+def test_children_die_with_their_parent(start_method, started_from, tmp_path):
+    assert not _orphans(_ORPHAN_PARENT, [start_method, started_from], tmp_path), (
+        "the Skprocess child outlived its SIGKILLed parent")
 
 
 _RESTARTED_ORPHAN_PARENT = textwrap.dedent(
@@ -130,37 +133,9 @@ def test_a_restarted_child_stuck_in_native_code_dies_with_its_parent(start_metho
     # its SIGKILLed parent.
     if start_method == "forkserver":
         pytest.skip("under forkserver the child's parent is the fork server (no PR_SET_PDEATHSIG)")
-    script = tmp_path / "restarted_orphan_parent.py"
-    script.write_text(_RESTARTED_ORPHAN_PARENT)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    parent = subprocess.Popen(
-        [sys.executable, str(script), start_method, str(tmp_path / "crashed-once")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=os.path.dirname(__file__),
-    )
-    try:  # (not communicate(): a surviving child holds the pipes open)
-        line = parent.stdout.readline()  # type: ignore[union-attr]
-        assert parent.wait(timeout=60) == -signal.SIGKILL, parent.stderr.read().decode()  # type: ignore[union-attr]
-    finally:
-        parent.kill()
-        parent.wait()
-    child_pid = int(line)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not _exited(child_pid):
-        time.sleep(0.05)
-    survived = not _exited(child_pid)
-    if survived:
-        os.kill(child_pid, signal.SIGKILL)
-    parent.stdout.close()  # type: ignore[union-attr]
-    parent.stderr.close()  # type: ignore[union-attr]
-    assert not survived, "a restarted Skprocess child outlived its SIGKILLed parent"
-
-
-def _exited(pid):
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
+    args = [start_method, str(tmp_path / "crashed-once")]
+    assert not _orphans(_RESTARTED_ORPHAN_PARENT, args, tmp_path), (
+        "a restarted Skprocess child outlived its SIGKILLed parent")
 
 
 def test_tell_while_the_child_is_being_replaced_reaches_the_new_life(start_method, tmp_path):
@@ -172,7 +147,7 @@ def test_tell_while_the_child_is_being_replaced_reaches_the_new_life(start_metho
         assert time.monotonic() < deadline, "the first life never ran"
         time.sleep(0.01)
     first = int(marker.read_text())
-    while not _exited(first):
+    while alive(first):
         assert time.monotonic() < deadline, "the first life never died"
         time.sleep(0.001)
     proc.tell("for the next life")  # the first life is gone: never lost, delivered to the restart
