@@ -67,13 +67,18 @@ _ATTRS: dict[tuple[type, types.FunctionType], Uses | None] = {}
 _SCANS: dict[types.FunctionType, Uses | None] = {}
 
 
-def _function(cls: type, name: str) -> types.FunctionType | None:
-    """The plain function ``name`` resolves to on ``cls`` (None for anything else)."""
+def _on_class(cls: type, name: str) -> Any:
+    """What ``name`` resolves to on ``cls`` (its MRO, no descriptor called), or ``_MISSING``."""
     for k in cls.__mro__:
         if name in k.__dict__:
-            f = k.__dict__[name]
-            return f if type(f) is types.FunctionType else None
-    return None
+            return k.__dict__[name]
+    return _MISSING
+
+
+def _function(cls: type, name: str) -> types.FunctionType | None:
+    """The plain function ``name`` resolves to on ``cls`` (None for anything else)."""
+    f = _on_class(cls, name)
+    return f if type(f) is types.FunctionType else None
 
 
 def _scan(fn: types.FunctionType) -> Uses | None:
@@ -163,11 +168,8 @@ def _not_shadowed(cls: type, name: str) -> bool:
     ``self.<name>`` could change in place for every instance. An immutable default (a
     dataclass field's ``= 0``) is read until the instance sets its own, which the snapshot
     sees as a new attribute."""
-    for k in cls.__mro__:
-        if name in k.__dict__:
-            value = k.__dict__[name]
-            return hasattr(type(value), "__get__") or not _codec.is_immutable(value)
-    return False
+    value = _on_class(cls, name)
+    return value is not _MISSING and (hasattr(type(value), "__get__") or not _codec.is_immutable(value))
 
 
 def _closure(cls: type, fn: types.FunctionType) -> Uses | None:
