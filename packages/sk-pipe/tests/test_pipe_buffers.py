@@ -8,7 +8,6 @@ top-level and nested in a container.
 
 from __future__ import annotations
 
-import multiprocessing
 from typing import Any
 
 import numpy as np
@@ -16,24 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from suitkaise.pipe import Pipe, wire
+from sk_testkit import BUFFER_KINDS, make_buffer
+from suitkaise.pipe import wire
 
 pytestmark = pytest.mark.timeout(300)
 
 SIZES = [0, 1, 10, 1000, 65535, 65536, 10**6]
 HUGE = 2 * 10**7
-KINDS = ["ndarray", "bytes", "bytearray", "memoryview"]
-
-
-def make(kind: str, n: int, seed: int) -> Any:
-    data = ((np.arange(n, dtype=np.uint32) * 7 + seed) % 251).astype(np.uint8)
-    if kind == "ndarray":
-        return data
-    if kind == "bytes":
-        return data.tobytes()
-    if kind == "bytearray":
-        return bytearray(data.tobytes())
-    return memoryview(data.tobytes())
 
 
 def same(a: Any, b: Any) -> bool:
@@ -48,32 +36,14 @@ def same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def echo_child(point: Any) -> None:
-    while (msg := point.recv()) is not None:
-        point.send(msg)
-
-
-@pytest.fixture
-def echo(start_method: str) -> Any:
-    anchor, point = Pipe.pair()
-    child = multiprocessing.Process(target=echo_child, args=(point,))
-    child.start()
-    point.close()
-    yield anchor
-    anchor.send(None)
-    child.join(60)
-    anchor.close()
-    assert child.exitcode == 0
-
-
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    specs=st.lists(st.tuples(st.sampled_from(KINDS), st.sampled_from(SIZES), st.integers(0, 250)),
+    specs=st.lists(st.tuples(st.sampled_from(BUFFER_KINDS), st.sampled_from(SIZES), st.integers(0, 250)),
                    min_size=1, max_size=5),
     nested=st.booleans(),
 )
 def test_round_trip(echo: Any, specs: list[Any], nested: bool) -> None:
-    objs = [make(k, n, s) for k, n, s in specs]
+    objs = [make_buffer(k, n, s) for k, n, s in specs]
     if nested:
         echo.send(objs)
         assert same(objs, echo.recv())
@@ -83,20 +53,20 @@ def test_round_trip(echo: Any, specs: list[Any], nested: bool) -> None:
             assert same(obj, echo.recv())
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", BUFFER_KINDS)
 def test_huge(echo: Any, kind: str) -> None:
-    obj = make(kind, HUGE, 5)
+    obj = make_buffer(kind, HUGE, 5)
     echo.send(obj)
     assert same(obj, echo.recv())
-    echo.send([obj, make("ndarray", 10, 1)])
+    echo.send([obj, make_buffer("ndarray", 10, 1)])
     back = echo.recv()
-    assert same(obj, back[0]) and same(make("ndarray", 10, 1), back[1])
+    assert same(obj, back[0]) and same(make_buffer("ndarray", 10, 1), back[1])
 
 
 @pytest.mark.parametrize("n", [0, 1, 65535, 65536, 10**6])
 def test_buffer_rule(n: int) -> None:
     """``wire.dumps`` keeps buffers under ``OOB_MIN`` in-band and sends the rest out-of-band."""
-    arr = make("ndarray", n, 0)
+    arr = make_buffer("ndarray", n, 0)
     data, buffers = wire.dumps([arr, arr.copy()])
     assert [b.nbytes for b in buffers] == ([n, n] if n >= wire.OOB_MIN else [])
     back = wire.loads(data, [bytearray(b) for b in buffers])

@@ -26,24 +26,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from sk_testkit import BUFFER_KINDS, make_buffer, memfd_mappings, open_fds
 from suitkaise.pipe import Pipe, PipeEndpointError, wire
 
 pytestmark = pytest.mark.timeout(300)
 
 SHM = wire.SHM_MIN
 SIZES = [0, 1, wire.OOB_MIN - 1, wire.OOB_MIN, SHM - 1, SHM, 100 * 1024 * 1024]
-KINDS = ["ndarray", "bytes", "bytearray", "memoryview"]
-
-
-def make(kind: str, n: int, seed: int) -> Any:
-    data = np.arange(n, dtype=np.uint8) + np.uint8(seed % 256)
-    if kind == "ndarray":
-        return data
-    if kind == "bytes":
-        return data.tobytes()
-    if kind == "bytearray":
-        return bytearray(data.tobytes())
-    return memoryview(data.tobytes())
 
 
 def assert_same(want: Any, have: Any) -> None:
@@ -61,44 +50,16 @@ def assert_same(want: Any, have: Any) -> None:
         assert have == want
 
 
-def shared_mappings() -> int:
-    """This process's mappings of wire's memfds."""
-    with open("/proc/self/maps") as f:
-        return sum("memfd:suitkaise-wire" in line for line in f)
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-def echo_child(point: Any) -> None:
-    while (msg := point.recv()) is not None:
-        point.send(msg)
-
-
-@pytest.fixture
-def echo(start_method: str) -> Any:
-    anchor, point = Pipe.pair()
-    child = multiprocessing.Process(target=echo_child, args=(point,))
-    child.start()
-    point.close()
-    yield anchor
-    anchor.send(None)
-    child.join(60)
-    anchor.close()
-    assert child.exitcode == 0
-
-
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", BUFFER_KINDS)
 @pytest.mark.parametrize("n", SIZES)
 def test_sizes_across_the_thresholds(echo: Any, kind: str, n: int) -> None:
-    obj = make(kind, n, n % 251)
+    obj = make_buffer(kind, n, n % 251)
     echo.send(obj)
     assert_same(obj, echo.recv())
-    echo.send([obj, make("ndarray", 10, 1)])
+    echo.send([obj, make_buffer("ndarray", 10, 1)])
     back = echo.recv()
     assert_same(obj, back[0])
-    assert_same(make("ndarray", 10, 1), back[1])
+    assert_same(make_buffer("ndarray", 10, 1), back[1])
 
 
 def test_layouts_and_dtypes(echo: Any) -> None:
@@ -117,9 +78,9 @@ def test_many_buffers_in_one_message(echo: Any, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(wire, "SHM_MIN", wire.OOB_MIN)  # the sender's choice; 64 KiB each
     objs: list[Any] = []
     for i in range(300):
-        objs.append(make("ndarray", wire.OOB_MIN + i, i))
+        objs.append(make_buffer("ndarray", wire.OOB_MIN + i, i))
         if i % 50 == 0:
-            objs += [make("bytes", 100, i), make("bytearray", wire.OOB_MIN - 1, i), {"i": i}]
+            objs += [make_buffer("bytes", 100, i), make_buffer("bytearray", wire.OOB_MIN - 1, i), {"i": i}]
     echo.send(objs)
     back = echo.recv()
     assert len(back) == len(objs)
@@ -143,16 +104,16 @@ def test_a_received_buffer_is_mapped_and_released_with_its_last_user() -> None:
         t.join()
         assert (bytes(head), bytes(data)) == (b"h", b"payload")
         assert type(buffers[0]) is mmap.mmap and type(buffers[1]) is bytearray
-        assert shared_mappings() == 1 and open_fds() <= fds + 1  # +1: the mmap's own (Python < 3.13)
+        assert memfd_mappings("suitkaise-wire") == 1 and open_fds() <= fds + 1  # +1: the mmap's own (Python < 3.13)
         back = np.frombuffer(buffers[0], dtype=np.float64)
         del buffers
         gc.collect()
-        assert shared_mappings() == 1  # the array still uses it
+        assert memfd_mappings("suitkaise-wire") == 1  # the array still uses it
         back += 1  # writeable, in place
         assert back[0] == 1 and back[-1] == arr[-1] + 1
         del back
         gc.collect()
-        assert shared_mappings() == 0 and open_fds() == fds
+        assert memfd_mappings("suitkaise-wire") == 0 and open_fds() == fds
     finally:
         here.close()
         there.close()
@@ -166,7 +127,7 @@ def test_a_received_array_is_not_shared_with_a_process_forked_later() -> None:
     try:
         anchor.send(np.zeros(SHM // 8))
         got = point.recv()
-        assert shared_mappings() == 1
+        assert memfd_mappings("suitkaise-wire") == 1
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child
             got[0] = 7.0
@@ -197,7 +158,7 @@ def test_past_the_descriptor_budget_buffers_are_copied_out(monkeypatch: pytest.M
         assert [bytes(b) == a.tobytes() for b, a in zip(buffers, arrays, strict=True)] == [True] * 3
         del buffers
         gc.collect()
-        assert shared_mappings() == 0
+        assert memfd_mappings("suitkaise-wire") == 0
     finally:
         here.close()
         there.close()
@@ -213,28 +174,28 @@ def test_one_way_pipe_copies(monkeypatch: pytest.MonkeyPatch) -> None:
         back = point.recv()
         t.join()
         assert np.array_equal(back, arr) and back.flags.writeable
-        assert type(back.base) is not mmap.mmap and shared_mappings() == 0
+        assert type(back.base) is not mmap.mmap and memfd_mappings("suitkaise-wire") == 0
 
 
 def test_no_descriptor_or_mapping_left_after_many_messages(echo: Any) -> None:
-    arr = make("ndarray", SHM, 3)
+    arr = make_buffer("ndarray", SHM, 3)
     echo.send(arr)
     echo.recv()  # warm up (the child's first message)
     gc.collect()
-    fds, maps = open_fds(), shared_mappings()
+    fds, maps = open_fds(), memfd_mappings("suitkaise-wire")
     for i in range(40):
         echo.send([arr, i])
         back, j = echo.recv()
         assert j == i and back[-1] == arr[-1]
         del back
     gc.collect()
-    assert (open_fds(), shared_mappings()) == (fds, maps) == (fds, 0)
+    assert (open_fds(), memfd_mappings("suitkaise-wire")) == (fds, maps) == (fds, 0)
 
 
 def test_small_messages_between_shared_ones(echo: Any) -> None:
     """The receiver reads small messages ahead; a read never reaches the byte that carries
     a later message's descriptors (they would be lost), whatever the mix."""
-    big = make("ndarray", SHM, 9)
+    big = make_buffer("ndarray", SHM, 9)
     for at in range(5):
         for k in range(5):  # queued before any is read back (as many as the socket holds)
             echo.send(big if k == at else k)
@@ -252,8 +213,8 @@ def test_small_messages_between_shared_ones(echo: Any) -> None:
 def big_sender_child(point: Any) -> None:
     """One message: two shared buffers, then 64 MB of streamed ones that block in the socket
     (nobody reads yet) after the descriptors went out."""
-    streamed = [make("ndarray", SHM - 1, i) for i in range(8)]
-    point.send([make("ndarray", SHM, 1), *streamed, make("ndarray", SHM, 2)])
+    streamed = [make_buffer("ndarray", SHM - 1, i) for i in range(8)]
+    point.send([make_buffer("ndarray", SHM, 1), *streamed, make_buffer("ndarray", SHM, 2)])
 
 
 def _memfds_of(pid: int) -> int:
@@ -285,7 +246,7 @@ def test_sender_killed_mid_message(start_method: str) -> None:
     finally:
         anchor.close()
     gc.collect()
-    assert shared_mappings() == 0 and open_fds() == fds - 1  # the anchor itself
+    assert memfd_mappings("suitkaise-wire") == 0 and open_fds() == fds - 1  # the anchor itself
 
 
 def stopped_child(point: Any) -> None:
@@ -302,8 +263,8 @@ def test_receiver_killed_before_reading(start_method: str) -> None:
     point.close()
     fds = open_fds()
     try:
-        anchor.send([make("ndarray", SHM, 1), make("ndarray", 3 * SHM, 2)])
-        assert shared_mappings() == 0 and open_fds() == fds
+        anchor.send([make_buffer("ndarray", SHM, 1), make_buffer("ndarray", 3 * SHM, 2)])
+        assert memfd_mappings("suitkaise-wire") == 0 and open_fds() == fds
         os.kill(child.pid, signal.SIGKILL)
         child.join(30)
         with pytest.raises(PipeEndpointError, match="peer closed"):

@@ -19,24 +19,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sk_testkit import BUFFER_KINDS, make_buffer
 from suitkaise.processing import Pool
 
 pytestmark = pytest.mark.timeout(300)
 
 SIZES = [0, 1, 10, 1000, 65535, 65536, 10**6]
 HUGE = 2 * 10**7
-KINDS = ["ndarray", "bytes", "bytearray", "memoryview"]
-
-
-def make(kind: str, n: int, seed: int) -> Any:
-    data = ((np.arange(n, dtype=np.uint32) * 7 + seed) % 251).astype(np.uint8)
-    if kind == "ndarray":
-        return data
-    if kind == "bytes":
-        return data.tobytes()
-    if kind == "bytearray":
-        return bytearray(data.tobytes())
-    return memoryview(data.tobytes())
 
 
 def same(a: Any, b: Any) -> bool:
@@ -59,7 +48,7 @@ def echo_star(i: int, payload: Any) -> tuple[int, Any]:
 
 def make_result(spec: tuple[int, str, int, int]) -> tuple[int, Any]:
     i, kind, n, seed = spec
-    return i, make(kind, n, seed)
+    return i, make_buffer(kind, n, seed)
 
 
 def _by_index(results: list[Any]) -> list[Any]:
@@ -83,14 +72,14 @@ VARIANTS: dict[str, Callable[[Pool, Any, list[Any]], list[Any]]] = {
 }
 
 payloads = st.lists(
-    st.tuples(st.sampled_from(KINDS), st.sampled_from(SIZES), st.integers(0, 250)), min_size=1, max_size=6
+    st.tuples(st.sampled_from(BUFFER_KINDS), st.sampled_from(SIZES), st.integers(0, 250)), min_size=1, max_size=6
 )
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(variant=st.sampled_from(sorted(VARIANTS)), specs=payloads)
 def test_items_and_results_round_trip(start_method: str, pool2: Pool, variant: str, specs: list[Any]) -> None:
-    items = [(i, make(k, n, s)) for i, (k, n, s) in enumerate(specs)]
+    items = [(i, make_buffer(k, n, s)) for i, (k, n, s) in enumerate(specs)]
     got = VARIANTS[variant](pool2, echo, items)
     assert [g[0] for g in got] == list(range(len(items)))
     for (_, want), (_, have) in zip(items, got, strict=True):
@@ -102,14 +91,14 @@ def test_items_and_results_round_trip(start_method: str, pool2: Pool, variant: s
 def test_results_made_in_the_worker(start_method: str, pool2: Pool, specs: list[Any]) -> None:
     got = pool2.map(make_result, [(i, k, n, s) for i, (k, n, s) in enumerate(specs)])
     for i, (k, n, s) in enumerate(specs):
-        assert got[i][0] == i and same(make(k, n, s), got[i][1])
+        assert got[i][0] == i and same(make_buffer(k, n, s), got[i][1])
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_huge_payloads(start_method: str, pool2: Pool, variant: str) -> None:
     # two kinds per variant, rotating, so that every kind crosses every path once per start method
     k = sorted(VARIANTS).index(variant)
-    items = [(i, make(KINDS[(k + i) % len(KINDS)], HUGE, i)) for i in range(2)]
+    items = [(i, make_buffer(BUFFER_KINDS[(k + i) % len(BUFFER_KINDS)], HUGE, i)) for i in range(2)]
     got = VARIANTS[variant](pool2, echo, items)
     assert len(got) == len(items)
     for (_, want), (_, have) in zip(items, got, strict=True):
@@ -117,9 +106,9 @@ def test_huge_payloads(start_method: str, pool2: Pool, variant: str) -> None:
 
 
 def test_huge_results_made_in_the_worker(start_method: str, pool2: Pool) -> None:
-    specs = [(i, kind, HUGE, i) for i, kind in enumerate(KINDS)]
+    specs = [(i, kind, HUGE, i) for i, kind in enumerate(BUFFER_KINDS)]
     for (i, kind, n, seed), (j, have) in zip(specs, pool2.map(make_result, specs), strict=True):
-        assert i == j and same(make(kind, n, seed), have)
+        assert i == j and same(make_buffer(kind, n, seed), have)
 
 
 def test_small_numpy_arrays_issue_repro(start_method: str) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from sk_testkit import memfd_mappings, open_fds
 from suitkaise.pipe import wire
 from suitkaise.processing import Pool, ResultTimeoutError, WorkerCrashedError
 
@@ -29,16 +30,6 @@ pytestmark = pytest.mark.timeout(300)
 
 SHM = wire.SHM_MIN
 SIZES = [0, 1, wire.OOB_MIN - 1, wire.OOB_MIN, SHM - 1, SHM, 100 * 1024 * 1024]
-
-
-def shared_mappings() -> int:
-    """This process's mappings of wire's memfds."""
-    with open("/proc/self/maps") as f:
-        return sum("memfd:suitkaise-wire" in line for line in f)
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 def echo(x: Any) -> Any:
@@ -103,17 +94,17 @@ def test_a_result_is_released_when_dropped(start_method: str) -> None:
         pool.map(big, range(2))  # warm up
         gc.collect()
         fds = open_fds()
-        assert shared_mappings() == 0
+        assert memfd_mappings("suitkaise-wire") == 0
         out = pool.map(big, range(4))
         assert [float(a[-1]) for a in out] == [0.0, 1.0, 2.0, 3.0]
-        assert shared_mappings() == 4  # the results are the shared memory, not copies of it
+        assert memfd_mappings("suitkaise-wire") == 4  # the results are the shared memory, not copies of it
         kept = out[2]
         del out
         gc.collect()
-        assert shared_mappings() == 1 and float(kept[0]) == 2.0
+        assert memfd_mappings("suitkaise-wire") == 1 and float(kept[0]) == 2.0
         del kept
         gc.collect()
-        assert shared_mappings() == 0 and open_fds() == fds
+        assert memfd_mappings("suitkaise-wire") == 0 and open_fds() == fds
 
 
 def test_nothing_left_after_many_calls(start_method: str) -> None:
@@ -127,7 +118,7 @@ def test_nothing_left_after_many_calls(start_method: str) -> None:
             assert [float(a[0]) for a in out] == [1.0, 2.0, 3.0, 4.0]
             del out
         gc.collect()
-        assert shared_mappings() == 0 and open_fds() == fds
+        assert memfd_mappings("suitkaise-wire") == 0 and open_fds() == fds
 
 
 def test_a_discarded_result_leaves_nothing(start_method: str) -> None:
@@ -140,7 +131,7 @@ def test_a_discarded_result_leaves_nothing(start_method: str) -> None:
         time.sleep(1.5)  # the late result arrives (or its worker was stopped)
         assert pool.map(abs, [-2]) == [2]  # one worker: read after the late one
         gc.collect()
-        assert shared_mappings() == 0 and open_fds() <= fds
+        assert memfd_mappings("suitkaise-wire") == 0 and open_fds() <= fds
 
 
 def test_a_worker_killed_while_sending_leaves_nothing(start_method: str) -> None:
@@ -152,4 +143,4 @@ def test_a_worker_killed_while_sending_leaves_nothing(start_method: str) -> None
             pool.map(die_while_sending, [0])
         assert [float(a[0]) for a in pool.map(big, [5])] == [5.0]  # the pool goes on
         gc.collect()
-        assert shared_mappings() == 0 and open_fds() <= fds
+        assert memfd_mappings("suitkaise-wire") == 0 and open_fds() <= fds

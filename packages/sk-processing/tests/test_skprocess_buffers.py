@@ -15,24 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sk_testkit import BUFFER_KINDS, make_buffer
 from suitkaise.processing import Skprocess
 
 pytestmark = pytest.mark.timeout(300)
 
 SIZES = [0, 1, 10, 1000, 65535, 65536, 10**6]
 HUGE = 2 * 10**7
-KINDS = ["ndarray", "bytes", "bytearray", "memoryview"]
-
-
-def make(kind: str, n: int, seed: int) -> Any:
-    data = ((np.arange(n, dtype=np.uint32) * 7 + seed) % 251).astype(np.uint8)
-    if kind == "ndarray":
-        return data
-    if kind == "bytes":
-        return data.tobytes()
-    if kind == "bytearray":
-        return bytearray(data.tobytes())
-    return memoryview(data.tobytes())
 
 
 def same(a: Any, b: Any) -> bool:
@@ -78,11 +67,11 @@ def _round_trip(objs: list[Any]) -> None:
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(specs=st.lists(st.tuples(st.sampled_from(KINDS), st.sampled_from(SIZES), st.integers(0, 250)),
+@given(specs=st.lists(st.tuples(st.sampled_from(BUFFER_KINDS), st.sampled_from(SIZES), st.integers(0, 250)),
                       min_size=1, max_size=5))
 def test_tell_listen_result(start_method: str, specs: list[Any]) -> None:
-    _round_trip([make(k, n, s) for k, n, s in specs])
+    _round_trip([make_buffer(k, n, s) for k, n, s in specs])
 
 
 def test_huge(start_method: str) -> None:
-    _round_trip([make(kind, HUGE, i) for i, kind in enumerate(KINDS)])
+    _round_trip([make_buffer(kind, HUGE, i) for i, kind in enumerate(BUFFER_KINDS)])
