@@ -52,7 +52,7 @@ from ._base import oga as _oga
 from ._critical import Critical
 from ._dispatch import Dispatcher
 from ._lifecycle import HANDLES, forget, owner_alive, owner_cleanup, tracker, unlink
-from ._proxy import Operand, Pending, Proxy, new_proxy, same_share, unwrap
+from ._proxy import Operand, Pending, Proxy, _path_of, _share_of, new_proxy, same_share, unwrap
 from ._remote import REMOTES as _REMOTES
 from ._remote import SERVERS, new_key, stop_server
 from ._remote import SERVERS as _SERVERS
@@ -69,6 +69,7 @@ _aug_apply = _ops.aug_apply
 # bound once: a method call on an imported name compiles to LOAD_ATTR (3.11: no
 # LOAD_METHOD for import-originated names), building a bound method on every read (~50 ns)
 _read_kind_of = _KIND.get
+_UNKNOWN = (None, None)  # _read_kind_of's default: an instruction not classified yet
 
 
 def _init_handle(
@@ -502,14 +503,14 @@ class Share:
         # are in the cache, so no name of Share's own can be shadowed (subclasses, which
         # may add members, take the general path).
         d = _dict_of(self)
-        st = d.get("_sk_store")
+        st = d.get("_sk_store")  # (absent while a handle is being built)
         if st is not None and type(self) is Share:
             f = _getframe(1)
             code = f.f_code
-            k = _read_kind_of(id(code) + f.f_lasti)
-            if k is not None and k[0] is code:
+            k = _read_kind_of(id(code) + f.f_lasti, _UNKNOWN)
+            if k[0] is code:
                 kind = k[1]
-                if kind == 0:
+                if not kind:  # PLAIN
                     c = st.cache.get(name)
                     if c is not None and c[3]:
                         try:
@@ -570,10 +571,10 @@ class Share:
         if t is int and type(self) is Share:
             f = _getframe(1)
             code = f.f_code
-            k = _read_kind_of(id(code) + f.f_lasti)
-            if (k[1] == STORE_ADD) if k is not None and k[0] is code else direct_store(f, name):
+            k = _read_kind_of(id(code) + f.f_lasti, _UNKNOWN)
+            if (k[1] == STORE_ADD) if k[0] is code else direct_store(f, name):
                 return  # the store-back of `share.x += <int constant>`: its read applied it
-        if t is Proxy and value._sk_path == (name,) and value._sk_share is self:
+        if t is Proxy and _path_of(value) == (name,) and _share_of(value) is self:
             return  # the store-back of `share.x op= v`: already applied atomically
         if t is Pending and value.path == (name,) and same_share(value.share, self):
             # `share.x = share.x <op> expr`: one atomic read-modify-write
