@@ -169,6 +169,8 @@ class Store:
         self._names_key: tuple[int, int] = (-1, -1)
         # decoded cache: name -> [version, obj, epoch at which it was known current, immutable]
         self.cache: dict[str, list[Any]] = {}
+        # head_record's last answer: (the slot it was read under, name, answer)
+        self._head_memo: tuple[Any, ...] = (None, None, None)
         # add_i64's last write: (epoch after it, name, sequence word, seq, record word, value)
         self._add_plan: tuple[Any, ...] = (-1, None)
 
@@ -356,6 +358,21 @@ class Store:
             return None
         return WORD.unpack_from(self.mm, s[S_TOFF] + ESIZE * i)[0]
 
+    def head_record(self, name: str) -> tuple[int, tuple[int, ...]] | None:
+        """(offset, header) of the head record of ``name``, or None; call under the lock.
+        Remembered until this process's next commit (every commit replaces ``_s``, and no
+        other process commits while the lock is held): one method call asks four times
+        (its read, two room checks, the delta commit)."""
+        s = self._s or self.slot()
+        memo = self._head_memo
+        if memo[0] is s and memo[1] == name:
+            return memo[2]
+        rec = self.head(name)
+        got = None if rec is None else (rec, REC.unpack_from(self.mm, rec))
+        if self.depth:  # (else ``s`` is a fresh tuple that no later call will match)
+            self._head_memo = (s, name, got)
+        return got
+
     def record(self, rec: int) -> tuple[int, ...]:
         """The header of the record at ``rec`` (see ``REC``)."""
         return REC.unpack_from(self.mm, rec)
@@ -364,10 +381,10 @@ class Store:
         """(data offset, length, kind, version) of the head record of ``name``, or None;
         call under the lock. A kind with ``K_DELTA`` set is a delta on top of older records
         (``chain``)."""
-        rec = self.head(name)
-        if rec is None:
+        got = self.head_record(name)
+        if got is None:
             return None
-        h = REC.unpack_from(self.mm, rec)
+        rec, h = got
         return rec + RSIZE, h[R_LEN], h[R_KIND], h[R_VER]
 
     def raw(self, entry: Entry) -> bytes:
@@ -497,10 +514,10 @@ class Store:
         call under the lock. None when the log since the last full value would exceed half
         of that value plus ``slack`` bytes (see ``delta_fits``): the caller then writes the
         full value, which starts a new log."""
-        rec = self.head(name)
-        if rec is None:
+        got = self.head_record(name)
+        if got is None:
             return None
-        h = REC.unpack_from(self.mm, rec)
+        rec, h = got
         log = h[R_LOG] + RSIZE + len(payload)
         if log > h[R_BASE] // 2 + slack:
             return None
@@ -665,10 +682,10 @@ class Store:
     def delta_fits(self, name: str, size: int, *, slack: int = 1024) -> bool:
         """Whether ``commit_delta`` of a ``size``-byte payload would append (not ask for
         the full value); call under the lock."""
-        rec = self.head(name)
-        if rec is None:
+        got = self.head_record(name)
+        if got is None:
             return False
-        h = REC.unpack_from(self.mm, rec)
+        h = got[1]
         return h[R_LOG] + RSIZE + size <= h[R_BASE] // 2 + slack
 
     def _publish(self, ns: Slot) -> None:
