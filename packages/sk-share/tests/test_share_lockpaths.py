@@ -211,3 +211,127 @@ def test_stop_closes_the_mapping_the_fast_lock_points_into() -> None:
     assert st.fast_lock is not None or st.lock_kind != _lock.KIND_ROBUST
     share.stop()
     assert st.hdr.closed and st.mm.closed  # nothing kept the header page exported
+
+
+# -- `share.x += <int constant>`: the read applies the update (Store.add_i64) ------------------
+
+
+def _bump(o: Any) -> None:
+    o.x += 1  # one call site, used with a plain object and with a Share
+
+
+def _add_and_other(share: Share, n: int, other: bool) -> None:
+    for _ in range(n):
+        share.c += 1
+        if other:
+            share.d -= 1  # commits in between: the next `share.c += 1` re-reads the slot
+
+
+def test_direct_add_is_taken_and_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = _store.Store.add_i64
+
+    def counting(self: _store.Store, name: str, amount: int) -> Any:
+        calls.append((name, amount))
+        return real(self, name, amount)
+
+    monkeypatch.setattr(_store.Store, "add_i64", counting)
+    with Share() as share:
+        share.c = 0
+        share.c  # noqa: B018 - cached: the next reads take the fast path
+        for _ in range(3):
+            share.c += 5
+            share.c -= 2
+        assert share.c == 9
+        # the first pass classifies each statement (the operator proxy applies it); then
+        # the read applies it and the store-back is a no-op
+        assert calls == [("c", 5), ("c", -2)] * 2
+        k = 4
+        share.c += k  # an operand that is not a constant: the operator proxy, as before
+        assert share.c == 13 and len(calls) == 4
+        share.c = 100  # a new record: the next add finds it (the epoch moved)
+        share.c += 1
+        assert share.c == 101
+        share.x = 1
+        _bump(share)
+        _bump(share)
+        plain = type("Plain", (), {})()
+        plain.x = 1
+        _bump(plain)
+        assert share.x == 3 and plain.x == 2
+
+
+def test_direct_add_falls_back_without_changing_anything() -> None:
+    with Share() as share:
+        for start, want in ((0, 1), (0.5, 1.5), (2**63 - 1, 2**63), ("s", None), ([1], None)):
+            share.c = start
+            share.c  # noqa: B018
+            if want is None:
+                with pytest.raises(TypeError):
+                    share.c += 1  # same error as Python's, nothing written
+                assert share.c == start
+            else:
+                share.c += 1  # not a 64-bit int (or leaves the range): the general path
+                assert share.c == want and type(share.c) is type(want)
+        with pytest.raises(AttributeError, match="reserved"):
+            share.is_running += 1  # a Share member: an ordinary (refused) store
+        share.n = 0
+        share.n  # noqa: B018
+        with share.lock():
+            share.n += 1  # inside a block: staged with the block's writes
+            share.n += 1
+            assert share.n == 2
+        assert share.n == 2
+
+        class Sub(Share):
+            pass
+
+        with Sub() as sub:
+            sub.n = 0
+            sub.n  # noqa: B018
+            sub.n += 1
+            sub.n += 1
+            assert sub.n == 2
+
+
+def test_direct_add_from_threads_and_a_lock_block_is_exact() -> None:
+    import threading
+
+    with Share() as share:
+        share.c = 0
+        share.c  # noqa: B018
+        n = 3000
+
+        def work() -> None:
+            for _ in range(n):
+                share.c += 1
+
+        def block() -> None:
+            for _ in range(200):
+                with share.lock():
+                    v = share.c
+                    share.c = v + 1  # other threads' adds wait for the block
+                    assert share.c == v + 1
+
+        threads = [threading.Thread(target=work) for _ in range(3)] + [threading.Thread(target=block)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(TIMEOUT)
+        assert share.c == 3 * n + 200
+
+
+def test_direct_add_across_processes_with_other_commits_is_exact(start_method: str) -> None:
+    ctx = multiprocessing.get_context(start_method)
+    n = 1500
+    with Share() as share:
+        share.c = 0
+        share.d = 0
+        procs = [ctx.Process(target=_add_and_other, args=(share, n, i % 2 == 1)) for i in range(4)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(TIMEOUT)
+            assert p.exitcode == 0
+        assert share.c == 4 * n
+        assert share.d == -2 * n

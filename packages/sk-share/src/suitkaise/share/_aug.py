@@ -22,6 +22,8 @@ from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any
 
+from ._base import RESERVED
+
 _INSTR: dict[CodeType, tuple[list[dis.Instruction], dict[int, int]]] = {}
 
 
@@ -85,7 +87,8 @@ def _check(code: CodeType, lasti: int, name: object, subscr: bool) -> bool:
     return False
 
 
-PLAIN, AUG, CHAIN, METHOD, REASSIGN = 0, 1, 2, 3, 4
+PLAIN, AUG, CHAIN, METHOD, REASSIGN, AUG_ADD = 0, 1, 2, 3, 4, 5
+STORE_ADD = 6  # not a read: the store-back of an AUG_ADD (``direct_store``)
 
 # ``share.x = share.x <op> expr``: the binary operators whose reassignment is atomic
 BINARY_OPS: dict[str, str] = {
@@ -218,11 +221,14 @@ def _stores_to(ins: list[dis.Instruction], m: int, target: list[dis.Instruction]
     return subscr or tail[-1].argval == cur.argval
 
 
-# (id(code), instruction offset) -> (code, answer). Keyed by id, not by the code object:
-# hashing a code object hashes its bytecode and constants (~1 us for a module's code), and
-# the code object kept in the value both pins the id and is checked (``got[0] is code``).
-_KIND: dict[tuple[int, int], tuple[CodeType, int]] = {}
-_GET: dict[tuple[int, int], tuple[CodeType, bool]] = {}
+# id(code) + instruction offset -> (code, answer[, amount of an AUG_ADD]). Keyed by an
+# int, not by the code object: hashing a code object hashes its bytecode and constants
+# (~1 us for a module's code), and a tuple key costs its allocation and hash on every
+# read. The sum identifies the instruction: a code object holds its bytecode inline
+# (3.11+), so two live code objects never give the same sum; the code object kept in the
+# value both keeps it alive and is checked (``got[0] is code``).
+_KIND: dict[int, tuple[Any, ...]] = {}
+_GET: dict[int, tuple[CodeType, bool]] = {}
 
 
 def _get_reassign(code: CodeType, lasti: int) -> bool:
@@ -260,7 +266,7 @@ def get_reassign(frame: FrameType | None) -> bool:
     if frame is None:
         return False
     code = frame.f_code
-    key = (id(code), frame.f_lasti)
+    key = id(code) + frame.f_lasti
     got = _GET.get(key)
     if got is not None and got[0] is code:
         return got[1]
@@ -315,10 +321,64 @@ def _classify(code: CodeType, lasti: int, name: object, subscr: bool) -> int:
     return PLAIN
 
 
+_CONST_LOADS = frozenset({"LOAD_CONST", "LOAD_SMALL_INT"})  # 3.14: small ints have their own
+
+
+def _add_of(ins: list[dis.Instruction], n: int, name: object) -> int | None:
+    """``d`` when ``ins[n]`` is the read of ``x.name += d`` / ``x.name -= c`` (``d = -c``)
+    with an int constant ``c``: ``COPY 1; LOAD_ATTR name; LOAD_CONST c; BINARY_OP +=;
+    SWAP 2; STORE_ATTR name``. Else None."""
+    if n < 1 or n + 4 >= len(ins) or not _shareable(name):
+        return None
+    cp, cur, const, op, swap, store = ins[n - 1 : n + 5]
+    if not (
+        cp.opname == "COPY" and cp.arg == 1 and _is_plain_attr(cur) and cur.argval == name
+        and const.opname in _CONST_LOADS and type(const.argval) is int
+        and op.opname == "BINARY_OP" and op.argrepr in ("+=", "-=")
+        and swap.opname == "SWAP" and swap.arg == 2
+        and store.opname == "STORE_ATTR" and store.argval == name
+    ):
+        return None
+    return const.argval if op.argrepr == "+=" else -const.argval
+
+
+def _shareable(name: object) -> bool:
+    """Whether ``name`` can be a Share's attribute (its own members and internal names are
+    not: their reads and stores are ordinary ones, never a direct add)."""
+    return type(name) is str and name not in RESERVED and not name.startswith(("__", "_sk_", "\x00"))
+
+
+def _direct_read(code: CodeType, lasti: int, name: object) -> int | None:
+    ins, where = _instructions(code)
+    n = where.get(lasti)
+    return None if n is None else _add_of(ins, n, name)
+
+
+def _direct_store(code: CodeType, lasti: int, name: object) -> int:
+    ins, where = _instructions(code)
+    n = where.get(lasti)
+    return STORE_ADD if n is not None and n >= 5 and _add_of(ins, n - 4, name) is not None else PLAIN
+
+
+def direct_store(frame: FrameType, name: object) -> bool:
+    """The ``STORE_ATTR`` running in ``frame`` ends ``x.name += <int constant>`` (or
+    ``-=``), whose read (classified ``AUG_ADD`` from the very same instructions: the two
+    answers always agree) already applied the update. Cached in ``_KIND`` as ``STORE_ADD``
+    (or ``PLAIN``) under the store's offset."""
+    code = frame.f_code
+    key = id(code) + frame.f_lasti
+    got = _KIND.get(key)
+    if got is not None and got[0] is code:
+        return got[1] == STORE_ADD
+    return _remember(_KIND, key, code, _direct_store, (code, frame.f_lasti, name), PLAIN) == STORE_ADD
+
+
 def read_kind(frame: FrameType | None, name: object, *, subscr: bool = False) -> int:
     """How the value read by the instruction running in ``frame`` is used:
 
-    ``AUG``    it is the target of ``op=`` (``share.x += 1``);
+    ``AUG_ADD`` it is the target of ``+=``/``-=`` with an int constant (``share.x += 1``):
+               the read itself can apply the update (``_KIND`` holds the amount);
+    ``AUG``    it is the target of ``op=`` (``share.x += v``);
     ``METHOD`` it is a method about to be called (``share.obj.add(...)``: ``LOAD_METHOD``);
     ``CHAIN``  only an attribute of it is used next (``share.obj.add``, ``share.o.total``);
     ``REASSIGN`` it is the left operand of ``<op>`` in ``target = target <op> expr`` and the
@@ -330,8 +390,18 @@ def read_kind(frame: FrameType | None, name: object, *, subscr: bool = False) ->
     if frame is None:
         return PLAIN
     code = frame.f_code
-    key = (id(code), frame.f_lasti)
+    key = id(code) + frame.f_lasti
     got = _KIND.get(key)
     if got is not None and got[0] is code:
         return got[1]
+    if not subscr:
+        try:
+            add = _direct_read(code, frame.f_lasti, name)
+        except Exception:
+            add = None
+        if add is not None:
+            if len(_KIND) > 65536:
+                _KIND.clear()
+            _KIND[key] = (code, AUG_ADD, add)
+            return AUG_ADD
     return _remember(_KIND, key, code, _classify, (code, frame.f_lasti, name, subscr), PLAIN)

@@ -36,7 +36,7 @@ def _unwrap(value: Any) -> Any:
     its computed value)."""
     t = type(value)
     if t is Proxy:
-        return value._sk_snapshot()
+        return _snapshot_of(value)
     if t is Pending:
         return value.value()
     if t is Operand:  # `share.x = share.x + share.x`: the right one is a plain read
@@ -75,15 +75,18 @@ class Proxy:
 
     # reading
     def _sk_snapshot(self) -> Any:
-        return _view(self._sk_share, self._sk_path, _codec.copy_out)
+        return _snapshot_of(self)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_identity, (self._sk_snapshot(),))
+        return (_identity, (_snapshot_of(self),))
 
-    def __getattr__(self, attr: str) -> Any:
-        if attr.startswith("__"):
-            raise AttributeError(attr)
-        share, path = self._sk_share, self._sk_path
+    def __getattribute__(self, attr: str) -> Any:
+        # Every name but the dunders and the _sk_ internals is the stored object's: handled
+        # here, not in __getattr__, whose failed normal lookup first builds an
+        # AttributeError (~1 us: `share.obj.add(1)` does one).
+        if attr[:2] == "__" or attr in _OWN:
+            return _oga(self, attr)
+        share, path = _share_of(self), _path_of(self)
         frame = sys._getframe(1)
         kind = read_kind(frame, attr)
         if kind == METHOD:
@@ -105,16 +108,16 @@ class Proxy:
         return _view(share, path, fn)
 
     def __setattr__(self, attr: str, value: Any) -> None:
-        path = (*self._sk_path, ("a", attr))
+        path = (*_path_of(self), ("a", attr))
         if _stores_back(self, value, path):
             return
-        _write(self._sk_share, path, "set", _unwrap(value))
+        _write(_share_of(self), path, "set", _unwrap(value))
 
     def __delattr__(self, attr: str) -> None:
-        _write(self._sk_share, (*self._sk_path, ("a", attr)), "del", None)
+        _write(_share_of(self), (*_path_of(self), ("a", attr)), "del", None)
 
     def __getitem__(self, key: Any) -> Any:
-        share, path = self._sk_share, self._sk_path
+        share, path = _share_of(self), _path_of(self)
         if not isinstance(key, slice):
             kind = read_kind(sys._getframe(1), key, subscr=True)
             if kind == AUG:
@@ -133,29 +136,29 @@ class Proxy:
         return _view(share, path, fn)
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        path = (*self._sk_path, ("i", key))
+        path = (*_path_of(self), ("i", key))
         if _stores_back(self, value, path):
             return
-        _write(self._sk_share, path, "set", _unwrap(value))
+        _write(_share_of(self), path, "set", _unwrap(value))
 
     def __delitem__(self, key: Any) -> None:
-        _write(self._sk_share, (*self._sk_path, ("i", key)), "del", None)
+        _write(_share_of(self), (*_path_of(self), ("i", key)), "del", None)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return _call(self._sk_share, self._sk_path, None, _unwrap_args(args), _unwrap_kwargs(kwargs))
+        return _call(_share_of(self), _path_of(self), None, _unwrap_args(args), _unwrap_kwargs(kwargs))
 
     def _sk_read(self, fn: Callable[[Any], Any]) -> Any:
-        return _view(self._sk_share, self._sk_path, fn)
+        return _view(_share_of(self), _path_of(self), fn)
 
     def __len__(self) -> int:
-        return self._sk_read(len)
+        return _read(self, len)
 
     def __enter__(self) -> Any:
         # `with share.lk:` on a stored lock, connection, file...: each process rebuilds its
         # own copy, so it could not exclude anyone. Say so instead of Python's "does not
         # support the context manager protocol".
         raise TypeError(
-            f"{path_str(self._sk_path)} is stored in a Share, where every process works on its own "
+            f"{path_str(_path_of(self))} is stored in a Share, where every process works on its own "
             "copy: it cannot be used in a `with` statement (a stored lock would lock nothing "
             "across processes). For a critical section across processes use "
             "`with share.lock():`; for a resource, read a copy (`copy.copy(share.x)`)."
@@ -165,56 +168,72 @@ class Proxy:
         return None
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self._sk_read(lambda t: _codec.copy_out(list(t))))
+        return iter(_read(self, lambda t: _codec.copy_out(list(t))))
 
     def __reversed__(self) -> Iterator[Any]:
-        return iter(self._sk_read(lambda t: _codec.copy_out(list(reversed(t)))))
+        return iter(_read(self, lambda t: _codec.copy_out(list(reversed(t)))))
 
     def __contains__(self, item: Any) -> bool:
         item = _unwrap(item)
-        return self._sk_read(lambda t: item in t)
+        return _read(self, lambda t: item in t)
 
     def __bool__(self) -> bool:
-        return self._sk_read(bool)
+        return _read(self, bool)
 
     def __str__(self) -> str:
-        return self._sk_read(str)
+        return _read(self, str)
 
     def __repr__(self) -> str:
         try:
-            inner = self._sk_read(repr)
+            inner = _read(self, repr)
         except Exception as e:  # repr must not raise
             inner = f"<unavailable: {e!r}>"
-        return f"Proxy({path_str(self._sk_path)}: {inner})"
+        return f"Proxy({path_str(_path_of(self))}: {inner})"
 
     def __format__(self, spec: str) -> str:
-        return self._sk_read(lambda t: format(t, spec))
+        return _read(self, lambda t: format(t, spec))
 
     def __hash__(self) -> int:
-        return self._sk_read(hash)
+        return _read(self, hash)
 
     def __dir__(self) -> list[str]:
-        return self._sk_read(dir)
+        return _read(self, dir)
 
     def __int__(self) -> int:
-        return self._sk_read(int)
+        return _read(self, int)
 
     def __float__(self) -> float:
-        return self._sk_read(float)
+        return _read(self, float)
 
     def __index__(self) -> int:
-        return self._sk_read(operator.index)
+        return _read(self, operator.index)
 
     # augmented assignment: one atomic fetch-and-op at this path
     def _sk_aug(self, iop: Callable[[Any, Any], Any], value: Any) -> Proxy:
         # the store-back that follows (`share.x = <this proxy>`) is recognised as a no-op;
         # a later read of share.x is an ordinary (fresh) read
-        _aug_apply(self._sk_share, self._sk_path, iop, _unwrap(value))
+        _aug_apply(_share_of(self), _path_of(self), iop, _unwrap(value))
         return self
 
 
 def _identity(x: Any) -> Any:
     return x
+
+
+_OWN = frozenset(n for n in vars(Proxy) if n.startswith("_sk_"))  # Proxy's own members
+# the slots, read without going through Proxy.__getattribute__
+_share_of = Proxy.__dict__["_sk_share"].__get__
+_path_of = Proxy.__dict__["_sk_path"].__get__
+
+
+def _read(proxy: Proxy, fn: Callable[[Any], Any]) -> Any:
+    """``fn`` applied to the value ``proxy`` points at (read-only; ``_ops.view``)."""
+    return _view(_share_of(proxy), _path_of(proxy), fn)
+
+
+def _snapshot_of(proxy: Proxy) -> Any:
+    """A private copy of the value ``proxy`` points at."""
+    return _view(_share_of(proxy), _path_of(proxy), _codec.copy_out)
 
 
 _set_share = Proxy._sk_share.__set__  # type: ignore[attr-defined]
@@ -236,8 +255,8 @@ def _binary(opname: str, reflected: bool) -> Callable[[Proxy, Any], Any]:
     def method(self: Proxy, other: Any) -> Any:
         other = _unwrap(other)
         if reflected:
-            return self._sk_read(lambda t: _codec.copy_out(fn(other, t)))
-        return self._sk_read(lambda t: _codec.copy_out(fn(t, other)))
+            return _read(self, lambda t: _codec.copy_out(fn(other, t)))
+        return _read(self, lambda t: _codec.copy_out(fn(t, other)))
 
     return method
 
@@ -247,7 +266,7 @@ def _inplace(opname: str) -> Callable[[Proxy, Any], Proxy]:
 
     def method(self: Proxy, other: Any) -> Proxy:
         # the store-back that follows (`share.x = <this proxy>`) is recognised as a no-op
-        _aug_apply(self._sk_share, self._sk_path, iop, other if type(other) in _ATOMS else _unwrap(other))
+        _aug_apply(_share_of(self), _path_of(self), iop, other if type(other) in _ATOMS else _unwrap(other))
         return self
 
     return method
@@ -263,7 +282,7 @@ for _op in ("eq", "ne", "lt", "le", "gt", "ge"):
     setattr(Proxy, f"__{_op}__", _binary(_op, False))
 for _op in ("neg", "pos", "abs", "invert"):
     _f = getattr(operator, _op)
-    setattr(Proxy, f"__{_op}__", (lambda f: lambda self: self._sk_read(lambda t: _codec.copy_out(f(t))))(_f))
+    setattr(Proxy, f"__{_op}__", (lambda f: lambda self: _read(self, lambda t: _codec.copy_out(f(t))))(_f))
 
 
 class _Method:
@@ -296,9 +315,9 @@ def _stores_back(proxy: Proxy, value: Any, path: Path) -> bool:
     """Handle the store-back of ``p.a op= v`` / ``p.a = p.a <op> v`` (True when done)."""
     t = type(value)
     if t is Proxy:
-        return bool(value._sk_path == path and same_share(value._sk_share, proxy._sk_share))
-    if t is Pending and value.path == path and same_share(value.share, proxy._sk_share):
-        _aug_apply(proxy._sk_share, path, value.op, value.other, value.default)
+        return bool(_path_of(value) == path and same_share(_share_of(value), _share_of(proxy)))
+    if t is Pending and value.path == path and same_share(value.share, _share_of(proxy)):
+        _aug_apply(_share_of(proxy), path, value.op, value.other, value.default)
         return True
     return False
 
