@@ -44,18 +44,29 @@ def test_counter_result_and_final_state(start_method):
 
 def test_start_payload_carries_no_timers(start_method, monkeypatch):
     """The child makes its own timers: serializing empty ones into every start payload cost
-    the parent and a fork child ~0.1 ms each. The parent's instance still gets fresh ones."""
+    the parent and a fork child ~0.1 ms each. The parent's instance still gets fresh ones.
+    (Under fork this instance of atoms is not serialized: the child runs the one it
+    inherited, whose timers are None at the fork just the same.)"""
     from suitkaise import cucumber
+    from suitkaise.processing import _parent
 
     seen = []
     serialize = cucumber.serialize
+    fork_payload = _parent.fork_payload
 
     def spy(obj, *args, **kwargs):
         if isinstance(obj, Skprocess):
             seen.append(obj.__dict__.get("timers", "absent"))
         return serialize(obj, *args, **kwargs)
 
+    def fork_spy(obj):
+        payload = fork_payload(obj)
+        if payload is obj:
+            seen.append(obj.__dict__.get("timers", "absent"))
+        return payload
+
     monkeypatch.setattr(cucumber, "serialize", spy)
+    monkeypatch.setattr(_parent, "fork_payload", fork_spy)
     proc = Counter(3)
     proc.start()
     assert isinstance(proc.timers, ProcessTimers)

@@ -61,7 +61,7 @@ from suitkaise.processing._errors import (
     check_can_start_processes,
     describe_exit,
 )
-from suitkaise.processing._forkpayload import SpawnPayload, fd_for_child, serialize_for_fork
+from suitkaise.processing._forkpayload import SpawnPayload, fd_for_child, fork_payload
 from suitkaise.processing._monitor import is_forker, on_forker, watch
 from suitkaise.processing._pdeathsig import preload as preload_libc
 from suitkaise.processing._runtime import (
@@ -162,7 +162,7 @@ class ParentRun:
         try:
             if self.method == "fork":
                 preload_libc()
-                payload: Any = serialize_for_fork(owner)
+                payload: Any = fork_payload(owner)
                 close_in_child: list[Any] = [parent_conn]
                 ppid = os.getpid()
             else:
