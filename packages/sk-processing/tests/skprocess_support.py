@@ -628,3 +628,18 @@ class HoldsSharedList(Skprocess):
 
     def __result__(self) -> tuple[bool, list[int], list[int]]:
         return self.items is SHARED_ITEMS, list(self.items), list(SHARED_ITEMS)
+
+
+class PausesItsTimer(Skprocess):
+    """Two loop iterations, then one span with a pause on its own ``full_run`` timer."""
+
+    def __init__(self) -> None:
+        self.process_config.runs = 2
+
+    def __onfinish__(self) -> None:
+        timer = self.timers.full_run
+        timer.start()
+        timer.pause()
+        time.sleep(0.02)
+        timer.resume()
+        timer.stop()

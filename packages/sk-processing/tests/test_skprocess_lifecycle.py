@@ -13,6 +13,7 @@ from skprocess_support import (
     GrandChild,
     LabelledTimer,
     Logged,
+    PausesItsTimer,
     TimerReader,
 )
 
@@ -73,6 +74,19 @@ def test_start_payload_carries_no_timers(start_method, monkeypatch):
     assert proc.result() == 3
     assert seen == [None]
     assert proc.timers.run.num_times == 3
+
+
+def test_paused_time_comes_back_with_the_timers(start_method):
+    """The final message leaves out paused durations that are all zero (the loop's); the
+    parent's timers have them back as zeros, and real pauses as they were."""
+    proc = PausesItsTimer()
+    proc.run()
+    assert proc.timers.run.num_times == 2 and proc.timers.run.total_time_paused == 0.0
+    assert proc.timers.run._paused_durations == [0.0, 0.0]
+    full = proc.timers.full_run
+    assert full.num_times == 3
+    assert full._paused_durations[:2] == [0.0, 0.0] and full._paused_durations[2] >= 0.015
+    assert full.total_time_paused >= 0.015
 
 
 def test_retry_repeats_the_same_iteration_with_state_kept(start_method):
