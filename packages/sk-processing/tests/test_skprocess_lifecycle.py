@@ -89,6 +89,18 @@ def test_paused_time_comes_back_with_the_timers(start_method):
     assert full.total_time_paused >= 0.015
 
 
+def test_equal_timer_lists_come_back_as_lists_of_their_own(start_method):
+    """With ``__run__`` the only loop section, ``full_run`` and ``run`` record the same
+    durations: the final message sends them once; the parent's timers still get a list each."""
+    proc = Counter(5)
+    proc.run()
+    run, full = proc.timers.run, proc.timers.full_run
+    assert run.times == full.times and len(run.times) == 5
+    assert run.times is not full.times
+    full.add_time(1.0)
+    assert (run.num_times, full.num_times) == (5, 6)
+
+
 def test_retry_repeats_the_same_iteration_with_state_kept(start_method):
     """Spec scenario 1, exactly."""
     log = Logged(runs=4, lives=2, fail_at=(2,), fail_times=1).run()
