@@ -21,7 +21,8 @@ Processes and channels of one ``start()``::
 
 One ``start()``: the parent validates ``process_config``, creates the duplex
 pipe and ``ctrl``, serializes the instance with cucumber (``_forkpayload``:
-Pipe points carry their fd under every start method) and starts the child.
+Pipe points carry their fd under every start method; under fork an instance of
+atoms is not serialized, the child runs the one it inherits) and starts the child.
 The child sets PR_SET_PDEATHSIG, rebuilds the instance (real class), applies
 ``@autoreconnect`` and runs the loop. ``stop()`` sets ``ctrl[stop]`` (checked
 before each iteration and after prerun/run: ~100 ns). Section timeouts use
