@@ -107,3 +107,21 @@ def test_without_for_fork_main_classes_keep_travelling_by_value(main_module: typ
     data = serialize(main_module.Job(1))
     assert "__main__ Job" not in _globals_named(data)
     assert deserialize(data).twice() == 2
+
+
+def test_for_fork_does_not_stick_to_the_reused_pickler(main_module: types.ModuleType) -> None:
+    # for_fork runs on the thread's reusable pickler: the next plain call, also after a
+    # for_fork call that failed, must send __main__ classes by value again.
+    class Refuses:
+        def __reduce__(self) -> Any:
+            raise ValueError("not today")
+
+    job = main_module.Job(4)
+    assert "__main__ Job" in _globals_named(serialize(job, for_fork=True))
+    assert "__main__ Job" not in _globals_named(serialize(job))
+    with pytest.raises(ValueError, match="not today"):
+        serialize([job, Refuses()], for_fork=True)
+    data = serialize(job)
+    assert "__main__ Job" not in _globals_named(data)
+    assert deserialize(data).twice() == 8
+    assert deserialize(serialize(job, for_fork=True)).twice() == 8

@@ -610,3 +610,36 @@ class CrashThenSpin(Skprocess):
             os.kill(os.getpid(), signal.SIGKILL)
         self.tell(os.getpid())  # written to the pipe by this thread, before it returns
         sum(range(10**14))  # one C call: the GIL is held for hours
+
+
+SHARED_ITEMS = [1, 2]
+
+
+class HoldsSharedList(Skprocess):
+    """Holds a module-level list: the child must work on a copy, not on the list it
+    inherited under fork (a fork child skips the copy only for instances of atoms)."""
+
+    def __init__(self) -> None:
+        self.process_config.runs = 1
+        self.items = SHARED_ITEMS
+
+    def __run__(self) -> None:
+        self.items.append(3)
+
+    def __result__(self) -> tuple[bool, list[int], list[int]]:
+        return self.items is SHARED_ITEMS, list(self.items), list(SHARED_ITEMS)
+
+
+class PausesItsTimer(Skprocess):
+    """Two loop iterations, then one span with a pause on its own ``full_run`` timer."""
+
+    def __init__(self) -> None:
+        self.process_config.runs = 2
+
+    def __onfinish__(self) -> None:
+        timer = self.timers.full_run
+        timer.start()
+        timer.pause()
+        time.sleep(0.02)
+        timer.resume()
+        timer.stop()

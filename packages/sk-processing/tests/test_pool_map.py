@@ -133,6 +133,17 @@ def test_usable_after_close_terminate_and_context(start_method: str) -> None:
     pool.terminate()
 
 
+def test_workers_start_only_for_work_that_waits(start_method: str) -> None:
+    # A 1-item call on a fresh pool forks one worker, not all (the others would boot on the
+    # cores the first one needs, and close() would wait for them); more parts than running
+    # workers fill the pool.
+    with Pool(2) as pool:
+        assert pool.map(square, [3]) == [9]
+        assert len(pool._core.workers) == 1
+        assert pool.map(square, range(200)) == [x * x for x in range(200)]
+        assert len(pool._core.workers) == 2
+
+
 def test_unclosed_pool_is_cleaned_up_when_collected(start_method: str) -> None:
     pool = Pool(2)
     assert pool.map(square, [1, 2]) == [1, 4]

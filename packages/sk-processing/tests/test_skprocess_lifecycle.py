@@ -13,6 +13,7 @@ from skprocess_support import (
     GrandChild,
     LabelledTimer,
     Logged,
+    PausesItsTimer,
     TimerReader,
 )
 
@@ -44,24 +45,60 @@ def test_counter_result_and_final_state(start_method):
 
 def test_start_payload_carries_no_timers(start_method, monkeypatch):
     """The child makes its own timers: serializing empty ones into every start payload cost
-    the parent and a fork child ~0.1 ms each. The parent's instance still gets fresh ones."""
+    the parent and a fork child ~0.1 ms each. The parent's instance still gets fresh ones.
+    (Under fork this instance of atoms is not serialized: the child runs the one it
+    inherited, whose timers are None at the fork just the same.)"""
     from suitkaise import cucumber
+    from suitkaise.processing import _parent
 
     seen = []
     serialize = cucumber.serialize
+    fork_payload = _parent.fork_payload
 
     def spy(obj, *args, **kwargs):
         if isinstance(obj, Skprocess):
             seen.append(obj.__dict__.get("timers", "absent"))
         return serialize(obj, *args, **kwargs)
 
+    def fork_spy(obj):
+        payload = fork_payload(obj)
+        if payload is obj:
+            seen.append(obj.__dict__.get("timers", "absent"))
+        return payload
+
     monkeypatch.setattr(cucumber, "serialize", spy)
+    monkeypatch.setattr(_parent, "fork_payload", fork_spy)
     proc = Counter(3)
     proc.start()
     assert isinstance(proc.timers, ProcessTimers)
     assert proc.result() == 3
     assert seen == [None]
     assert proc.timers.run.num_times == 3
+
+
+def test_paused_time_comes_back_with_the_timers(start_method):
+    """The final message leaves out paused durations that are all zero (the loop's); the
+    parent's timers have them back as zeros, and real pauses as they were."""
+    proc = PausesItsTimer()
+    proc.run()
+    assert proc.timers.run.num_times == 2 and proc.timers.run.total_time_paused == 0.0
+    assert proc.timers.run._paused_durations == [0.0, 0.0]
+    full = proc.timers.full_run
+    assert full.num_times == 3
+    assert full._paused_durations[:2] == [0.0, 0.0] and full._paused_durations[2] >= 0.015
+    assert full.total_time_paused >= 0.015
+
+
+def test_equal_timer_lists_come_back_as_lists_of_their_own(start_method):
+    """With ``__run__`` the only loop section, ``full_run`` and ``run`` record the same
+    durations: the final message sends them once; the parent's timers still get a list each."""
+    proc = Counter(5)
+    proc.run()
+    run, full = proc.timers.run, proc.timers.full_run
+    assert run.times == full.times and len(run.times) == 5
+    assert run.times is not full.times
+    full.add_time(1.0)
+    assert (run.num_times, full.num_times) == (5, 6)
 
 
 def test_retry_repeats_the_same_iteration_with_state_kept(start_method):

@@ -105,7 +105,7 @@ def serialize(
     value, since the child has the very same objects under those names: less work on
     both sides. Bytes made this way are not for any other receiver.
     """
-    if not verbose:
+    if not (verbose or for_fork):  # (for_fork: an Skprocess instance, never plain data)
         plain = plain_dumps(obj)  # builtin atoms and containers only: no buffers, no handlers
         if plain is not None:
             return plain

@@ -184,16 +184,20 @@ def dumps(
     for_fork: bool = False,
 ) -> bytes:
     r = _reusable
-    if r.busy or by_value_class is not None or trace is not None or for_fork:
+    if r.busy or by_value_class is not None or trace is not None:
         f = io.BytesIO()
         CucumberPickler(
             f, PROTOCOL, buffer_callback, by_value_class=by_value_class, trace=trace, for_fork=for_fork
         ).dump(obj)
         return f.getvalue()
     r.busy = True
+    # for_fork too: right after a fork, building a pickler writes ~60 pages that the
+    # parent must first copy (an Skprocess start under fork serializes here).
+    r.pickler._for_fork = for_fork
     try:
         return _dump_full(r, obj, buffer_callback)
     finally:
+        r.pickler._for_fork = False
         r.file.seek(0)
         r.file.truncate()
         r.busy = False

@@ -170,8 +170,11 @@ def _final_message(proc: Any, kind: str, value: Any) -> bytes:
         return cucumber.serialize(state._replace(kind=kind, value=value, error=portable_error(state.error), timers=timers))
 
 
-def _rebuild(data: bytes) -> tuple[Any, Outcome | None]:
-    """The instance from the start payload, or the error that prevented it."""
+def _rebuild(data: Any) -> tuple[Any, Outcome | None]:
+    """The instance from the start payload, or the error that prevented it. Under fork the
+    payload may be the inherited instance itself (``_forkpayload.fork_payload``)."""
+    if is_skprocess(data):
+        return data, None
     try:
         proc = cucumber.deserialize(data)
         if not is_skprocess(proc):
@@ -196,7 +199,7 @@ def _resume(proc: Any, checkpoint: Checkpoint) -> Outcome | None:
 
 
 def child_main(
-    data: bytes,
+    data: Any,
     conn: mpc.Connection,
     ctrl: Any,
     close_in_child: Sequence[Any],
@@ -206,7 +209,8 @@ def child_main(
 ) -> None:
     """Entry point of the child process (target of ``multiprocessing.Process``).
 
-    ``checkpoint_fd`` (``.detach()`` gives the descriptor) is the parent's checkpoint file
+    ``data``: the instance's cucumber bytes, or under fork maybe the instance itself
+    (``_forkpayload.fork_payload``). ``checkpoint_fd`` (``.detach()`` gives the descriptor) is the parent's checkpoint file
     when this process checkpoints (``_checkpoint``); a later life resumes from it.
     """
     ctrl[BOOTED] = 1.0  # multiprocessing's bootstrap (re-importing __main__ under spawn) is over

@@ -21,7 +21,8 @@ Processes and channels of one ``start()``::
 
 One ``start()``: the parent validates ``process_config``, creates the duplex
 pipe and ``ctrl``, serializes the instance with cucumber (``_forkpayload``:
-Pipe points carry their fd under every start method) and starts the child.
+Pipe points carry their fd under every start method; under fork an instance of
+atoms is not serialized, the child runs the one it inherits) and starts the child.
 The child sets PR_SET_PDEATHSIG, rebuilds the instance (real class), applies
 ``@autoreconnect`` and runs the loop. ``stop()`` sets ``ctrl[stop]`` (checked
 before each iteration and after prerun/run: ~100 ns). Section timeouts use
@@ -61,7 +62,7 @@ from suitkaise.processing._errors import (
     check_can_start_processes,
     describe_exit,
 )
-from suitkaise.processing._forkpayload import SpawnPayload, fd_for_child, serialize_for_fork
+from suitkaise.processing._forkpayload import SpawnPayload, fd_for_child, fork_payload
 from suitkaise.processing._monitor import is_forker, on_forker, watch
 from suitkaise.processing._pdeathsig import preload as preload_libc
 from suitkaise.processing._runtime import (
@@ -118,9 +119,11 @@ class ParentRun:
         self.ctrl = new_ctrl(self.ctx)
         self.ctrl[LIVES] = owner.process_config.lives
         self.total_lives = owner.process_config.lives
-        self.cond = threading.Condition(threading.Lock())
+        # One condition for the inbox and the outcome (settled once ``outcome`` is set): an
+        # Event beside it was a second condition and lock to build, ~30 pages written per
+        # start. An RLock: Condition's set-up then raises no AttributeError (a Lock's: three).
+        self.cond = threading.Condition(threading.RLock())
         self.inbox: deque[bytes] = deque()
-        self.done = threading.Event()
         self.outcome: Outcome | None = None
         self.killed = False
         self.consumed = False
@@ -160,7 +163,7 @@ class ParentRun:
         try:
             if self.method == "fork":
                 preload_libc()
-                payload: Any = serialize_for_fork(owner)
+                payload: Any = fork_payload(owner)
                 close_in_child: list[Any] = [parent_conn]
                 ppid = os.getpid()
             else:
@@ -418,16 +421,23 @@ class ParentRun:
             if self.outcome is None:
                 self.outcome = outcome
             self.cond.notify_all()
-        self.done.set()
+
+    def settled(self) -> bool:
+        """Whether the run has its outcome (result, error or killed)."""
+        return self.outcome is not None
+
+    def _wait_settled(self, timeout: float | None) -> bool:
+        with self.cond:
+            return self.cond.wait_for(self.settled, timeout)
 
     # -- API used by Skprocess -----------------------------------------------------------
 
     def stop(self) -> None:
-        if not self.done.is_set():
+        if not self.settled():
             self.ctrl[STOP] = 1.0
 
     def kill(self) -> None:
-        if self.done.is_set():
+        if self.settled():
             return
         self.killed = True
         process = self.process
@@ -436,18 +446,18 @@ class ParentRun:
                 process.kill()
             except (OSError, ValueError):
                 pass
-        self.done.wait(10.0)
+        self._wait_settled(10.0)
 
     def wait(self, timeout: float | None, sk_timeout: float | None) -> bool:
         limit = min_timeout(timeout, sk_timeout)
-        if self.done.wait(limit):
+        if self._wait_settled(limit):
             return True
         if sk_timeout is not None and (timeout is None or sk_timeout <= timeout):
             raise ResultTimeoutError(f"wait() timed out after {sk_timeout}s")
         return False
 
     def result(self, sk_timeout: float | None, what: str = "result") -> Any:
-        if not self.done.wait(sk_timeout):
+        if not self._wait_settled(sk_timeout):
             raise ResultTimeoutError(f"{what}() timed out after {sk_timeout}s")
         self.consumed = True
         assert self.outcome is not None
@@ -459,7 +469,7 @@ class ParentRun:
         return value
 
     def tell(self, data: Any) -> None:
-        if self.consumed or self.done.is_set():
+        if self.consumed or self.settled():
             raise RuntimeError("Cannot tell() - process finished")
         payload = TAG_TELL + cucumber.serialize(data)
         with self.send_lock:
@@ -503,15 +513,15 @@ class ParentRun:
         return cucumber.deserialize(data)
 
     def live_current_run(self) -> int | None:
-        if self.done.is_set():
+        if self.settled():
             return None
         return int(self.ctrl[RUN])
 
     def is_alive(self) -> bool:
-        return not self.done.is_set()
+        return not self.settled()
 
     def describe(self) -> str:
-        if not self.done.is_set():
+        if not self.settled():
             pid = getattr(self.process, "pid", None)
             return f"running, pid {pid}"
         return "finished"
@@ -526,7 +536,7 @@ def start(owner: Any) -> None:
             "(do not bypass Skprocess.__init__ with __new__)"
         )
     rt = d.get(RUNTIME_ATTR)
-    if isinstance(rt, ParentRun) and not rt.done.is_set():
+    if isinstance(rt, ParentRun) and not rt.settled():
         raise RuntimeError("process already started")
     if rt is not None and not isinstance(rt, ParentRun):
         raise RuntimeError("start() cannot be called from inside the running Skprocess")

@@ -427,8 +427,9 @@ class Pool(_Mapper):
     thread (``total`` is ``None`` for inputs without ``len``). Every map method
     also takes ``progress=`` to override the pool's default for one call.
 
-    Workers start on first use and are restarted on demand, so the pool stays
-    usable after ``close()``, ``terminate()``, a crashed worker or a timeout.
+    Workers start when work waits for them (a call with one item starts one
+    worker, a larger one fills the pool) and are restarted on demand, so the pool
+    stays usable after ``close()``, ``terminate()``, a crashed worker or a timeout.
 
     ``context=`` chooses the start method of this pool's workers: ``"fork"``,
     ``"spawn"``, ``"forkserver"`` or a ``multiprocessing.get_context(...)``

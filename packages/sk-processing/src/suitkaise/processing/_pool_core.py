@@ -274,7 +274,6 @@ class Core:
         self._closed = False
         self._wake_pending = False  # a wake-up byte is in the pipe, not yet drained
         self._terminated: set[int] = set()  # jobs a terminate() in progress fails
-        self._filling = False  # starting the missing workers, one per pass of the manager loop
         self.trace = from_env()  # python -m suitkaise report
 
     # -- called by callers -------------------------------------------------------
@@ -593,13 +592,13 @@ class Core:
             del self.jobs[job.id]
 
     def _spawn_if_needed(self) -> bool:
-        """Start the missing workers when work waits, one per pass of the loop: the first
-        gets its chunk before the next fork (~1-2 ms each). True while more are missing
-        (the loop then comes straight back instead of waiting)."""
-        if len(self.workers) >= self.size:
-            self._filling = False
-            return False
-        if not self._filling and not any(j._dispatchable() for j in self.jobs.values()):
+        """Start a missing worker while work waits for one, one per pass of the loop: the
+        first gets its chunk before the next fork (~1-2 ms each). A worker no part waits
+        for is not started (a 1-item call on a fresh pool forks one worker, not all: the
+        others would boot on the cores the first one needs, and close() would wait for
+        them). True while more are missing (the loop then comes straight back instead of
+        waiting)."""
+        if len(self.workers) >= self.size or not any(j._dispatchable() for j in self.jobs.values()):
             return False
         ctx = get_context(self.context)
         levels = life.log_levels()  # the parent's logging as it is now, mirrored by new workers
@@ -634,8 +633,7 @@ class Core:
         if self.trace is not None:
             self.trace.event("worker", worker=process.pid)
         self.workers.append(_Worker(process, parent, progress, method, fault_r, slot))
-        self._filling = len(self.workers) < self.size
-        return self._filling
+        return len(self.workers) < self.size
 
     def _plan(self) -> list[tuple[_Worker, Any]]:
         """Decide what to send (under the lock); sending happens outside it."""
