@@ -82,7 +82,8 @@ class LocalRun(CallBase):
             e.add_note(f"Pool.{call.name}: {short_repr(call.fn)} could not be serialized to send it to the workers")
             raise
         self._job = Job(core.new_job_id(), call.name, fn_payload, fn_buffers, call.flags, call.ordered,
-                        item_timeout=call.item_timeout, retries=call.retries, keep_going=call.errors != "raise")
+                        item_timeout=call.item_timeout, retries=call.retries, keep_going=call.errors != "raise",
+                        prior=core.item_time_of(fn_payload))
         max_items = core.limits[0]
         if max_items is not None:  # a chunk never outlives its worker by much
             self._cap = min(self._cap, max_items)
@@ -118,6 +119,9 @@ class LocalRun(CallBase):
             self._next_start += len(items)
             self._items_submitted += len(items)
             self._core.submit(self._job, chunk)
+            if self._seq == self._workers and self._source is not None:
+                # a chunk for every worker: let the manager send them before serializing the rest
+                self._core.handoff(self._job)
 
     def _finish_on_error(self, error: BaseException) -> None:
         if isinstance(error, KeyboardInterrupt):
