@@ -84,6 +84,7 @@ class LocalRun(CallBase):
         self._job = Job(core.new_job_id(), call.name, fn_payload, fn_buffers, call.flags, call.ordered,
                         item_timeout=call.item_timeout, retries=call.retries, keep_going=call.errors != "raise",
                         prior=core.item_time_of(fn_payload))
+        self._fit(self._job.prior)
         max_items = core.limits[0]
         if max_items is not None:  # a chunk never outlives its worker by much
             self._cap = min(self._cap, max_items)
