@@ -8,7 +8,7 @@
       serializes chunks, submits     (under lock)    worker, then TASKs        chunk
                                                      (≤ PREFETCH each)
     LocalRun: waits on cv, decodes ◄ job.results ◄── recv RESULT       ◄───── socket ◄─ RESULT
-          results, raises errors                     wait([sockets, sentinels, wake pipe])
+          results, raises errors                     poll(sockets, sentinels, wake pipe)
                                                      sentinel fired → crash error naming
                                                      the item, worker replaced on demand
 
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import os
 import select
 import threading
@@ -283,6 +284,8 @@ class Core:
         # of it prefetches and sizes its chunks from its first part on (a hint: a collision
         # only misleads the first parts; the payload itself, maybe big, is not kept)
         self._item_times: dict[int, float] = {}
+        self._poller: Any = None  # the manager's select.poll over _polled (see _ready)
+        self._polled: tuple[int, ...] = ()
         self.trace = from_env()  # python -m suitkaise report
 
     # -- called by callers -------------------------------------------------------
@@ -533,7 +536,7 @@ class Core:
                         job.handoff = False
                     self.cv.notify_all()
                 check_in = 0 if more else self._enforce_item_timeouts()
-            ready = wait([self._wake_r, *by_fd], check_in)
+            ready = self._ready((self._wake_r, *by_fd), check_in)
             dead: list[_Worker] = []
             for fd in ready:
                 if fd == self._wake_r:
@@ -544,7 +547,7 @@ class Core:
                     # between the drain and here left a byte: the next wait returns at once)
                     self._wake_pending = False
                     continue
-                w = by_fd[fd]  # type: ignore[index]
+                w = by_fd[fd]
                 if w in dead:
                     continue
                 if fd == w.fd:
@@ -563,6 +566,18 @@ class Core:
             self._stop_workers(workers)
         else:
             self._kill(workers)
+
+    def _ready(self, fds: tuple[int, ...], timeout: float | None) -> list[int]:
+        """The descriptors among ``fds`` that are readable or closed (``connection.wait``),
+        waiting up to ``timeout`` seconds (``None``: no limit). One poll object serves while the
+        descriptors stay the same: making a selector on every pass cost ~20 us of its ~50."""
+        if fds != self._polled:
+            self._poller = select.poll()
+            for fd in fds:
+                self._poller.register(fd, select.POLLIN)
+            self._polled = fds
+        ms = -1 if timeout is None else math.ceil(timeout * 1000)
+        return [fd for fd, _events in self._poller.poll(ms)]
 
     def _enforce_item_timeouts(self) -> float | None:
         """Kill the workers whose current item is past its job's ``item_timeout``;

@@ -120,8 +120,9 @@ class LocalRun(CallBase):
             self._next_start += len(items)
             self._items_submitted += len(items)
             self._core.submit(self._job, chunk)
-            if self._seq == self._workers and self._source is not None:
-                # a chunk for every worker: let the manager send them before serializing the rest
+            if self._seq == self._workers and (self._total is None or self._next_start < self._total):
+                # a chunk for every worker, more to come: let the manager send them before
+                # serializing the rest
                 self._core.handoff(self._job)
 
     def _finish_on_error(self, error: BaseException) -> None:
