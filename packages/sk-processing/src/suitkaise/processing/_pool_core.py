@@ -335,13 +335,15 @@ class Core:
         with self.lock:
             self.jobs[job.id] = job
 
-    def submit(self, job: Job, chunk: Chunk) -> None:
+    def submit(self, job: Job, chunk: Chunk, *, wake: bool = True) -> None:
+        """Queue a chunk; ``wake=False``: the caller wakes the manager later (more follow at once)."""
         with self.lock:
             if job.closed:
                 return
             job.pending.append(Part(chunk, 0, len(chunk.items)))
             self._ensure_thread()
-        self.wake()
+        if wake:
+            self.wake()
 
     def submit_item(self, job: Job, shown: Any, payload: bytes, buffers: list[memoryview], batch: int) -> tuple[Chunk, int]:
         """Queue one submission: it joins the job's last chunk if that has not been sent yet

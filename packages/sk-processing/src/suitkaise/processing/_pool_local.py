@@ -109,6 +109,11 @@ class LocalRun(CallBase):
         return self._bytes_received // self._items_received if self._items_received else 0
 
     def _top_up(self) -> None:
+        # The caller holds the GIL while it serializes, the manager needs it to send. A sized
+        # input's first chunks (one per worker, read at once) are queued without waking the
+        # manager, so that its first pass sends them all; then, with input left, the caller
+        # lets it send them before serializing the rest (handoff): every worker starts at once.
+        asleep = False  # chunks queued without a wake-up
         while (items := self._read_chunk()) is not None:
             try:
                 payload, buffers = wire.dumps(items)
@@ -119,11 +124,13 @@ class LocalRun(CallBase):
             self._seq += 1
             self._next_start += len(items)
             self._items_submitted += len(items)
-            self._core.submit(self._job, chunk)
-            if self._seq == self._workers and (self._total is None or self._next_start < self._total):
-                # a chunk for every worker, more to come: let the manager send them before
-                # serializing the rest
+            more = self._total is None or self._next_start < self._total
+            asleep = self._seq < self._workers and more and self._total is not None
+            self._core.submit(self._job, chunk, wake=not asleep)
+            if self._seq == self._workers and more:
                 self._core.handoff(self._job)
+        if asleep:  # read-ahead full before every worker had a chunk
+            self._core.wake()
 
     def _finish_on_error(self, error: BaseException) -> None:
         if isinstance(error, KeyboardInterrupt):
