@@ -109,6 +109,55 @@ def test_tiny_items_timed_before_get_fewer_bigger_chunks():
     assert run((x for x in range(10_000)), 1e-7, "imap")._cap == _MAX_CHUNK
 
 
+class _RecordingCore:
+    """What LocalRun asks of its Core while it feeds a call, recorded (no manager, no workers)."""
+
+    limits = (None, None)
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    def new_job_id(self) -> int:
+        return 1
+
+    def item_time_of(self, fn_payload: bytes) -> float | None:
+        return None
+
+    def add_job(self, job: object) -> None:
+        pass
+
+    def submit(self, job: object, chunk: object, *, wake: bool = True) -> None:
+        self.log.append("submit+wake" if wake else "submit")
+
+    def handoff(self, job: object) -> None:
+        self.log.append("handoff")
+
+    def wake(self) -> None:
+        self.log.append("wake")
+
+
+def test_every_worker_gets_its_first_chunk_before_the_rest_is_serialized():
+    """The caller holds the GIL while it serializes and the manager needs it to send: the
+    first chunk of each worker is queued without waking the manager (woken at the first, it
+    sent that one alone), then the caller lets the manager send them (handoff) before it
+    serializes the rest of the input."""
+    from suitkaise.processing._pool_local import LocalRun
+
+    def feed(items: object, method: str = "map") -> list[str]:
+        core = _RecordingCore()
+        call = Call(method, abs, items, star=False, ordered=True, eager=method == "map", timeout=None,
+                    progress=None)
+        LocalRun(core, 2, call)  # type: ignore[arg-type]
+        return core.log
+
+    assert feed(list(range(80)))[:4] == ["submit", "submit+wake", "handoff", "submit+wake"]
+    assert feed(list(range(80))).count("handoff") == 1
+    assert feed([1, 2]) == ["submit", "submit+wake"]  # nothing left to serialize: no handoff
+    assert feed([1]) == ["submit+wake"]
+    # an input of unknown length: each chunk wakes the manager (the next one may be slow to come)
+    assert feed((x for x in range(80)), "imap")[:3] == ["submit+wake", "submit+wake", "handoff"]
+
+
 def test_a_functions_next_call_is_chunked_from_its_last_measurement(start_method):
     """imap sizes its chunks from the measured time per item: its first chunk used to be a
     single item on every call (nothing measured yet). A function called before starts
