@@ -572,7 +572,7 @@ class Core:
     def _ready(self, fds: tuple[int, ...], timeout: float | None) -> list[int]:
         """The descriptors among ``fds`` that are readable or closed (``connection.wait``),
         waiting up to ``timeout`` seconds (``None``: no limit). One poll object serves while the
-        descriptors stay the same: making a selector on every pass cost ~20 us of its ~50."""
+        descriptors stay the same: building a selector on every pass cost ~19 us, a poll ~1 us."""
         if fds != self._polled:
             self._poller = select.poll()
             for fd in fds:
