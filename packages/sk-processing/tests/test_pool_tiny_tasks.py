@@ -88,6 +88,92 @@ def test_sized_inputs_get_chunks_up_to_maps_size_endless_ones_stay_small():
     assert _cap(x for x in range(10**9)) == _MAX_CHUNK
 
 
+def test_tiny_items_timed_before_get_fewer_bigger_chunks():
+    """Known to take ~0.1 us each, 10,000 items go in two chunks of 5,000 (one per worker)
+    instead of eight of 1,250: each chunk costs ~0.1 ms of round trip. Slow items, an
+    explicit chunksize= or an input of unknown length keep their chunks."""
+
+    def run(items: object, per_item: float | None, method: str = "map", **kw: object) -> CallBase:
+        call = Call(method, abs, items, star=False, ordered=True, eager=method == "map", timeout=None,
+                    progress=None, **kw)  # type: ignore[arg-type]
+        run = CallBase(call, iter(items), 2)  # type: ignore[call-overload]
+        run._fit(per_item)
+        return run
+
+    assert run(list(range(10_000)), None)._chunksize == 1_250  # nothing measured: four per worker
+    assert run(list(range(10_000)), 1e-7)._chunksize == 5_000
+    assert run(list(range(100_000)), 1e-7)._chunksize == 12_500  # already at least 1 ms each
+    assert run(list(range(10_000)), 1e-3)._chunksize == 1_250  # slow items: four per worker
+    assert run(list(range(10_000)), 1e-7, chunksize=100)._chunksize == 100
+    assert run(range(10_000), 1e-7, "imap")._cap == 5_000
+    assert run((x for x in range(10_000)), 1e-7, "imap")._cap == _MAX_CHUNK
+
+
+class _RecordingCore:
+    """What LocalRun asks of its Core while it feeds a call, recorded (no manager, no workers)."""
+
+    limits = (None, None)
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    def new_job_id(self) -> int:
+        return 1
+
+    def item_time_of(self, fn_payload: bytes) -> float | None:
+        return None
+
+    def add_job(self, job: object) -> None:
+        pass
+
+    def submit(self, job: object, chunk: object, *, wake: bool = True) -> None:
+        self.log.append("submit+wake" if wake else "submit")
+
+    def handoff(self, job: object) -> None:
+        self.log.append("handoff")
+
+    def wake(self) -> None:
+        self.log.append("wake")
+
+
+def test_every_worker_gets_its_first_chunk_before_the_rest_is_serialized():
+    """The caller holds the GIL while it serializes and the manager needs it to send: the
+    first chunk of each worker is queued without waking the manager (woken at the first, it
+    sent that one alone), then the caller lets the manager send them (handoff) before it
+    serializes the rest of the input."""
+    from suitkaise.processing._pool_local import LocalRun
+
+    def feed(items: object, method: str = "map") -> list[str]:
+        core = _RecordingCore()
+        call = Call(method, abs, items, star=False, ordered=True, eager=method == "map", timeout=None,
+                    progress=None)
+        LocalRun(core, 2, call)  # type: ignore[arg-type]
+        return core.log
+
+    assert feed(list(range(80)))[:4] == ["submit", "submit+wake", "handoff", "submit+wake"]
+    assert feed(list(range(80))).count("handoff") == 1
+    assert feed([1, 2]) == ["submit", "submit+wake"]  # nothing left to serialize: no handoff
+    assert feed([1]) == ["submit+wake"]
+    # an input of unknown length: each chunk wakes the manager (the next one may be slow to come)
+    assert feed((x for x in range(80)), "imap")[:3] == ["submit+wake", "submit+wake", "handoff"]
+
+
+def test_a_functions_next_call_is_chunked_from_its_last_measurement(start_method):
+    """imap sizes its chunks from the measured time per item: its first chunk used to be a
+    single item on every call (nothing measured yet). A function called before starts
+    from what its last call measured: tiny items get a full-size first chunk."""
+    with Pool(2) as pool:
+        assert pool.map(abs, range(-2000, 0))[0] == 2000  # measures abs
+        done: list[int] = []
+        out = list(pool.imap(abs, range(-2000, 0), progress=lambda n, total: done.append(n)))
+        assert out == list(range(2000, 0, -1))
+        assert done[0] > 1  # the first chunk held more than one item
+        # another function has no measurement yet: one item first, as before
+        done.clear()
+        assert list(pool.imap(FailAt(-1), range(5), progress=lambda n, total: done.append(n))) == [0, 2, 4, 6, 8]
+        assert done[0] == 1
+
+
 def test_closing_an_imap_mid_chunk_stops_at_once(start_method):
     """Results are handed out from each chunk's list by itertools.chain: close() still ends
     the iteration right away, even with results of the current chunk not yet taken."""

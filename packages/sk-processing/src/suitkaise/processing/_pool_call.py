@@ -51,6 +51,9 @@ ERRORS = ("raise", "return", "skip")
 _MAX_CHUNK = 4096  # adaptive chunks of an input of unknown length (read-ahead is 4 per worker)
 _MAX_SIZED_CHUNK = 16384  # of an input whose length is known: map's size up to this
 _READ_AHEAD_BYTES = 64 * 2**20  # imap: results in flight or waiting, about this much at most
+# A chunk of a sized input whose time per item is known holds at least this much work (and
+# every worker still gets one): each chunk costs about 0.1 ms of round trip and messages
+_MIN_CHUNK_SECONDS = 0.001
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,16 @@ def check_item_options(
         raise ValueError(f'{where}: errors= must be "raise", "return" or "skip", got {errors!r}')
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"{where}: retries= must be an int >= 0, got {retries!r}")
+
+
+def _sized_chunk(total: int, workers: int, per_item: float | None) -> int:
+    """Items per chunk of a sized input: about four chunks per worker (a slow chunk is made
+    up by the others); with items known to be tiny (``per_item`` seconds each), fewer
+    chunks of at least ``_MIN_CHUNK_SECONDS`` of work, still one per worker."""
+    size = math.ceil(total / (4 * workers))
+    if per_item is not None and per_item > 0:
+        size = max(size, min(math.ceil(total / workers), math.ceil(_MIN_CHUNK_SECONDS / per_item)))
+    return max(1, size)
 
 
 def open_input(call: Call) -> Iterator[Any]:
@@ -196,7 +209,7 @@ class CallBase:
             items = call.iterable if type(call.iterable) is list else list(source)
             total = len(items)
             source = iter(items)
-            self._chunksize = call.chunksize or max(1, math.ceil(total / (4 * workers)))
+            self._chunksize = call.chunksize or _sized_chunk(total, workers, None)
             self._bound = math.inf
         else:
             try:
@@ -210,9 +223,10 @@ class CallBase:
         # A sized input gets bigger chunks than an endless one (fewer round trips, each of
         # which costs a tiny task's call ~0.1 ms in the parent and the worker); an input of
         # unknown length keeps small ones, which bound how far ahead of the consumer it is read.
-        self._cap = _MAX_CHUNK if total is None else max(1, min(_MAX_SIZED_CHUNK, math.ceil(total / (4 * workers))))
+        self._cap = _MAX_CHUNK if total is None else min(_MAX_SIZED_CHUNK, _sized_chunk(total, workers, None))
         if call.chunksize:
             self._cap = call.chunksize
+        self._chosen = call.chunksize is None  # the pool sizes the chunks (_fit may resize them)
         self._workers = workers
         self._source: Iterator[Any] | None = source
         self._total = total
@@ -230,6 +244,17 @@ class CallBase:
         self._progress = _ProgressReporter(call.progress, total, f"Pool.{call.name}")
 
     # -- feeding ---------------------------------------------------------------
+
+    def _fit(self, per_item: float | None) -> None:
+        """Size the chunks of a sized input again, from a time per item measured before the
+        first chunk is read (the function's previous call): tiny items get fewer chunks."""
+        if per_item is None or self._total is None or not self._chosen or self._seq:
+            return
+        size = _sized_chunk(self._total, self._workers, per_item)
+        if self._bound == math.inf:  # map: fixed chunks
+            self._chunksize = size
+        else:
+            self._cap = min(_MAX_SIZED_CHUNK, size)
 
     def _item_time(self) -> float | None:
         raise NotImplementedError

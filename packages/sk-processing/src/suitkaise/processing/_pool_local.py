@@ -82,7 +82,9 @@ class LocalRun(CallBase):
             e.add_note(f"Pool.{call.name}: {short_repr(call.fn)} could not be serialized to send it to the workers")
             raise
         self._job = Job(core.new_job_id(), call.name, fn_payload, fn_buffers, call.flags, call.ordered,
-                        item_timeout=call.item_timeout, retries=call.retries, keep_going=call.errors != "raise")
+                        item_timeout=call.item_timeout, retries=call.retries, keep_going=call.errors != "raise",
+                        prior=core.item_time_of(fn_payload))
+        self._fit(self._job.prior)
         max_items = core.limits[0]
         if max_items is not None:  # a chunk never outlives its worker by much
             self._cap = min(self._cap, max_items)
@@ -107,6 +109,11 @@ class LocalRun(CallBase):
         return self._bytes_received // self._items_received if self._items_received else 0
 
     def _top_up(self) -> None:
+        # The caller holds the GIL while it serializes, the manager needs it to send. A sized
+        # input's first chunks (one per worker, read at once) are queued without waking the
+        # manager, so that its first pass sends them all; then, with input left, the caller
+        # lets it send them before serializing the rest (handoff): every worker starts at once.
+        asleep = False  # chunks queued without a wake-up
         while (items := self._read_chunk()) is not None:
             try:
                 payload, buffers = wire.dumps(items)
@@ -117,7 +124,13 @@ class LocalRun(CallBase):
             self._seq += 1
             self._next_start += len(items)
             self._items_submitted += len(items)
-            self._core.submit(self._job, chunk)
+            more = self._total is None or self._next_start < self._total
+            asleep = self._seq < self._workers and more and self._total is not None
+            self._core.submit(self._job, chunk, wake=not asleep)
+            if self._seq == self._workers and more:
+                self._core.handoff(self._job)
+        if asleep:  # read-ahead full before every worker had a chunk
+            self._core.wake()
 
     def _finish_on_error(self, error: BaseException) -> None:
         if isinstance(error, KeyboardInterrupt):
