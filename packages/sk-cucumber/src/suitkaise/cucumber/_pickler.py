@@ -29,7 +29,7 @@ from typing import Any
 import cloudpickle
 
 from suitkaise.cucumber import _registry
-from suitkaise.cucumber._code import keep_source
+from suitkaise.cucumber._code import keep_source, slim_function_reduce
 
 PROTOCOL = 5
 
@@ -42,6 +42,7 @@ _lookup = _registry.lookup
 # the rest of reducer_override, which runs once per object that is not a builtin
 # container or atom.
 _cloudpickle_reducer_override = cloudpickle.Pickler.reducer_override
+_cloudpickle_dynamic_function_reduce = cloudpickle.Pickler._dynamic_function_reduce
 
 
 class CucumberPickler(cloudpickle.Pickler):
@@ -83,6 +84,9 @@ class CucumberPickler(cloudpickle.Pickler):
         ):
             return _reduce_main_class(obj)
         return _cloudpickle_reducer_override(self, obj)
+
+    def _dynamic_function_reduce(self, func: types.FunctionType) -> Any:
+        return slim_function_reduce(func, _cloudpickle_dynamic_function_reduce(self, func))
 
 
 def _is_main_name(obj: Any) -> bool:
