@@ -170,7 +170,9 @@ def encode(obj: Any) -> tuple[int, bytes, list[memoryview]]:
 def decode(kind: int, data: Any, buffers: list[Buffer]) -> Any:
     """Inverse of ``encode``."""
     if kind == KIND_PICKLE:
-        return deserialize(data, buffers=buffers)
+        # None, not []: pickle.loads sets up an iterator for a buffers list, even an empty
+        # one (~0.1 us of a small message's ~0.7 us).
+        return deserialize(data, buffers=buffers or None)
     if kind == KIND_BYTES:
         return bytes(buffers[0])
     if kind == KIND_BYTEARRAY:
