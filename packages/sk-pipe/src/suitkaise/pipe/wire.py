@@ -467,7 +467,15 @@ def recv(fd: int, head_size: int, reader: Reader | None = None, progress: Progre
     ``EOFError`` when the peer closed the descriptor (before or inside a message).
     """
     if reader is not None:
-        buf = reader.pending if len(reader.pending) >= 8 else _fill(fd, reader, 8)
+        buf = reader.pending
+        if not buf:
+            # The common case (nothing read ahead): one read, inline (_fill is a call more).
+            buf = os.read(fd, _CHUNK)
+            if not buf:
+                raise EOFError("peer closed")
+            reader.pending = buf
+        if len(buf) < 8:
+            buf = _fill(fd, reader, 8)
         if progress is not None:
             progress.rx_dirty = True
         (length,) = _LEN.unpack_from(buf, 0)
