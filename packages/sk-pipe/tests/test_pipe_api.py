@@ -124,6 +124,32 @@ def test_peer_closed_in_process(pair: Any) -> None:
         point.send("anyone?")
 
 
+def test_messages_arriving_in_pieces(pair: Any) -> None:
+    # The receiver's first read may return less than the 8-byte length (or part of the
+    # message): it keeps reading; a peer that closes inside the length is "peer closed".
+    import os
+    import time
+
+    from suitkaise.pipe import wire
+
+    anchor, point = pair
+    frame = b"".join(wire._LEN.pack(1 + 4 + len(d)) + b"\0" + wire._NO_BUFFERS + d
+                     for d in (cucumber.serialize({"a": 1}), cucumber.serialize([2, 3])))
+
+    def trickle() -> None:
+        for i in range(len(frame)):
+            os.write(anchor._fd, frame[i:i + 1])
+            time.sleep(0.001)
+
+    t = _in_thread(trickle)
+    assert point.recv() == {"a": 1} and point.recv() == [2, 3]
+    t.join()
+    os.write(anchor._fd, frame[:3])
+    anchor.close()
+    with pytest.raises(PipeEndpointError, match="peer closed"):
+        point.recv()
+
+
 def test_one_way_direction_rules() -> None:
     anchor, point = Pipe.pair(one_way=True)
     try:

@@ -15,6 +15,12 @@ source lines it spans. On load they are entered into ``linecache``, so
 receiving machine or was deleted since. The entry keeps the rest of the file
 when it is readable, and is marked as not backed by the disk (``mtime`` None,
 as IPython does for cells), so ``linecache.checkcache`` leaves it alone.
+
+A by-value function's state leaves out what the rebuilt function gets anyway
+(its name and qualified name when they are its code's, ``None`` defaults and
+docstring, empty annotations, no submodules to import): for small functions
+those entries were about a quarter of the payload, and their absence pays for
+the source lines.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ import types
 import weakref
 from collections.abc import Iterable
 from typing import Any
+
+import cloudpickle
 
 from suitkaise.cucumber._registry import register
 
@@ -187,3 +195,49 @@ def keep_source(filename: str | None) -> None:
     lines = list(linecache.getlines(filename))
     if lines:
         remember_source(filename, 1, lines)
+
+
+# -- functions -------------------------------------------------------------------------
+
+_make_function = cloudpickle.cloudpickle._make_function
+_cloudpickle_function_setstate = cloudpickle.cloudpickle._function_setstate
+
+
+def slim_function_reduce(func: types.FunctionType, reduced: Any) -> Any:
+    """cloudpickle's reduce tuple for ``func`` without the state entries the receiver
+    already has: ``_make_function(code, globals, None, None, closure)`` gives the code's
+    name and qualified name, ``None`` defaults, keyword defaults and docstring (unless
+    the code's first constant is a string) and empty annotations."""
+    if not (
+        len(reduced) == 6
+        and reduced[0] is _make_function
+        and reduced[5] is _cloudpickle_function_setstate
+        and reduced[1][2] is None  # name
+        and reduced[1][3] is None  # argument defaults
+    ):
+        return reduced  # not the shape this was written for: leave it alone
+    slotstate = reduced[2][1]
+    code = func.__code__
+    if slotstate.get("__name__") == code.co_name:
+        del slotstate["__name__"]
+    if slotstate.get("__qualname__") == code.co_qualname:
+        del slotstate["__qualname__"]
+    for name in ("__defaults__", "__kwdefaults__"):
+        if name in slotstate and slotstate[name] is None:
+            del slotstate[name]
+    if "__doc__" in slotstate and slotstate["__doc__"] is None:
+        consts = code.co_consts
+        if not (consts and isinstance(consts[0], str)):  # else FunctionType takes it as the doc
+            del slotstate["__doc__"]
+    if slotstate.get("__annotations__") == {}:
+        del slotstate["__annotations__"]
+    if slotstate.get("_cloudpickle_submodules") == []:
+        del slotstate["_cloudpickle_submodules"]
+    return (*reduced[:5], _function_setstate)
+
+
+def _function_setstate(func: types.FunctionType, state: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    """cloudpickle's ``_function_setstate`` for a state ``slim_function_reduce`` made."""
+    slotstate = state[1]
+    slotstate.setdefault("_cloudpickle_submodules", [])
+    _cloudpickle_function_setstate(func, state)

@@ -94,7 +94,7 @@ class DeepPickler(_PyPickler):
     dispatch_table = cloudpickle.Pickler.dispatch_table
     # cloudpickle's function reducers are instance methods that only need ``globals_ref``.
     _function_reduce = cloudpickle.Pickler._function_reduce
-    _dynamic_function_reduce = cloudpickle.Pickler._dynamic_function_reduce
+    _dynamic_function_reduce = CucumberPickler._dynamic_function_reduce
     _function_getnewargs = cloudpickle.Pickler._function_getnewargs
     _cucumber_reducer_override = CucumberPickler.reducer_override
 

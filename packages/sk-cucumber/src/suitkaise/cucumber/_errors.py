@@ -18,9 +18,9 @@ itself with the path as a note (``raised_by_user_code``), as with pickle.
 
 from __future__ import annotations
 
+import functools
 import pickle
 import sys
-import sysconfig
 import types
 from typing import Any
 
@@ -96,10 +96,18 @@ def _rebuild_deserialization_error(reason: str, type_name: str, hint: str) -> De
 # Code that is not the user's: suitkaise itself, cloudpickle, and the standard library
 # (pickle, copyreg, multiprocessing's "only through inheritance" refusals, ...).
 _LIBRARY_PACKAGES = frozenset({"suitkaise", "cloudpickle"})
-_STDLIB_DIRS = tuple(
-    {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib")}
-    | {p for p in (getattr(sys, "_stdlib_dir", None),) if p}
-)
+
+
+@functools.cache
+def _stdlib() -> tuple[str, ...]:
+    """The standard library's directories (on first use: importing sysconfig and its data
+    cost ``import suitkaise.cucumber`` about 2 ms, and only errors need them)."""
+    import sysconfig
+
+    return tuple(
+        {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib")}
+        | {p for p in (getattr(sys, "_stdlib_dir", None),) if p}
+    )
 
 
 def _is_user_frame(frame: types.FrameType) -> bool:
@@ -109,7 +117,7 @@ def _is_user_frame(frame: types.FrameType) -> bool:
     filename = frame.f_code.co_filename
     if filename.startswith("<frozen "):
         return False
-    return not (filename.startswith(_STDLIB_DIRS) and "site-packages" not in filename)
+    return not (filename.startswith(_stdlib()) and "site-packages" not in filename)
 
 
 def raised_by_user_code(exc: BaseException) -> bool:

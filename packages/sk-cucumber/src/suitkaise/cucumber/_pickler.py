@@ -29,7 +29,7 @@ from typing import Any
 import cloudpickle
 
 from suitkaise.cucumber import _registry
-from suitkaise.cucumber._code import keep_source
+from suitkaise.cucumber._code import keep_source, slim_function_reduce
 
 PROTOCOL = 5
 
@@ -42,6 +42,7 @@ _lookup = _registry.lookup
 # the rest of reducer_override, which runs once per object that is not a builtin
 # container or atom.
 _cloudpickle_reducer_override = cloudpickle.Pickler.reducer_override
+_cloudpickle_dynamic_function_reduce = cloudpickle.Pickler._dynamic_function_reduce
 
 
 class CucumberPickler(cloudpickle.Pickler):
@@ -84,6 +85,9 @@ class CucumberPickler(cloudpickle.Pickler):
             return _reduce_main_class(obj)
         return _cloudpickle_reducer_override(self, obj)
 
+    def _dynamic_function_reduce(self, func: types.FunctionType) -> Any:
+        return slim_function_reduce(func, _cloudpickle_dynamic_function_reduce(self, func))
+
 
 def _is_main_name(obj: Any) -> bool:
     """Whether ``obj`` (a class or function) is ``__main__.<its qualified name>`` here."""
@@ -124,21 +128,34 @@ def _not_plain(buf: pickle.PickleBuffer) -> Any:
     raise _NotPlain  # the full pickler reports every buffer to the caller's callback
 
 
-class _Reusable(threading.local):
-    """One pickler per thread (and one plain pickler), kept between calls.
+class _Reusable:
+    """One thread's picklers (a plain one and a cucumber one), kept between calls.
 
     Building a cloudpickle pickler costs more than dumping a small object
     (measured: 2.3 us fresh vs 0.9 us reused for a small dict), and small
     messages are what pipes and pools send most. Re-entrant calls (a
-    ``__serialize__`` that serializes) get a fresh pickler.
+    ``__serialize__`` that serializes) get a fresh pickler. Held by one
+    ``threading.local`` attribute (``_state()``): one thread-local lookup per
+    call instead of one per attribute.
+
+    The plain pickler writes into a list (``chunks``): the C pickler hands a small
+    payload to ``write`` as one finished ``bytes`` object, which is the result (no
+    ``BytesIO`` copy, seek and truncate: ~0.3 us of a small dict's ~0.8 us).
     """
+
+    __slots__ = ("busy", "chunks", "file", "pickler", "plain", "target", "write")
 
     def __init__(self) -> None:
         self.file = io.BytesIO()
         self.target: Callable[[pickle.PickleBuffer], Any] | None = None
         self.busy = False
         self.pickler = CucumberPickler(self.file, PROTOCOL, self._on_buffer)
-        self.plain = _PlainPickler(self.file, PROTOCOL, buffer_callback=_not_plain)
+        self.chunks: list[bytes] = []
+        self.write = self.chunks.append  # the plain pickler's file is this object
+        self.plain = self._new_plain()
+
+    def _new_plain(self) -> _PlainPickler:
+        return _PlainPickler(self, PROTOCOL, buffer_callback=_not_plain)
 
     def _on_buffer(self, buf: pickle.PickleBuffer) -> Any:
         target = self.target
@@ -147,32 +164,41 @@ class _Reusable(threading.local):
         return target(buf)
 
 
-_reusable = _Reusable()
+_local = threading.local()
 _REUSE_LIMIT = 32 * 1024  # bytes: above this, the next call gets a fresh pickler
+
+
+def _state() -> _Reusable:
+    """This thread's ``_Reusable``."""
+    try:
+        r: _Reusable = _local.r
+    except AttributeError:
+        r = _local.r = _Reusable()
+    return r
 
 
 def plain_dumps(obj: Any) -> bytes | None:
     """``obj``'s payload if it is made only of builtin atoms and containers (exactly the
     bytes ``dumps`` makes, at the C pickler's speed), else ``None``: see ``_PlainPickler``."""
-    r = _reusable
+    r = _state()
     if r.busy:
         return None
     r.busy = True
-    f = r.file
+    chunks = r.chunks
     plain = r.plain
     try:
         plain.dump(obj)
-        data = f.getvalue()
     except Exception:  # not plain data (or anything else): the full pickler decides
         return None
+    else:
+        data = b"".join(chunks)  # one bytes object: that very object, no copy
+        if len(data) > _REUSE_LIMIT:
+            r.plain = r._new_plain()
+        return data
     finally:
         plain.clear_memo()
-        f.seek(0)
-        f.truncate()
+        chunks.clear()
         r.busy = False
-    if len(data) > _REUSE_LIMIT:
-        r.plain = _PlainPickler(f, PROTOCOL, buffer_callback=_not_plain)
-    return data
 
 
 def dumps(
@@ -183,7 +209,7 @@ def dumps(
     trace: Callable[[Any, Any], None] | None = None,
     for_fork: bool = False,
 ) -> bytes:
-    r = _reusable
+    r = _state()
     if r.busy or by_value_class is not None or trace is not None:
         f = io.BytesIO()
         CucumberPickler(

@@ -47,7 +47,6 @@ object, so work done through the reconnector is not lost.
 from __future__ import annotations
 
 import collections
-import hashlib
 import inspect
 import threading
 import types
@@ -109,6 +108,8 @@ def _accepts(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
 
 def _identity(rec: Reconnector) -> tuple[str, bytes]:
     """What identifies ``rec``'s resource across payloads: its type and serialized state."""
+    import hashlib  # imported here: it costs milliseconds at import time, used only here
+
     from suitkaise.cucumber._api import serialize  # _api imports the handlers, which import us
 
     cls = type(rec)

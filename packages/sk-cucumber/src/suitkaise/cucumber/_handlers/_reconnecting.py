@@ -15,10 +15,8 @@ imports a database driver.
 from __future__ import annotations
 
 import contextlib
-import socket
-import subprocess
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from suitkaise.cucumber._registry import register
 from suitkaise.cucumber.reconnectors import (
@@ -40,6 +38,10 @@ from suitkaise.cucumber.reconnectors import (
     is_secret_name,
     thread_internal_attrs,
 )
+
+if TYPE_CHECKING:
+    import socket
+    import subprocess
 
 __all__: list[str] = []
 
@@ -132,6 +134,8 @@ def reduce_sqlite_cursor(cur: Any) -> Any:
 
 @register("socket.socket")
 def reduce_socket(sock: socket.socket) -> Any:
+    import socket  # imported (already, by the owner of ``sock``) only when needed
+
     closed = sock.fileno() == -1
     local = remote = None
     listening = False
