@@ -21,11 +21,13 @@ of rebuilding in the child, right after the fork, where every page written is co
 from __future__ import annotations
 
 import copyreg
+import sys
 from multiprocessing import context as mp_context
 from multiprocessing import reduction
 from typing import Any
 
 from suitkaise import cucumber
+from suitkaise.cucumber._code import keep_source
 from suitkaise.cucumber._registry import lookup as cucumber_handler
 from suitkaise.processing._config import ProcessConfig, TimeoutConfig
 from suitkaise.processing._runtime import RUNTIME_ATTR, SKPROCESS_MARK
@@ -59,7 +61,14 @@ def fork_payload(obj: Any) -> Any:
     """What a fork child gets its instance from: ``obj`` itself when a cucumber copy would
     be the same (``_child.child_main`` then runs it as it is), else ``serialize_for_fork``'s
     bytes. Must be called right before the fork (the child sees the state as of the fork)."""
-    return obj if _same_as_copy(obj) else serialize_for_fork(obj)
+    if not _same_as_copy(obj):
+        return serialize_for_fork(obj)
+    if type(obj).__module__ == "__main__":
+        # what serializing does for a __main__ class taken by name: the child inherits a
+        # snapshot of the script's lines, so its tracebacks show them even if the script
+        # is deleted or edited meanwhile
+        keep_source(getattr(sys.modules.get("__main__"), "__file__", None))
+    return obj
 
 
 def _same_as_copy(obj: Any) -> bool:
