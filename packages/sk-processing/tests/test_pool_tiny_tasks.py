@@ -107,6 +107,12 @@ def test_tiny_items_timed_before_get_fewer_bigger_chunks():
     assert run(list(range(10_000)), 1e-7, chunksize=100)._chunksize == 100
     assert run(range(10_000), 1e-7, "imap")._cap == 5_000
     assert run((x for x in range(10_000)), 1e-7, "imap")._cap == _MAX_CHUNK
+    # a short input keeps one item per chunk: this call's items may cost far more than the
+    # last call's (map(f, [1.5 s, 0, 0, 0]) after a call of instant items went [1.5, 0] + [0, 0])
+    assert run([1.5, 0.0, 0.0, 0.0], 1e-7)._chunksize == 1
+    assert run([1.5, 0.0, 0.0, 0.0], 1e-7, "unordered_imap")._cap == 1
+    assert run(list(range(504)), 1e-7)._chunksize == 63  # four per worker: too few to merge
+    assert run(list(range(512)), 1e-7)._chunksize == 256  # one per worker from 64 items a chunk on
 
 
 class _RecordingCore:

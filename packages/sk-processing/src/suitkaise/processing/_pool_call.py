@@ -54,6 +54,9 @@ _READ_AHEAD_BYTES = 64 * 2**20  # imap: results in flight or waiting, about this
 # A chunk of a sized input whose time per item is known holds at least this much work (and
 # every worker still gets one): each chunk costs about 0.1 ms of round trip and messages
 _MIN_CHUNK_SECONDS = 0.001
+# ... but only where the default chunks hold this many items already: a short input keeps one
+# item per chunk whatever the last call measured (its items may cost far more this time)
+_MIN_FIT_ITEMS = 64
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,7 @@ def _sized_chunk(total: int, workers: int, per_item: float | None) -> int:
     up by the others); with items known to be tiny (``per_item`` seconds each), fewer
     chunks of at least ``_MIN_CHUNK_SECONDS`` of work, still one per worker."""
     size = math.ceil(total / (4 * workers))
-    if per_item is not None and per_item > 0:
+    if per_item is not None and per_item > 0 and size >= _MIN_FIT_ITEMS:
         size = max(size, min(math.ceil(total / workers), math.ceil(_MIN_CHUNK_SECONDS / per_item)))
     return max(1, size)
 
