@@ -76,6 +76,15 @@ _UNKNOWN = (None, None)  # _read_kind_of's default: an instruction not classifie
 # descriptor (_dict_of) costs ~40 ns more on every read
 _HOT: dict[int, dict[str, Any]] = {}
 _NO_HOT: dict[str, Any] = {"_sk_store": None}
+# weakref -> id: the callback drops the entry when the handle dies, before its id can be
+# reused (the refs live here, not in the handle, so they fire for cyclic garbage too;
+# weakref.finalize would cost ~1.4 us more per handle)
+_HOT_REFS: dict[weakref.ref[Share], int] = {}
+
+
+def _unregister(ref: weakref.ref[Share], hot: dict[int, Any] = _HOT, refs: dict[Any, int] = _HOT_REFS) -> None:
+    # (bound as defaults: usable while the interpreter shuts down)
+    hot.pop(refs.pop(ref), None)
 
 
 def _init_handle(
@@ -102,9 +111,8 @@ def _init_handle(
     HANDLES.add(share)
     # the read's hot path finds this dict by id (subclasses: a dict without a store, so
     # they take the general path); the entry leaves before the id can be reused
-    key = id(share)
-    _HOT[key] = _dict_of(share) if type(share) is Share else _NO_HOT
-    weakref.finalize(share, _HOT.pop, key, None).atexit = False
+    _HOT[id(share)] = _dict_of(share) if type(share) is Share else _NO_HOT
+    _HOT_REFS[weakref.ref(share, _unregister)] = id(share)
 
 
 class Share:
