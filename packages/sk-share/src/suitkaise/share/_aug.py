@@ -225,8 +225,9 @@ def _stores_to(ins: list[dis.Instruction], m: int, target: list[dis.Instruction]
 # int, not by the code object: hashing a code object hashes its bytecode and constants
 # (~1 us for a module's code), and a tuple key costs its allocation and hash on every
 # read. The sum identifies the instruction: a code object holds its bytecode inline
-# (3.11+), so two live code objects never give the same sum; the code object kept in the
-# value both keeps it alive and is checked (``got[0] is code``).
+# (3.11+), so two live code objects never give the same sum, and the code object kept in
+# the value keeps it alive: an entry found for a running frame's sum is that frame's
+# instruction (Share's read hot path relies on it and skips the ``got[0] is code`` check).
 _KIND: dict[int, tuple[Any, ...]] = {}
 _GET: dict[int, tuple[CodeType, bool]] = {}
 

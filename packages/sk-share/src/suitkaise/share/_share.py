@@ -72,6 +72,21 @@ _read_kind_of = _KIND.get
 _UNKNOWN = (None, None)  # _read_kind_of's default: an instruction not classified yet
 
 
+# id(handle) -> its instance dict: one subscript, where reading the dict through its
+# descriptor (_dict_of) costs ~40 ns more on every read
+_HOT: dict[int, dict[str, Any]] = {}
+_NO_HOT: dict[str, Any] = {"_sk_store": None}
+# weakref -> id: the callback drops the entry when the handle dies, before its id can be
+# reused (the refs live here, not in the handle, so they fire for cyclic garbage too;
+# weakref.finalize would cost ~1.4 us more per handle)
+_HOT_REFS: dict[weakref.ref[Share], int] = {}
+
+
+def _unregister(ref: weakref.ref[Share], hot: dict[int, Any] = _HOT, refs: dict[Any, int] = _HOT_REFS) -> None:
+    # (bound as defaults: usable while the interpreter shuts down)
+    hot.pop(refs.pop(ref), None)
+
+
 def _init_handle(
     share: Share, name: str, owner: bool, owner_pid: int, host: str | None, net: tuple[Any, ...] | None,
 ) -> None:
@@ -94,6 +109,10 @@ def _init_handle(
         _sk_redis=None,  # _redis.Backend when the state lives in Redis
     )
     HANDLES.add(share)
+    # the read's hot path finds this dict by id (subclasses: a dict without a store, so
+    # they take the general path); the entry leaves before the id can be reused
+    _HOT[id(share)] = _dict_of(share) if type(share) is Share else _NO_HOT
+    _HOT_REFS[weakref.ref(share, _unregister)] = id(share)
 
 
 class Share:
@@ -501,43 +520,41 @@ class Share:
         # before) of a name whose cached immutable copy is current (no commit started
         # since it was checked: one 8-byte read of the shared epoch). Only stored names
         # are in the cache, so no name of Share's own can be shadowed (subclasses, which
-        # may add members, take the general path).
+        # may add members, take the general path: _HOT maps them to _NO_HOT).
         # (subscripts in try blocks, not .get(): ~10 ns less each; the misses are rare)
-        d = _dict_of(self)
         try:
+            d = _HOT[id(self)]
             st = d["_sk_store"]
-        except KeyError:  # a handle being built
-            st = None
-        if st is not None and type(self) is Share:
             f = _getframe(1)
-            code = f.f_code
-            k = _read_kind_of(id(code) + f.f_lasti, _UNKNOWN)
-            if k[0] is code:
-                kind = k[1]
-                if not kind:  # PLAIN
+            k = _KIND[id(f.f_code) + f.f_lasti]
+        except KeyError:  # a handle being built; an instruction not classified yet
+            st = None
+        if st is not None:
+            kind = k[1]
+            if not kind:  # PLAIN
+                try:
+                    c = st.cache[name]
+                    if c[3] and c[2] == st.q[EPOCH_Q]:
+                        return c[1]
+                except (KeyError, ValueError):  # not cached; detached concurrently
+                    pass
+            elif kind == AUG_ADD:
+                # `share.x += <int constant>` (only a name that can be stored is ever
+                # classified so): applied here, in place. The read returns the value
+                # before it, the statement's `+` computes the new one, and its
+                # store-back (recognised by __setattr__ from the same instructions) is
+                # a no-op. Anything else (not a 64-bit int, nested in an operation or
+                # a `with share.lock()` block, ...): the operator proxy, as for AUG.
+                if not d["_sk_queue"]:
                     try:
-                        c = st.cache[name]
-                        if c[3] and c[2] == st.q[EPOCH_Q]:
-                            return c[1]
-                    except (KeyError, ValueError):  # not cached; detached concurrently
-                        pass
-                elif kind == AUG_ADD:
-                    # `share.x += <int constant>` (only a name that can be stored is ever
-                    # classified so): applied here, in place. The read returns the value
-                    # before it, the statement's `+` computes the new one, and its
-                    # store-back (recognised by __setattr__ from the same instructions) is
-                    # a no-op. Anything else (not a 64-bit int, nested in an operation or
-                    # a `with share.lock()` block, ...): the operator proxy, as for AUG.
-                    if not d["_sk_queue"]:
-                        try:
-                            new = st.add_i64(name, k[2])
-                        except ValueError:  # detached concurrently (nothing was committed)
-                            new = MISS
-                        if new is not MISS:
-                            return new - k[2]
-                    return new_proxy(self, (name,))
-                elif kind != REASSIGN and name in st.cache:  # AUG, CHAIN, METHOD: see below
-                    return new_proxy(self, (name,))
+                        new = st.add_i64(name, k[2])
+                    except ValueError:  # detached concurrently (nothing was committed)
+                        new = MISS
+                    if new is not MISS:
+                        return new - k[2]
+                return new_proxy(self, (name,))
+            elif kind < REASSIGN and name in st.cache:  # AUG, CHAIN, METHOD: see below
+                return new_proxy(self, (name,))
         if name in _LOCAL or (name[:1] == "_" and (name[:2] == "__" or name[:4] == "_sk_")):
             return _oga(self, name)
         cls = type(self)
@@ -573,9 +590,8 @@ class Share:
         t = type(value)
         if t is int and type(self) is Share:
             f = _getframe(1)
-            code = f.f_code
-            k = _read_kind_of(id(code) + f.f_lasti, _UNKNOWN)
-            if (k[1] == STORE_ADD) if k[0] is code else direct_store(f, name):
+            k = _read_kind_of(id(f.f_code) + f.f_lasti, _UNKNOWN)
+            if (k[1] == STORE_ADD) if k is not _UNKNOWN else direct_store(f, name):
                 return  # the store-back of `share.x += <int constant>`: its read applied it
         if t is Proxy and _path_of(value) == (name,) and _share_of(value) is self:
             return  # the store-back of `share.x op= v`: already applied atomically
