@@ -8,7 +8,12 @@
     mp parent    <==== socketpair ====>      conn:   recv -> echo (or small ack)
 
 Cases (child processes start once; only transfers are timed):
-  small dict round trip   parent -> child -> parent, batches of round trips
+  small dict round trip   parent -> child -> parent, batches of round trips, with the parent
+                          and the child pinned to one core ("same core") and to two ("across
+                          cores"). Unpinned, a ping-pong's time is mostly where the scheduler
+                          happened to put the two processes (~15 us a round trip on one core,
+                          ~45 us across two on the 2-core VM measured), not the library: which
+                          child shared the parent's core decided the ratio, 0.7x-1.6x between runs.
   50 MB numpy one way     parent -> child, child answers a small ack
   50 MB numpy round trip  parent -> child -> parent (the array comes back)
   (the 50 MB cases end when the child has dropped its array: one small round trip more)
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -33,6 +39,7 @@ import numpy as np
 from suitkaise.pipe import Pipe
 
 ACK = "ack"
+CPUS = sorted(os.sched_getaffinity(0))  # the CPUs this run may use (pinned cases pick from them)
 
 
 def _serve(recv: Callable[[], Any], send: Callable[[Any], None]) -> None:
@@ -77,6 +84,11 @@ class Side:
             child.close()
             self.send, self.recv, self._close = parent.send, parent.recv, parent.close
 
+    def pin(self, parent_cpu: int | None, child_cpu: int | None) -> None:
+        """Pin this process and the child to one CPU each (``None``: the CPUs we started on)."""
+        os.sched_setaffinity(0, CPUS if parent_cpu is None else {parent_cpu})
+        os.sched_setaffinity(self.proc.pid, CPUS if child_cpu is None else {child_cpu})
+
     def shutdown(self) -> None:
         try:
             self.send(None)
@@ -87,6 +99,15 @@ class Side:
             self.proc.kill()
             self.proc.join()
         self._close()
+
+
+def time_small_pinned(side: Side, n: int, child_cpu: int) -> float:
+    side.pin(CPUS[0], child_cpu)
+    try:
+        time_small(side, 50)  # the child wakes on its new CPU before the clock starts
+        return time_small(side, n)
+    finally:
+        side.pin(None, None)
 
 
 def time_small(side: Side, n: int) -> float:
@@ -143,7 +164,11 @@ def main() -> None:
             time_small(side, 200)
 
         cases: dict[str, Callable[[Side], float]] = {
-            "small dict round trip": lambda s: time_small(s, args.small_batch),
+            "small dict round trip, same core": lambda s: time_small_pinned(s, args.small_batch, CPUS[0]),
+        }
+        if len(CPUS) > 1:
+            cases["small dict round trip, across cores"] = lambda s: time_small_pinned(s, args.small_batch, CPUS[1])
+        cases |= {
             "50 MB numpy one way": lambda s: time_oneway(s, arr),
             "50 MB numpy round trip": lambda s: time_roundtrip(s, arr),
         }
@@ -157,12 +182,12 @@ def main() -> None:
         from _results import headline
 
         print(f"start method: {ctx.get_start_method()}, reps: {args.reps} (medians)")
-        print(f"{'case':<24} {'suitkaise':>13} {'multiprocessing':>16} {'ratio':>7}")
+        print(f"{'case':<36} {'suitkaise':>13} {'multiprocessing':>16} {'ratio':>7}")
         for case, per in results.items():
             ours = statistics.median(per["suitkaise"])
             base = statistics.median(per["multiprocessing"])
             unit, scale = ("us", 1e6) if base < 1e-3 else ("ms", 1e3)
-            print(f"{case:<24} {ours * scale:>10.1f} {unit} {base * scale:>13.1f} {unit} "
+            print(f"{case:<36} {ours * scale:>10.1f} {unit} {base * scale:>13.1f} {unit} "
                   f"{ours / base:>6.2f}x")
             limit = 1.0
             headline("pipe", case, ours * scale, "multiprocessing.Pipe (pickle)", base * scale,
