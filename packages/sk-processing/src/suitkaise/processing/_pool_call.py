@@ -54,8 +54,8 @@ _READ_AHEAD_BYTES = 64 * 2**20  # imap: results in flight or waiting, about this
 # A chunk of a sized input whose time per item is known holds at least this much work (and
 # every worker still gets one): each chunk costs about 0.1 ms of round trip and messages
 _MIN_CHUNK_SECONDS = 0.001
-# ... but only where the default chunks hold this many items already: a short input keeps one
-# item per chunk whatever the last call measured (its items may cost far more this time)
+# ... but only where the default chunks hold this many items already: a short input keeps its
+# default chunks (four per worker) whatever the last call measured (its items may cost far more)
 _MIN_FIT_ITEMS = 64
 
 
