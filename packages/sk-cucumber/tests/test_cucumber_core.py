@@ -6,8 +6,6 @@ import dataclasses
 import json
 import os
 import pickle
-import subprocess
-import sys
 import textwrap
 import threading
 from pathlib import Path
@@ -17,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sk_testkit import run_fresh
+from sk_testkit import run_fresh, run_script
 from suitkaise import cucumber
 from suitkaise.cucumber import DeserializationError, SerializationError, deserialize, serialize
 
@@ -263,10 +261,7 @@ def test_by_value_functions_keep_every_attribute_in_a_fresh_interpreter(tmp_path
     # from those defaults (and the submodules to import) must still arrive.
     script = tmp_path / "funcs.py"
     script.write_text(FUNCTIONS_SCRIPT)
-    payload = subprocess.run(
-        [sys.executable, str(script), "dump"], capture_output=True, check=True, timeout=60,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    ).stdout
+    payload = run_script(script, "dump").stdout
     out = run_fresh(
         "import sys\n"
         "from suitkaise.cucumber import deserialize\n"
@@ -292,11 +287,7 @@ def test_small_script_functions_cost_at_most_a_tenth_more_than_cloudpickle(tmp_p
     # leaves out its default entries, which pays for them (it was 1.15x before).
     script = tmp_path / "funcs.py"
     script.write_text(FUNCTIONS_SCRIPT)
-    out = subprocess.run(
-        [sys.executable, str(script), "ratio"], capture_output=True, check=True, timeout=60, text=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    ).stdout
-    assert float(out) <= 1.1
+    assert float(run_script(script, "ratio").stdout) <= 1.1
 
 
 def test_local_class_keeps_dunders_static_and_class_methods() -> None:
@@ -430,10 +421,7 @@ MAIN_SCRIPT = textwrap.dedent(
 def test_main_classes_rebuilt_in_a_fresh_interpreter(tmp_path: Path) -> None:
     script = tmp_path / "prog.py"
     script.write_text(MAIN_SCRIPT)
-    payload = subprocess.run(
-        [sys.executable, str(script), "dump"], capture_output=True, check=True, timeout=60,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    ).stdout
+    payload = run_script(script, "dump").stdout
     out = run_fresh(
         "import sys\n"
         "from suitkaise.cucumber import deserialize\n"
@@ -453,12 +441,7 @@ def test_main_classes_rebuilt_in_a_fresh_interpreter(tmp_path: Path) -> None:
 def test_main_class_resolves_to_the_spawn_childs_own_class(tmp_path: Path) -> None:
     script = tmp_path / "prog.py"
     script.write_text(MAIN_SCRIPT)
-    out = subprocess.run(
-        [sys.executable, str(script), "spawn"], capture_output=True, text=True, timeout=120,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "(True, True, True)"
+    assert run_script(script, "spawn", timeout=120).stdout.strip() == b"(True, True, True)"
 
 
 def test_a_fresh_interpreter_sends_objects_back() -> None:
