@@ -282,10 +282,15 @@ def _remember(cache: dict[Any, Any], key: Any, code: CodeType, classify: Callabl
         got = classify(*args)
     except Exception:
         got = fallback
+    _keep(cache, key, (code, got))
+    return got
+
+
+def _keep(cache: dict[Any, Any], key: Any, entry: tuple[Any, ...]) -> None:
+    """``cache[key] = entry``, the cache emptied first once it holds more than 65536 entries."""
     if len(cache) > 65536:
         cache.clear()
-    cache[key] = (code, got)
-    return got
+    cache[key] = entry
 
 
 def _is_method_load(i: dis.Instruction) -> bool:
@@ -401,8 +406,6 @@ def read_kind(frame: FrameType | None, name: object, *, subscr: bool = False) ->
         except Exception:
             add = None
         if add is not None:
-            if len(_KIND) > 65536:
-                _KIND.clear()
-            _KIND[key] = (code, AUG_ADD, add)
+            _keep(_KIND, key, (code, AUG_ADD, add))
             return AUG_ADD
     return _remember(_KIND, key, code, _classify, (code, frame.f_lasti, name, subscr), PLAIN)

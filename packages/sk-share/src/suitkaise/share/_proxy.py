@@ -73,10 +73,6 @@ class Proxy:
         object.__setattr__(self, "_sk_share", share)
         object.__setattr__(self, "_sk_path", path)
 
-    # reading
-    def _sk_snapshot(self) -> Any:
-        return _snapshot_of(self)
-
     def __reduce__(self) -> tuple[Any, ...]:
         return (_identity, (_snapshot_of(self),))
 
@@ -147,9 +143,6 @@ class Proxy:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return _call(_share_of(self), _path_of(self), None, _unwrap_args(args), _unwrap_kwargs(kwargs))
 
-    def _sk_read(self, fn: Callable[[Any], Any]) -> Any:
-        return _view(_share_of(self), _path_of(self), fn)
-
     def __len__(self) -> int:
         return _read(self, len)
 
@@ -208,13 +201,6 @@ class Proxy:
     def __index__(self) -> int:
         return _read(self, operator.index)
 
-    # augmented assignment: one atomic fetch-and-op at this path
-    def _sk_aug(self, iop: Callable[[Any, Any], Any], value: Any) -> Proxy:
-        # the store-back that follows (`share.x = <this proxy>`) is recognised as a no-op;
-        # a later read of share.x is an ordinary (fresh) read
-        _aug_apply(_share_of(self), _path_of(self), iop, _unwrap(value))
-        return self
-
 
 def _identity(x: Any) -> Any:
     return x
@@ -233,7 +219,7 @@ def _read(proxy: Proxy, fn: Callable[[Any], Any]) -> Any:
 
 def _snapshot_of(proxy: Proxy) -> Any:
     """A private copy of the value ``proxy`` points at."""
-    return _view(_share_of(proxy), _path_of(proxy), _codec.copy_out)
+    return _read(proxy, _codec.copy_out)
 
 
 _set_share = Proxy._sk_share.__set__  # type: ignore[attr-defined]
