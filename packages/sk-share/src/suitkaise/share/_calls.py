@@ -44,6 +44,8 @@ from ._txn import Txn, checked_encode, path_str, resolve
 __all__ = ["call"]
 
 _ATOMS = _codec.ATOMS
+_ATOM_TYPES = frozenset(_ATOMS)
+_MISSING = _methods.MISSING
 _K_PLAIN = _codec.K_PLAIN
 _NOT_LIVE = 3  # FLAG_STOPPED | FLAG_CLOSED
 _MethodType = types.MethodType
@@ -56,6 +58,7 @@ READER, WRITER, SCAN = 1, 2, 3
 Plan = tuple[int, str, Any, frozenset[str], frozenset[str], tuple[str, ...]]
 _PLANS: dict[tuple[type, str], Plan | None] = {}
 _NO_NAMES: frozenset[str] = frozenset()
+_UNPLANNED: Any = object()
 
 
 def _plan(cls: type, name: str) -> Plan | None:
@@ -128,27 +131,29 @@ def _locked(st: Store, path: tuple[Any, ...], name: str, args: tuple[Any, ...], 
     root_name = path[0]
     cache = st.cache
     c = cache.get(root_name)
-    if c is None or c[3]:
-        return MISS  # not decoded in this process yet, or an immutable value
     epoch = q[EPOCH_Q]
-    if c[2] != epoch:  # a commit started since the copy was checked: is it still current?
+    if c is None or c[2] != epoch:  # a commit started since the copy was checked
         got = st.head_record(root_name)
         if got is None:
-            return MISS
-        if got[1][R_VER] != c[0]:  # another process wrote it: its deltas, or its new value
+            return MISS  # no such name: the general path says so
+        if c is None or got[1][R_VER] != c[0]:  # its deltas, or the new value, decoded
             c = _catch_up(st, root_name)
             if c is None:
                 return MISS
+    if c[3]:
+        return MISS  # an immutable value (a str's methods, ...)
     root = c[1]
     try:
         target = resolve(root, path[1:]) if len(path) > 1 else root
         cls = type(target)
-        plan = _PLANS[(cls, name)] if (cls, name) in _PLANS else _plan(cls, name)
+        plan = _PLANS.get((cls, name), _UNPLANNED)
+        if plan is _UNPLANNED:
+            plan = _plan(cls, name)
         if plan is None:
             c[2] = epoch  # (caught up above: the general path uses it as it is)
             return MISS
         kind, real, fn, names, methods, writes = plan
-        before = None
+        before = olds = None
         if kind == SCAN:
             state = object.__getattribute__(target, "__dict__")
             if type(state) is not dict or real in state or not methods.isdisjoint(state):
@@ -159,10 +164,13 @@ def _locked(st: Store, path: tuple[Any, ...], name: str, args: tuple[Any, ...], 
                 _PLANS.pop((cls, name), None)  # the method was replaced: plan it again
                 c[2] = epoch
                 return MISS
-            before = _methods.snapshot(target, names)
-            if before is None:
-                c[2] = epoch
-                return MISS
+            olds = [state.get(a, _MISSING) for a in names]
+            if not _ATOM_TYPES.issuperset(map(type, olds)):  # (_MISSING: not an atom)
+                olds = None
+                before = _methods.snapshot(target, names)
+                if before is None:
+                    c[2] = epoch
+                    return MISS
         else:
             m = getattr(target, real)
         result = m(*args, **kwargs)
@@ -172,6 +180,8 @@ def _locked(st: Store, path: tuple[Any, ...], name: str, args: tuple[Any, ...], 
         steps = path[1:]
         if q[EPOCH_Q] != epoch:
             ops = None  # this thread committed during the call (a nested operation)
+        elif olds is not None:  # every attribute the method names held an atom (or none)
+            ops = _atom_changes(state, names, olds, steps)
         elif before is not None:
             ops = _methods.changes(target, before, steps, lambda n: st.delta_fits(root_name, n + 64))
         else:
@@ -183,7 +193,7 @@ def _locked(st: Store, path: tuple[Any, ...], name: str, args: tuple[Any, ...], 
         if ops is None:  # (as the general path: compared with the stored bytes first)
             _write_whole(st, root_name, root, path, force=False)
         elif ops:
-            if _delta.is_plain(ops):
+            if (olds is not None and len(path) == 1) or _delta.is_plain(ops):  # (atoms, names)
                 kd, payload = _K_PLAIN, _dumps(ops)
             else:
                 kd, payload = checked_encode(ops, (root_name,), lambda v, _p: _delta.encode(v))
@@ -201,19 +211,37 @@ def _locked(st: Store, path: tuple[Any, ...], name: str, args: tuple[Any, ...], 
         raise
 
 
+def _atom_changes(
+    state: dict[str, Any], names: frozenset[str], olds: list[Any], steps: tuple[Any, ...],
+) -> list[Any] | None:
+    """``_methods.changes`` when every attribute in ``names`` held an atom (or was absent)
+    before the call (``olds``, in the order of ``names``): compared by identity, an atom is
+    written as it is (no encoding, nothing it could share). None: a mutable value appeared,
+    which only the whole object says."""
+    ops: list[Any] = []
+    for a, old in zip(names, olds, strict=True):
+        new = state.get(a, _MISSING)
+        if new is old:
+            continue
+        if new is _MISSING:
+            ops.append(("d", (*steps, ("a", a))))
+        elif type(new) in _ATOMS:
+            ops.append(("s", (*steps, ("a", a)), new))
+        else:
+            return None
+    return ops
+
+
 def _catch_up(st: Store, name: str) -> list[Any] | None:
     """The cached entry of ``name`` brought to the stored version (``Txn.get``: the deltas
-    written since the cached version replayed on it, or the new value decoded); None when
-    that is not a mutable value (the general path)."""
+    written since the cached version replayed on it, or the value decoded)."""
     txn = Txn(st)
     try:
         obj = txn.get(name)
     except KeyError:
         return None
     got = st.cache.get(name)
-    if got is None or got[1] is not obj or got[3]:
-        return None
-    return got
+    return got if got is not None and got[1] is obj else None
 
 
 def _write_whole(st: Store, name: str, root: Any, path: tuple[Any, ...], *, force: bool) -> None:

@@ -47,6 +47,7 @@ from . import _codec, _delta
 __all__ = ["attributes_of", "changes", "function", "snapshot"]
 
 _MISSING: Any = object()
+MISSING = _MISSING  # an attribute absent from the instance
 _ATOMS = _codec.ATOMS
 _getrefcount = sys.getrefcount
 _FLAGS_REFUSED = 0x20 | 0x80 | 0x100 | 0x200  # generator, coroutine, iterable coroutine, async gen
