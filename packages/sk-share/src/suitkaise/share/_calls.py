@@ -38,7 +38,21 @@ import types
 from typing import Any
 
 from . import _codec, _delta, _methods
-from ._store import EPOCH_Q, MISS, R_VER, S_FLAGS, SEL_OFF, SLOT_OFF, Store
+from ._store import (
+    EPOCH_Q,
+    K_DELTA,
+    MISS,
+    R_KIND,
+    R_LEN,
+    R_PREV,
+    R_VER,
+    REC,
+    RSIZE,
+    S_FLAGS,
+    SEL_OFF,
+    SLOT_OFF,
+    Store,
+)
 from ._txn import Txn, checked_encode, path_str, resolve
 
 __all__ = ["call"]
@@ -137,7 +151,7 @@ def _locked(st: Store, path: tuple[Any, ...], name: str, args: tuple[Any, ...], 
         if got is None:
             return MISS  # no such name: the general path says so
         if c is None or got[1][R_VER] != c[0]:  # its deltas, or the new value, decoded
-            c = _catch_up(st, root_name)
+            c = _catch_up(st, root_name, c, got)
             if c is None:
                 return MISS
     if c[3]:
@@ -232,9 +246,29 @@ def _atom_changes(
     return ops
 
 
-def _catch_up(st: Store, name: str) -> list[Any] | None:
-    """The cached entry of ``name`` brought to the stored version (``Txn.get``: the deltas
-    written since the cached version replayed on it, or the value decoded)."""
+def _catch_up(st: Store, name: str, c: list[Any] | None, head: tuple[int, tuple[int, ...]]) -> list[Any] | None:
+    """The cached entry ``c`` of ``name`` brought to the stored version (``head``: its head
+    record and header): the deltas written since its version replayed on it (what two
+    processes calling in turn need every time: ``Store.chain`` and ``Txn._catch_up``
+    without a transaction), else as ``Txn.get`` does it (the value decoded)."""
+    if c is not None and not c[3]:
+        rec, h = head
+        have, mm = c[0], st.mm
+        deltas: list[tuple[int, bytes]] = []
+        while h[R_KIND] & K_DELTA:
+            deltas.append((h[R_KIND] & ~K_DELTA, mm[rec + RSIZE : rec + RSIZE + h[R_LEN]]))
+            rec = h[R_PREV]
+            h = REC.unpack_from(mm, rec)
+            if h[R_VER] == have:
+                deltas.reverse()
+                try:
+                    _delta.apply_all(c[1], deltas)
+                except Exception:
+                    st.cache.pop(name, None)  # half-applied: never reused; decoded below
+                    break
+                c[0] = head[1][R_VER]
+                c[2] = -1
+                return c
     txn = Txn(st)
     try:
         obj = txn.get(name)
