@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import marshal
 import multiprocessing
 import os
 import pickle
 import random
 import signal
+import struct
 import time
 from typing import Any
 
@@ -65,6 +67,34 @@ def test_sigkill_while_holding_the_lock(start_method: str) -> None:
         other.join(TIMEOUT)
         assert other.exitcode == 0
         assert share.obj.value == 1 and share.counter == 2
+
+
+def test_a_single_name_commit_is_published_by_one_aligned_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The table word that publishes a one-name commit must be one 8-byte store: a
+    # little-endian struct.pack_into writes it byte by byte, and a writer killed between two
+    # bytes would leave an offset that points nowhere.
+    from suitkaise.share import _store
+    from suitkaise.share._codec import K_PLAIN
+
+    offsets: list[int] = []
+
+    class Spy(struct.Struct):
+        def pack_into(self, buf: Any, off: int, *v: Any) -> None:
+            offsets.append(off)
+            super().pack_into(buf, off, *v)
+
+    with Share() as share:
+        share.x = "a"
+        share.y = [1]
+        st = share._sk_store
+        monkeypatch.setattr(_store, "WORD", Spy("<Q"))
+        with st.locked():
+            s = st.slot()
+            st.commit1("y", K_PLAIN, marshal.dumps([2]))
+            st.commit_delta("y", K_PLAIN, marshal.dumps([("c", (), "append", (3,), {})]))
+        table = range(s[_store.S_TOFF], s[_store.S_TOFF] + _store.ESIZE * s[_store.S_TN])
+        assert [o for o in offsets if o in table] == []
+        assert share.y == [2, 3]
 
 
 def _big_writer(share: Share, ev: Any) -> None:

@@ -44,9 +44,10 @@ from suitkaise import cucumber
 
 from . import _codec, _delta
 
-__all__ = ["attributes_of", "changes", "snapshot"]
+__all__ = ["attributes_of", "changes", "function", "snapshot"]
 
 _MISSING: Any = object()
+MISSING = _MISSING  # an attribute absent from the instance
 _ATOMS = _codec.ATOMS
 _getrefcount = sys.getrefcount
 _FLAGS_REFUSED = 0x20 | 0x80 | 0x100 | 0x200  # generator, coroutine, iterable coroutine, async gen
@@ -75,7 +76,7 @@ def _on_class(cls: type, name: str) -> Any:
     return _MISSING
 
 
-def _function(cls: type, name: str) -> types.FunctionType | None:
+def function(cls: type, name: str) -> types.FunctionType | None:
     """The plain function ``name`` resolves to on ``cls`` (None for anything else)."""
     f = _on_class(cls, name)
     return f if type(f) is types.FunctionType else None
@@ -139,7 +140,7 @@ def attributes_of(cls: type, name: str) -> Uses | None:
     methods (an instance attribute of one of these names would run instead: the caller
     checks); None when that cannot be told (``self`` escapes, not a plain function, a class
     whose attribute access runs code of its own)."""
-    fn = _function(cls, name)
+    fn = function(cls, name)
     if fn is None:
         return None
     key = (cls, fn)
@@ -185,7 +186,7 @@ def _closure(cls: type, fn: types.FunctionType) -> Uses | None:
         attrs |= scanned[0]
         called |= scanned[1]
         for m in scanned[1]:
-            f = _function(cls, m)
+            f = function(cls, m)
             if f is None:
                 return None  # a staticmethod, a callable attribute, ...: it could be anything
             if f not in seen:

@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import _codec, _delta, _methods, _net, _store
+from . import _calls, _codec, _delta, _methods, _net, _store
 from ._aug import BINARY_OPS
 from ._base import STOPPED_WARNING, Path, ShareError, user_stacklevel
 from ._base import oga as _oga
@@ -291,7 +291,17 @@ def write(share: Any, path: Path, action: str, value: Any) -> None:
 def call(share: Any, path: Path, name: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Call method ``name`` of the object at ``path`` (or the object itself when ``name``
     is None) on the current copy, under the lock; write it back if it changed. Returns a
-    private copy of the real result. ``args`` are plain values (proxies unwrapped)."""
+    private copy of the real result. ``args`` are plain values (proxies unwrapped).
+
+    A method of a user object takes the lean path first (``_calls.py``: no transaction,
+    the class's options resolved once); whatever it does not take runs here."""
+    if name is not None:
+        d = _oga(share, "__dict__")
+        st = d["_sk_store"]
+        if st is not None and not d["_sk_queue"] and d["_sk_redis"] is None:
+            got = _calls.call(st, path, name, args, kwargs)
+            if got is not _MISS:
+                return got
     where = path_str(path[:1])
 
     def op(txn: Txn) -> Any:

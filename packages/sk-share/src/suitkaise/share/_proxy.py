@@ -25,6 +25,7 @@ from ._ops import NO_DEFAULT, check_blocked
 from ._txn import path_str
 
 _ATOMS = _codec.ATOMS
+_ATOM_TYPES = frozenset(_ATOMS)
 _view = _ops.view
 _write = _ops.write
 _call = _ops.call
@@ -285,7 +286,9 @@ class _Method:
             key = _unwrap(args[0])
             default = _unwrap(args[1]) if len(args) == 2 else None
             return Operand(self._share, (*self._path, ("i", key)), default)
-        return _call(self._share, self._path, self._name, _unwrap_args(args), _unwrap_kwargs(kwargs))
+        if not _ATOM_TYPES.issuperset(map(type, args)):  # (atoms, the common case: as they are)
+            args = _unwrap_args(args)
+        return _call(self._share, self._path, self._name, args, _unwrap_kwargs(kwargs) if kwargs else kwargs)
 
     def __repr__(self) -> str:
         return f"<shared method {path_str(self._path)}.{self._name}>"

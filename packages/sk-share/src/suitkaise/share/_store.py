@@ -173,6 +173,9 @@ class Store:
         self._head_memo: tuple[Any, ...] = (None, None, None)
         # add_i64's last write: (epoch after it, name, sequence word, seq, record word, value)
         self._add_plan: tuple[Any, ...] = (-1, None)
+        # commit1's last write: (epoch after it, name, slot word, table word, region end,
+        # seq, free position, record, its base size, its log size); see commit_delta
+        self._tail: tuple[Any, ...] = (-1, None)
 
     # -- creation / attachment ------------------------------------------------------------
 
@@ -496,24 +499,55 @@ class Store:
             mm = self.mm
             pos = s[S_BUMP]
             nxt = _align(pos + RSIZE + ln)
-        seq = s[S_SEQ] + 1
-        q = self.q
-        q[EPOCH_Q] += 1
         base = ln if prev == 0 else REC.unpack_from(mm, prev)[R_BASE]
+        sq = SLOT_OFF[self.hdr[SEL_OFF]] >> 3
+        tail = (name, sq, (s[S_TOFF] >> 3) + i, s[S_AOFF] + s[S_ASIZE], s[S_SEQ], pos)
+        return self._append(tail, kind, data, nxt, prev, base, log)
+
+    def _append(
+        self, tail: tuple[Any, ...], kind: int, data: bytes, nxt: int, prev: int, base: int, log: int,
+    ) -> int:
+        """``commit1``'s writes, once the place is known (``tail``: name, slot word, table
+        word, region end, the committed sequence, free position): the epoch, the record,
+        the slot's bump and sequence words, then the table word (the commit point). Leaves
+        ``_tail`` for the next delta of the same name (``commit_delta``)."""
+        name, sq, tw, end, seq, pos = tail
+        seq += 1
+        q = self.q
+        epoch = q[EPOCH_Q] + 1  # every epoch bump is made under the lock: we know the value
+        q[EPOCH_Q] = epoch
+        mm = self.mm
+        ln = len(data)
         REC.pack_into(mm, pos, ln, kind, seq, prev, base, log)
         mm[pos + RSIZE : pos + RSIZE + ln] = data
-        sq = SLOT_OFF[self.hdr[SEL_OFF]] >> 3
         q[sq + S_BUMP] = nxt
         q[sq + S_SEQ] = seq
-        WORD.pack_into(mm, s[S_TOFF] + ESIZE * i, pos)  # the commit point
+        # the commit point: one aligned 8-byte store (a memoryview word; struct.pack_into
+        # writes a little-endian word byte by byte, which a kill could cut in two)
+        self.mq[tw] = pos
         self._s = None
+        self._tail = (epoch, name, sq, tw, end, seq, nxt, pos, base, log)
         return seq
 
     def commit_delta(self, name: str, kind: int, payload: bytes, *, slack: int = 1024) -> int | None:
         """Append a delta record (payload encoded as ``kind``) on top of ``name``'s head;
         call under the lock. None when the log since the last full value would exceed half
         of that value plus ``slack`` bytes (see ``delta_fits``): the caller then writes the
-        full value, which starts a new log."""
+        full value, which starts a new log.
+
+        When the epoch is still the one this process's last single-name commit of ``name``
+        left (``_tail``), no commit started since (each bumps it first, under the lock): the
+        slot, the table and the head record are the ones that commit wrote, so none of them
+        is read again (``add_i64``'s argument)."""
+        t = self._tail
+        if t[0] == self.q[EPOCH_Q] and t[1] == name:
+            _, _, sq, tw, end, seq, pos, rec, base, log = t
+            log += RSIZE + len(payload)
+            if log > base // 2 + slack:
+                return None
+            nxt = _align(pos + RSIZE + len(payload))
+            if nxt <= end:
+                return self._append((name, sq, tw, end, seq, pos), kind | K_DELTA, payload, nxt, rec, base, log)
         got = self.head_record(name)
         if got is None:
             return None

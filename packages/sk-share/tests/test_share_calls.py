@@ -1,0 +1,165 @@
+"""The lean method-call path (``_calls.py``): one locked step, no transaction object.
+
+``share.o.m()`` on a user object runs ``m`` on the cached copy under the lock and commits
+what it changed as one delta record; what the path does not take, and every case where it
+cannot vouch for a delta (the method raised, the log is full, a nested operation committed
+during the call, the method was replaced on the class), ends as the general path would.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sk_testkit import run_processes
+from suitkaise.share import Share, _ops
+
+
+class Acc:
+    """No declaration: ``add`` is read from its bytecode."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.label = ""
+
+    def add(self, n: int) -> int:
+        self.total += n
+        return self.total
+
+    def fail_after(self, n: int) -> None:
+        self.total += n
+        raise ValueError("after the change")
+
+
+class Declared:
+    _shared_meta = {"methods": {"inc": {"writes": ["n"]}, "peek": {"reads": ["n"]}}}
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def inc(self) -> int:
+        self.n += 1
+        return self.n
+
+    def peek(self) -> int:
+        return self.n
+
+
+class Holder:
+    def __init__(self) -> None:
+        self.inner = Acc()
+        self.by_key = {"k": Acc()}
+
+
+def _fresh(share: Share, name: str) -> Any:
+    """``name`` decoded from the store (this process's cached copy dropped first)."""
+    share._sk_store.cache.clear()
+    return getattr(share, name)
+
+
+def test_a_method_call_runs_without_a_transaction(monkeypatch: pytest.MonkeyPatch) -> None:
+    with Share() as share:
+        share.acc = Acc()
+        share.dec = Declared()
+        share.box = Holder()
+
+        def no_transaction(*a: Any, **k: Any) -> Any:
+            raise AssertionError("the general path ran")
+
+        monkeypatch.setattr(_ops, "run", no_transaction)
+        got = []
+        for _ in range(40):  # past the log limit: the whole value is written in between
+            # (calls outside `assert`: pytest's rewriting makes `share.acc` a plain read)
+            got.append((share.acc.add(1), share.dec.inc(), share.dec.peek(), share.box.inner.add(2),
+                        share.box.by_key["k"].add(3)))
+        monkeypatch.undo()
+        assert got == [(i, i, i, 2 * i, 3 * i) for i in range(1, 41)]
+        assert _fresh(share, "acc").total == 40
+        assert _fresh(share, "dec").n == 40
+        box = _fresh(share, "box")
+        assert box.inner.total == 80 and box.by_key["k"].total == 120
+
+
+def test_a_method_that_raises_commits_nothing_and_drops_the_changed_copy() -> None:
+    with Share() as share:
+        share.acc = Acc()
+        share.acc.add(1)
+        with pytest.raises(ValueError, match="after the change"):
+            share.acc.fail_after(5)
+        assert share.acc.total == 1  # this process's half-changed copy was not kept
+        assert _fresh(share, "acc").total == 1
+
+
+def test_a_method_replaced_on_the_class_is_read_again() -> None:
+    class Local:
+        def __init__(self) -> None:
+            self.total = 0
+
+        def add(self, n: int) -> None:
+            self.total += n
+
+    def add_and_note(self: Any, n: int) -> None:
+        self.total += n
+        self.note = n  # an attribute the first add never named
+
+    with Share() as share:
+        share.o = Local()
+        share.o.add(1)  # planned for the first function
+        Local.add = add_and_note  # type: ignore[method-assign]
+        share.o.add(2)
+        o = _fresh(share, "o")
+        assert (o.total, o.note) == (3, 2)
+
+
+NESTED: Share | None = None
+
+
+class UsesTheShare:
+    """A method that runs another operation of the same Share while its own call holds the
+    lock (the nested operation commits first; the call then writes the whole object)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    def add_and_count(self) -> None:
+        assert NESTED is not None
+        NESTED.counter += 1
+        NESTED.log.append(self.total)
+        self.total += 1
+
+
+def test_a_nested_operation_during_a_call_loses_nothing() -> None:
+    global NESTED
+    with Share() as share:
+        NESTED = share
+        try:
+            share.o = UsesTheShare()
+            share.counter = 0
+            share.log = []
+            for _ in range(3):
+                share.o.add_and_count()
+            assert share.counter == 3 and share.log == [0, 1, 2]
+            assert _fresh(share, "o").total == 3
+        finally:
+            NESTED = None
+
+
+def _call_many(share: Share, n: int) -> None:
+    for _ in range(n):
+        share.acc.add(1)
+        share.dec.inc()
+        share.box.inner.add(1)
+
+
+def test_processes_calling_methods_lose_nothing(start_method: str) -> None:
+    with Share() as share:
+        share.acc = Acc()
+        share.dec = Declared()
+        share.box = Holder()
+        share.acc.add(0)  # the parent's cached copy: caught up below
+        run_processes(_call_many, [(share, 150)] * 3)
+        after = share.acc.add(1), share.dec.peek()
+        assert after == (451, 450)
+        assert share.box.inner.total == 450
+        assert _fresh(share, "acc").total == 451
