@@ -138,6 +138,9 @@ class _RecordingCore:
     def handoff(self, job: object) -> None:
         self.log.append("handoff")
 
+    def offer(self, job: object) -> None:
+        self.log.append("offer")
+
     def wake(self) -> None:
         self.log.append("wake")
 
@@ -207,3 +210,51 @@ def test_a_failing_input_after_some_chunks_were_submitted(start_method):
                 seen.append(value)
         assert seen == list(range(len(seen)))  # in order, none lost before the error
         assert pool.map(abs, range(-3, 0)) == [3, 2, 1]
+
+
+def test_the_manager_may_send_between_the_chunks_the_caller_serializes():
+    """After the first round, each chunk queued while more input is left is offered to the
+    manager (``Core.offer``: a handoff only when a worker has room for it), so that a worker
+    done with its chunk gets the next one while the caller serializes the rest; the job
+    knows how many parts are still to come (``unsent``: not its tail yet, prefetch allowed)."""
+    from suitkaise.processing._pool_local import LocalRun
+
+    core = _RecordingCore()
+    call = Call("map", abs, list(range(80)), star=False, ordered=True, eager=True, timeout=None, progress=None)
+    run = LocalRun(core, 2, call)  # type: ignore[arg-type]
+    assert core.log[:4] == ["submit", "submit+wake", "handoff", "submit+wake"]
+    assert core.log[4:] == ["offer", "submit+wake"] * 5  # chunks 3..7 of 8: input left after each
+    assert run._job.unsent == 0
+
+
+def _policy(_: object) -> int:
+    import os
+
+    return os.sched_getscheduler(0)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "SCHED_BATCH"), reason="SCHED_BATCH is Linux-only")
+def test_workers_run_under_sched_batch(start_method):
+    """A worker's wake-up must not preempt the parent that woke it: on a busy machine the
+    parent then waited for the first worker's whole chunk before it could send the second
+    worker its own (they ran one after the other). Workers run under SCHED_BATCH."""
+    import os
+
+    with Pool(2) as pool:
+        assert set(pool.map(_policy, range(4))) == {os.SCHED_BATCH}
+
+
+def test_workers_progress_slots_share_no_cache_line(start_method):
+    """Each worker stores its item index before every item; two workers' slots on one cache
+    line made each store a cache miss on both cores (a tiny item took ~130 ns instead of ~70)."""
+    import ctypes
+
+    with Pool(3) as pool:
+        assert pool.map(abs, range(-64, 0))[0] == 64
+        core = pool._core
+        with core.lock:
+            spans = [(ctypes.addressof(w.progress), ctypes.sizeof(w.progress)) for w in core.workers]
+        assert len(spans) == 3
+        lines = [set(range(at // 64, (at + size - 1) // 64 + 1)) for at, size in spans]
+        for a, b in itertools.combinations(lines, 2):
+            assert not a & b
