@@ -223,6 +223,8 @@ class CallBase:
                 total = len(call.iterable)
             except TypeError:
                 total = None
+            if type(call.iterable) is list:  # read lazily all the same: a slice at a time
+                self._items = call.iterable
             # adaptive; one item per chunk under a per-result timeout, so that the
             # timeout measures one item and not a whole chunk
             self._chunksize = call.chunksize or (1 if call.timeout is not None else 0)

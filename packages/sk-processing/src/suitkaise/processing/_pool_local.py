@@ -127,7 +127,7 @@ class LocalRun(CallBase):
             self._items_submitted += len(items)
             more = self._total is None or self._next_start < self._total
             asleep = self._seq < self._workers and more and self._total is not None
-            if self._items is not None:  # map: the parts still to come
+            if self._items is not None and self._bound == math.inf:  # map: the parts still to come
                 self._job.unsent = math.ceil((len(self._items) - self._read_at) / self._chunksize)
             self._core.submit(self._job, chunk, wake=not asleep)
             if self._seq == self._workers and more:
