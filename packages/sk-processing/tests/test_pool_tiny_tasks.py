@@ -138,9 +138,6 @@ class _RecordingCore:
     def handoff(self, job: object) -> None:
         self.log.append("handoff")
 
-    def offer(self, job: object) -> None:
-        self.log.append("offer")
-
     def wake(self) -> None:
         self.log.append("wake")
 
@@ -210,21 +207,6 @@ def test_a_failing_input_after_some_chunks_were_submitted(start_method):
                 seen.append(value)
         assert seen == list(range(len(seen)))  # in order, none lost before the error
         assert pool.map(abs, range(-3, 0)) == [3, 2, 1]
-
-
-def test_the_manager_may_send_between_the_chunks_the_caller_serializes():
-    """After the first round, each chunk queued while more input is left is offered to the
-    manager (``Core.offer``: a handoff only when a worker has room for it), so that a worker
-    done with its chunk gets the next one while the caller serializes the rest; the job
-    knows how many parts are still to come (``unsent``: not its tail yet, prefetch allowed)."""
-    from suitkaise.processing._pool_local import LocalRun
-
-    core = _RecordingCore()
-    call = Call("map", abs, list(range(80)), star=False, ordered=True, eager=True, timeout=None, progress=None)
-    run = LocalRun(core, 2, call)  # type: ignore[arg-type]
-    assert core.log[:4] == ["submit", "submit+wake", "handoff", "submit+wake"]
-    assert core.log[4:] == ["offer", "submit+wake"] * 5  # chunks 3..7 of 8: input left after each
-    assert run._job.unsent == 0
 
 
 def _policies(_: object) -> tuple[int, int]:

@@ -197,7 +197,6 @@ class Job:
         self.busy_time = 0.0
         self.prior = prior  # seconds per item the last call of the same function measured
         self.handoff = False  # the caller waits for the manager's next pass to send its parts
-        self.unsent = 0  # parts the caller will still queue (a sized input): not the job's tail yet
 
     def item_time(self) -> float | None:
         """Mean seconds per item measured in the workers; before the first result, what the
@@ -315,20 +314,6 @@ class Core:
                     self.cv.wait(left)
             finally:
                 job.handoff = False
-
-    def offer(self, job: Job) -> None:
-        """``handoff`` when a worker has room for one of ``job``'s queued parts (else nothing).
-
-        While the caller serializes the rest of a long input, a worker that finished its chunk
-        would wait for the caller to block before the manager could send it the next one.
-        """
-        with self.lock:
-            if self.thread is None or not job._dispatchable():
-                return
-            now = time.monotonic()
-            if len(self.workers) >= self.size and not any(self._room(w, job, now) for w in self.workers):
-                return
-        self.handoff(job)
 
     def wake(self) -> None:
         """Interrupt the manager's wait (lock-free: safe from ``__del__``).
@@ -704,20 +689,6 @@ class Core:
         self.workers.append(_Worker(process, parent, progress_slots(progress), method, fault_r, slot))
         return len(self.workers) < self.size
 
-    def _room(self, w: _Worker, job: Job, now: float) -> bool:
-        """``w`` would take one of ``job``'s parts now (idle, or running a short one: prefetch)."""
-        if w.retiring or w.doomed:
-            return False
-        if not w.inflight:
-            return True
-        return len(w.inflight) < PREFETCH and now - w.busy_since <= SHORT_CHUNK and self._prefetched(job)
-
-    def _prefetched(self, job: Job) -> bool:
-        """``job``'s parts may wait in a busy worker's inbox: short, not timed, and not its tail
-        (no more parts left than workers: there a queued part could wait behind a slow one
-        while another worker goes idle)."""
-        return job.short_chunks() and len(job.pending) + job.unsent > len(self.workers) and job.item_timeout is None
-
     def _plan(self) -> list[tuple[_Worker, Any]]:
         """Decide what to send (under the lock); sending happens outside it."""
         plan: list[tuple[_Worker, Any]] = []
@@ -738,9 +709,14 @@ class Core:
                     # This worker's current part is already slower than "short": whatever
                     # we queue behind it could wait for it while another worker sits idle.
                     continue
-                # Prefetch only short parts, never the tail of a job, never for a timed job
-                # (its clock would run while it waits): _prefetched.
-                candidates = jobs if depth == 0 else [j for j in jobs if self._prefetched(j)]
+                # Prefetch only short parts, never the tail of a job (no more parts left
+                # than workers: there a queued part could wait behind a slow one while
+                # another worker goes idle), never for a timed job (its clock would
+                # run while it waits).
+                candidates = jobs if depth == 0 else [
+                    j for j in jobs
+                    if j.short_chunks() and len(j.pending) > len(self.workers) and j.item_timeout is None
+                ]
                 if not candidates:
                     continue
                 self._rr = (self._rr + 1) % len(candidates)

@@ -15,7 +15,6 @@ read-ahead, iteration, timeouts and progress.
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
@@ -127,13 +126,9 @@ class LocalRun(CallBase):
             self._items_submitted += len(items)
             more = self._total is None or self._next_start < self._total
             asleep = self._seq < self._workers and more and self._total is not None
-            if self._items is not None and self._bound == math.inf:  # map: the parts still to come
-                self._job.unsent = math.ceil((len(self._items) - self._read_at) / self._chunksize)
             self._core.submit(self._job, chunk, wake=not asleep)
             if self._seq == self._workers and more:
                 self._core.handoff(self._job)
-            elif self._seq > self._workers and more:
-                self._core.offer(self._job)
         if asleep:  # read-ahead full before every worker had a chunk
             self._core.wake()
 
