@@ -298,7 +298,7 @@ class CallBase:
                 self._bound = min(self._bound, max(2 * self._workers, _READ_AHEAD_BYTES // per_item))
             if self._items_submitted - self._items_consumed >= self._bound:
                 return None
-        if self._items is not None:  # map: slices of the whole input
+        if self._items is not None:  # a list input: a slice of it
             at = self._read_at
             items = self._items[at:at + self._next_chunksize()]
             self._read_at = at + len(items)
