@@ -206,7 +206,7 @@ class CallBase:
         self._per_item = call.per_item
         self._deadline = None if call.timeout is None or call.per_item else time.monotonic() + call.timeout
         total: int | None
-        self._items: list[Any] | None = None  # map: the whole input, read a slice at a time
+        self._items: list[Any] | None = None  # a list input (map: any input), read a slice at a time
         self._read_at = 0  # the next item of _items to read
         if call.eager:
             # A list is read only through the chunks' slices, all taken before the call's first
