@@ -207,3 +207,41 @@ def test_a_failing_input_after_some_chunks_were_submitted(start_method):
                 seen.append(value)
         assert seen == list(range(len(seen)))  # in order, none lost before the error
         assert pool.map(abs, range(-3, 0)) == [3, 2, 1]
+
+
+def _policies(_: object) -> tuple[int, int]:
+    """(this thread's scheduling policy, the worker's reader thread's)."""
+    import os
+    import threading
+
+    reader = next(t for t in threading.enumerate() if t.name == "sk-pool-reader")
+    assert reader.native_id is not None
+    return os.sched_getscheduler(0), os.sched_getscheduler(reader.native_id)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "SCHED_BATCH"), reason="SCHED_BATCH is Linux-only")
+def test_a_workers_reader_runs_under_sched_batch_its_tasks_do_not(start_method):
+    """The reader's wake-up must not preempt the parent that woke it: on a busy machine the
+    parent then waited for the first worker's whole chunk before it could send the second
+    worker its own (they ran one after the other). The tasks keep the normal policy: whole
+    workers under SCHED_BATCH woke late from every sleep on a loaded machine."""
+    import os
+
+    with Pool(2) as pool:
+        assert set(pool.map(_policies, range(4))) == {(os.SCHED_OTHER, os.SCHED_BATCH)}
+
+
+def test_workers_progress_slots_share_no_cache_line(start_method):
+    """Each worker stores its item index before every item; two workers' slots on one cache
+    line made each store a cache miss on both cores (a tiny item took ~130 ns instead of ~70)."""
+    import ctypes
+
+    with Pool(3) as pool:
+        assert pool.map(abs, range(-64, 0))[0] == 64
+        core = pool._core
+        with core.lock:
+            spans = [(ctypes.addressof(w.progress), ctypes.sizeof(w.progress)) for w in core.workers]
+        assert len(spans) == 3
+        lines = [set(range(at // 64, (at + size - 1) // 64 + 1)) for at, size in spans]
+        for a, b in itertools.combinations(lines, 2):
+            assert not a & b

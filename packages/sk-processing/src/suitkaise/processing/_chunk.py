@@ -18,6 +18,7 @@ the worker's traceback as its ``__cause__``.
 
 from __future__ import annotations
 
+import ctypes
 import struct
 import time
 from collections.abc import Callable, MutableSequence, Sequence
@@ -46,6 +47,9 @@ __all__ = [
     "encode_outcome",
     "error_record",
     "frame",
+    "new_progress",
+    "progress_slots",
+    "progress_view",
     "run_chunk",
     "unframe",
 ]
@@ -68,6 +72,26 @@ FLAG_TIMED = 16  # per-item timeout: progress[4] = start of each item (monotonic
 # (P_LIVES: the lives an Skprocess item has left, 0 for other items)
 P_JOB, P_ITEM, P_PHASE, P_BOOTED, P_ITEM_START, P_LIVES = range(6)
 PROGRESS_SLOTS = 6
+# A worker stores its item index before every item: two workers' slots on one cache line
+# made every store a cache miss on both cores (~130 ns per item instead of ~70). Each
+# worker's slots sit between PROGRESS_PAD unused slots (64 bytes) on either side.
+PROGRESS_PAD = 8
+
+
+def new_progress(ctx: Any) -> Any:
+    """A worker's progress slots in shared memory (``ctx.RawArray``, padded: ``progress_slots``)."""
+    return ctx.RawArray("q", PROGRESS_PAD + PROGRESS_SLOTS + PROGRESS_PAD)
+
+
+def progress_slots(raw: Any) -> Any:
+    """The ``PROGRESS_SLOTS`` slots of ``new_progress``'s array, indexed by ``P_*`` (ctypes)."""
+    return (ctypes.c_int64 * PROGRESS_SLOTS).from_buffer(raw, PROGRESS_PAD * 8)
+
+
+def progress_view(raw: Any) -> memoryview:
+    """The same slots as a memoryview: a store is ~60 ns cheaper than a ctypes array's,
+    and a worker makes one before every item."""
+    return memoryview(raw).cast("B").cast("q")[PROGRESS_PAD:PROGRESS_PAD + PROGRESS_SLOTS]
 
 T = TypeVar("T")
 

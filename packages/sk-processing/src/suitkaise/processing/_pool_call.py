@@ -206,12 +206,16 @@ class CallBase:
         self._per_item = call.per_item
         self._deadline = None if call.timeout is None or call.per_item else time.monotonic() + call.timeout
         total: int | None
+        self._items: list[Any] | None = None  # a list input (map: any input), read a slice at a time
+        self._read_at = 0  # the next item of _items to read
         if call.eager:
             # A list is read only through the chunks' slices, all taken before the call's first
-            # wait: copying it first would be one more pass over every item (~10 ns each).
+            # wait: copying it first would be one more pass over every item (~10 ns each), and
+            # so would reading its chunks through an iterator (islice: ~6 ns an item, a slice ~1).
             items = call.iterable if type(call.iterable) is list else list(source)
             total = len(items)
             source = iter(items)
+            self._items = items
             self._chunksize = call.chunksize or _sized_chunk(total, workers, None)
             self._bound = math.inf
         else:
@@ -219,6 +223,8 @@ class CallBase:
                 total = len(call.iterable)
             except TypeError:
                 total = None
+            if type(call.iterable) is list:  # read lazily all the same: a slice at a time
+                self._items = call.iterable
             # adaptive; one item per chunk under a per-result timeout, so that the
             # timeout measures one item and not a whole chunk
             self._chunksize = call.chunksize or (1 if call.timeout is not None else 0)
@@ -292,9 +298,14 @@ class CallBase:
                 self._bound = min(self._bound, max(2 * self._workers, _READ_AHEAD_BYTES // per_item))
             if self._items_submitted - self._items_consumed >= self._bound:
                 return None
-        items = list(islice(self._source, self._next_chunksize()))
+        if self._items is not None:  # a list input: a slice of it
+            at = self._read_at
+            items = self._items[at:at + self._next_chunksize()]
+            self._read_at = at + len(items)
+        else:
+            items = list(islice(self._source, self._next_chunksize()))
         if not items:
-            self._source = None
+            self._source = self._items = None
             return None
         return items
 

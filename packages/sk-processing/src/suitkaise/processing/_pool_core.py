@@ -57,8 +57,9 @@ from suitkaise.processing._chunk import (
     PHASE_RUNNING,
     PHASE_SENDING,
     PHASE_STARTING,
-    PROGRESS_SLOTS,
     frame,
+    new_progress,
+    progress_slots,
 )
 from suitkaise.processing._context import get_context, preload_in_forkserver
 from suitkaise.processing._errors import (
@@ -661,7 +662,7 @@ class Core:
         slot = min(i for i in range(self.size + 1) if i not in taken)
         parent, child = ctx.Pipe(duplex=True)
         fault_r, fault_w = ctx.Pipe(duplex=False)
-        progress = ctx.RawArray("q", PROGRESS_SLOTS)
+        progress = new_progress(ctx)
         method = ctx.get_start_method()
         if method == "fork":
             preload_libc()
@@ -685,7 +686,7 @@ class Core:
             fault_w.close()
         if self.trace is not None:
             self.trace.event("worker", worker=process.pid)
-        self.workers.append(_Worker(process, parent, progress, method, fault_r, slot))
+        self.workers.append(_Worker(process, parent, progress_slots(progress), method, fault_r, slot))
         return len(self.workers) < self.size
 
     def _plan(self) -> list[tuple[_Worker, Any]]:
