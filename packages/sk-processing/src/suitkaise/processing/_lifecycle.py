@@ -44,7 +44,7 @@ from suitkaise.processing._runtime import (
 from suitkaise.processing._sections import BY_DUNDER, DUNDERS, LOOP
 from suitkaise.processing._timers import ProcessTimers, TimedMethod
 
-__all__ = ["Checkpointer", "Lifecycle"]
+__all__ = ["Checkpointer", "Lifecycle", "section_fns"]
 
 _LOOP_ERRORS = (_SectionError, ProcessTimeoutError)
 
@@ -67,6 +67,11 @@ def resolve_section(cls: type, name: str) -> Callable[..., Any] | None:
             return None if attr.skip else attr.fn
         return attr
     return None
+
+
+def section_fns(cls: type) -> dict[str, Callable[..., Any] | None]:
+    """``resolve_section`` of every section of ``cls``, by dunder name."""
+    return {name: resolve_section(cls, name) for name in DUNDERS}
 
 
 class _Alarm:
@@ -114,7 +119,8 @@ class Lifecycle:
 
     ``ctrl`` is the shared control array (child) or a plain list (inline);
     ``lives`` the lives left (the child's next life gets fewer than configured);
-    ``checkpoint`` records each completed iteration for a resume after a hard crash.
+    ``checkpoint`` records each completed iteration for a resume after a hard crash;
+    ``fns`` is ``section_fns(type(proc))`` when the caller has it already.
     """
 
     def __init__(
@@ -125,6 +131,7 @@ class Lifecycle:
         lives: int | None = None,
         stop_event: Any = None,
         checkpoint: Checkpointer | None = None,
+        fns: dict[str, Callable[..., Any] | None] | None = None,
     ) -> None:
         self.proc = proc
         self.ctrl = ctrl
@@ -135,8 +142,7 @@ class Lifecycle:
         self.checkpoint = checkpoint
         self.alarm: _Alarm | None = None
         self.use_alarm = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
-        cls = type(proc)
-        self.fns = {name: resolve_section(cls, name) for name in DUNDERS}
+        self.fns = section_fns(type(proc)) if fns is None else fns
         if proc.timers is None:
             proc.timers = ProcessTimers()
         # samples of the iteration in progress (prerun, run, postrun); NaN = did not run
@@ -352,7 +358,7 @@ class Lifecycle:
         """``@autoreconnect``: reconnect live resources before the first iteration."""
         proc = self.proc
         cls = type(proc)
-        if not getattr(cls, "_auto_reconnect_enabled", False):
+        if not cls._auto_reconnect_enabled:  # (Skprocess has it: a miss would cost an exception)
             return None
         try:
             cucumber.reconnect_all(

@@ -40,12 +40,14 @@ in order.
 
 from __future__ import annotations
 
+import marshal
 import multiprocessing.connection as mpc
 import os
 import select
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import IO, Any
 
 from suitkaise import cucumber
@@ -63,6 +65,7 @@ from suitkaise.processing._errors import (
     describe_exit,
 )
 from suitkaise.processing._forkpayload import SpawnPayload, fd_for_child, fork_payload
+from suitkaise.processing._lifecycle import section_fns
 from suitkaise.processing._monitor import is_forker, on_forker, watch
 from suitkaise.processing._pdeathsig import preload as preload_libc
 from suitkaise.processing._runtime import (
@@ -75,6 +78,7 @@ from suitkaise.processing._runtime import (
     STOP,
     TAG_ACK,
     TAG_FINAL,
+    TAG_FINAL_MARSHAL,
     TAG_TELL,
     TIMEOUT,
     FinalState,
@@ -166,15 +170,17 @@ class ParentRun:
                 payload: Any = fork_payload(owner)
                 close_in_child: list[Any] = [parent_conn]
                 ppid = os.getpid()
+                fns = section_fns(type(owner))  # here, not in the child (see child_main)
             else:
                 payload = SpawnPayload(owner)
                 close_in_child = []
                 # forkserver: the parent of the child is the fork server
                 ppid = os.getpid() if self.method == "spawn" else 0
+                fns = None  # a class defined in a function travels in the payload alone
             checkpoint = None if self.checkpoint is None else fd_for_child(self.checkpoint.fileno(), self.method)
             process = self.ctx.Process(
                 target=child_main,
-                args=(payload, child_conn, self.ctrl, close_in_child, pdeathsig, ppid, checkpoint),
+                args=(payload, child_conn, self.ctrl, close_in_child, pdeathsig, ppid, checkpoint, fns),
                 name=f"Skprocess-{type(owner).__qualname__}",
                 daemon=False,
             )
@@ -333,7 +339,9 @@ class ParentRun:
                 while pending and pending[0][0] < self.acked:
                     pending.popleft()
         elif tag == TAG_FINAL:
-            self.final = self._read_final(data[1:])
+            self.final = self._read_final(data[1:], cucumber.deserialize)
+        elif tag == TAG_FINAL_MARSHAL:
+            self.final = self._read_final(data[1:], marshal.loads)
 
     def _on_exit(self, exitcode: int | None) -> bool:
         """The child has exited: resolve the run, or return True to restart it."""
@@ -360,13 +368,13 @@ class ParentRun:
         self._resolve(Outcome("raise", error))
         return False
 
-    def _read_final(self, final: bytes) -> FinalState | Outcome:
+    def _read_final(self, final: bytes, decode: Callable[[bytes], Any]) -> FinalState | Outcome:
         """The child's final state, or the error that it could not be read."""
         try:
-            state = cucumber.deserialize(final)
+            state = decode(final)
             if type(state) is tuple:  # the plain form (_child._final_message)
                 state = FinalState(*state)
-                state = state._replace(timers=ProcessTimers._from_plain(state.timers))
+                state = state._replace(timers=ProcessTimers._unpack(state.timers))
         except Exception as e:
             return Outcome("raise", ProcessError(
                 f"the final state sent by {type(self.owner).__qualname__} could not be read: "
