@@ -67,7 +67,7 @@ class ChildRuntime:
         self.ctrl = ctrl
         # With checkpoints the parent learns what was consumed from them, not from acks.
         self.checkpoint = checkpoint
-        self.inbox: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self.inbox: queue.SimpleQueue[bytes] | None = None  # made with the reader, which fills it
         self.send_lock = threading.Lock()
         self.finishing = False
         self.reader: threading.Thread | None = None
@@ -77,18 +77,20 @@ class ChildRuntime:
     def _start_reader(self) -> None:
         with self.send_lock:
             if self.reader is None:
+                self.inbox = queue.SimpleQueue()
                 self.reader = threading.Thread(target=self._reader, name="sk-skprocess-reader", daemon=True)
                 self.reader.start()
 
     def _reader(self) -> None:
         # SIGALRM must reach the main thread (section timeouts), never this one.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
-        conn = self.conn
+        conn, inbox = self.conn, self.inbox
+        assert inbox is not None
         try:
             while True:
                 data = conn.recv_bytes()
                 if data[:1] == TAG_TELL:
-                    self.inbox.put(data[1:])
+                    inbox.put(data[1:])
                     if self.checkpoint is None:
                         self.send(TAG_ACK, b"")  # the parent may now forget it
         except (EOFError, OSError):
@@ -127,9 +129,11 @@ class ChildRuntime:
     def listen(self, timeout: float | None, sk_timeout: float | None) -> Any:
         if self.reader is None:
             self._start_reader()
+        inbox = self.inbox
+        assert inbox is not None
         limit = min_timeout(timeout, sk_timeout)
         try:
-            data = self.inbox.get(timeout=limit) if limit is not None else self.inbox.get()
+            data = inbox.get(timeout=limit) if limit is not None else inbox.get()
         except queue.Empty:
             if sk_timeout is not None and (timeout is None or sk_timeout <= timeout):
                 raise ResultTimeoutError(f"listen() timed out after {sk_timeout}s") from None

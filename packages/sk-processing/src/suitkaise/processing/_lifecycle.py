@@ -141,7 +141,7 @@ class Lifecycle:
         self.stop_event = stop_event
         self.checkpoint = checkpoint
         self.alarm: _Alarm | None = None
-        self.use_alarm = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
+        self.use_alarm: bool | None = None  # SIGALRM timeouts here? Known at the first timeout
         self.fns = section_fns(type(proc)) if fns is None else fns
         if proc.timers is None:
             proc.timers = ProcessTimers()
@@ -166,6 +166,8 @@ class Lifecycle:
 
     def _call_with_timeout(self, name: str, fn: Callable[..., Any], timeout: float) -> tuple[Any, float]:
         proc = self.proc
+        if self.use_alarm is None:  # (the thread that runs the lifecycle, main or not, is this one)
+            self.use_alarm = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
         if not self.use_alarm:
             return _call_on_thread(name, fn, proc, timeout)
         ctrl = self.ctrl
@@ -219,8 +221,9 @@ class Lifecycle:
         proc, ctrl, cfg, ev = self.proc, self.ctrl, self.cfg, self.stop_event
         runs = cfg.runs
         join_at = None if cfg.join_in is None else start_time + cfg.join_in
-        t_pre, t_run, t_post = (getattr(cfg.timeouts, s.key) for s in LOOP)
         s_pre, s_run, s_post = LOOP  # the table's order: prerun, run, postrun
+        timeouts = cfg.timeouts
+        t_pre, t_run, t_post = getattr(timeouts, s_pre.key), getattr(timeouts, s_run.key), getattr(timeouts, s_post.key)
         d_pre, d_run, d_post = s_pre.dunder, s_run.dunder, s_post.dunder
         pre, run, post = self.fns[d_pre], self.fns[d_run], self.fns[d_post]
         timers = proc.timers
