@@ -3,8 +3,8 @@ and its frame, read by the parent's ``Connection.recv_bytes``."""
 
 from __future__ import annotations
 
-import math
 import marshal
+import math
 import multiprocessing
 import pickle
 import signal
@@ -58,6 +58,7 @@ def test_an_atom_result_travels_in_marshal_bytes_anything_else_through_cucumber(
     assert message[:1] == TAG_FINAL_MARSHAL
     kind, value, has_state, current_run, error, packed = marshal.loads(message[1:])
     assert (kind, value, has_state, current_run, error) == ("value", 3, True, 2, None)
+    assert ProcessTimers._unpack(packed).run.times == [0.25, 0.5]
     assert _final_message(_finished(bytearray(b"x")), "value", bytearray(b"x"))[:1] == TAG_FINAL
     err = ValueError("boom")
     assert _final_message(_finished(None), "raise", err)[:1] == TAG_FINAL

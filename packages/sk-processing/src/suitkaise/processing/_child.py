@@ -4,7 +4,8 @@
 
     child process
     main thread:   child_main -> rebuild instance (real class) -> Lifecycle.run()
-                   -> final message b"F" + cucumber{kind, value, current_run, error, timers}
+                   -> final message (_final_message) b"M" + marshal or b"F" + cucumber of
+                      (kind, value, has_state, current_run, error, timers)
     reader thread: conn -> inbox (listen()); acknowledges each message (b"A")
                    unless checkpointing (then each checkpoint says how many were consumed);
                    EOF = parent gone -> os._exit
@@ -12,6 +13,12 @@
 The reader starts on the first ``listen()`` (a thread costs ~1 ms in a fresh
 child) unless it must also watch for the parent's death because
 ``PR_SET_PDEATHSIG`` is unavailable or unsafe for this child.
+
+Under fork every page this process writes first is copied from the parent (~3 us
+each): the path from ``child_main`` to the final message is kept to what it needs
+(the parent looks up the section methods before the fork; nothing is built for
+``listen()`` or timeouts until they are used; the final message takes neither
+cucumber nor ``Connection.send_bytes``' layers when it can do without).
 """
 
 from __future__ import annotations

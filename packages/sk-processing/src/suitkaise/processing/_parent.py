@@ -8,11 +8,12 @@ Processes and channels of one ``start()``::
          |  tell: conn.send_bytes(b"T"+cucumber)  ==>    reader thread: conn -> inbox (listen);
          |                                               EOF = parent gone -> os._exit
     monitor thread (one per parent, _monitor):   <==   tell: b"T"+cucumber   final: b"F"+cucumber
+                                                             or b"M"+marshal (an atom result)
          waits on [conn, process sentinel] of every child                  ack: b"A"
          and on the nearest section deadline
          - b"T" -> inbox (parent's listen())
          - b"A" -> forget the oldest unacknowledged tell()
-         - b"F" -> final state: result/error, current_run, error, timers
+         - b"F"/b"M" -> final state: result/error, current_run, error, timers
          - sentinel after b"F" -> apply the final state, resolve result()
          - sentinel without b"F" -> crash: on a thread of its own, restart (lives
            left; the new child goes back to the monitor) or ProcessError

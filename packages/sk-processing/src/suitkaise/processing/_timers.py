@@ -87,10 +87,9 @@ class ProcessTimers:
                 continue
             if type(timer) is not Sktimer or vars(timer).keys() != _SKTIMER_ATTRS:
                 return None
-            times = timer.times
-            paused: list[float] | None = timer._paused_durations
-            if len(paused) == len(times) and not any(paused):
-                paused = None  # (a -0.0 among them comes back as 0.0)
+            times, durations = timer.times, timer._paused_durations
+            # (a -0.0 among them comes back as 0.0)
+            paused = None if len(durations) == len(times) and not any(durations) else durations
             for other in sent:
                 if len(other) == len(times) and other == times:
                     times = other
