@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from skprocess_support import CustomTimed, Returns
 
-from suitkaise.processing import ProcessTimers
+from suitkaise.processing import ProcessTimers, Skprocess
 from suitkaise.processing._child import ChildRuntime, _final_message
 from suitkaise.processing._runtime import CTRL_SLOTS, TAG_FINAL, TAG_FINAL_MARSHAL
 from suitkaise.processing._timers import _SKTIMER_ATTRS
@@ -114,3 +114,27 @@ def test_the_final_frame_is_what_recv_bytes_reads(size):
     finally:
         ours.close()
         theirs.close()
+
+
+def test_a_class_that_travels_by_value_runs_its_own_methods(start_method):
+    """Under fork the parent looks up the section methods before the fork; they are the
+    child's only when the child runs the instance it inherited. A class defined in a
+    function travels by value with an instance that is serialized (a list attribute), and
+    the child must run that copy's methods: ``super()`` in them needs the copy's class."""
+
+    class Base(Skprocess):
+        def __run__(self):
+            self.seen.append(type(self).__name__)
+
+    class Local(Base):
+        def __init__(self):
+            self.seen = []
+            self.process_config.runs = 2
+
+        def __run__(self):
+            super().__run__()
+
+        def __result__(self):
+            return self.seen
+
+    assert Local().run() == ["Local", "Local"]

@@ -171,7 +171,9 @@ class ParentRun:
                 payload: Any = fork_payload(owner)
                 close_in_child: list[Any] = [parent_conn]
                 ppid = os.getpid()
-                fns = section_fns(type(owner))  # here, not in the child (see child_main)
+                # looked up here, not in the child (see child_main), when the child runs this
+                # very instance, of this very class (a class may travel by value in bytes)
+                fns = section_fns(type(owner)) if payload is owner else None
             else:
                 payload = SpawnPayload(owner)
                 close_in_child = []
