@@ -179,7 +179,7 @@ class ParentRun:
                 close_in_child = []
                 # forkserver: the parent of the child is the fork server
                 ppid = os.getpid() if self.method == "spawn" else 0
-                fns = None  # a class defined in a function travels in the payload alone
+                fns = None  # the child looks them up (functions of a local class do not pickle)
             checkpoint = None if self.checkpoint is None else fd_for_child(self.checkpoint.fileno(), self.method)
             process = self.ctx.Process(
                 target=child_main,
