@@ -13,7 +13,8 @@ Processes and channels of one ``start()``::
          and on the nearest section deadline
          - b"T" -> inbox (parent's listen())
          - b"A" -> forget the oldest unacknowledged tell()
-         - b"F"/b"M" -> final state: result/error, current_run, error, timers
+         - b"F"/b"M" -> final state: result/error, current_run, error, timers (kept as
+           bytes until the sentinel: decoded once the child has exited)
          - sentinel after b"F" -> apply the final state, resolve result()
          - sentinel without b"F" -> crash: on a thread of its own, restart (lives
            left; the new child goes back to the monitor) or ProcessError
@@ -48,7 +49,6 @@ import select
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import IO, Any
 
 from suitkaise import cucumber
@@ -144,8 +144,10 @@ class ParentRun:
         cfg = owner.process_config
         self.checkpoint: IO[bytes] | None = create_file() if cfg.checkpoint and cfg.lives > 1 else None
         self.process: Any = None
-        # the child's final message, read as it arrives (while the child is still exiting)
-        self.final: FinalState | Outcome | None = None
+        # the child's final message (its tag and bytes), taken off the pipe as it arrives and
+        # decoded once the child has exited: meanwhile the child may need this core to exit,
+        # and every page written while it lives is copied
+        self.final: bytes | None = None
         self.timeout_kill: SectionTimeout | None = None
         timeouts = owner.process_config.timeouts
         self.has_timeouts = any(getattr(timeouts, name) is not None for name in KEYS)
@@ -260,7 +262,7 @@ class ParentRun:
                 break
         self.process.join()
         if self.final is not None and self._close_conn(wait=0.0):
-            self._resolve(self._adopt_final(self.final))
+            self._resolve(self._adopt_final(self._read_final(self.final)))
         else:
             threading.Thread(target=self._after_crash, name="sk-restart", daemon=True).start()
 
@@ -341,15 +343,13 @@ class ParentRun:
                 pending = self.pending
                 while pending and pending[0][0] < self.acked:
                     pending.popleft()
-        elif tag == TAG_FINAL:
-            self.final = self._read_final(data[1:], cucumber.deserialize)
-        elif tag == TAG_FINAL_MARSHAL:
-            self.final = self._read_final(data[1:], marshal.loads)
+        elif tag == TAG_FINAL or tag == TAG_FINAL_MARSHAL:
+            self.final = data
 
     def _on_exit(self, exitcode: int | None) -> bool:
         """The child has exited: resolve the run, or return True to restart it."""
         if self.final is not None:
-            self._resolve(self._adopt_final(self.final))
+            self._resolve(self._adopt_final(self._read_final(self.final)))
             return False
         if self.killed:
             self._resolve(Outcome("killed", None))
@@ -371,10 +371,10 @@ class ParentRun:
         self._resolve(Outcome("raise", error))
         return False
 
-    def _read_final(self, final: bytes, decode: Callable[[bytes], Any]) -> FinalState | Outcome:
-        """The child's final state, or the error that it could not be read."""
+    def _read_final(self, final: bytes) -> FinalState | Outcome:
+        """The child's final state (its message, tag included), or the error that it could not be read."""
         try:
-            state = decode(final)
+            state = marshal.loads(final[1:]) if final[:1] == TAG_FINAL_MARSHAL else cucumber.deserialize(final[1:])
             if type(state) is tuple:  # the plain form (_child._final_message)
                 state = FinalState(*state)
                 state = state._replace(timers=ProcessTimers._unpack(state.timers))
