@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 import pytest
-from skprocess_support import CustomTimed, Returns
+from skprocess_support import Returns
 
 from suitkaise.processing import ProcessTimers, Skprocess
 from suitkaise.processing._child import ChildRuntime, _final_message
@@ -89,12 +89,6 @@ def test_a_timer_with_state_of_its_own_is_not_packed():
     timers = _finished(None).timers
     timers.run.note = "mine"
     assert timers._pack() is None
-
-
-def test_a_replaced_timer_still_comes_back(start_method):
-    proc = CustomTimed()
-    proc.run()
-    assert proc.timers.run.label == "mine"
 
 
 @pytest.mark.parametrize("size", [1, 100, 70_000, 1_000_000])
