@@ -643,3 +643,17 @@ class PausesItsTimer(Skprocess):
         time.sleep(0.02)
         timer.resume()
         timer.stop()
+
+
+class Returns(Skprocess):
+    """Returns the value it was given, after ``runs`` iterations."""
+
+    def __init__(self, value: object, runs: int = 2) -> None:
+        self.value = value
+        self.process_config.runs = runs
+
+    def __run__(self) -> None:
+        pass
+
+    def __result__(self) -> object:
+        return self.value

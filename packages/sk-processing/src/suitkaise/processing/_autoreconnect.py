@@ -40,7 +40,7 @@ def autoreconnect(*, start_threads: bool = False, **auth: Any) -> Callable[[T], 
                 f"@autoreconnect decorates Skprocess subclasses, got {cls!r}; for other objects call "
                 "suitkaise.cucumber.reconnect_all(obj, ...) yourself"
             )
-        cls._auto_reconnect_enabled = True  # type: ignore[attr-defined]
+        cls._auto_reconnect_enabled = True
         cls._auto_reconnect_kwargs = dict(auth)  # type: ignore[attr-defined]
         cls._auto_reconnect_start_threads = start_threads  # type: ignore[attr-defined]
         return cls

@@ -4,7 +4,8 @@
 
     child process
     main thread:   child_main -> rebuild instance (real class) -> Lifecycle.run()
-                   -> final message b"F" + cucumber{kind, value, current_run, error, timers}
+                   -> final message (_final_message) b"M" + marshal or b"F" + cucumber of
+                      (kind, value, has_state, current_run, error, timers)
     reader thread: conn -> inbox (listen()); acknowledges each message (b"A")
                    unless checkpointing (then each checkpoint says how many were consumed);
                    EOF = parent gone -> os._exit
@@ -12,14 +13,22 @@
 The reader starts on the first ``listen()`` (a thread costs ~1 ms in a fresh
 child) unless it must also watch for the parent's death because
 ``PR_SET_PDEATHSIG`` is unavailable or unsafe for this child.
+
+Under fork every page this process writes first is copied from the parent (~3 us
+each): the path from ``child_main`` to the final message is kept to what it needs
+(the parent looks up the section methods before the fork; nothing is built for
+``listen()`` or timeouts until they are used; the final message takes neither
+cucumber nor ``Connection.send_bytes``' layers when it can do without).
 """
 
 from __future__ import annotations
 
+import marshal
 import multiprocessing.connection as mpc
 import os
 import queue
 import signal
+import struct
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -43,6 +52,7 @@ from suitkaise.processing._runtime import (
     STOP,
     TAG_ACK,
     TAG_FINAL,
+    TAG_FINAL_MARSHAL,
     TAG_TELL,
     FinalState,
     Outcome,
@@ -64,7 +74,7 @@ class ChildRuntime:
         self.ctrl = ctrl
         # With checkpoints the parent learns what was consumed from them, not from acks.
         self.checkpoint = checkpoint
-        self.inbox: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self.inbox: queue.SimpleQueue[bytes] | None = None  # made with the reader, which fills it
         self.send_lock = threading.Lock()
         self.finishing = False
         self.reader: threading.Thread | None = None
@@ -74,18 +84,20 @@ class ChildRuntime:
     def _start_reader(self) -> None:
         with self.send_lock:
             if self.reader is None:
+                self.inbox = queue.SimpleQueue()
                 self.reader = threading.Thread(target=self._reader, name="sk-skprocess-reader", daemon=True)
                 self.reader.start()
 
     def _reader(self) -> None:
         # SIGALRM must reach the main thread (section timeouts), never this one.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
-        conn = self.conn
+        conn, inbox = self.conn, self.inbox
+        assert inbox is not None
         try:
             while True:
                 data = conn.recv_bytes()
                 if data[:1] == TAG_TELL:
-                    self.inbox.put(data[1:])
+                    inbox.put(data[1:])
                     if self.checkpoint is None:
                         self.send(TAG_ACK, b"")  # the parent may now forget it
         except (EOFError, OSError):
@@ -97,6 +109,20 @@ class ChildRuntime:
     def send(self, tag: bytes, payload: bytes) -> None:
         with self.send_lock:
             self.conn.send_bytes(tag + payload)
+
+    def send_final(self, message: bytes) -> None:
+        """Send the final message: ``Connection.send_bytes``'s frame (the length as 4 bytes,
+        big-endian, then the bytes) written by ``os.write`` itself. In a fork child the first
+        ``send_bytes`` call costs ~0.05 ms more, in the pages its Python layers touch."""
+        size = len(message)
+        if size > 0x7FFFFFFF:  # a longer frame: leave it to multiprocessing
+            self.send(message[:1], message[1:])
+            return
+        with self.send_lock:
+            fd = self.conn.fileno()
+            data = memoryview(_FRAME.pack(size) + message)
+            while data:
+                data = data[os.write(fd, data):]
 
     def stop(self) -> None:
         self.ctrl[STOP] = 1.0
@@ -110,9 +136,11 @@ class ChildRuntime:
     def listen(self, timeout: float | None, sk_timeout: float | None) -> Any:
         if self.reader is None:
             self._start_reader()
+        inbox = self.inbox
+        assert inbox is not None
         limit = min_timeout(timeout, sk_timeout)
         try:
-            data = self.inbox.get(timeout=limit) if limit is not None else self.inbox.get()
+            data = inbox.get(timeout=limit) if limit is not None else inbox.get()
         except queue.Empty:
             if sk_timeout is not None and (timeout is None or sk_timeout <= timeout):
                 raise ResultTimeoutError(f"listen() timed out after {sk_timeout}s") from None
@@ -138,25 +166,35 @@ class ChildRuntime:
 
 
 def _final_message(proc: Any, kind: str, value: Any) -> bytes:
-    """The last message of a life: outcome plus the state the parent adopts (decision 6).
+    """The last message of a life, tag included: outcome plus the state the parent adopts
+    (decision 6).
 
-    Sent as a plain tuple with the timers as builtin data when they allow it
-    (``ProcessTimers._plain``): with a plain result too, cucumber takes its C-pickler
-    fast path, ~0.25 ms less on a fork child's critical path. The parent's
-    ``ParentRun._read_final`` accepts both forms.
+    Sent as a plain tuple with the timers packed as builtin data when they allow it
+    (``ProcessTimers._pack``): with an atom for a result and no error, encoded by
+    ``marshal`` (``TAG_FINAL_MARSHAL``), else by cucumber, which takes its C-pickler fast
+    path for plain data. In a fork child, whose every first write to a page costs a copy,
+    cucumber's first call costs ~0.3 ms and ``marshal`` ~0.03 ms. The parent's
+    ``ParentRun._read_final`` accepts every form.
     """
     if proc is None:
         state = FinalState(kind, value)
     else:
-        state = FinalState(kind, value, True, proc._current_run, proc.error, proc.timers)
-        plain = state.timers._plain() if isinstance(state.timers, ProcessTimers) else None
-        if plain is not None:
+        timers, error = proc.timers, proc.error
+        packed = timers._pack() if isinstance(timers, ProcessTimers) else None
+        if packed is not None:
+            plain = (kind, value, True, proc._current_run, error, packed)  # FinalState's fields
+            if error is None and type(value) in _MARSHAL_ATOMS:
+                try:
+                    return TAG_FINAL_MARSHAL + marshal.dumps(plain)
+                except ValueError:
+                    pass  # something in the timers marshal cannot encode
             try:
-                return cucumber.serialize(tuple(state._replace(timers=plain)))
+                return TAG_FINAL + cucumber.serialize(plain)
             except Exception:
                 pass  # the full form below reports what cannot be sent
+        state = FinalState(kind, value, True, proc._current_run, error, timers)
     try:
-        return cucumber.serialize(state)
+        return TAG_FINAL + cucumber.serialize(state)
     except Exception as e:
         if kind == "value":
             value = ResultError(state.current_run, ProcessError(
@@ -166,8 +204,16 @@ def _final_message(proc: Any, kind: str, value: Any) -> bytes:
             kind = "raise"
         else:
             value = portable_error(value)
-        timers = portable(state.timers, lambda: None)
-        return cucumber.serialize(state._replace(kind=kind, value=value, error=portable_error(state.error), timers=timers))
+        sendable = portable(state.timers, lambda: None)
+        return TAG_FINAL + cucumber.serialize(
+            state._replace(kind=kind, value=value, error=portable_error(state.error), timers=sendable))
+
+
+_FRAME = struct.Struct("!i")  # multiprocessing.connection's length prefix
+
+# Results that marshal carries as they are (exact types: it would turn a bytearray, or anything
+# with a buffer, into bytes, and it refuses subclasses)
+_MARSHAL_ATOMS = frozenset({type(None), bool, int, float, complex, str, bytes})
 
 
 def _rebuild(data: Any) -> tuple[Any, Outcome | None]:
@@ -206,12 +252,15 @@ def child_main(
     pdeathsig: bool,
     ppid: int,
     checkpoint_fd: Any = None,
+    fns: dict[str, Any] | None = None,
 ) -> None:
     """Entry point of the child process (target of ``multiprocessing.Process``).
 
     ``data``: the instance's cucumber bytes, or under fork maybe the instance itself
     (``_forkpayload.fork_payload``). ``checkpoint_fd`` (``.detach()`` gives the descriptor) is the parent's checkpoint file
     when this process checkpoints (``_checkpoint``); a later life resumes from it.
+    ``fns``: under fork, the class's section methods, looked up by the parent before the
+    fork (``_lifecycle.section_fns``): here each lookup would write pages the parent must copy.
     """
     ctrl[BOOTED] = 1.0  # multiprocessing's bootstrap (re-importing __main__ under spawn) is over
     for obj in close_in_child:  # fork: the parent's end of our pipe, so its EOF reaches us
@@ -229,10 +278,10 @@ def child_main(
     rt = ChildRuntime(conn, ctrl, watch_parent, checkpoint)
     if outcome is None:
         proc.__dict__[RUNTIME_ATTR] = rt
-        outcome = Lifecycle(proc, ctrl, lives=int(ctrl[LIVES]), checkpoint=checkpoint).run()
-    payload = _final_message(proc, *outcome)
+        outcome = Lifecycle(proc, ctrl, lives=int(ctrl[LIVES]), checkpoint=checkpoint, fns=fns).run()
+    message = _final_message(proc, *outcome)
     rt.finishing = True
     try:
-        rt.send(TAG_FINAL, payload)
+        rt.send_final(message)
     except OSError:  # parent gone
         pass

@@ -44,7 +44,7 @@ from suitkaise.processing._runtime import (
 from suitkaise.processing._sections import BY_DUNDER, DUNDERS, LOOP
 from suitkaise.processing._timers import ProcessTimers, TimedMethod
 
-__all__ = ["Checkpointer", "Lifecycle"]
+__all__ = ["Checkpointer", "Lifecycle", "section_fns"]
 
 _LOOP_ERRORS = (_SectionError, ProcessTimeoutError)
 
@@ -67,6 +67,11 @@ def resolve_section(cls: type, name: str) -> Callable[..., Any] | None:
             return None if attr.skip else attr.fn
         return attr
     return None
+
+
+def section_fns(cls: type) -> dict[str, Callable[..., Any] | None]:
+    """``resolve_section`` of every section of ``cls``, by dunder name."""
+    return {name: resolve_section(cls, name) for name in DUNDERS}
 
 
 class _Alarm:
@@ -114,7 +119,8 @@ class Lifecycle:
 
     ``ctrl`` is the shared control array (child) or a plain list (inline);
     ``lives`` the lives left (the child's next life gets fewer than configured);
-    ``checkpoint`` records each completed iteration for a resume after a hard crash.
+    ``checkpoint`` records each completed iteration for a resume after a hard crash;
+    ``fns`` is ``section_fns(type(proc))`` when the caller has it already.
     """
 
     def __init__(
@@ -125,6 +131,7 @@ class Lifecycle:
         lives: int | None = None,
         stop_event: Any = None,
         checkpoint: Checkpointer | None = None,
+        fns: dict[str, Callable[..., Any] | None] | None = None,
     ) -> None:
         self.proc = proc
         self.ctrl = ctrl
@@ -134,9 +141,8 @@ class Lifecycle:
         self.stop_event = stop_event
         self.checkpoint = checkpoint
         self.alarm: _Alarm | None = None
-        self.use_alarm = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
-        cls = type(proc)
-        self.fns = {name: resolve_section(cls, name) for name in DUNDERS}
+        self.use_alarm: bool | None = None  # SIGALRM timeouts here? Known at the first timeout
+        self.fns = section_fns(type(proc)) if fns is None else fns
         if proc.timers is None:
             proc.timers = ProcessTimers()
         # samples of the iteration in progress (prerun, run, postrun); NaN = did not run
@@ -160,6 +166,8 @@ class Lifecycle:
 
     def _call_with_timeout(self, name: str, fn: Callable[..., Any], timeout: float) -> tuple[Any, float]:
         proc = self.proc
+        if self.use_alarm is None:  # (the thread that runs the lifecycle, main or not, is this one)
+            self.use_alarm = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
         if not self.use_alarm:
             return _call_on_thread(name, fn, proc, timeout)
         ctrl = self.ctrl
@@ -213,8 +221,9 @@ class Lifecycle:
         proc, ctrl, cfg, ev = self.proc, self.ctrl, self.cfg, self.stop_event
         runs = cfg.runs
         join_at = None if cfg.join_in is None else start_time + cfg.join_in
-        t_pre, t_run, t_post = (getattr(cfg.timeouts, s.key) for s in LOOP)
         s_pre, s_run, s_post = LOOP  # the table's order: prerun, run, postrun
+        timeouts = cfg.timeouts
+        t_pre, t_run, t_post = getattr(timeouts, s_pre.key), getattr(timeouts, s_run.key), getattr(timeouts, s_post.key)
         d_pre, d_run, d_post = s_pre.dunder, s_run.dunder, s_post.dunder
         pre, run, post = self.fns[d_pre], self.fns[d_run], self.fns[d_post]
         timers = proc.timers
@@ -352,7 +361,7 @@ class Lifecycle:
         """``@autoreconnect``: reconnect live resources before the first iteration."""
         proc = self.proc
         cls = type(proc)
-        if not getattr(cls, "_auto_reconnect_enabled", False):
+        if not cls._auto_reconnect_enabled:  # (Skprocess has it: a miss would cost an exception)
             return None
         try:
             cucumber.reconnect_all(

@@ -8,11 +8,13 @@ Processes and channels of one ``start()``::
          |  tell: conn.send_bytes(b"T"+cucumber)  ==>    reader thread: conn -> inbox (listen);
          |                                               EOF = parent gone -> os._exit
     monitor thread (one per parent, _monitor):   <==   tell: b"T"+cucumber   final: b"F"+cucumber
+                                                             or b"M"+marshal (an atom result)
          waits on [conn, process sentinel] of every child                  ack: b"A"
          and on the nearest section deadline
          - b"T" -> inbox (parent's listen())
          - b"A" -> forget the oldest unacknowledged tell()
-         - b"F" -> final state: result/error, current_run, error, timers
+         - b"F"/b"M" -> final state: result/error, current_run, error, timers (kept as
+           bytes until the sentinel: decoded once the child has exited)
          - sentinel after b"F" -> apply the final state, resolve result()
          - sentinel without b"F" -> crash: on a thread of its own, restart (lives
            left; the new child goes back to the monitor) or ProcessError
@@ -40,6 +42,7 @@ in order.
 
 from __future__ import annotations
 
+import marshal
 import multiprocessing.connection as mpc
 import os
 import select
@@ -63,6 +66,7 @@ from suitkaise.processing._errors import (
     describe_exit,
 )
 from suitkaise.processing._forkpayload import SpawnPayload, fd_for_child, fork_payload
+from suitkaise.processing._lifecycle import section_fns
 from suitkaise.processing._monitor import is_forker, on_forker, watch
 from suitkaise.processing._pdeathsig import preload as preload_libc
 from suitkaise.processing._runtime import (
@@ -75,6 +79,7 @@ from suitkaise.processing._runtime import (
     STOP,
     TAG_ACK,
     TAG_FINAL,
+    TAG_FINAL_MARSHAL,
     TAG_TELL,
     TIMEOUT,
     FinalState,
@@ -139,8 +144,10 @@ class ParentRun:
         cfg = owner.process_config
         self.checkpoint: IO[bytes] | None = create_file() if cfg.checkpoint and cfg.lives > 1 else None
         self.process: Any = None
-        # the child's final message, read as it arrives (while the child is still exiting)
-        self.final: FinalState | Outcome | None = None
+        # the child's final message (its tag and bytes), taken off the pipe as it arrives and
+        # decoded once the child has exited: meanwhile the child may need this core to exit,
+        # and every page written while it lives is copied
+        self.final: bytes | None = None
         self.timeout_kill: SectionTimeout | None = None
         timeouts = owner.process_config.timeouts
         self.has_timeouts = any(getattr(timeouts, name) is not None for name in KEYS)
@@ -166,15 +173,19 @@ class ParentRun:
                 payload: Any = fork_payload(owner)
                 close_in_child: list[Any] = [parent_conn]
                 ppid = os.getpid()
+                # looked up here, not in the child (see child_main), when the child runs this
+                # very instance, of this very class (a class may travel by value in bytes)
+                fns = section_fns(type(owner)) if payload is owner else None
             else:
                 payload = SpawnPayload(owner)
                 close_in_child = []
                 # forkserver: the parent of the child is the fork server
                 ppid = os.getpid() if self.method == "spawn" else 0
+                fns = None  # the child looks them up (functions of a local class do not pickle)
             checkpoint = None if self.checkpoint is None else fd_for_child(self.checkpoint.fileno(), self.method)
             process = self.ctx.Process(
                 target=child_main,
-                args=(payload, child_conn, self.ctrl, close_in_child, pdeathsig, ppid, checkpoint),
+                args=(payload, child_conn, self.ctrl, close_in_child, pdeathsig, ppid, checkpoint, fns),
                 name=f"Skprocess-{type(owner).__qualname__}",
                 daemon=False,
             )
@@ -251,7 +262,7 @@ class ParentRun:
                 break
         self.process.join()
         if self.final is not None and self._close_conn(wait=0.0):
-            self._resolve(self._adopt_final(self.final))
+            self._resolve(self._adopt_final(self._read_final(self.final)))
         else:
             threading.Thread(target=self._after_crash, name="sk-restart", daemon=True).start()
 
@@ -332,13 +343,13 @@ class ParentRun:
                 pending = self.pending
                 while pending and pending[0][0] < self.acked:
                     pending.popleft()
-        elif tag == TAG_FINAL:
-            self.final = self._read_final(data[1:])
+        elif tag == TAG_FINAL or tag == TAG_FINAL_MARSHAL:
+            self.final = data
 
     def _on_exit(self, exitcode: int | None) -> bool:
         """The child has exited: resolve the run, or return True to restart it."""
         if self.final is not None:
-            self._resolve(self._adopt_final(self.final))
+            self._resolve(self._adopt_final(self._read_final(self.final)))
             return False
         if self.killed:
             self._resolve(Outcome("killed", None))
@@ -361,12 +372,12 @@ class ParentRun:
         return False
 
     def _read_final(self, final: bytes) -> FinalState | Outcome:
-        """The child's final state, or the error that it could not be read."""
+        """The child's final state (its message, tag included), or the error that it could not be read."""
         try:
-            state = cucumber.deserialize(final)
+            state = marshal.loads(final[1:]) if final[:1] == TAG_FINAL_MARSHAL else cucumber.deserialize(final[1:])
             if type(state) is tuple:  # the plain form (_child._final_message)
                 state = FinalState(*state)
-                state = state._replace(timers=ProcessTimers._from_plain(state.timers))
+                state = state._replace(timers=ProcessTimers._unpack(state.timers))
         except Exception as e:
             return Outcome("raise", ProcessError(
                 f"the final state sent by {type(self.owner).__qualname__} could not be read: "

@@ -20,6 +20,7 @@ from typing import Any
 __all__ = ["preload", "set_pdeathsig"]
 
 _PR_SET_PDEATHSIG = 1
+_SIGKILL = int(signal.SIGKILL)  # a plain int: ctypes converts it with less work in the child
 _prctl: Any = None  # libc's prctl, looked up once (ctypes builds a new function pointer per lookup)
 
 
@@ -49,7 +50,7 @@ def set_pdeathsig(expected_ppid: int) -> bool:
     the caller then watches its pipe's EOF instead.
     """
     try:
-        if _load()(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        if _load()(_PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0) != 0:
             return False
     except (OSError, AttributeError):  # not Linux
         return False

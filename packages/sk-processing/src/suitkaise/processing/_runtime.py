@@ -38,9 +38,10 @@ SKPROCESS_MARK = "_sk_is_skprocess"
 STOP, DEADLINE, TIMEOUT, SECTION, RUN, LIVES, BOOTED = range(7)
 CTRL_SLOTS = 7
 
-# child <-> parent messages: one tag byte, then cucumber bytes
+# child <-> parent messages: one tag byte, then cucumber bytes (or marshal's)
 TAG_TELL = b"T"  # either way: a tell() message
 TAG_FINAL = b"F"  # child -> parent: the final state (result or error, current_run, timers)
+TAG_FINAL_MARSHAL = b"M"  # the same in marshal bytes, not cucumber's (_child._final_message)
 TAG_ACK = b"A"  # child -> parent: one tell() message taken off the pipe
 
 

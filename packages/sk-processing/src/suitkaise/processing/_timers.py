@@ -20,6 +20,10 @@ __all__ = ["ProcessTimers"]
 
 _SECTION_NAMES = KEYS
 _ATTRS = {*KEYS, "full_run"}
+# An Sktimer's attributes: what _pack sends and _unpack restores, then its runtime ones (a
+# timer with any other is sent in full; a test checks that this is a new Sktimer's set)
+_SKTIMER_ATTRS = frozenset({"times", "_paused_durations", "_max_times", "original_start_time",
+                            "_lock", "_sessions", "_owner_pid"})
 
 
 def _section_key(section: str) -> str:
@@ -59,52 +63,56 @@ class ProcessTimers:
             setattr(self, key, timer)
         return timer
 
-    def _plain(self) -> dict[str, dict[str, Any]] | None:
-        """The timers as builtin data (each ``Sktimer``'s pickle state), which cucumber
-        serializes with the C pickler alone: the child's final message costs ~0.25 ms less.
-        ``None`` when something here is not a plain ``ProcessTimers`` of ``Sktimer`` objects.
+    def _pack(self) -> tuple[tuple[Any, ...], ...] | None:
+        """The timers as builtin data for the child's final message: one
+        ``(key, times, paused, max_times, original_start_time)`` per timer that exists, which
+        ``marshal`` (or cucumber's C-pickler fast path) encodes without any Python-level
+        machinery; ``None`` when something here is not a plain ``ProcessTimers`` of plain
+        ``Sktimer`` objects (the full form then carries them as they are).
 
-        A long run's message is mostly floats, one per iteration per list, which the child
-        pickles and the parent unpickles one by one (~0.4 us per iteration of the loop), so:
-        paused durations that are all zero (the run loop's: it never pauses) are left out
-        (``Sktimer.__setstate__`` rebuilds them as zeros, one shared float), and a timer
-        whose times equal another's (``full_run`` and ``run`` when ``__run__`` is the only
-        loop section) shares that list: pickle sends it once, ``_from_plain`` copies it."""
-        if type(self) is not ProcessTimers or vars(self).keys() != _ATTRS:
+        The lists are the timers' own, not copies: the caller encodes them at once, and one
+        ``marshal.dumps`` is an atomic snapshot (it runs no Python code). A long run's message
+        is mostly floats, one per iteration per list, so ``paused`` is ``None`` when every
+        paused duration is zero (the run loop's: it never pauses; ``Sktimer.__setstate__``
+        rebuilds them as zeros), and a timer whose times equal another's (``full_run`` and
+        ``run`` when ``__run__`` is the only loop section) sends that same list object,
+        which both encoders write once (``_unpack`` copies it)."""
+        attrs = vars(self)
+        if type(self) is not ProcessTimers or attrs.keys() != _ATTRS:
             return None
-        out: dict[str, dict[str, Any]] = {}
+        out = []
         sent: list[list[float]] = []
-        for key in _ATTRS:
-            timer = getattr(self, key)
+        for key, timer in attrs.items():
             if timer is None:
                 continue
-            if type(timer) is not Sktimer:
+            if type(timer) is not Sktimer or vars(timer).keys() != _SKTIMER_ATTRS:
                 return None
-            state = timer.__getstate__()
-            times = state["times"]
-            paused = state.get("_paused_durations")
-            if type(paused) is list and len(paused) == len(times) and not any(paused):
-                del state["_paused_durations"]  # (a -0.0 among them comes back as 0.0)
-            same = next((other for other in sent if len(other) == len(times) and other == times), None)
-            if same is None:
-                sent.append(times)
+            times, durations = timer.times, timer._paused_durations
+            # (a -0.0 among them comes back as 0.0)
+            paused = None if len(durations) == len(times) and not any(durations) else durations
+            for other in sent:
+                if len(other) == len(times) and other == times:
+                    times = other
+                    break
             else:
-                state["times"] = same
-            out[key] = state
-        return out
+                sent.append(times)
+            out.append((key, times, paused, timer._max_times, timer.original_start_time))
+        return tuple(out)
 
     @classmethod
-    def _from_plain(cls, data: dict[str, dict[str, Any]]) -> ProcessTimers:
-        """Inverse of ``_plain`` (each timer gets a list of its own)."""
+    def _unpack(cls, packed: tuple[tuple[Any, ...], ...]) -> ProcessTimers:
+        """Inverse of ``_pack`` (each timer gets lists of its own)."""
         timers = cls()
         taken: set[int] = set()
-        for key, state in data.items():
+        for key, times, paused, max_times, origin in packed:
             if key not in _ATTRS:
                 raise ValueError(f"unknown timer {key!r}")
-            times = state.get("times")
-            if times is not None and id(times) in taken:
-                state = {**state, "times": list(times)}
+            if id(times) in taken:
+                times = list(times)
             taken.add(id(times))
+            state = {"times": times, "_max_times": max_times, "original_start_time": origin}
+            if paused is not None:
+                state["_paused_durations"] = paused
             timer = Sktimer.__new__(Sktimer)
             timer.__setstate__(state)
             setattr(timers, key, timer)
