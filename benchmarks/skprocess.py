@@ -9,6 +9,11 @@
    100000 (the trivial __run__ itself is included). Targets: <= 1 us with
    checkpointing off (lives=1), <= 5 us with it on (lives=2, checkpoint=True,
    a small state: one int attribute updated each iteration).
+3. what checkpointing costs for a large state: per-iteration cost of a process whose
+   10 MB bytearray changes every iteration, with lives=2 (checkpointing on), against
+   serializing that state with cucumber and copying the bytes into shared memory (a
+   checkpoint saves the whole state after each iteration, so that is its floor).
+   Target: <= 1.5x; process_config.checkpoint = False skips it.
 Everything started here is joined before the script exits.
 """
 
@@ -49,6 +54,26 @@ class Checkpointed(Skprocess):
         return 1
 
 
+class BigState(Skprocess):
+    """A 10 MB bytearray changed every iteration, checkpointed (lives=2)."""
+
+    def __init__(self, runs: int = 1) -> None:
+        self.process_config.runs = runs
+        self.process_config.lives = 2
+        self.buf = bytearray(BIG_STATE)
+        self.count = 0
+
+    def __run__(self) -> None:
+        self.count += 1
+        self.buf[self.count] = 1
+
+    def __result__(self) -> int:
+        return 1
+
+
+BIG_STATE = 10 * 1024 * 1024
+
+
 def _mp_target(q: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     q.put(1)
 
@@ -81,6 +106,25 @@ def per_iteration_us(cls: type[Skprocess], n: int, rounds: int) -> float:
     return (statistics.median(many) - statistics.median(zero)) / n * 1e6
 
 
+def checkpoint_floor_ms(obj: object, rounds: int) -> float:
+    """Median time to serialize obj's own attributes with cucumber and copy the bytes into
+    shared memory: what saving the whole state after an iteration cannot go below."""
+    import mmap
+
+    from suitkaise import cucumber
+
+    state = {"buf": obj.buf, "count": obj.count}  # type: ignore[attr-defined]
+    area = mmap.mmap(-1, 2 * BIG_STATE)
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        data = cucumber.serialize(state)
+        area[:len(data)] = data
+        times.append(time.perf_counter() - t0)
+    area.close()
+    return statistics.median(times) * 1e3
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--start-method", default=None)
@@ -106,6 +150,8 @@ def main() -> None:
     loop_rounds = max(5, args.rounds // 6)
     per_iter_us = per_iteration_us(Trivial, n, loop_rounds)
     per_iter_ckpt_us = per_iteration_us(Checkpointed, n, loop_rounds)
+    big_ms = per_iteration_us(BigState, 40, loop_rounds) / 1e3
+    big_floor_ms = checkpoint_floor_ms(BigState(), 15)
 
     print(f"start method: {method}, rounds: {args.rounds}")
     print(f"{'case':<52}{'median':>12}{'ratio':>9}{'target':>9}")
@@ -113,6 +159,9 @@ def main() -> None:
     print(f"{'Skprocess(runs=1).run()':<52}{sk_med * 1e3:>10.2f}ms{sk_med / mp_med:>9.2f}{'<= 1.1':>9}")
     print(f"{f'Skprocess loop, per iteration ({n} runs)':<52}{per_iter_us:>10.2f}us{'':>9}{'<= 1':>9}")
     print(f"{'  the same, checkpointing a small state':<52}{per_iter_ckpt_us:>10.2f}us{'':>9}{'<= 5':>9}")
+    print(f"{'  checkpointing a 10 MB state, per iteration':<52}{big_ms:>10.2f}ms"
+          f"{big_ms / big_floor_ms:>9.2f}{'<= 1.5':>9}")
+    print(f"{'  serializing it and copying it to shared memory':<52}{big_floor_ms:>10.2f}ms{1.0:>9.2f}{'':>9}")
     from _results import headline
 
     headline("skprocess", f"start -> result, trivial process ({method})", sk_med * 1e3,
@@ -121,6 +170,8 @@ def main() -> None:
              "<= 1 us", per_iter_us <= 1, "us")
     headline("skprocess", "run-loop overhead per iteration, checkpointing", per_iter_ckpt_us,
              "(absolute)", None, "<= 5 us", per_iter_ckpt_us <= 5, "us")
+    headline("skprocess", "run loop per iteration, checkpointing a 10 MB state", big_ms,
+             "cucumber.serialize + copy to shared memory", big_floor_ms, "<= 1.5x", big_ms / big_floor_ms <= 1.5)
     multiprocessing.active_children()
 
 

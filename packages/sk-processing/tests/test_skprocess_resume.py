@@ -73,6 +73,20 @@ def test_ten_megabyte_state(start_method, tmp_path):
     assert out == {"runs": 6, "marks": [1, 2, 3, 4, 5, 6], "size": 10 * 1024 * 1024, "lives_used": 2}
 
 
+@pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="memfd_create is Linux-only")
+def test_checkpoint_file_lives_in_memory_not_on_disk():
+    """A checkpoint rewrites the whole state after every iteration: in a disk file each page
+    was dirtied again after every writeback (a 10 MB state cost ~3.9 ms an iteration instead
+    of ~1.6 ms). The file is a memfd, unnamed, and gone once closed."""
+    f = create_file()
+    try:
+        target = os.readlink(f"/proc/self/fd/{f.fileno()}")
+        assert target.startswith("/memfd:sk-checkpoint"), target
+        assert not os.get_inheritable(f.fileno())
+    finally:
+        f.close()
+
+
 def test_unserializable_attribute_stops_checkpointing_with_a_warning(tmp_path):
     from suitkaise.processing._checkpoint import Checkpoint
     from suitkaise.processing._inline import run_inline
