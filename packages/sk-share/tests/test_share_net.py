@@ -30,6 +30,7 @@ import pytest
 from sk_testkit import run_processes
 from suitkaise import cucumber
 from suitkaise.share import Share, ShareError, _net, _share
+from suitkaise.share._remote import drop_remote
 
 TIMEOUT = 90
 LOGGER = "suitkaise.share.net"
@@ -212,6 +213,30 @@ def test_stop_closes_server_and_connections_start_serves_again(tcp_env: None) ->
     assert leftover == []
 
 
+def test_stop_closes_this_processs_own_connections_to_the_server(tcp_env: None) -> None:
+    """A handle of this process that reached its own Share over TCP keeps a socket; stop()
+    closes it (before, it stayed open until garbage collection: a ResourceWarning), also
+    for a handle whose Remote is no longer the registry's (another key for the same name)."""
+    share = Share()
+    try:
+        share.n = 1
+        share.serve()
+        first = pickle.loads(pickle.dumps(share))
+        assert first.n == 1
+        name, pid, host, net = share.__reduce__()[1]
+        other = _share._rebuild_share(name, pid, host, (net[0], secrets.token_bytes(32), *net[2:]))
+        with pytest.raises(ShareError, match="refused our authentication"):
+            _ = other.n  # its Remote replaces first's in the registry
+        assert first.n == 1  # first still reaches the server through its own Remote
+        sock = first.__dict__["_sk_remote"].client.ch.sock
+        assert sock.fileno() != -1
+        share.stop()
+        assert sock.fileno() == -1
+    finally:
+        share.stop()
+        drop_remote(share._sk_name)
+
+
 def test_serve_only_in_owner_and_loopback_by_default() -> None:
     with Share() as share:
         host, port = share.serve()
@@ -368,12 +393,12 @@ def test_wrong_key_is_refused(served: tuple[Share, GoodClient], caplog: pytest.L
     # and through the public API: a Share payload carrying a wrong key
     name, pid, host, net = share.__reduce__()[1]
     forged = _share._rebuild_share(name, pid, host, (net[0], secrets.token_bytes(32), *net[2:]))
-    _share._REMOTES.pop(name, None)
+    drop_remote(name)
     try:
         with pytest.raises(ShareError, match="refused our authentication"):
             forged.counter += 1
     finally:
-        _share._REMOTES.pop(name, None)
+        drop_remote(name)
     _finish(share, good, caplog, "authentication failed")
 
 

@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from suitkaise.share import Share, ShareError, _net, _share
+from suitkaise.share._remote import drop_remote
 
 TIMEOUT = 90
 LOGGER = "suitkaise.share.net"
@@ -67,7 +68,7 @@ def _handle_via(share: Share, address: tuple[str, int] | None = None, pin: Any =
     address (a proxy) or carrying another TLS pin."""
     name, pid, _host, (addr, key, max_frame, tls_pin) = share.__reduce__()[1]
     net = (address or addr, key, max_frame, tls_pin if pin == "same" else pin)
-    _share._REMOTES.pop(name, None)
+    drop_remote(name)
     return _share._rebuild_share(name, pid, "another-machine", net)
 
 
@@ -186,7 +187,7 @@ def test_no_plaintext_on_the_wire(tcp_env: None, cert: tuple[str, str], tls: boo
             share.answer = marker.upper()
             assert remote.answer == marker.upper()
         finally:
-            _share._REMOTES.pop(share._sk_name, None)
+            drop_remote(share._sk_name)
             proxy.close()
         assert len(proxy.seen) > 100
         found = marker.encode() in proxy.seen or marker.upper().encode() in proxy.seen
@@ -298,4 +299,4 @@ def test_payload_sizes_through_tls(tcp_env: None, cert: tuple[str, str]) -> None
                 share.back = back  # server -> client
                 assert remote.back == back, n
         finally:
-            _share._REMOTES.pop(share._sk_name, None)
+            drop_remote(share._sk_name)

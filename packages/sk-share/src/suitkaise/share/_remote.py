@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import weakref
 from typing import Any
 
 from . import _codec, _net
@@ -20,6 +21,9 @@ from ._txn import resolve
 
 SERVERS: dict[str, _net.Server] = {}  # Share name -> its server, in the owner process
 REMOTES: dict[str, Remote] = {}  # Share name -> this process's connection to its owner
+# every Remote of this process: a handle keeps the one it was given, also once REMOTES
+# points at another (a handle of the same name with another address, key or TLS pin)
+_ALL: weakref.WeakSet[Remote] = weakref.WeakSet()
 _REMOTES_LOCK = threading.Lock()
 
 
@@ -31,6 +35,9 @@ def stop_server(name: str, timeout: float = 5.0) -> None:
     srv = SERVERS.pop(name, None)
     if srv is not None:
         srv.stop(timeout)
+        for rem in list(_ALL):  # this process's own connections to it (handles forced onto
+            if rem.name == name:  # TCP): closed, kept (they reconnect if it serves again)
+                rem.client.close()
 
 
 def remote_for(name: str, net: tuple[Any, ...]) -> Remote:
@@ -42,6 +49,14 @@ def remote_for(name: str, net: tuple[Any, ...]) -> Remote:
                 or rem.client.tls_pin != tls_pin):
             rem = REMOTES[name] = Remote(name, tuple(addr), key, max_frame, tls_pin)
         return rem
+
+
+def drop_remote(name: str) -> None:
+    """Close and forget this process's connection to the server of Share ``name``."""
+    with _REMOTES_LOCK:
+        rem = REMOTES.pop(name, None)
+    if rem is not None:
+        rem.client.close()
 
 
 def after_fork_in_child() -> None:
@@ -65,6 +80,7 @@ class Remote:
     ) -> None:
         self.name = name
         self.client = _net.Client(address, key, max_frame, tls_pin)
+        _ALL.add(self)
         self.cache: dict[str, tuple[int, Any]] = {}
 
     def _load_class(self, key: str) -> bytes:
