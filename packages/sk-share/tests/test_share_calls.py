@@ -112,6 +112,57 @@ def test_a_method_replaced_on_the_class_is_read_again() -> None:
         assert (o.total, o.note) == (3, 2)
 
 
+def _helper_class() -> type:
+    class WithHelper:
+        def __init__(self) -> None:
+            self.count = 0
+            self.items: list[int] = []
+
+        def add(self, x: int) -> None:
+            self._helper(x)
+
+        def _helper(self, x: int) -> None:
+            self.count += 1
+
+    return WithHelper
+
+
+def _helper_v2(self: Any, x: int) -> None:
+    self.count += 1
+    self.items.append(x)  # an attribute the first helper never named
+
+
+@pytest.mark.parametrize("how", ["assign", "code", "mock"])
+def test_a_helper_replaced_after_the_first_call_loses_no_write(how: str) -> None:
+    """A method's plan covers the methods it calls on self: replacing one of them (or the
+    code of the method itself, as IPython's autoreload does) after the first call must not
+    leave the new attributes out of the commit (before: written to the local copy only)."""
+    from unittest import mock
+
+    cls = _helper_class()
+    with Share() as share:
+        share.o = cls()
+        share.o.add(1)  # planned with the first helper
+        if how == "assign":
+            cls._helper = _helper_v2  # type: ignore[attr-defined]
+        elif how == "code":
+            cls.add.__code__ = _helper_v2.__code__  # type: ignore[attr-defined]
+        else:
+            patcher = mock.patch.object(cls, "_helper", _helper_v2)
+            patcher.start()
+        try:
+            share.o.add(2)
+            share.o.add(3)
+            o = _fresh(share, "o")
+            assert (o.items, o.count) == ([2, 3], 3)
+        finally:
+            if how == "mock":
+                patcher.stop()
+        share.o.add(4)  # (mock: the first helper again)
+        o = _fresh(share, "o")
+        assert (o.items, o.count) == ([2, 3] if how == "mock" else [2, 3, 4], 4)
+
+
 NESTED: Share | None = None
 
 

@@ -68,8 +68,9 @@ _CACHE_MAX = 4096
 
 READER, WRITER, SCAN = 1, 2, 3
 # (class, name) -> (kind, method to run, function it must be, attribute names, called
-# methods, declared writes), or None: the general path
-Plan = tuple[int, str, Any, frozenset[str], frozenset[str], tuple[str, ...]]
+# methods, declared writes (WRITER) or the code the scan read (SCAN: _methods.Deps)), or
+# None: the general path
+Plan = tuple[int, str, Any, frozenset[str], frozenset[str], tuple[Any, ...]]
 _PLANS: dict[tuple[type, str], Plan | None] = {}
 _NO_NAMES: frozenset[str] = frozenset()
 _UNPLANNED: Any = object()
@@ -99,10 +100,11 @@ def _plan(cls: type, name: str) -> Plan | None:
             elif isinstance(writes, list | tuple) and all(type(a) is str for a in writes):
                 got = (WRITER, real, None, _NO_NAMES, _NO_NAMES, tuple(writes))
         else:
-            uses = _methods.attributes_of(cls, real)
+            found = _methods.uses_of(cls, real)
             fn = _methods.function(cls, real)
-            if uses is not None and fn is not None:
-                got = (SCAN, real, fn, uses[0], uses[1], ())
+            if found is not None and found[0] is not None and fn is not None:
+                (names, methods), deps = found
+                got = (SCAN, real, fn, names, methods, deps)
     if len(_PLANS) >= _CACHE_MAX:
         _PLANS.clear()
     _PLANS[key] = got
@@ -166,7 +168,7 @@ def _locked(st: Store, path: tuple[Any, ...], name: str, args: tuple[Any, ...], 
         if plan is None:
             c[2] = epoch  # (caught up above: the general path uses it as it is)
             return MISS
-        kind, real, fn, names, methods, writes = plan
+        kind, real, fn, names, methods, extra = plan  # extra: writes (WRITER), deps (SCAN)
         before = olds = None
         if kind == SCAN:
             state = object.__getattribute__(target, "__dict__")
@@ -174,8 +176,11 @@ def _locked(st: Store, path: tuple[Any, ...], name: str, args: tuple[Any, ...], 
                 c[2] = epoch
                 return MISS
             m = getattr(target, real)
-            if type(m) is not _MethodType or m.__func__ is not fn:
-                _PLANS.pop((cls, name), None)  # the method was replaced: plan it again
+            if type(m) is not _MethodType or m.__func__ is not fn or (
+                (len(extra) > 1 or fn.__code__ is not extra[0][1]) and not _methods.current(cls, extra)
+            ):
+                # the method, a method it calls, or the code of one was replaced: plan it again
+                _PLANS.pop((cls, name), None)
                 c[2] = epoch
                 return MISS
             olds = [state.get(a, _MISSING) for a in names]
@@ -202,7 +207,7 @@ def _locked(st: Store, path: tuple[Any, ...], name: str, args: tuple[Any, ...], 
             state = object.__getattribute__(target, "__dict__")
             ops = [
                 ("s", (*steps, ("a", a)), state[a]) if a in state else ("d", (*steps, ("a", a)))
-                for a in writes
+                for a in extra
             ]
         if ops is None:  # (as the general path: compared with the stored bytes first)
             _write_whole(st, root_name, root, path, force=False)

@@ -44,7 +44,7 @@ from suitkaise import cucumber
 
 from . import _codec, _delta
 
-__all__ = ["attributes_of", "changes", "function", "snapshot"]
+__all__ = ["attributes_of", "changes", "current", "function", "snapshot", "uses_of"]
 
 _MISSING: Any = object()
 MISSING = _MISSING  # an attribute absent from the instance
@@ -62,10 +62,14 @@ _MARSHAL_MAX = 1024  # containers up to this length are compared by marshal (see
 _CONSTS = frozenset(dis.hasconst)
 
 Uses = tuple[frozenset[str], frozenset[str]]  # (attributes, methods called on self)
-# (class, function) -> what a call can use, with the methods it calls; None: unknown
-_ATTRS: dict[tuple[type, types.FunctionType], Uses | None] = {}
-# function -> what its own code uses; None: unknown
-_SCANS: dict[types.FunctionType, Uses | None] = {}
+# the functions a scan read: (method name, the code it had); any of them changed since
+# (a helper replaced on the class, a __code__ swapped as autoreload does): scan again
+Deps = tuple[tuple[str, types.CodeType], ...]
+# (class, function) -> (what a call can use, with the methods it calls; None: unknown, and
+# the code it was read from)
+_ATTRS: dict[tuple[type, types.FunctionType], tuple[Uses | None, Deps]] = {}
+# code -> what it uses; None: unknown
+_SCANS: dict[types.CodeType, Uses | None] = {}
 
 
 def _on_class(cls: type, name: str) -> Any:
@@ -85,9 +89,9 @@ def function(cls: type, name: str) -> types.FunctionType | None:
 def _scan(fn: types.FunctionType) -> Uses | None:
     """(attributes, methods) that ``fn`` uses on its first argument, from its bytecode;
     None when it uses that argument any other way (it could reach anything)."""
-    if fn in _SCANS:
-        return _SCANS[fn]
     code = fn.__code__
+    if code in _SCANS:
+        return _SCANS[code]
     got: Uses | None = None
     if (
         code.co_argcount >= 1
@@ -99,7 +103,7 @@ def _scan(fn: types.FunctionType) -> Uses | None:
         got = _scan_code(code, code.co_varnames[0])
     if len(_SCANS) >= _CACHE_MAX:
         _SCANS.clear()
-    _SCANS[fn] = got
+    _SCANS[code] = got
     return got
 
 
@@ -140,13 +144,22 @@ def attributes_of(cls: type, name: str) -> Uses | None:
     methods (an instance attribute of one of these names would run instead: the caller
     checks); None when that cannot be told (``self`` escapes, not a plain function, a class
     whose attribute access runs code of its own)."""
+    got = uses_of(cls, name)
+    return None if got is None else got[0]
+
+
+def uses_of(cls: type, name: str) -> tuple[Uses | None, Deps] | None:
+    """``attributes_of`` with the functions it was read from (``current`` tells whether
+    they are still the class's); None when ``name`` is not a plain function of ``cls``."""
     fn = function(cls, name)
     if fn is None:
         return None
     key = (cls, fn)
-    if key in _ATTRS:
-        return _ATTRS[key]
+    hit = _ATTRS.get(key)
+    if hit is not None and current(cls, hit[1]):
+        return hit
     got: Uses | None = None
+    deps: Deps = ((name, fn.__code__),)
     if (
         cls.__getattribute__ is object.__getattribute__
         and not hasattr(cls, "__getattr__")
@@ -154,13 +167,24 @@ def attributes_of(cls: type, name: str) -> Uses | None:
         and cls.__delattr__ is object.__delattr__
         and _codec.simple_class(cls)
     ):
-        got = _closure(cls, fn)
-        if got is not None and any(_not_shadowed(cls, a) for a in got[0]):
-            got = None  # getattr/setattr of that name are not the instance's __dict__
+        found = _closure(cls, name, fn)
+        if found is not None:
+            got, deps = found
+            if any(_not_shadowed(cls, a) for a in got[0]):
+                got = None  # getattr/setattr of that name are not the instance's __dict__
     if len(_ATTRS) >= _CACHE_MAX:
         _ATTRS.clear()
-    _ATTRS[key] = got
-    return got
+    _ATTRS[key] = entry = (got, deps)
+    return entry
+
+
+def current(cls: type, deps: Deps) -> bool:
+    """Whether every method a scan read is still, on ``cls``, a function with that code."""
+    for name, code in deps:
+        f = function(cls, name)
+        if f is None or f.__code__ is not code:
+            return False
+    return True
 
 
 def _not_shadowed(cls: type, name: str) -> bool:
@@ -173,11 +197,12 @@ def _not_shadowed(cls: type, name: str) -> bool:
     return value is not _MISSING and (hasattr(type(value), "__get__") or not _codec.is_immutable(value))
 
 
-def _closure(cls: type, fn: types.FunctionType) -> Uses | None:
-    """The attributes ``fn`` and the methods it calls on ``self`` (transitively) use, and
-    the names of those methods."""
+def _closure(cls: type, name: str, fn: types.FunctionType) -> tuple[Uses, Deps] | None:
+    """The attributes method ``name`` (``fn``) and the methods it calls on ``self``
+    (transitively) use, the names of those methods, and the code each was read from."""
     attrs: set[str] = set()
     called: set[str] = set()
+    deps = {name: fn.__code__}
     todo, seen = [fn], {fn}
     while todo:
         scanned = _scan(todo.pop())
@@ -189,10 +214,11 @@ def _closure(cls: type, fn: types.FunctionType) -> Uses | None:
             f = function(cls, m)
             if f is None:
                 return None  # a staticmethod, a callable attribute, ...: it could be anything
+            deps.setdefault(m, f.__code__)
             if f not in seen:
                 seen.add(f)
                 todo.append(f)
-    return frozenset(attrs), frozenset(called)
+    return (frozenset(attrs), frozenset(called)), tuple(deps.items())
 
 
 def snapshot(target: Any, names: frozenset[str]) -> dict[str, Any] | None:
