@@ -102,9 +102,10 @@ def _plan(cls: type, name: str) -> Plan | None:
         else:
             found = _methods.uses_of(cls, real)
             fn = _methods.function(cls, real)
-            if found is not None and found[0] is not None and fn is not None:
-                (names, methods), deps = found
-                got = (SCAN, real, fn, names, methods, deps)
+            if found is not None and fn is not None:
+                uses, deps = found
+                if uses is not None:
+                    got = (SCAN, real, fn, uses[0], uses[1], deps)
     if len(_PLANS) >= _CACHE_MAX:
         _PLANS.clear()
     _PLANS[key] = got
