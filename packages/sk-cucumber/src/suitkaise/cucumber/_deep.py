@@ -106,7 +106,6 @@ class DeepPickler(_PyPickler):
     ) -> None:
         super().__init__(file, PROTOCOL, buffer_callback=buffer_callback)
         self.globals_ref: dict[int, dict[str, Any]] = {}
-        self._by_value_class: type | None = None
         self._trace = trace
         self._for_fork = False  # a deep payload's __main__ objects travel by value
 
