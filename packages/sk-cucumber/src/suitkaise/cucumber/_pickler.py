@@ -98,7 +98,7 @@ def _is_main_name(obj: Any) -> bool:
         candidate = getattr(candidate, part, None)
     if candidate is not obj:
         return False
-    # What a receiver that resolves a class to its own copy does (_main_class_skeleton), here:
+    # What a receiver that resolves a class to its own copy does (_main_class), here:
     # the fork child inherits the snapshot of the script's source for its tracebacks.
     keep_source(getattr(main, "__file__", None))
     return True
@@ -312,12 +312,12 @@ def _reduce_main_class(cls: type, for_fork: bool) -> Any:
     # for free: reading and splitting the file was ~0.1-0.3 ms of each child's start.
     keep_source(getattr(sys.modules.get(cls.__module__), "__file__", None))
     return (
-        _main_class_skeleton,
-        (cls.__qualname__, fingerprint(cls), make, *_dump_part(args, for_fork)),
+        _main_class,
+        (cls.__qualname__, fingerprint(cls), *_dump_part((make, args), for_fork)),
         _dump_part(state, for_fork),
         None,
         None,
-        _main_class_setstate,
+        _main_class,
     )
 
 
@@ -353,7 +353,7 @@ class _ClassBodyPickler(CucumberPickler):
 
 
 def _class_ref(index: int) -> type:
-    raise pickle.UnpicklingError("a __main__ class body loads only through its class (_main_class_setstate)")
+    raise pickle.UnpicklingError("a __main__ class body loads only through _main_class")
 
 
 class _PartUnpickler(pickle.Unpickler):
@@ -377,27 +377,28 @@ def _own_main_class(qualname: str) -> Any:
     return None
 
 
-# Skeletons made by _main_class_skeleton, which _main_class_setstate fills (the
-# receiver's own classes it leaves alone).
+# Skeletons that _main_class made, which it fills (the receiver's own classes it leaves alone).
 _rebuilt: weakref.WeakSet[type] = weakref.WeakSet()
 
 
-def _main_class_skeleton(
-    qualname: str, digest: str, make: Callable[..., type], head: bytes, classes: tuple[type, ...]
-) -> type:
-    """The receiver's own class when its definition is the sender's, else a fresh skeleton."""
-    own = _own_main_class(qualname)
-    if own is not None and fingerprint(own) == digest:
+def _main_class(key: str | type, data: Any, head: bytes = b"", classes: tuple[type, ...] = ()) -> type:
+    """Both steps of rebuilding a ``__main__`` class (``_reduce_main_class``).
+
+    ``_main_class(qualname, digest, head, classes)`` is the receiver's own class when
+    its definition is the sender's, else a fresh skeleton; ``_main_class(cls, body)``
+    then fills a fresh skeleton and leaves the receiver's own class alone. One
+    function for both: each distinct function a payload names costs the receiver an
+    import lookup (~1.5 us), a payload's second mention of it is a memo hit.
+    """
+    if isinstance(key, type):
+        if key in _rebuilt:
+            _cloudpickle_class_setstate(key, _PartUnpickler(*data).load())
+        return key
+    own = _own_main_class(key)
+    if own is not None and fingerprint(own) == data:
         keep_source(getattr(sys.modules.get(own.__module__), "__file__", None))
         return own
-    cls = make(*_PartUnpickler(head, classes).load())
+    make, args = _PartUnpickler(head, classes).load()
+    cls: type = make(*args)
     _rebuilt.add(cls)
     return cls
-
-
-def _main_class_setstate(cls: type, state: tuple[bytes, tuple[type, ...]]) -> type:
-    """Fill a rebuilt skeleton with its body; the receiver's own class is left as it is."""
-    if cls not in _rebuilt:
-        return cls
-    result: type = _cloudpickle_class_setstate(cls, _PartUnpickler(*state).load())
-    return result
