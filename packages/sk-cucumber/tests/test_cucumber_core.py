@@ -481,6 +481,14 @@ LINKED_SCRIPT = textwrap.dedent(
         payload = serialize([Node(), Leaf, B(), A, Chain()])
         if sys.argv[1] == "dump":
             sys.stdout.buffer.write(payload)
+        elif sys.argv[1] == "deep":  # nested past the C pickler's reach: the deep path
+            deep = [B(), Node()]
+            for _ in range(5000):
+                deep = [deep]
+            deep = deserialize(serialize(deep))
+            for _ in range(5000):
+                deep = deep[0]
+            print((type(deep[0]) is B, type(deep[1]) is Node, type(deep[1].leaf()) is Leaf))
         elif sys.argv[1] == "same":  # the sender's own classes come back
             node, leaf_cls, b, a_cls, chain = deserialize(payload)
             print((type(node) is Node, leaf_cls is Leaf, type(b) is B, a_cls is A, type(chain) is Chain))
@@ -543,6 +551,12 @@ def test_main_classes_naming_each_other_resolve_to_the_receivers_own(tmp_path: P
     script = tmp_path / "linked.py"
     script.write_text(LINKED_SCRIPT)
     assert run_script(script, mode, timeout=120).stdout.strip() == b"(True, True, True, True, True)"
+
+
+def test_main_classes_naming_each_other_in_deep_data(tmp_path: Path) -> None:
+    script = tmp_path / "linked.py"
+    script.write_text(LINKED_SCRIPT)
+    assert run_script(script, "deep", timeout=120).stdout.strip() == b"(True, True, True)"
 
 
 def test_a_fresh_interpreter_sends_objects_back() -> None:
