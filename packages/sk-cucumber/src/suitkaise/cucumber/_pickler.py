@@ -332,7 +332,7 @@ class _ClassBodyPickler(CucumberPickler):
     """Pickles part of a ``__main__`` class; the ``__main__`` classes in it become indices
     into ``classes``, which travel in the outer stream (where pickle's memo sees them).
 
-    An index is written as a call of ``_class_ref``, which ``_load_part`` turns into a
+    An index is written as a call of ``_class_ref``, which ``_PartUnpickler`` turns into a
     lookup in those classes: ``reducer_override`` sees only non-atomic objects, where a
     ``persistent_id`` hook would run for every int and string of the body.
     """
@@ -357,6 +357,8 @@ def _class_ref(index: int) -> type:
 
 
 class _PartUnpickler(pickle.Unpickler):
+    """Loads a part ``_ClassBodyPickler`` wrote, its class indices looked up in ``classes``."""
+
     def __init__(self, data: bytes, classes: tuple[type, ...]) -> None:
         super().__init__(io.BytesIO(data))
         self._classes = classes
