@@ -444,6 +444,121 @@ def test_main_class_resolves_to_the_spawn_childs_own_class(tmp_path: Path) -> No
     assert run_script(script, "spawn", timeout=120).stdout.strip() == b"(True, True, True)"
 
 
+# __main__ classes that name each other in their methods, a base that names its
+# subclass, a class that names itself. Each used to be serialized by a nested call
+# that never saw the others, so the first two recursed until RecursionError.
+LINKED_SCRIPT = textwrap.dedent(
+    """
+    import multiprocessing, sys
+    from suitkaise.cucumber import serialize, deserialize
+
+    class Node:
+        def leaf(self):
+            return Leaf()
+
+    class Leaf:
+        def up(self):
+            return Node()
+
+    class A:
+        def make(self):
+            return B()
+
+    class B(A):
+        pass
+
+    class Chain:
+        def next(self):
+            return Chain()
+
+    def check(payload, queue):
+        node, leaf_cls, b, a_cls, chain = deserialize(payload)
+        main = sys.modules["__main__"]
+        queue.put((type(node) is main.Node, leaf_cls is main.Leaf, type(b) is main.B, a_cls is main.A,
+                   type(chain) is main.Chain))
+
+    if __name__ == "__main__":
+        payload = serialize([Node(), Leaf, B(), A, Chain()])
+        if sys.argv[1] == "dump":
+            sys.stdout.buffer.write(payload)
+        elif sys.argv[1] == "deep":  # nested past the C pickler's reach: the deep path
+            deep = [B(), Node()]
+            for _ in range(5000):
+                deep = [deep]
+            deep = deserialize(serialize(deep))
+            for _ in range(5000):
+                deep = deep[0]
+            print((type(deep[0]) is B, type(deep[1]) is Node, type(deep[1].leaf()) is Leaf))
+        elif sys.argv[1] == "same":  # the sender's own classes come back
+            node, leaf_cls, b, a_cls, chain = deserialize(payload)
+            print((type(node) is Node, leaf_cls is Leaf, type(b) is B, a_cls is A, type(chain) is Chain))
+        else:
+            ctx = multiprocessing.get_context(sys.argv[1])
+            queue = ctx.Queue()
+            p = ctx.Process(target=check, args=(payload, queue))
+            p.start()
+            print(queue.get(timeout=60))
+            p.join(60)
+    """
+)
+
+
+def test_main_classes_naming_each_other_rebuilt_in_a_fresh_interpreter(tmp_path: Path) -> None:
+    script = tmp_path / "linked.py"
+    script.write_text(LINKED_SCRIPT)
+    payload = run_script(script, "dump").stdout
+    out = run_fresh(
+        "import sys\n"
+        "from suitkaise.cucumber import deserialize\n"
+        "node, Leaf, b, A, chain = deserialize(sys.stdin.buffer.read())\n"
+        "Node, B = type(node), type(b)\n"
+        "assert type(node.leaf()) is Leaf and type(Leaf().up()) is Node\n"  # one class each per payload
+        "assert B.__bases__ == (A,) and type(A().make()) is B and type(B().make()) is B\n"
+        "assert type(chain.next()) is type(chain)\n"
+        "assert {c.__module__ for c in (Node, Leaf, A, B)} == {'__main__'}\n"
+        "print('ok')\n",
+        stdin=payload,
+    )
+    assert out.stdout.strip() == b"ok"
+
+
+def test_main_classes_naming_each_other_mix_own_and_rebuilt(tmp_path: Path) -> None:
+    # The receiver defines Leaf as the sender does (its own class is used) and Node
+    # differently (the sender's Node is rebuilt, and still finds the receiver's Leaf).
+    script = tmp_path / "linked.py"
+    script.write_text(LINKED_SCRIPT)
+    payload = run_script(script, "dump").stdout
+    out = run_fresh(
+        "import sys\n"
+        "from suitkaise.cucumber import deserialize\n"
+        "class Node:\n"
+        "    def other(self):\n"
+        "        return 1\n"
+        "class Leaf:\n"
+        "    def up(self):\n"
+        "        return Node()\n"
+        "node, leaf_cls, b, A, chain = deserialize(sys.stdin.buffer.read())\n"
+        "assert leaf_cls is Leaf and type(node) is not Node\n"
+        "assert type(node.leaf()) is Leaf and not hasattr(node, 'other')\n"
+        "print('ok')\n",
+        stdin=payload,
+    )
+    assert out.stdout.strip() == b"ok"
+
+
+@pytest.mark.parametrize("mode", ["same", "spawn", "forkserver", "fork"])
+def test_main_classes_naming_each_other_resolve_to_the_receivers_own(tmp_path: Path, mode: str) -> None:
+    script = tmp_path / "linked.py"
+    script.write_text(LINKED_SCRIPT)
+    assert run_script(script, mode, timeout=120).stdout.strip() == b"(True, True, True, True, True)"
+
+
+def test_main_classes_naming_each_other_in_deep_data(tmp_path: Path) -> None:
+    script = tmp_path / "linked.py"
+    script.write_text(LINKED_SCRIPT)
+    assert run_script(script, "deep", timeout=120).stdout.strip() == b"(True, True, True)"
+
+
 def test_a_fresh_interpreter_sends_objects_back() -> None:
     out = run_fresh(
         "import sys, threading\n"

@@ -225,6 +225,27 @@ def test_shared_and_cyclic_references_survive_the_deep_path() -> None:
     assert node[0] is r[0] and node[1] is r
 
 
+def test_class_inside_its_own_skeleton_arguments_survives_the_deep_path() -> None:
+    # B's skeleton names its base A, whose method names B: B comes back while its own
+    # arguments are being saved, which pickle resolves through its memo (the C pickler
+    # did; the deep path refused it as a runaway reduce).
+    class A:
+        def make(self) -> Any:
+            return B()
+
+    class B(A):
+        pass
+
+    root: list[Any] = [B()]
+    for _ in range(5000):
+        root = [root]
+    r = deserialize(serialize(root))
+    for _ in range(5000):
+        r = r[0]
+    rebuilt = type(r[0])
+    assert type(rebuilt().make()) is rebuilt and rebuilt.__bases__[0].__name__ == "A"
+
+
 def test_deep_inspection_view_and_json() -> None:
     value = _nest(20_000, ["list", "tuple"])
     text = cucumber.to_json(value, indent=None)  # (indented, deep JSON is quadratic in size)

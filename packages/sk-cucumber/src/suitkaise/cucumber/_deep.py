@@ -106,7 +106,6 @@ class DeepPickler(_PyPickler):
     ) -> None:
         super().__init__(file, PROTOCOL, buffer_callback=buffer_callback)
         self.globals_ref: dict[int, dict[str, Any]] = {}
-        self._by_value_class: type | None = None
         self._trace = trace
         self._for_fork = False  # a deep payload's __main__ objects travel by value
 
@@ -139,7 +138,7 @@ class DeepPickler(_PyPickler):
                     done = objects.pop()
                     if type(done) not in _CONTAINERS:
                         reduces -= 1
-                        del reducing[id(done)]
+                        reducing.pop(id(done), None)
                     continue
                 pending = child
                 gen = step(child)
@@ -147,9 +146,14 @@ class DeepPickler(_PyPickler):
                 if gen is None:
                     continue
                 if type(child) not in _CONTAINERS:
-                    if id(child) in reducing:
+                    if id(child) not in reducing:
+                        reducing[id(child)] = child
+                    elif not isinstance(child, type):
                         raise _self_in_own_arguments(objects, child)
-                    reducing[id(child)] = child
+                    # A by-value class comes back inside its own skeleton's arguments when a
+                    # base's body names it (class B(A), A.make returns B()): that second pass
+                    # finds the base memoized and finishes, and the first becomes a memo
+                    # lookup, as in pickle.py and the C pickler. There are finitely many classes.
                     reduces += 1
                     if reduces > MAX_REDUCE_DEPTH:
                         raise TooDeepError(

@@ -12,7 +12,8 @@ Classes defined in ``__main__`` get one extra step: they travel by value (so a
 fresh interpreter can rebuild them), together with a fingerprint of their
 definition. A receiver whose ``__main__`` defines the same class (a fork
 child, or a spawn child that re-imported the script as ``__mp_main__``) uses
-its own class, so ``isinstance`` and module globals behave as the user expects.
+its own class, so ``isinstance`` and module globals behave as the user expects;
+the class's body then is never unpickled (``_reduce_main_class``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ _lookup = _registry.lookup
 # container or atom.
 _cloudpickle_reducer_override = cloudpickle.Pickler.reducer_override
 _cloudpickle_dynamic_function_reduce = cloudpickle.Pickler._dynamic_function_reduce
+_cloudpickle_class_setstate = cloudpickle.cloudpickle._class_setstate
 
 
 class CucumberPickler(cloudpickle.Pickler):
@@ -54,12 +56,10 @@ class CucumberPickler(cloudpickle.Pickler):
         protocol: int = PROTOCOL,
         buffer_callback: Callable[[pickle.PickleBuffer], Any] | None = None,
         *,
-        by_value_class: type | None = None,
         trace: Callable[[Any, Any], None] | None = None,
         for_fork: bool = False,
     ) -> None:
         super().__init__(file, protocol=protocol, buffer_callback=buffer_callback)
-        self._by_value_class = by_value_class
         self._trace = trace
         self._for_fork = for_fork
 
@@ -79,10 +79,9 @@ class CucumberPickler(cloudpickle.Pickler):
         elif (
             isinstance(obj, type)
             and obj.__module__ == "__main__"
-            and obj is not self._by_value_class
             and "<locals>" not in obj.__qualname__
         ):
-            return _reduce_main_class(obj)
+            return _reduce_main_class(obj, self._for_fork)
         return _cloudpickle_reducer_override(self, obj)
 
     def _dynamic_function_reduce(self, func: types.FunctionType) -> Any:
@@ -99,7 +98,7 @@ def _is_main_name(obj: Any) -> bool:
         candidate = getattr(candidate, part, None)
     if candidate is not obj:
         return False
-    # What a receiver that resolves a class to its own copy does (_rebuild_main_class), here:
+    # What a receiver that resolves a class to its own copy does (_main_class), here:
     # the fork child inherits the snapshot of the script's source for its tracebacks.
     keep_source(getattr(main, "__file__", None))
     return True
@@ -205,16 +204,13 @@ def dumps(
     obj: Any,
     *,
     buffer_callback: Callable[[pickle.PickleBuffer], Any] | None = None,
-    by_value_class: type | None = None,
     trace: Callable[[Any, Any], None] | None = None,
     for_fork: bool = False,
 ) -> bytes:
     r = _state()
-    if r.busy or by_value_class is not None or trace is not None:
+    if r.busy or trace is not None:
         f = io.BytesIO()
-        CucumberPickler(
-            f, PROTOCOL, buffer_callback, by_value_class=by_value_class, trace=trace, for_fork=for_fork
-        ).dump(obj)
+        CucumberPickler(f, PROTOCOL, buffer_callback, trace=trace, for_fork=for_fork).dump(obj)
         return f.getvalue()
     r.busy = True
     # for_fork too: right after a fork, building a pickler writes ~60 pages that the
@@ -276,7 +272,9 @@ def fingerprint(cls: type) -> str:
     h = hashlib.blake2b(digest_size=16)
     h.update(cls.__qualname__.encode())
     for base in cls.__bases__:
-        h.update(f"{base.__module__}.{base.__qualname__}".encode())
+        # A spawn child runs the script as __mp_main__: its classes are the sender's __main__ ones.
+        module = "__main__" if base.__module__ == "__mp_main__" else base.__module__
+        h.update(f"{module}.{base.__qualname__}".encode())
     for name in sorted(vars(cls)):
         if name == "__slotnames__":  # a cache copyreg adds on first pickling
             continue
@@ -296,25 +294,113 @@ def fingerprint(cls: type) -> str:
     return digest
 
 
-def _reduce_main_class(cls: type) -> Any:
-    payload = dumps(cls, by_value_class=cls)
+def _reduce_main_class(cls: type, for_fork: bool) -> Any:
+    """cloudpickle's by-value reduce of ``cls``, in parts the receiver may skip.
+
+    The skeleton (name, bases, metaclass) is made and memoized in the payload's
+    own stream before the body (methods, class attributes and what they reference)
+    is filled in, as cloudpickle does: classes whose methods name each other, a
+    subclass named by its base, a class naming itself are each written once and
+    rebuilt once per payload. Both parts travel as nested payloads, loaded only by
+    a receiver without a matching class of its own (the common case of a fork or
+    spawn child costs no method rebuilding); the ``__main__`` classes they name are
+    references into the outer stream (``_ClassBodyPickler``), not nested copies.
+    """
+    make, args, state, _, _, _ = cloudpickle.cloudpickle._dynamic_class_reduce(cls)
     # The receiver snapshots its script's source when it resolves the class to its own
     # copy. Doing it here too (once per process) hands the snapshot to every fork child
     # for free: reading and splitting the file was ~0.1-0.3 ms of each child's start.
     keep_source(getattr(sys.modules.get(cls.__module__), "__file__", None))
-    return (_rebuild_main_class, (cls.__qualname__, fingerprint(cls), payload))
+    return (
+        _main_class,
+        (cls.__qualname__, fingerprint(cls), *_dump_part((make, args), for_fork)),
+        _dump_part(state, for_fork),
+        None,
+        None,
+        _main_class,
+    )
 
 
-def _rebuild_main_class(qualname: str, digest: str, payload: bytes) -> type:
+def _dump_part(obj: Any, for_fork: bool) -> tuple[bytes, tuple[type, ...]]:
+    f = io.BytesIO()
+    pickler = _ClassBodyPickler(f, for_fork)
+    pickler.dump(obj)
+    return f.getvalue(), tuple(pickler.classes)
+
+
+class _ClassBodyPickler(CucumberPickler):
+    """Pickles part of a ``__main__`` class; the ``__main__`` classes in it become indices
+    into ``classes``, which travel in the outer stream (where pickle's memo sees them).
+
+    An index is written as a call of ``_class_ref``, which ``_PartUnpickler`` turns into a
+    lookup in those classes: ``reducer_override`` sees only non-atomic objects, where a
+    ``persistent_id`` hook would run for every int and string of the body.
+    """
+
+    def __init__(self, file: io.BytesIO, for_fork: bool) -> None:
+        super().__init__(file, PROTOCOL, for_fork=for_fork)
+        self.classes: list[type] = []
+        self._index: dict[type, int] = {}
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, type) and obj.__module__ == "__main__" and "<locals>" not in obj.__qualname__:
+            index = self._index.get(obj)
+            if index is None:
+                index = self._index[obj] = len(self.classes)
+                self.classes.append(obj)
+            return (_class_ref, (index,))
+        return super().reducer_override(obj)
+
+
+def _class_ref(index: int) -> type:
+    raise pickle.UnpicklingError("a __main__ class body loads only through _main_class")
+
+
+class _PartUnpickler(pickle.Unpickler):
+    """Loads a part ``_ClassBodyPickler`` wrote, its class indices looked up in ``classes``."""
+
+    def __init__(self, data: bytes, classes: tuple[type, ...]) -> None:
+        super().__init__(io.BytesIO(data))
+        self._classes = classes
+
+    def find_class(self, module: str, name: str) -> Any:
+        if name == "_class_ref" and module == __name__:
+            return self._classes.__getitem__
+        return super().find_class(module, name)
+
+
+def _own_main_class(qualname: str) -> Any:
+    """The class this process's ``__main__`` (or ``__mp_main__``) defines as ``qualname``, if any."""
     candidate: Any = sys.modules.get("__main__")
     for part in qualname.split("."):
         candidate = getattr(candidate, part, None)
-    if (
-        isinstance(candidate, type)
-        and candidate.__module__ in ("__main__", "__mp_main__")
-        and fingerprint(candidate) == digest
-    ):
-        keep_source(getattr(sys.modules.get(candidate.__module__), "__file__", None))
+    if isinstance(candidate, type) and candidate.__module__ in ("__main__", "__mp_main__"):
         return candidate
-    cls: type = pickle.loads(payload)
+    return None
+
+
+# Skeletons that _main_class made, which it fills (the receiver's own classes it leaves alone).
+_rebuilt: weakref.WeakSet[type] = weakref.WeakSet()
+
+
+def _main_class(key: str | type, data: Any, head: bytes = b"", classes: tuple[type, ...] = ()) -> type:
+    """Both steps of rebuilding a ``__main__`` class (``_reduce_main_class``).
+
+    ``_main_class(qualname, digest, head, classes)`` is the receiver's own class when
+    its definition is the sender's, else a fresh skeleton; ``_main_class(cls, body)``
+    then fills a fresh skeleton and leaves the receiver's own class alone. One
+    function for both: each distinct function a payload names costs the receiver an
+    import lookup (~1.5 us), a payload's second mention of it is a memo hit.
+    """
+    if isinstance(key, type):
+        if key in _rebuilt:
+            _cloudpickle_class_setstate(key, _PartUnpickler(*data).load())
+        return key
+    own = _own_main_class(key)
+    if own is not None and fingerprint(own) == data:
+        keep_source(getattr(sys.modules.get(own.__module__), "__file__", None))
+        return own
+    make, args = _PartUnpickler(head, classes).load()
+    cls: type = make(*args)
+    _rebuilt.add(cls)
     return cls
