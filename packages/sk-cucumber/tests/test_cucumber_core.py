@@ -842,3 +842,16 @@ def test_public_api() -> None:
         "serialize", "deserialize", "reconnect_all", "SerializationError", "DeserializationError",
         "serialize_ir", "to_jsonable", "to_json", "ir_to_jsonable", "ir_to_json",
     }
+
+
+def test_payloads_of_0_5_0_for_main_classes_still_load():
+    """0.5.0 wrote a __main__ class as _rebuild_main_class(qualname, digest, nested payload)."""
+    from collections import OrderedDict
+
+    from suitkaise.cucumber import _pickler
+
+    class Old:
+        def __reduce__(self):
+            return (_pickler._rebuild_main_class, ("NoSuchClass", "digest", pickle.dumps(OrderedDict)))
+
+    assert cucumber.deserialize(pickle.dumps(Old())) is OrderedDict
