@@ -405,6 +405,25 @@ def test_errors_return_and_skip_and_chunksize_on_dask(pool: Pool) -> None:
     assert list(pool.imap(check, range(12), errors="skip", chunksize=1)) == [x for x in range(12) if x % 4 != 1]
 
 
+@pytest.mark.parametrize("method", ["imap", "unordered_imap"])
+def test_a_failing_input_yields_every_result_before_it_then_its_error_on_dask(pool: Pool, method: str) -> None:
+    """As on the local backend: starting the call does not raise the input's error, every
+    item read before it is yielded, then its error is raised."""
+
+    def items(n: int) -> Iterator[int]:
+        yield from range(n)
+        raise LookupError(f"input broke at {n}")
+
+    for n in (0, 5, 1500):
+        results = getattr(pool, method)(lambda x: x * 2, items(n))
+        seen: list[int] = []
+        with pytest.raises(LookupError, match=f"input broke at {n}"):
+            for value in results:
+                seen.append(value)
+        assert (seen if method == "imap" else sorted(seen)) == [x * 2 for x in range(n)]
+    assert pool.map(lambda x: x - 1, [1, 2]) == [0, 1]
+
+
 def test_submit_on_dask(pool: Pool) -> None:
     future = pool.submit(lambda a, b=0: a * 10 + b, 4, b=2)
     assert future.result(timeout=60) == 42

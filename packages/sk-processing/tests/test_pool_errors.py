@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import traceback
 from collections.abc import Iterator
 from typing import Any
 
@@ -313,3 +314,59 @@ def test_an_argument_a_map_method_does_not_take_is_named_with_what_it_takes(call
         for part in says:
             assert part in message
         assert pool.map(abs, [-1, 2]) == [1, 2]  # the pool is unharmed
+
+
+def _fail_at_3(x: int) -> int:
+    if x == 3:
+        raise ValueError("item 3 broke")
+    return x
+
+
+def _input_failing_at(n: int) -> Iterator[int]:
+    """0..n-1, then ``LookupError`` (raised by the input itself, not by an item)."""
+    yield from range(n)
+    raise LookupError(f"input broke at {n}")
+
+
+@pytest.mark.parametrize("method", ["imap", "unordered_imap"])
+@pytest.mark.parametrize("n", [0, 1, 5, 1500, 20_000])
+def test_a_failing_input_yields_every_result_before_it_then_its_error(start_method: str, method: str, n: int) -> None:
+    """Like ``map()``: starting the call never raises the input's error (it read ahead and
+    raised it from ``pool.imap(...)`` itself, outside the user's ``try``); every item read
+    before it runs and is yielded (imap: in order), then the input's own exception is
+    raised, its traceback reaching into the input (it lost all but one result before)."""
+    with Pool(2) as pool:
+        results = getattr(pool, method)(square, _input_failing_at(n))  # must not raise
+        seen: list[int] = []
+        with pytest.raises(LookupError, match=f"input broke at {n}") as info:
+            for value in results:
+                seen.append(value)
+        expected = [i * i for i in range(n)]
+        assert (seen if method == "imap" else sorted(seen)) == expected
+        names = [frame.name for frame in traceback.extract_tb(info.value.__traceback__)]
+        assert "_input_failing_at" in names
+        assert f"after {n} item(s)" in " ".join(info.value.__notes__)
+        assert list(results) == []  # ended: nothing more, no second error
+        assert pool.map(square, range(5)) == [0, 1, 4, 9, 16]  # no worker left busy
+        assert sorted(pool.unordered_imap(square, [3, 4])) == [9, 16]
+
+
+@pytest.mark.parametrize("n", [0, 5, 1500])
+def test_a_failing_input_of_map_raises_its_error_and_leaves_the_pool_usable(start_method: str, n: int) -> None:
+    """The eager methods read the whole input first: its error is raised by the call."""
+    with Pool(2) as pool:
+        for method in ("map", "unordered_map"):
+            with pytest.raises(LookupError, match=f"input broke at {n}"):
+                getattr(pool, method)(square, _input_failing_at(n))
+        assert pool.map(square, range(3)) == [0, 1, 4]
+
+
+def test_an_item_error_before_the_input_failed_is_raised_first(start_method: str) -> None:
+    """imap yields in order: an item that raised before the input broke is the first error."""
+    with Pool(2) as pool:
+        seen: list[int] = []
+        with pytest.raises(ValueError, match="item 3 broke"):
+            for value in pool.imap(_fail_at_3, _input_failing_at(5)):
+                seen.append(value)
+        assert seen == [0, 1, 2]
+        assert pool.map(square, [3]) == [9]

@@ -159,6 +159,25 @@ def test_quarantine_with_lazy_methods(method):
     assert all(q.fault and "segfault_on" in q.fault for q in info.value.quarantined)
 
 
+def _thirty_then_broken():
+    yield from range(30)
+    raise LookupError("input broke at 30")
+
+
+@pytest.mark.parametrize("method", ["imap", "unordered_imap"])
+def test_quarantine_and_a_failing_input_raise_the_inputs_error_naming_the_items(start_method, method):
+    """Both at the end of a lazy call: one exception only, the input's (as the builtin map
+    would raise it), with a note naming the quarantined items."""
+    with Pool(2) as pool:
+        seen = []
+        with pytest.raises(LookupError, match="input broke at 30") as info:
+            for value in getattr(pool, method)(segfault_on, _thirty_then_broken(), retries=1):
+                seen.append(value)
+        assert sorted(seen) == [x for x in range(30) if x not in (5, 17)]
+        assert "items 5, 17 crashed their worker on every attempt" in " ".join(info.value.__notes__)
+        assert pool.map(abs, [-1]) == [1]
+
+
 def test_a_crash_without_retries_still_cancels_the_call(start_method):
     with Pool(2) as pool:
         with pytest.raises(WorkerCrashedError, match=r"died while running item 5 \(5\).*SIGSEGV"):

@@ -248,6 +248,7 @@ class CallBase:
         self._started = False
         self._current: list[Any] = []
         self._pending_error: BaseException | None = None
+        self._input_error: Exception | None = None  # the input raised it: raised after the results before it
         self._done = False
         self._last_size = 0
         self._progress = _ProgressReporter(call.progress, total, f"Pool.{call.name}")
@@ -303,11 +304,26 @@ class CallBase:
             items = self._items[at:at + self._next_chunksize()]
             self._read_at = at + len(items)
         else:
-            items = list(islice(self._source, self._next_chunksize()))
+            # extend keeps the items read before the input raised: they still run
+            items, size = [], self._next_chunksize()
+            try:
+                items.extend(islice(self._source, size))
+            except Exception as error:
+                self._input_failed(error, self._next_start + len(items))
+                return items or None
         if not items:
             self._source = self._items = None
             return None
         return items
+
+    def _input_failed(self, error: Exception, read: int) -> None:
+        """The input raised ``error`` after ``read`` items: it has ended. Like ``map()``, the
+        call yields the results of those items first and raises ``error`` after them, so
+        that neither they are lost nor starting a lazy call raises it (a Ctrl-C is not
+        deferred: only an ``Exception`` gets here)."""
+        error.add_note(f"Pool.{self._name}: the input raised this after {read} item(s), whose results came first")
+        self._input_error = error
+        self._source = self._items = None
 
     def _explain_serialization(
         self, items: list[Any], error: Exception, dumps: Callable[[Any], Any], where: str,
@@ -370,6 +386,14 @@ class CallBase:
         if not self._done:
             self._top_up()
             values = self._take()
+        if values is None and self._input_error is not None:
+            err, self._input_error = self._input_error, None
+            if self._quarantined:  # one exception only: the input's, naming those items
+                indices = ", ".join(str(q.index) for q in sorted(self._quarantined, key=lambda q: q.index))
+                err.add_note(f"Pool.{self._name}: besides, items {indices} crashed their worker on every "
+                             "attempt and were quarantined (no result)")
+                self._quarantined = []
+            raise err
         if values is None and self._quarantined:
             quarantined, self._quarantined = sorted(self._quarantined, key=lambda q: q.index), []
             raise QuarantineError(self._name, quarantined)
