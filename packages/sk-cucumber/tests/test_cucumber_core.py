@@ -418,24 +418,31 @@ MAIN_SCRIPT = textwrap.dedent(
 )
 
 
-def test_main_classes_rebuilt_in_a_fresh_interpreter(tmp_path: Path) -> None:
+def _loads_in_a_fresh_interpreter(tmp_path: Path, script_text: str, checks: str) -> None:
+    """Run ``script_text`` as a real ``__main__`` script that writes its payload ("dump"),
+    then load that payload in a fresh interpreter that runs ``checks`` on it."""
     script = tmp_path / "prog.py"
-    script.write_text(MAIN_SCRIPT)
+    script.write_text(script_text)
     payload = run_script(script, "dump").stdout
     out = run_fresh(
         "import sys\n"
-        "from suitkaise.cucumber import deserialize\n"
+        "from suitkaise.cucumber import deserialize\n" + checks + "print('ok')\n",
+        stdin=payload,
+    )
+    assert out.stdout.strip() == b"ok"
+
+
+def test_main_classes_rebuilt_in_a_fresh_interpreter(tmp_path: Path) -> None:
+    _loads_in_a_fresh_interpreter(
+        tmp_path, MAIN_SCRIPT,
         "obj = deserialize(sys.stdin.buffer.read())\n"
         "dc, kids = obj['dc'], obj['kids']\n"
         "assert repr(dc) == 'DC(x=1)', repr(dc)\n"  # dataclass dunders survive
         "assert dc == type(dc)(1) and dc.double() == 2\n"
         "assert type(kids[0]) is type(kids[1])\n"  # one class per payload
         "assert isinstance(kids[0], type(dc))\n"
-        "assert obj['fact'](5) == 120\n"  # recursive __main__ function
-        "print('ok')\n",
-        stdin=payload,
+        "assert obj['fact'](5) == 120\n",  # recursive __main__ function
     )
-    assert out.stdout.strip() == b"ok"
 
 
 def test_main_class_resolves_to_the_spawn_childs_own_class(tmp_path: Path) -> None:
@@ -504,33 +511,22 @@ LINKED_SCRIPT = textwrap.dedent(
 
 
 def test_main_classes_naming_each_other_rebuilt_in_a_fresh_interpreter(tmp_path: Path) -> None:
-    script = tmp_path / "linked.py"
-    script.write_text(LINKED_SCRIPT)
-    payload = run_script(script, "dump").stdout
-    out = run_fresh(
-        "import sys\n"
-        "from suitkaise.cucumber import deserialize\n"
+    _loads_in_a_fresh_interpreter(
+        tmp_path, LINKED_SCRIPT,
         "node, Leaf, b, A, chain = deserialize(sys.stdin.buffer.read())\n"
         "Node, B = type(node), type(b)\n"
         "assert type(node.leaf()) is Leaf and type(Leaf().up()) is Node\n"  # one class each per payload
         "assert B.__bases__ == (A,) and type(A().make()) is B and type(B().make()) is B\n"
         "assert type(chain.next()) is type(chain)\n"
-        "assert {c.__module__ for c in (Node, Leaf, A, B)} == {'__main__'}\n"
-        "print('ok')\n",
-        stdin=payload,
+        "assert {c.__module__ for c in (Node, Leaf, A, B)} == {'__main__'}\n",
     )
-    assert out.stdout.strip() == b"ok"
 
 
 def test_main_classes_naming_each_other_mix_own_and_rebuilt(tmp_path: Path) -> None:
     # The receiver defines Leaf as the sender does (its own class is used) and Node
     # differently (the sender's Node is rebuilt, and still finds the receiver's Leaf).
-    script = tmp_path / "linked.py"
-    script.write_text(LINKED_SCRIPT)
-    payload = run_script(script, "dump").stdout
-    out = run_fresh(
-        "import sys\n"
-        "from suitkaise.cucumber import deserialize\n"
+    _loads_in_a_fresh_interpreter(
+        tmp_path, LINKED_SCRIPT,
         "class Node:\n"
         "    def other(self):\n"
         "        return 1\n"
@@ -539,11 +535,8 @@ def test_main_classes_naming_each_other_mix_own_and_rebuilt(tmp_path: Path) -> N
         "        return Node()\n"
         "node, leaf_cls, b, A, chain = deserialize(sys.stdin.buffer.read())\n"
         "assert leaf_cls is Leaf and type(node) is not Node\n"
-        "assert type(node.leaf()) is Leaf and not hasattr(node, 'other')\n"
-        "print('ok')\n",
-        stdin=payload,
+        "assert type(node.leaf()) is Leaf and not hasattr(node, 'other')\n",
     )
-    assert out.stdout.strip() == b"ok"
 
 
 @pytest.mark.parametrize("mode", ["same", "spawn", "forkserver", "fork"])
