@@ -8,7 +8,8 @@
   be gone (after a short grace period); otherwise the test fails and the
   leftovers are removed so that one leak does not fail every later test.
 - ``postgres_server`` / ``redis_server``: real servers on loopback, session-wide,
-  skipped with the reason when they cannot be started.
+  skipped with the reason when they cannot be started, and stopped by a watchdog
+  when pytest dies before their teardown (``watchdog.py``).
 """
 
 from __future__ import annotations
@@ -64,14 +65,15 @@ def start_method(request: pytest.FixtureRequest) -> Iterator[str]:
 # -- leak checks -------------------------------------------------------------
 
 def _is_infrastructure(proc: psutil.Process) -> bool:
-    """Long-lived helpers multiprocessing starts once per interpreter."""
+    """Long-lived helpers multiprocessing starts once per interpreter, and the servers'
+    watchdogs."""
     if proc.pid in _server_pids:
         return True
     try:
         cmd = " ".join(proc.cmdline())
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return False
-    return "resource_tracker" in cmd or "forkserver" in cmd
+    return "resource_tracker" in cmd or "forkserver" in cmd or "sk_testkit.watchdog" in cmd
 
 
 def _children() -> dict[int, psutil.Process]:

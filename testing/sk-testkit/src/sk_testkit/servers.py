@@ -1,7 +1,8 @@
 """Throw-away PostgreSQL and Redis servers on loopback, started from Debian's packages.
 
 Each server lives in its own temporary directory on a free port and is torn
-down completely by ``stop()``. When the binaries are missing, ``start()``
+down completely by ``stop()``; a watchdog (``watchdog.py``) tears it down when the
+process that started it dies first. When the binaries are missing, ``start()``
 raises ``ServerUnavailable`` with the reason, and the fixtures skip with it.
 """
 
@@ -17,6 +18,8 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
+
+from sk_testkit import watchdog
 
 
 class ServerUnavailable(RuntimeError):
@@ -61,6 +64,7 @@ class PostgresServer:
     _dir: str = ""
     _bindir: str = ""
     _run_as: list[str] = field(default_factory=list)
+    _watchdog: subprocess.Popen[bytes] | None = None
 
     @property
     def dsn(self) -> str:
@@ -87,6 +91,7 @@ class PostgresServer:
             pw = pwd.getpwnam("postgres")
             os.chown(pwfile, pw.pw_uid, pw.pw_gid)
         data = os.path.join(self._dir, "data")
+        self._watchdog = watchdog.start(stop=self._run_as + self._stop_argv(), remove=self._dir)
         self._run(
             [os.path.join(self._bindir, "initdb"), "-D", data, "-U", self.user, "-A", "md5",
              f"--pwfile={pwfile}", "-E", "UTF8", "--no-sync"]
@@ -101,15 +106,20 @@ class PostgresServer:
         return self
 
     def stop(self) -> None:
+        _end(self._watchdog)
+        self._watchdog = None
         if not self._dir:
             return
-        data = os.path.join(self._dir, "data")
         try:
-            self._run([os.path.join(self._bindir, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"])
+            self._run(self._stop_argv())
         except ServerUnavailable:
             pass
         shutil.rmtree(self._dir, ignore_errors=True)
         self._dir = ""
+
+    def _stop_argv(self) -> list[str]:
+        return [os.path.join(self._bindir, "pg_ctl"), "-D", os.path.join(self._dir, "data"),
+                "-m", "immediate", "-w", "stop"]
 
     def _run(self, argv: list[str]) -> None:
         proc = subprocess.run(self._run_as + argv, capture_output=True, timeout=120, cwd=self._dir)
@@ -135,6 +145,7 @@ class RedisServer:
     tls: tuple[str, str] | None = None
     _dir: str = ""
     _proc: subprocess.Popen[bytes] | None = None
+    _watchdog: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RedisServer:
         exe = shutil.which("redis-server")
@@ -155,6 +166,7 @@ class RedisServer:
         log = os.path.join(self._dir, "redis.log")
         with open(log, "ab") as out:
             self._proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        self._watchdog = watchdog.start(kill=self._proc.pid, remove=self._dir)
         deadline = time.monotonic() + 30
         while True:
             code = self._proc.poll()
@@ -180,6 +192,8 @@ class RedisServer:
         return f"{'rediss' if self.tls else 'redis'}://:{self.password}@{self.host}:{self.port}"
 
     def _terminate(self) -> None:
+        _end(self._watchdog)
+        self._watchdog = None
         if self._proc is not None:
             self._proc.terminate()
             try:
@@ -201,3 +215,10 @@ class RedisServer:
         if self._dir:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = ""
+
+
+def _end(proc: subprocess.Popen[bytes] | None) -> None:
+    """End a server's watchdog before a normal teardown stops the server itself."""
+    if proc is not None:
+        proc.kill()
+        proc.wait()
