@@ -106,6 +106,32 @@ def test_methods_without_a_frame_raise(method: str) -> None:
         getattr(t, method)()
 
 
+@pytest.mark.parametrize("method", ["stop", "lap", "pause", "resume"])
+def test_a_call_from_another_thread_names_the_thread_that_is_timing(method: str) -> None:
+    timer = Sktimer()
+    started, done = threading.Event(), threading.Event()
+
+    def timing() -> None:
+        timer.start()
+        started.set()
+        done.wait(10)
+        timer.stop()
+
+    t = threading.Thread(target=timing, name="worker-7")
+    t.start()
+    try:
+        assert started.wait(10)
+        with pytest.raises(RuntimeError, match=r"not running in this thread \('MainThread'\); it is running in "
+                                               r"'worker-7'.*from the thread that called start\(\)"):
+            getattr(timer, method)()
+    finally:
+        done.set()
+        t.join(10)
+    assert timer.num_times == 1
+    with pytest.raises(RuntimeError, match=NOT_RUNNING):  # nobody is timing: the plain message
+        timer.stop()
+
+
 def test_discard_records_nothing() -> None:
     t = Sktimer()
     t.start()

@@ -204,8 +204,8 @@ class _Session:
 
 _BLOCKED_TEMPLATE = (
     "Sktimer.{name}() cannot be used through Share: it depends on the calling thread's "
-    "timing session and on time.perf_counter(), which would be evaluated in the Share "
-    "coordinator process, not in yours. Measure locally (with TimeThis or "
+    "timing session and on time.perf_counter(), which a Share evaluates on its stored copy, "
+    "outside your thread's session. Measure locally (with TimeThis or "
     "suitkaise.timing.elapsed) and aggregate with share.timer.add_time(elapsed)."
 )
 
@@ -267,7 +267,7 @@ class Sktimer:
         },
     }
 
-    # Methods that make no sense in the Share coordinator process.
+    # Methods that make no sense on a copy stored in a Share.
     _share_blocked_methods: dict[str, str] = {
         name: _BLOCKED_TEMPLATE.format(name=name)
         for name in ("start", "stop", "pause", "resume", "lap", "discard")
@@ -337,8 +337,20 @@ class Sktimer:
     def _top_frame(self) -> _Frame:
         session = self._session(create=False)
         if session is None or not session.frames:
-            raise RuntimeError(_NOT_RUNNING)
+            raise self._not_running()
         return session.frames[-1]
+
+    def _not_running(self) -> RuntimeError:
+        """The error for a call that needs a measurement this thread has not started; names
+        the threads that do have one (sessions are per thread). Lock must be held."""
+        others = [s.thread.name for s in self._sessions.values() if s.frames and s.thread.is_alive()]
+        if not others:
+            return RuntimeError(_NOT_RUNNING)
+        return RuntimeError(
+            f"Sktimer is not running in this thread ({threading.current_thread().name!r}); it is "
+            f"running in {', '.join(repr(n) for n in others)}. Each thread times its own "
+            "measurements: call stop() from the thread that called start()."
+        )
 
     def _push_frame(self, *, warn: bool) -> _Frame:
         """Open a frame in the calling thread (the core of ``start()``)."""
@@ -368,7 +380,7 @@ class Sktimer:
         session = self._session(create=False)
         if session is None or not session.frames:
             if frame is None:
-                raise RuntimeError(_NOT_RUNNING)
+                raise self._not_running()
             return None
         if frame is None:
             frame = session.frames.pop()
