@@ -323,3 +323,9 @@ def test_closed_share_raises_clear_error() -> None:
     # the owner stopped and was collected: the client cannot reach it any more
     with pytest.raises(ShareError):
         client.x  # noqa: B018
+
+
+@pytest.mark.parametrize("bad", ["no", 0, None, 1])
+def test_auto_start_takes_a_bool_only(bad: object) -> None:
+    with pytest.raises(TypeError, match=r"Share\(auto_start=\.\.\.\) takes True or False"):
+        Share(auto_start=bad)  # type: ignore[arg-type]

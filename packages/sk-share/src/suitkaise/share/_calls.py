@@ -53,7 +53,7 @@ from ._store import (
     SLOT_OFF,
     Store,
 )
-from ._txn import Txn, checked_encode, path_str, resolve
+from ._txn import Txn, checked_delta, path_str, resolve
 
 __all__ = ["call"]
 
@@ -216,7 +216,7 @@ def _locked(st: Store, path: tuple[Any, ...], name: str, args: tuple[Any, ...], 
             if (olds is not None and len(path) == 1) or _delta.is_plain(ops):  # (atoms, names)
                 kd, payload = _K_PLAIN, _dumps(ops)
             else:
-                kd, payload = checked_encode(ops, (root_name,), lambda v, _p: _delta.encode(v))
+                kd, payload = checked_delta(ops, root_name)
             seq = st.commit_delta(root_name, kd, payload)
             if seq is None:  # the log is full: the whole value starts a new one
                 _write_whole(st, root_name, root, path, force=True)

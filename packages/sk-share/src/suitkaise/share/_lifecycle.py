@@ -4,7 +4,8 @@ exit, and what a forked child does with the handles it inherited.
 ::
 
     Share() ── owner ── weakref.finalize ──► owner_cleanup: mark the store closed,
-                                             unlink /dev/shm/sk-share-*, untrack it
+                                             unlink /dev/shm/sk-share-* (and its
+                                             -pending file, _pending.py), untrack them
     fork ──► child: every inherited handle becomes a client (no finalizer, no server)
 """
 
@@ -15,7 +16,7 @@ import os
 import weakref
 from typing import Any
 
-from . import _net, _remote, _store
+from . import _net, _pending, _remote, _store
 from ._store import FLAG_CLOSED, FLAG_STOPPED, S_FLAGS
 
 HANDLES: weakref.WeakSet[Any] = weakref.WeakSet()  # every Share handle of this process
@@ -73,6 +74,7 @@ def owner_cleanup(name: str, pid: int) -> None:
         except Exception:
             pass
     unlink(name)
+    _pending.discard(name)
     if st is not None:
         _store.forget_store(st)
         st.close()

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import marshal
 import operator
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import _calls, _codec, _delta, _methods, _net, _store
+from . import _calls, _codec, _delta, _methods, _net, _pending, _store
 from ._aug import BINARY_OPS
 from ._base import STOPPED_WARNING, Path, ShareError, user_stacklevel
 from ._base import oga as _oga
@@ -130,7 +131,7 @@ def run(share: Any, op: Op, rop: tuple[Any, ...] | None = None) -> Any:
                 rem = d["_sk_remote"]
                 if rem is not None:
                     return rem.run(share, rop)
-                return run_stopped(share, op, None)
+                return run_stopped(share, op, rop, None)
         try:
             st.acquire()
         except StoreGone:
@@ -175,11 +176,13 @@ def run(share: Any, op: Op, rop: tuple[Any, ...] | None = None) -> Any:
             st.close()
             d["_sk_store"] = None
             continue
-        return run_stopped(share, op, st)
+        return run_stopped(share, op, rop, st)
     raise fail(share, f"Share {d['_sk_name']!r}: the store kept changing under this process")
 
 
-def run_stopped(share: Any, op: Op, st: Store | None) -> Any:
+def run_stopped(share: Any, op: Op, rop: tuple[Any, ...] | None, st: Store | None) -> Any:
+    """``op`` on the data as it was when the owner stopped the Share; a write is queued for
+    ``start()``: in this handle (the owner) or in the pending file (``_pending.py``)."""
     d = _oga(share, "__dict__")
     if st is not None:
         with st.locked():
@@ -199,8 +202,18 @@ def run_stopped(share: Any, op: Op, st: Store | None) -> Any:
                 f"({d.get('_sk_gone')})."
             ) from None
     if txn.changes or txn.cleared:
+        if d["_sk_owner"] or rop is None:
+            d["_sk_queue"].append(op)
+        elif not owner_alive(d["_sk_owner_pid"]):
+            raise fail(
+                share,
+                f"Share {d['_sk_name']!r} is stopped and its owner process {d['_sk_owner_pid']} "
+                "exited: this write cannot take effect.",
+            )
+        elif not _pending.append(d["_sk_name"], rop):  # the owner is starting it again
+            time.sleep(0.001)
+            return run(share, op, rop)
         warnings.warn(STOPPED_WARNING, RuntimeWarning, stacklevel=user_stacklevel())
-        d["_sk_queue"].append(op)
     return result
 
 

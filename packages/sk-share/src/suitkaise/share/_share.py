@@ -45,7 +45,7 @@ from typing import Any
 
 from suitkaise import cucumber
 
-from . import _codec, _net, _ops, _redis, _snapshot, _store
+from . import _codec, _net, _ops, _pending, _redis, _snapshot, _store
 from ._aug import _KIND, AUG_ADD, REASSIGN, STORE_ADD, direct_store, read_kind
 from ._base import RESERVED, ShareError, user_stacklevel
 from ._base import oga as _oga
@@ -138,6 +138,8 @@ class Share:
         that died is released; ``redis_options``: more ``redis.Redis`` keywords (e.g.
         ``ssl_ca_certs``). A serialized Redis Share carries the URL and password: a secret.
         """
+        if type(auto_start) is not bool:
+            raise TypeError(f"Share(auto_start=...) takes True or False, not {auto_start!r}.")
         if backend is None:
             if (password, name, redis_options) != (None, None, None) or lock_lease != _redis.DEFAULT_LEASE:
                 raise ValueError(
@@ -348,6 +350,13 @@ class Share:
         if d["_sk_finalizer"] is None:
             d["_sk_finalizer"] = weakref.finalize(self, owner_cleanup, d["_sk_name"], os.getpid())
         _ops.replay(self)
+        run = Dispatcher(self)
+        for rop in _pending.take(d["_sk_name"]):  # other processes' writes while stopped
+            try:
+                run(rop)
+            except Exception as e:
+                warnings.warn(f"A write another process queued while the Share was stopped failed: {e!r}",
+                              UserWarning, stacklevel=2)
         args = d["_sk_serve_args"]
         if args is not None and d["_sk_name"] not in SERVERS:
             host, port, advertise, max_frame, max_conns, tls = args

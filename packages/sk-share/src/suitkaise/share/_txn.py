@@ -18,7 +18,7 @@ the cached version on the cached copy (``_catch_up``).
 from __future__ import annotations
 
 import marshal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from suitkaise import cucumber
@@ -82,6 +82,31 @@ def checked_encode(value: Any, where: str | tuple[Any, ...], encode: Callable[[A
         raise EncodeError(
             f"Share cannot store {where}: {type(e).__name__}: {e}. The Share was left unchanged."
         ) from e
+
+
+def checked_delta(ops: list[tuple[Any, ...]], name: str) -> tuple[int, bytes]:
+    """Encode a delta payload of stored ``name`` (``_delta.py``). A value that cannot be
+    stored is named by the user's path (``share.lst.append(<arg 0>)``, ``share.d['k']``),
+    not by its place inside the payload."""
+    for where, value in _delta_values(ops, name):
+        if not _codec.is_plain(value) and not _codec.simple_object(value):
+            _codec.check_storable(value, where)
+    try:
+        return _delta.encode(ops)
+    except Exception:
+        for where, value in _delta_values(ops, name):  # which value: encode each on its own
+            checked_encode(value, where, lambda v, _p: cucumber.serialize(v))
+        raise
+
+
+def _delta_values(ops: list[tuple[Any, ...]], name: str) -> Iterator[tuple[str, Any]]:
+    for op in ops:
+        where = path_str((name, *op[1]))
+        if op[0] == "s":
+            yield where, op[2]
+        elif op[0] == "c":
+            for i, arg in enumerate(op[3]):
+                yield f"{where}.{op[2]}(<arg {i}>)", arg
 
 
 class Txn:
@@ -309,7 +334,7 @@ class Txn:
             if _delta.is_plain(ops):  # plain data is always storable
                 kind, payload = _codec.K_PLAIN, _dumps(ops)
             else:
-                kind, payload = checked_encode(ops, (name,), lambda v, _p: _delta.encode(v))
+                kind, payload = checked_delta(ops, name)
             if st.delta_fits(name, len(payload)):
                 self.delta1 = (name, kind, payload)
                 return
