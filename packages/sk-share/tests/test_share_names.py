@@ -97,6 +97,32 @@ def test_a_reader_decodes_only_the_names_added_since_it_last_looked(monkeypatch:
             reader.close()
 
 
+def test_a_compaction_keeps_the_names_a_reader_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    with Share() as share:
+        for i in range(3_000):
+            setattr(share, f"y{i}", i)
+        reader = _store.Store.attach(share._sk_name)
+        try:
+            with reader.locked():
+                reader.names()
+            spy = _Decoded()
+            monkeypatch.setattr(_store, "marshal", spy)
+            region = slot(share)[_store.S_AOFF]
+            for i in range(100):  # big values of one name until the region is compacted
+                share.big = bytes([i]) * 200_000
+                if slot(share)[_store.S_AOFF] != region:
+                    break
+            assert slot(share)[_store.S_AOFF] != region, "no compaction"
+            share.y7 = "seven"
+            with reader.locked():
+                names = reader.names()
+                assert len(names) == 3_001 and reader.value("y7") is not None
+            assert spy.n < 256, spy.n  # the new piece ("big"), not the 3 000 names again
+            assert share.y7 == "seven" and share.y2999 == 2999
+        finally:
+            reader.close()
+
+
 def _read_after_each_add(share: Share, conn: Any) -> None:
     spy = _Decoded()
     _store.marshal = spy  # type: ignore[assignment]  # this child's module only

@@ -47,8 +47,9 @@ There is no server process: every process reads and writes the file itself.
     first copied to a 1.5x bigger place in free space (amortized O(1) a name). A reader
     decodes only the pieces added since the names it knows (same ``names_base``).
   - ``commit`` of several existing names, removed names, ``clear``, flags: copy-on-write:
-    records, a new table (and names blob, a new ``names_base``) in free space, the
-    inactive slot filled, then the selector flips to it.
+    records, a new table (and names blob) in free space, the inactive slot filled, then
+    the selector flips to it. The blob gets a new ``names_base`` only when a name went;
+    else (and in compactions) its pieces are copied as they are.
 * Delta records (``_delta.py`` says what they hold) carry the offset of the record below
   them; ``chain`` walks back to a reader's cached version or to the full value.
   ``commit_delta`` refuses (``delta_fits``) once the deltas since the full value pass half
@@ -868,9 +869,11 @@ class Store:
         self, s: Slot, seq: int, names: dict[str, int],
         changes: dict[str, tuple[int, bytes] | None], clear: bool, flags: int, *, extra: int = -1,
     ) -> Slot:
-        """Structural commit (names removed, clear, or new names that ``_add`` found no
-        room for): a new names blob (a new ``names_base``) and table, each with room to
-        grow. ``extra`` >= 0: compact now, leaving at least ``extra`` free bytes."""
+        """Structural commit (names removed, clear, or what ``_add`` / ``_update`` found no
+        room for): a new table and names blob, each with room to grow. When no name goes,
+        the blob keeps its pieces and ``names_base`` (a process that knows the names decodes
+        only a piece of the new ones), else it is one new piece under a new base.
+        ``extra`` >= 0: compact now, leaving at least ``extra`` free bytes."""
         mm = self.mm
         live: dict[str, tuple[int, int, bytes | None]] = {}  # name -> (record, kind, data)
         for nm, i in names.items():
@@ -878,18 +881,23 @@ class Store:
                 continue
             live[nm] = (WORD.unpack_from(mm, s[S_TOFF] + ESIZE * i)[0], 0, None)
         for nm, ch in changes.items():
-            live.pop(nm, None)
-            if ch is not None:
-                live[nm] = (0, ch[0], ch[1])
+            if ch is None:
+                live.pop(nm, None)
+            else:
+                live[nm] = (0, ch[0], ch[1])  # (a name already there keeps its entry number)
+        if clear or None in changes.values():
+            nbase, blob = seq, _piece(live)
+        else:  # names only added, after the others: the old pieces stay a prefix
+            nbase = s[S_NBASE]
+            blob = bytes(mm[s[S_NOFF] : s[S_NOFF] + s[S_NLEN]]) + _piece([nm for nm in changes if nm not in names])
         act_off, act_size, spr_off, spr_size, fsize = s[S_AOFF], s[S_ASIZE], s[S_SOFF], s[S_SSIZE], s[S_FSIZE]
-        piece = _piece(live)
-        placed = None if extra >= 0 else self._place(live, piece, seq, s[S_BUMP], act_off + act_size, copy_live=False)
+        placed = None if extra >= 0 else self._place(live, blob, seq, s[S_BUMP], act_off + act_size, copy_live=False)
         if placed is None:
             # compaction into the spare region, or into a new bigger region
             need = sum(
                 _align(RSIZE + len(v[2])) if v[2] is not None else self._chain_size(v[0]) for v in live.values()
             )
-            need += _room(len(piece)) + _room(ESIZE * len(live)) + 64 * len(live) + 4096 + max(extra, 0)
+            need += _room(len(blob)) + _room(ESIZE * len(live)) + 64 * len(live) + 4096 + max(extra, 0)
             target = (max(MIN_REGION, 2 * need) + 4095) & ~4095  # whole pages
             if spr_size >= target:
                 t_off, t_size = spr_off, spr_size
@@ -899,20 +907,20 @@ class Store:
                 os.ftruncate(self.fd, fsize)
                 _reserve(self.fd, t_off, t_size)
                 self._remap(fsize)
-            placed = self._place(live, piece, seq, t_off, t_off + t_size, copy_live=True)
+            placed = self._place(live, blob, seq, t_off, t_off + t_size, copy_live=True)
             if placed is None:  # pragma: no cover - sizes above always fit
                 raise RuntimeError("Share store compaction failed to fit its data")
             spr_off, spr_size = act_off, act_size
             act_off, act_size = t_off, t_size
         noff, ncap, toff, tcap, bump = placed
-        return (seq, flags, noff, len(piece), seq, toff, len(live), act_off, act_size, bump, spr_off, spr_size,
-                fsize, seq, ncap, tcap)
+        return (seq, flags, noff, len(blob), seq, toff, len(live), act_off, act_size, bump, spr_off, spr_size,
+                fsize, nbase, ncap, tcap)
 
     def _place(
-        self, live: dict[str, tuple[int, int, bytes | None]], piece: bytes, seq: int,
+        self, live: dict[str, tuple[int, int, bytes | None]], blob: bytes, seq: int,
         start: int, end: int, *, copy_live: bool,
     ) -> tuple[int, int, int, int, int] | None:
-        """Records of ``live`` (written or copied), then its names blob (``piece``) and
+        """Records of ``live`` (written or copied), then its names ``blob`` and
         table, each with room to grow: (names offset, names room, table offset, table room
         in words, next free position), or None if they do not fit before ``end``."""
         mm = self.mm
@@ -930,12 +938,12 @@ class Store:
                     return None
                 rec, pos = got
             table.append(rec)
-        ncap, tcap = _room(len(piece)), _room(ESIZE * len(table)) // ESIZE
+        ncap, tcap = _room(len(blob)), _room(ESIZE * len(table)) // ESIZE
         noff, toff = pos, pos + ncap
         pos = toff + ESIZE * tcap
         if pos > end:
             return None
-        mm[noff : noff + len(piece)] = piece
+        mm[noff : noff + len(blob)] = blob
         for i, rec in enumerate(table):
             WORD.pack_into(mm, toff + ESIZE * i, rec)
         return noff, ncap, toff, tcap, pos
