@@ -40,6 +40,10 @@ Scenarios:
 
 Scaling (not interleaved against an anchor, but each size interleaved with the others):
 * a Share holding 1, 10^3 and 10^5 names: read / ``+=`` / assignment of one name;
+* adding N = 10, 10^3, 10^4, 10^5 (``--quick``: up to 10^4) new names one at a time (no
+  ``share.lock()``): mean us per add in the writer, amortized over the whole run (the
+  table's and names blob's regrowths and the compactions included), and in a reader process
+  that reads the newest name after each add (lockstep over a pipe; only its read is timed);
 * the store file after 10^6 (``--quick``: 10^5) updates, against the live data;
 * (1, 2, 4, 8, 16 processes x ``+=`` on one Share: ``benchmarks/scaling.py``.)
 """
@@ -408,6 +412,67 @@ def names_rows(rounds: int, sizes: list[int], k: int) -> dict[int, dict[str, flo
     return {n: {k: statistics.median(v) for k, v in c.items()} for n, c in res.items()}
 
 
+def _read_each_add(share: Share, conn: Any) -> None:
+    """The reader of ``add_rows``: reads ``a<i>`` when told ``i``; sends back its total time."""
+    total = 0.0
+    share.warm  # noqa: B018  (attach: not timed)
+    while True:
+        i = conn.recv()
+        if i is None:
+            break
+        t = time.perf_counter()
+        getattr(share, f"a{i}")
+        total += time.perf_counter() - t
+        conn.send(None)
+    conn.send(total)
+
+
+def add_rows(ctx: Any, rounds: int, sizes: list[int]) -> dict[int, dict[str, float]]:
+    """us per new name when N names are added one at a time to a fresh Share, in the writer
+    (the whole loop, amortized) and in a reader process reading each new name after its add."""
+    res: dict[int, dict[str, list[float]]] = {n: {"writer": [], "reader": []} for n in sizes}
+    for r in range(rounds):
+        for n in sizes[r % len(sizes) :] + sizes[: r % len(sizes)]:
+            with Share() as share:
+                share.warm = 0  # (the first write of a fresh Share is not timed)
+                t = time.perf_counter()
+                for i in range(n):
+                    setattr(share, f"a{i}", i)
+                res[n]["writer"].append((time.perf_counter() - t) / n)
+            with Share() as share:
+                share.warm = 0
+                here, there = ctx.Pipe()
+                p = ctx.Process(target=_read_each_add, args=(share, there))
+                p.start()
+                for i in range(n):
+                    setattr(share, f"a{i}", i)
+                    here.send(i)
+                    here.recv()
+                here.send(None)
+                res[n]["reader"].append(here.recv() / n)
+                p.join(TIMEOUT)
+    return {n: {k: statistics.median(v) for k, v in c.items()} for n, c in res.items()}
+
+
+def print_names(names_res: dict[int, dict[str, float]], adds: dict[int, dict[str, float]]) -> None:
+    print("\nnames held by the Share (us per call; flat within 20% is the target)\n")
+    print("| names | read | `+=` | assignment |")
+    print("|---|---|---|---|")
+    for n, v in names_res.items():
+        print(f"| {n:,} | {v['read'] * 1e6:.2f} | {v['+='] * 1e6:.2f} | {v['assign'] * 1e6:.2f} |")
+    worst = max(max(v[k] for v in names_res.values()) / min(v[k] for v in names_res.values())
+                for k in ("read", "+=", "assign"))
+    print(f"\nlargest / smallest across sizes: {worst:.2f}x (target <= 1.2x)")
+    print("\nadd N new names one at a time, us per add (amortized; a reader process reads each new name)\n")
+    print("| N | writer: add | reader: read the new name |")
+    print("|---|---|---|")
+    for n, v in adds.items():
+        print(f"| {n:,} | {v['writer'] * 1e6:.2f} | {v['reader'] * 1e6:.2f} |")
+    for k in ("writer", "reader"):
+        ratio = adds[max(adds)][k] / adds[min(adds)][k]
+        print(f"\n{k}: N = {max(adds):,} / N = {min(adds):,}: {ratio:.2f}x (target <= 2x)")
+
+
 def file_rows(updates: int) -> dict[str, float]:
     with Share() as share:
         share.d = {i: i for i in range(1000)}
@@ -441,11 +506,16 @@ def main() -> None:
     ap.add_argument("--big-ops", type=int, default=5000,
                     help="at least this many calls per round on the big container")
     ap.add_argument("--names-ops", type=int, default=5000, help="reads and += per round and size (names rows)")
+    ap.add_argument("--names-only", action="store_true", help="only the two names tables")
     a = ap.parse_args()
     rounds = 3 if a.quick else a.rounds
     big = 100_000 if a.quick else 1_000_000
     file_updates = 100_000 if a.quick else 1_000_000
     ctx = mp.get_context(a.start_method)
+    add_sizes = [10, 1_000, 10_000] + ([] if a.quick else [100_000])
+    if a.names_only:
+        print_names(names_rows(rounds, [1, 1_000, 100_000], a.names_ops), add_rows(ctx, rounds, add_sizes))
+        return
 
     scenarios: dict[str, dict[str, Any]] = dict(SCENARIOS)
     scenarios["counter"] = {**SCENARIOS["counter"], "mp_value_getlock": counter_value_getlock}
@@ -483,6 +553,7 @@ def main() -> None:
         for share in (*size_shares.values(), state["share"]):
             share.stop()
     names_res = names_rows(rounds, [1, 1_000, 100_000], a.names_ops)
+    adds = add_rows(ctx, rounds, add_sizes)
     files = file_rows(file_updates)
 
     med = {s: {k: statistics.median(v) for k, v in c.items()} for s, c in res.items()}
@@ -512,14 +583,7 @@ def main() -> None:
         limits.append(float("inf") if few else 2)
     for (name, ours, an, av, unit, target), lim in zip(rows, limits, strict=True):
         print(_row(name, ours, an, av, unit, target, ours / av <= lim))
-    print("\nnames held by the Share (us per call; flat within 20% is the target)\n")
-    print("| names | read | `+=` | assignment |")
-    print("|---|---|---|---|")
-    for n, v in names_res.items():
-        print(f"| {n:,} | {v['read'] * 1e6:.2f} | {v['+='] * 1e6:.2f} | {v['assign'] * 1e6:.2f} |")
-    worst = max(max(v[k] for v in names_res.values()) / min(v[k] for v in names_res.values())
-                for k in ("read", "+=", "assign"))
-    print(f"\nlargest / smallest across sizes: {worst:.2f}x (target <= 1.2x)")
+    print_names(names_res, adds)
     print(f"\nstore file after {files['updates']:,} updates: {files['file'] / 2**20:.1f} MiB for "
           f"{files['live'] / 2**10:.1f} KiB of live data (proportional: bounded, does not grow with updates)")
     print("\n(the throughput of 1-16 processes updating one Share: benchmarks/scaling.py)")
@@ -542,6 +606,10 @@ def main() -> None:
     headline("share", f"share.d[k] = v on {big:,} keys, us (vs 10 keys)", sz["d[k] = v"][big] * 1e6,
              "the same on 10 keys", sz["d[k] = v"][10] * 1e6, "<= 2x",
              sz["d[k] = v"][big] <= 2 * sz["d[k] = v"][10], "us")
+    big_n, small_n = max(adds), min(adds)
+    headline("share", f"add {big_n:,} new names one at a time, us per add (vs {small_n} names)",
+             adds[big_n]["writer"] * 1e6, f"the same for {small_n} names", adds[small_n]["writer"] * 1e6, "<= 2x",
+             adds[big_n]["writer"] <= 2 * adds[small_n]["writer"], "us")
     und = sz["acc.add(1), undeclared"]
     headline("share", f"undeclared acc.add(1) on an object holding {big:,} items, us (vs 10 items)",
              und[big] * 1e6, "the same on 10 items", und[10] * 1e6, "<= 2x", und[big] <= 2 * und[10], "us")

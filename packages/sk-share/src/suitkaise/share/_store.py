@@ -13,13 +13,16 @@
     ┌─────────────────────────────┬──────────────────────────────┬──────────────────────┐
     │ header page (own mapping):  │ region A (active):           │ region B (spare), ...│
     │ magic, selector (1 byte),   │ records, names blob          │ target of compaction │
-    │ epoch, slot 0 | slot 1,     │ (name -> entry no.), entry   │                      │
-    │ mutex                       │ tables (one word per name:   │                      │
-    │                             │ offset of its head record)   │                      │
+    │ epoch, slot 0 | slot 1,     │ (the names in entry order),  │                      │
+    │ mutex                       │ entry table (one word per    │                      │
+    │                             │ name: its head record), both │                      │
+    │                             │ with room to grow in place   │                      │
     └─────────────────────────────┴──────────────────────────────┴──────────────────────┘
 
     record: len, kind, version, prev, base, log | data        (REC; data 8-byte aligned)
     a name's value: head record ─prev─► delta ─prev─► ... ─► full value (kind & K_DELTA == 0)
+    names blob: piece | piece | ... | (room)   piece: length (8 bytes) | marshal'd tuple of names
+    entry table: word 0 .. word tab_n-1 | (room up to tab_cap words)
 
 This is the bytes layer only (lock, lookup, atomic commit); ``_txn.py`` turns entries into
 Python values and ``_share.py`` is the attribute syntax. Another access path (e.g. a TCP
@@ -37,9 +40,16 @@ There is no server process: every process reads and writes the file itself.
     word (the commit point). O(1) in the number of names.
   - ``update_i64`` (``share.x += v`` on a ``K_I64`` value): epoch, sequence, the record's
     version, then its 8-byte value (the commit point), all in place.
-  - ``commit`` of several names, new or removed names, ``clear``, flags: copy-on-write:
-    records, a new table (and names blob) in free space, the *inactive* header slot
-    filled, then the one-byte selector flips to it.
+  - ``commit`` of new names only (``_add``): their records go to free space, their table
+    words and one names piece just past the counts the committed slot publishes (the
+    table's and the blob's room), the *inactive* header slot is filled with the larger
+    counts, then the one-byte selector flips to it. O(new names): a full table or blob is
+    first copied to a 1.5x bigger place in free space (amortized O(1) a name). A reader
+    decodes only the pieces added since the names it knows (same ``names_base``).
+  - ``commit`` of several existing names, removed names, ``clear``, flags: copy-on-write:
+    records, a new table (and names blob) in free space, the inactive slot filled, then
+    the selector flips to it. The blob gets a new ``names_base`` only when a name went;
+    else (and in compactions) its pieces are copied as they are.
 * Delta records (``_delta.py`` says what they hold) carry the offset of the record below
   them; ``chain`` walks back to a reader's cached version or to the full value.
   ``commit_delta`` refuses (``delta_fits``) once the deltas since the full value pass half
@@ -74,7 +84,7 @@ from typing import Any
 from ._codec import K_CHAIN, K_I64
 from ._lock import KIND_FCNTL, KIND_ROBUST, FcntlLock, RobustMutex, robust_available
 
-MAGIC = b"SKSHARE3"
+MAGIC = b"SKSHARE4"
 HEADER = 4096
 SEL_OFF = 8  # 1 byte: which slot is committed
 LOCK_KIND_OFF = 9  # 1 byte: KIND_ROBUST or KIND_FCNTL
@@ -85,10 +95,11 @@ EPOCH_Q = EPOCH_OFF // 8
 SLOT_OFF = (64, 192)
 MUTEX_OFF = 512
 # seq, flags, names_off, names_len, names_ver, tab_off, tab_n,
-# act_off, act_size, bump, spr_off, spr_size, fsize
-SLOT = struct.Struct("<13Q")
+# act_off, act_size, bump, spr_off, spr_size, fsize, names_base, names_cap, tab_cap
+# (16 words: slot 0 ends where slot 1 starts)
+SLOT = struct.Struct("<16Q")
 (S_SEQ, S_FLAGS, S_NOFF, S_NLEN, S_NVER, S_TOFF, S_TN,
- S_AOFF, S_ASIZE, S_BUMP, S_SOFF, S_SSIZE, S_FSIZE) = range(13)
+ S_AOFF, S_ASIZE, S_BUMP, S_SOFF, S_SSIZE, S_FSIZE, S_NBASE, S_NCAP, S_TCAP) = range(16)
 # The entry table holds one 8-byte word per name: the offset of the name's head *record*.
 ESIZE = 8
 WORD = struct.Struct("<Q")
@@ -166,7 +177,8 @@ class Store:
         self.owner_pid = SEQ.unpack_from(hdr, PID_OFF)[0]
         self._s: Slot | None = None  # committed slot, valid while this process holds the lock
         self._names: dict[str, int] = {}
-        self._names_key: tuple[int, int] = (-1, -1)
+        self._nver = -1  # the names version (S_NVER) that _names is
+        self._nread: tuple[int, int] = (-1, 0)  # (names_base, bytes of its blob) in _names
         # decoded cache: name -> [version, obj, epoch at which it was known current, immutable]
         self.cache: dict[str, list[Any]] = {}
         # head_record's last answer: (the slot it was read under, name, answer)
@@ -197,13 +209,13 @@ class Store:
                 hdr[LOCK_KIND_OFF] = KIND_FCNTL
             hdr[GEN_OFF : GEN_OFF + 8] = secrets.token_bytes(8)
             SEQ.pack_into(hdr, PID_OFF, os.getpid())
-            blob = marshal.dumps({})
             act = HEADER
-            mm[act : act + len(blob)] = blob
-            tab = _align(act + len(blob))
+            ncap, tcap = _room(0), _room(0) // ESIZE
+            tab = act + ncap
             SLOT.pack_into(
-                hdr, SLOT_OFF[0], seq, 0, act, len(blob), seq, tab, 0,
-                act, MIN_REGION, tab, HEADER + MIN_REGION, MIN_REGION, size,
+                hdr, SLOT_OFF[0], seq, 0, act, 0, seq, tab, 0,
+                act, MIN_REGION, tab + ESIZE * tcap, HEADER + MIN_REGION, MIN_REGION, size,
+                seq, ncap, tcap,
             )
             hdr[SEL_OFF] = 0
             hdr[0:8] = MAGIC  # last: the store is complete
@@ -345,17 +357,33 @@ class Store:
         """name -> entry number (call under the lock)."""
         if s is None:
             s = self.slot()
-        key = (s[S_NOFF], s[S_NVER])
-        if key != self._names_key:
-            self._names = marshal.loads(self.mm[s[S_NOFF] : s[S_NOFF] + s[S_NLEN]])
-            self._names_key = key
+        if s[S_NVER] != self._nver:
+            self._read_names(s)
         return self._names
+
+    def _read_names(self, s: Slot) -> None:
+        """Bring ``_names`` up to the names of ``s``. The same ``names_base`` means the
+        blob this process read is a prefix of this one (names are only appended to it):
+        only the pieces after it are decoded, O(names added since)."""
+        base, have = self._nread
+        names = self._names
+        self._nver, self._nread = -1, (-1, 0)  # (an exception below leaves no half state)
+        if base != s[S_NBASE] or have > s[S_NLEN]:
+            names, have = {}, 0
+        mm, off, end = self.mm, s[S_NOFF], s[S_NLEN]
+        while have < end:
+            p = off + have + ESIZE
+            ln = WORD.unpack_from(mm, p - ESIZE)[0]
+            for nm in marshal.loads(mm[p : p + ln]):
+                names[nm] = len(names)
+            have += ESIZE + ln
+        self._names = names
+        self._nver, self._nread = s[S_NVER], (s[S_NBASE], end)
 
     def head(self, name: str) -> int | None:
         """Offset of the head record of ``name``, or None; call under the lock."""
         s = self._s or self.slot()
-        key = (s[S_NOFF], s[S_NVER])
-        names = self._names if key == self._names_key else self.names(s)
+        names = self._names if s[S_NVER] == self._nver else self.names(s)
         i = names.get(name)
         if i is None:
             return None
@@ -458,15 +486,20 @@ class Store:
         names = self.names(s)
         self.q[EPOCH_Q] += 1  # first: every reader's "nothing changed" check now fails
         new_flags = s[S_FLAGS] if flags is None else flags
-        if not clear:
-            for nm, ch in changes.items():
-                if ch is None or nm not in names:
-                    break
-            else:
+        if not clear and None not in changes.values():
+            new = [nm for nm in changes if nm not in names]
+            ns = None
+            if not new:
                 ns = self._update(s, seq, names, changes, new_flags)  # type: ignore[arg-type]
-                if ns is not None:
-                    self._publish(ns)
-                    return seq
+            elif len(new) == len(changes):
+                ns = self._add(s, seq, changes, new_flags)  # type: ignore[arg-type]
+            if ns is not None:
+                self._publish(ns)
+                if new and self._nver == s[S_NVER]:  # our names are the old ones: extend them
+                    for nm in new:
+                        names[nm] = len(names)
+                    self._nver, self._nread = seq, (ns[S_NBASE], ns[S_NLEN])
+                return seq
         self._publish(self._rebuild(s, seq, names, changes, clear, new_flags))
         return seq
 
@@ -480,8 +513,7 @@ class Store:
         (the commit point) are each one aligned 8-byte store in the committed slot and
         table. A writer killed between them leaves the old value (plus unused space)."""
         s = self._s or self.slot()
-        key = (s[S_NOFF], s[S_NVER])
-        names = self._names if key == self._names_key else self.names(s)
+        names = self._names if s[S_NVER] == self._nver else self.names(s)
         i = names.get(name)
         if i is None:
             return None
@@ -625,7 +657,7 @@ class Store:
                 mm = self.mm
                 if flags & _NOT_LIVE or fsize > len(mm):
                     return MISS
-                names = self._names if self._names_key[1] == nver else self.names(self.slot())
+                names = self._names if self._nver == nver else self.names(self.slot())
                 i = names.get(name)
                 if i is None:
                     return MISS
@@ -686,8 +718,8 @@ class Store:
         mm = self.mm
         if flags & _NOT_LIVE or fsize > len(mm):
             return MISS  # (a file another process grew: the general path remaps it)
-        # S_NVER is the sequence number of the last structural commit: unique
-        names = self._names if self._names_key[1] == nver else self.names(self.slot())
+        # S_NVER is the sequence number of the last commit that changed the names: unique
+        names = self._names if self._nver == nver else self.names(self.slot())
         i = names.get(name)
         if i is None:
             return MISS
@@ -761,7 +793,46 @@ class Store:
         for i, rec in done:
             WORD.pack_into(mm, pos + ESIZE * i, rec)
         return (seq, flags, s[S_NOFF], s[S_NLEN], s[S_NVER], pos, n,
-                s[S_AOFF], s[S_ASIZE], _align(pos + tl), s[S_SOFF], s[S_SSIZE], s[S_FSIZE])
+                s[S_AOFF], s[S_ASIZE], _align(pos + tl), s[S_SOFF], s[S_SSIZE], s[S_FSIZE],
+                s[S_NBASE], s[S_NCAP], n)
+
+    def _add(self, s: Slot, seq: int, changes: dict[str, tuple[int, bytes]], flags: int) -> Slot | None:
+        """New names only: their records in free space, then their table words and one
+        names piece past the counts ``s`` publishes (nobody reads there), in the room the
+        table and the blob keep; the slot with the larger counts is the commit. A table or
+        blob without room is copied to a bigger place first (``_room``: 1.5x, so amortized
+        O(1) a name). None if the region is full (the caller compacts)."""
+        mm = self.mm
+        pos = s[S_BUMP]
+        end = s[S_AOFF] + s[S_ASIZE]
+        recs = []
+        for kind, data in changes.values():
+            nxt = self._write_rec(pos, end, seq, kind, data)
+            if nxt is None:
+                return None
+            recs.append(pos)
+            pos = nxt
+        n, toff, tcap = s[S_TN], s[S_TOFF], s[S_TCAP]
+        if n + len(recs) > tcap:
+            tcap = _room(ESIZE * (n + len(recs))) // ESIZE
+            if pos + ESIZE * tcap > end:
+                return None
+            mm.move(pos, toff, ESIZE * n)
+            toff, pos = pos, pos + ESIZE * tcap
+        piece = _piece(changes)
+        noff, nlen, ncap = s[S_NOFF], s[S_NLEN], s[S_NCAP]
+        if nlen + len(piece) > ncap:
+            ncap = _room(nlen + len(piece))
+            if pos + ncap > end:
+                return None
+            mm.move(pos, noff, nlen)
+            noff, pos = pos, pos + ncap
+        mm[noff + nlen : noff + nlen + len(piece)] = piece
+        for j, rec in enumerate(recs):
+            WORD.pack_into(mm, toff + ESIZE * (n + j), rec)
+        return (seq, flags, noff, nlen + len(piece), seq, toff, n + len(recs),
+                s[S_AOFF], s[S_ASIZE], pos, s[S_SOFF], s[S_SSIZE], s[S_FSIZE],
+                s[S_NBASE], ncap, tcap)
 
     def _chain_size(self, rec: int) -> int:
         n = 0
@@ -798,7 +869,10 @@ class Store:
         self, s: Slot, seq: int, names: dict[str, int],
         changes: dict[str, tuple[int, bytes] | None], clear: bool, flags: int, *, extra: int = -1,
     ) -> Slot:
-        """Structural commit (names added/removed, clear): a new names blob and table.
+        """Structural commit (names removed, clear, or what ``_add`` / ``_update`` found no
+        room for): a new table and names blob, each with room to grow. When no name goes,
+        the blob keeps its pieces and ``names_base`` (a process that knows the names decodes
+        only a piece of the new ones), else it is one new piece under a new base.
         ``extra`` >= 0: compact now, leaving at least ``extra`` free bytes."""
         mm = self.mm
         live: dict[str, tuple[int, int, bytes | None]] = {}  # name -> (record, kind, data)
@@ -807,17 +881,23 @@ class Store:
                 continue
             live[nm] = (WORD.unpack_from(mm, s[S_TOFF] + ESIZE * i)[0], 0, None)
         for nm, ch in changes.items():
-            live.pop(nm, None)
-            if ch is not None:
-                live[nm] = (0, ch[0], ch[1])
+            if ch is None:
+                live.pop(nm, None)
+            else:
+                live[nm] = (0, ch[0], ch[1])  # (a name already there keeps its entry number)
+        if clear or None in changes.values():
+            nbase, blob = seq, _piece(live)
+        else:  # names only added, after the others: the old pieces stay a prefix
+            nbase = s[S_NBASE]
+            blob = bytes(mm[s[S_NOFF] : s[S_NOFF] + s[S_NLEN]]) + _piece([nm for nm in changes if nm not in names])
         act_off, act_size, spr_off, spr_size, fsize = s[S_AOFF], s[S_ASIZE], s[S_SOFF], s[S_SSIZE], s[S_FSIZE]
-        placed = None if extra >= 0 else self._place(live, seq, s[S_BUMP], act_off + act_size, copy_live=False)
+        placed = None if extra >= 0 else self._place(live, blob, seq, s[S_BUMP], act_off + act_size, copy_live=False)
         if placed is None:
             # compaction into the spare region, or into a new bigger region
             need = sum(
                 _align(RSIZE + len(v[2])) if v[2] is not None else self._chain_size(v[0]) for v in live.values()
             )
-            need += (64 + ESIZE) * len(live) + 4096 + max(extra, 0)
+            need += _room(len(blob)) + _room(ESIZE * len(live)) + 64 * len(live) + 4096 + max(extra, 0)
             target = (max(MIN_REGION, 2 * need) + 4095) & ~4095  # whole pages
             if spr_size >= target:
                 t_off, t_size = spr_off, spr_size
@@ -827,18 +907,22 @@ class Store:
                 os.ftruncate(self.fd, fsize)
                 _reserve(self.fd, t_off, t_size)
                 self._remap(fsize)
-            placed = self._place(live, seq, t_off, t_off + t_size, copy_live=True)
+            placed = self._place(live, blob, seq, t_off, t_off + t_size, copy_live=True)
             if placed is None:  # pragma: no cover - sizes above always fit
                 raise RuntimeError("Share store compaction failed to fit its data")
             spr_off, spr_size = act_off, act_size
             act_off, act_size = t_off, t_size
-        noff, nlen, toff, n, bump = placed
-        return (seq, flags, noff, nlen, seq, toff, n, act_off, act_size, bump, spr_off, spr_size, fsize)
+        noff, ncap, toff, tcap, bump = placed
+        return (seq, flags, noff, len(blob), seq, toff, len(live), act_off, act_size, bump, spr_off, spr_size,
+                fsize, nbase, ncap, tcap)
 
     def _place(
-        self, live: dict[str, tuple[int, int, bytes | None]], seq: int,
+        self, live: dict[str, tuple[int, int, bytes | None]], blob: bytes, seq: int,
         start: int, end: int, *, copy_live: bool,
     ) -> tuple[int, int, int, int, int] | None:
+        """Records of ``live`` (written or copied), then its names ``blob`` and
+        table, each with room to grow: (names offset, names room, table offset, table room
+        in words, next free position), or None if they do not fit before ``end``."""
         mm = self.mm
         pos = start
         table: list[int] = []
@@ -854,17 +938,15 @@ class Store:
                     return None
                 rec, pos = got
             table.append(rec)
-        blob = marshal.dumps({nm: i for i, nm in enumerate(live)})
-        if pos + len(blob) > end:
+        ncap, tcap = _room(len(blob)), _room(ESIZE * len(table)) // ESIZE
+        noff, toff = pos, pos + ncap
+        pos = toff + ESIZE * tcap
+        if pos > end:
             return None
-        mm[pos : pos + len(blob)] = blob
-        noff = pos
-        pos = _align(pos + len(blob))
-        if pos + ESIZE * len(table) > end:
-            return None
+        mm[noff : noff + len(blob)] = blob
         for i, rec in enumerate(table):
-            WORD.pack_into(mm, pos + ESIZE * i, rec)
-        return noff, len(blob), pos, len(table), _align(pos + ESIZE * len(table))
+            WORD.pack_into(mm, toff + ESIZE * i, rec)
+        return noff, ncap, toff, tcap, pos
 
 
 class _Locked:
@@ -880,6 +962,20 @@ class _Locked:
 
     def __exit__(self, *exc: object) -> None:
         self.st.release()
+
+
+def _room(size: int) -> int:
+    """Bytes to reserve for a names blob or table of ``size`` bytes: half as much again (a
+    full one is copied to a new place: amortized O(1) per name added), 8-byte aligned."""
+    return _align(size + size // 2 + 512)
+
+
+def _piece(names: Any) -> bytes:
+    """A names blob piece: the names, in entry order, after their length (none: empty)."""
+    if not names:
+        return b""
+    data = marshal.dumps(tuple(names))
+    return WORD.pack(len(data)) + data
 
 
 def _words(mm: mmap.mmap) -> memoryview:
