@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 import os
 import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,6 +50,50 @@ class CountingFunction:
         if os.environ.get("SK_POOL_PARENT_PID") != str(os.getpid()):
             with open(self.path, "a") as f:
                 f.write(f"{os.getpid()}\n")
+
+
+class Released:
+    """Writes ``<path>.released.<pid>`` when collected: its holder was let go in that process."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __del__(self) -> None:
+        Path(f"{self.path}.released.{os.getpid()}").touch()
+
+
+class Holding:
+    """``x + 1``, holding a ``Released``; writes ``<path>.ran.<pid>`` in each process it runs in."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.held = Released(path)
+
+    def __call__(self, x: int) -> int:
+        Path(f"{self.path}.ran.{os.getpid()}").touch()
+        return x + 1
+
+
+def _pids(tmp_path: Path, what: str) -> set[str]:
+    return {p.name.rsplit(".", 1)[1] for p in tmp_path.glob(f"fn.{what}.*")}
+
+
+def test_workers_let_a_function_go_once_its_call_has_every_result(start_method: str, tmp_path: Path) -> None:
+    """Every worker that ran a call's function lets it go (and what it holds) as soon as the
+    call's last result has reached the parent, before the caller has taken the results; the
+    results are all there afterwards."""
+    with Pool(2) as pool:
+        fn = Holding(str(tmp_path / "fn"))
+        results = pool.imap(fn, range(40), chunksize=40)  # the whole input in the first read
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (_pids(tmp_path, "ran") and
+                                                   _pids(tmp_path, "ran") <= _pids(tmp_path, "released")):
+            time.sleep(0.01)
+        assert _pids(tmp_path, "ran"), "no worker ran the function"
+        assert _pids(tmp_path, "ran") <= _pids(tmp_path, "released"), "a worker still holds the function"
+        assert list(results) == list(range(1, 41))
+        # a call of the same function after that loads it again
+        assert pool.map(fn, range(5)) == [1, 2, 3, 4, 5]
 
 
 def test_four_methods_order_and_values(start_method: str) -> None:

@@ -131,6 +131,11 @@ class LocalRun(CallBase):
                 self._core.handoff(self._job)
         if asleep:  # read-ahead full before every worker had a chunk
             self._core.wake()
+        if self._source is None or (self._total is not None and self._next_start >= self._total):
+            # Every chunk is queued (under the core's lock, before this): the manager may drop
+            # the function from the workers once they are all done (Job.complete). Only ever
+            # set, after the chunks it speaks of: no lock needed.
+            self._job.fed = True
 
     def _finish_on_error(self, error: BaseException) -> None:
         if isinstance(error, KeyboardInterrupt):

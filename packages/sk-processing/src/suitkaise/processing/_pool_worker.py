@@ -231,9 +231,12 @@ def worker_main(
                 err = None
             except BaseException as e:
                 fn, err = None, e
-            jobs[msg.job] = job = FnJob(fn, msg.flags, err)
-            if job.skprocess:
-                job.run_process = lives.run
+            loaded = FnJob(fn, msg.flags, err)
+            if loaded.skprocess:
+                loaded.run_process = lives.run
+            jobs[msg.job] = loaded
+            # held by ``jobs`` only: a DROP lets the function (and what it holds) go at once
+            del fn, err, loaded
             continue
         if msg.kind != wire.TASK:  # pragma: no cover - protocol error
             os._exit(70)
