@@ -108,7 +108,7 @@ def apply(root: Any, ops: list[Op]) -> None:
         if tag == "c":
             getattr(_resolve(root, steps), op[2])(*op[3], **op[4])
             continue
-        parent = _resolve(root, steps[:-1])
+        parent = root if len(steps) == 1 else _resolve(root, steps[:-1])  # (most are on the root)
         kind, key = steps[-1]
         if kind == "a":  # the attribute's entry in __dict__ (attr_ok, or a declared write)
             state = object.__getattribute__(parent, "__dict__")

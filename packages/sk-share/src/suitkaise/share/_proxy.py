@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import _codec, _ops
-from ._aug import AUG, BINARY_OPS, METHOD, REASSIGN, get_reassign, read_kind
+from ._aug import _KIND, AUG, BINARY_OPS, METHOD, REASSIGN, get_reassign, read_kind
 from ._base import Path
 from ._base import oga as _oga
 from ._ops import NO_DEFAULT, check_blocked
@@ -26,6 +26,8 @@ from ._txn import path_str
 
 _ATOMS = _codec.ATOMS
 _ATOM_TYPES = frozenset(_ATOMS)
+_KIND_GET = _KIND.get
+_getframe = sys._getframe
 _view = _ops.view
 _write = _ops.write
 _call = _ops.call
@@ -83,11 +85,17 @@ class Proxy:
         # AttributeError (~1 us: `share.obj.add(1)` does one).
         if attr[:2] == "__" or attr in _OWN:
             return _oga(self, attr)
+        frame = _getframe(1)
+        # the hot case: a method about to be called (`share.obj.add(1)`), its instruction
+        # classified before (one lookup; an entry keeps its code alive, so no other code's
+        # instruction has the same key: read_kind's check, as Share.__getattribute__ does)
+        k = _KIND_GET(id(frame.f_code) + frame.f_lasti)
+        if k is not None and k[1] == METHOD:
+            return _Method(_share_of(self), _path_of(self), attr)  # called in one locked step
         share, path = _share_of(self), _path_of(self)
-        frame = sys._getframe(1)
         kind = read_kind(frame, attr)
         if kind == METHOD:
-            return _Method(share, path, attr)  # resolved and called in one locked step
+            return _Method(share, path, attr)
         if kind == REASSIGN:
             return Operand(share, (*path, ("a", attr)))
         if kind:
