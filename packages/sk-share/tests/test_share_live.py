@@ -223,9 +223,49 @@ def test_copies_stay_snapshots() -> None:
 def test_a_user_objects_own_get_and_values_still_run() -> None:
     with Share() as share:
         share.st = Store()
-        share.st.get("a").append(2)  # its attribute's element: a copy (depth 1 only)
-        assert share.st.values() == [[1]]
-        assert share.st.data == {"a": [1]}
+        share.st.get("a").append(2)  # self.data[key]: an attribute's element at an argument
+        assert share.st.values() == [[1, 2]]
+        for v in share.st.values():  # a list of its own: copies
+            v.append(3)
+        assert share.st.data == {"a": [1, 2]}
+
+
+class Table:
+    def __init__(self) -> None:
+        self.rows = [{"id": 0}, {"id": 1}]
+        self.index = {"zero": self.rows[0]}
+
+    def row(self, i: int) -> dict[str, int]:
+        return self.rows[i]
+
+    def by_name(self, name: str) -> dict[str, int]:
+        return self.index[name]
+
+    def first_with(self, key: str) -> dict[str, int]:
+        return next(r for r in self.rows if key in r)
+
+
+def _use_table(s: Any) -> Any:
+    s.t.row(1)["a"] = 1
+    last = s.t.row(-1)  # addressed as rows[1], not rows[-1]
+    s.t.rows.append({"id": 2})
+    last["b"] = 2
+    s.t.by_name("zero")["c"] = 3  # (index["zero"] is rows[0], in the Share's copy too)
+    return s.t.first_with("id")
+
+
+def test_a_method_returning_an_attributes_element_at_an_argument() -> None:
+    plain = _NS()
+    plain.t = Table()
+    _use_table(plain)
+    with Share() as share:
+        share.t = Table()
+        found = _use_table(share)
+        assert type(found) is dict  # an element not at an argument: a copy (as before)
+        found["lost"] = True
+        t = copy.copy(share.t)
+        assert (t.rows, t.index) == (plain.t.rows, plain.t.index)
+        assert t.rows == [{"id": 0, "c": 3}, {"id": 1, "a": 1, "b": 2}, {"id": 2}]
 
 
 # -- across processes: the changes are the Share's, every process sees them ----------------------

@@ -8,9 +8,12 @@ reach the Share as they would reach the object in plain Python.
     share.box.get_items()         ─► box.items (same object)  ─► Ref(("box", ("a", "items")))
     share.box.chain()  (return self)                          ─► Ref(("box",))
 
-What counts: the dict element of ``get``/``setdefault``'s key, a top-level attribute of a
-user object (its ``__dict__``, compared by identity after the call), or the object itself.
-Anything deeper (``return self.rows[i]``) is a copy, as before.
+What counts, compared by identity after the call: the object itself; a top-level attribute
+of a user object (its ``__dict__``); an element of such an attribute (a list, tuple or dict)
+at one of the call's arguments (``get_row(i)`` returning ``self.rows[i]``, ``lookup(k)``
+returning ``self.data[k]``); a dict's element at ``get``/``setdefault``'s key. Anything else
+(an element found another way, deeper) is a copy, as before: finding it would mean
+searching the object, O(its size) on every call that returns a value of its own.
 """
 
 from __future__ import annotations
@@ -63,8 +66,34 @@ def ref_to(target: Any, path: Path, name: str, args: tuple[Any, ...], result: An
         state = object.__getattribute__(target, "__dict__")
     except AttributeError:
         return None
-    if type(state) is dict:
-        for attr, value in state.items():
-            if value is result and type(attr) is str:
-                return Ref((*path, ("a", attr)))
+    if type(state) is not dict:
+        return None
+    for attr, value in state.items():
+        if value is result and type(attr) is str:
+            return Ref((*path, ("a", attr)))
+    keys = [a for a in args if type(a) in _KEYS]
+    if not keys:
+        return None
+    for attr, value in state.items():
+        step = _element_at(value, keys, result) if type(attr) is str else None
+        if step is not None:
+            return Ref((*path, ("a", attr), step))
+    return None
+
+
+_KEYS: frozenset[type] = frozenset({int, str, bytes, float, bool})
+
+
+def _element_at(container: Any, keys: list[Any], result: Any) -> tuple[str, Any] | None:
+    """The step to ``result`` in ``container`` (a list, tuple or dict) at one of ``keys``."""
+    t = type(container)
+    if t in DICTS:
+        for k in keys:
+            if container.get(k, _NOPE) is result:
+                return ("i", k)
+    elif t is list or t is tuple:
+        n = len(container)
+        for k in keys:
+            if type(k) is int and -n <= k < n and container[k] is result:
+                return ("i", k % n)  # (a negative index would follow later appends)
     return None
