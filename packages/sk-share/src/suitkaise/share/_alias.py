@@ -47,21 +47,21 @@ class Ref:
 def ref_to(target: Any, path: Path, name: str, args: tuple[Any, ...], result: Any) -> Ref | None:
     """``Ref`` to ``result`` when it is ``target`` (at ``path``) or one of its elements
     after ``target.name(*args)`` ran; None when it is a value of its own (returned copied)."""
-    if is_immutable(result):
-        return None
-    if result is target:
-        return Ref(path)
     t = type(target)
+    if t in _BUILTIN:  # pop() & co: what they return is no longer (or never was) in it
+        return None
     if t in DICTS:
-        if name in ("get", "setdefault") and args:
+        if name in ("get", "setdefault") and args and not is_immutable(result):
             try:
                 if target.get(args[0], _NOPE) is result:
                     return Ref((*path, ("i", args[0])))
             except TypeError:  # unhashable key: dict.get raised already
                 return None
         return None
-    if t in _BUILTIN:  # pop() & co: what they return is no longer (or never was) in it
+    if is_immutable(result):
         return None
+    if result is target:
+        return Ref(path)
     try:
         state = object.__getattribute__(target, "__dict__")
     except AttributeError:
