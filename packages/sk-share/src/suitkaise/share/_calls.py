@@ -37,7 +37,7 @@ import marshal
 import types
 from typing import Any
 
-from . import _codec, _delta, _methods
+from . import _alias, _codec, _delta, _methods
 from ._store import (
     EPOCH_Q,
     K_DELTA,
@@ -198,7 +198,7 @@ def _locked(st: Store, path: tuple[Any, ...], name: str, args: tuple[Any, ...], 
         result = m(*args, **kwargs)
         if kind == READER:
             c[2] = epoch
-            return result if type(result) in _ATOMS else _codec.copy_out(result)
+            return result if type(result) in _ATOMS else _result(target, path, name, args, result)
         steps = path[1:]
         if q[EPOCH_Q] != epoch:
             ops = None  # this thread committed during the call (a nested operation)
@@ -227,10 +227,17 @@ def _locked(st: Store, path: tuple[Any, ...], name: str, args: tuple[Any, ...], 
                 c[2] = q[EPOCH_Q]
         else:
             c[2] = epoch  # nothing changed: no commit
-        return result if type(result) in _ATOMS else _codec.copy_out(result)
+        return result if type(result) in _ATOMS else _result(target, path, name, args, result)
     except BaseException:
         cache.pop(root_name, None)  # the call may have half-changed the cached copy
         raise
+
+
+def _result(target: Any, path: tuple[Any, ...], name: str, args: tuple[Any, ...], result: Any) -> Any:
+    """What the caller gets for a result that is not an atom: a ``Ref`` when it is the
+    object or one of its attributes (``_alias``), else a private copy."""
+    ref = _alias.ref_to(target, path, name, args, result)
+    return ref if ref is not None else _codec.copy_out(result)
 
 
 def _atom_changes(

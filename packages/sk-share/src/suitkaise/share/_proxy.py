@@ -17,7 +17,7 @@ import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import _codec, _ops
+from . import _alias, _codec, _ops
 from ._aug import _KIND, AUG, BINARY_OPS, METHOD, REASSIGN, get_reassign, read_kind
 from ._base import Path
 from ._base import oga as _oga
@@ -170,6 +170,8 @@ class Proxy:
         return None
 
     def __iter__(self) -> Iterator[Any]:
+        # (a snapshot: element proxies of a list would be addressed by position, and a
+        # `for row in list(share.rows): share.rows.remove(row)` would then reach the wrong rows)
         return iter(_read(self, lambda t: _codec.copy_out(list(t))))
 
     def __reversed__(self) -> Iterator[Any]:
@@ -219,6 +221,46 @@ _OWN = frozenset(n for n in vars(Proxy) if n.startswith("_sk_"))  # Proxy's own 
 # the slots, read without going through Proxy.__getattribute__
 _share_of = Proxy.__dict__["_sk_share"].__get__
 _path_of = Proxy.__dict__["_sk_path"].__get__
+
+
+def _live_values(t: Any, share: Any, path: Path) -> list[Any]:
+    """``t.values()`` of a dict at ``path``: atoms as they are, a live Proxy per other value."""
+    is_immutable = _codec.is_immutable
+    return [
+        v if is_immutable(v) else new_proxy(share, (*path, ("i", k if is_immutable(k) else _codec.copy_out(k))))
+        for k, v in t.items()
+    ]
+
+
+def _live_items(t: Any, share: Any, path: Path) -> list[tuple[Any, Any]]:
+    """``t.items()`` of a dict at ``path``: (a copy of the key, the value as ``_live_values``)."""
+    is_immutable = _codec.is_immutable
+    out = []
+    for k, v in t.items():
+        if not is_immutable(k):  # (a hashable object: the caller's and the path's own copy)
+            k = _codec.copy_out(k)
+        out.append((k, v if is_immutable(v) else new_proxy(share, (*path, ("i", k)))))
+    return out
+
+
+def _dict_read(share: Any, path: Path, name: str, args: tuple[Any, ...]) -> Any:
+    """``get``/``values``/``items`` of a dict at ``path`` as one read, elements live; NOPE
+    when the object there is not a dict (its own method runs as any other)."""
+
+    def fn(t: Any) -> Any:
+        if type(t) not in _DICTS:
+            return _NOPE
+        if name == "values":
+            return _live_values(t, share, path)
+        if name == "items":
+            return _live_items(t, share, path)
+        key = args[0]
+        value = t.get(key, _NOPE)
+        if value is _NOPE:
+            return args[1] if len(args) == 2 else None
+        return value if _codec.is_immutable(value) else new_proxy(share, (*path, ("i", key)))
+
+    return _view(share, path, fn)
 
 
 def _read(proxy: Proxy, fn: Callable[[Any], Any]) -> Any:
@@ -280,6 +322,13 @@ for _op in ("neg", "pos", "abs", "invert"):
     setattr(Proxy, f"__{_op}__", (lambda f: lambda self: _read(self, lambda t: _codec.copy_out(f(t))))(_f))
 
 
+_Ref = _alias.Ref
+_DICTS = _alias.DICTS
+_NOPE: Any = object()
+# dict methods read with their elements live (``_dict_read``)
+_DICT_READS = {"values": (0, 0), "items": (0, 0), "get": (1, 2)}  # name -> (min, max) arguments
+
+
 class _Method:
     """A method of a shared object; calling it runs it on the one shared copy."""
 
@@ -296,7 +345,15 @@ class _Method:
             return Operand(self._share, (*self._path, ("i", key)), default)
         if not _ATOM_TYPES.issuperset(map(type, args)):  # (atoms, the common case: as they are)
             args = _unwrap_args(args)
-        return _call(self._share, self._path, self._name, args, _unwrap_kwargs(kwargs) if kwargs else kwargs)
+        nargs = _DICT_READS.get(self._name)
+        if nargs is not None and not kwargs and nargs[0] <= len(args) <= nargs[1]:
+            got = _dict_read(self._share, self._path, self._name, args)
+            if got is not _NOPE:
+                return got
+        result = _call(self._share, self._path, self._name, args, _unwrap_kwargs(kwargs) if kwargs else kwargs)
+        if type(result) is _Ref:  # the object or one of its elements: live, not a copy
+            return new_proxy(self._share, result.path)
+        return result
 
     def __repr__(self) -> str:
         return f"<shared method {path_str(self._path)}.{self._name}>"
