@@ -125,8 +125,22 @@ def reduce_sqlite_cursor(cur: Any) -> Any:
         "lastrowid": cur.lastrowid,
         "rowcount": cur.rowcount,
         "row_factory": cur.row_factory,
+        "unread_rows": _has_unread_rows(cur),
     }
     return _reduce(SQLiteCursorReconnector, state)
+
+
+def _has_unread_rows(cur: Any) -> bool:
+    """Whether ``cur`` holds a result set with rows not fetched yet, without fetching any.
+
+    sqlite3 keeps the statement of a query on the cursor until its last row has been
+    fetched (it steps one row ahead, so the statement is dropped as the last row is
+    returned), and the cursor's ``tp_traverse`` visits it: a ``Statement`` among the
+    cursor's referents is exactly "rows left".
+    """
+    import gc
+
+    return any(type(ref).__name__ == "Statement" for ref in gc.get_referents(cur))
 
 
 # -- socket --------------------------------------------------------------------------
