@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from suitkaise.cucumber._deep import deep_dumps, failure_chain, is_recursion_error
-from suitkaise.cucumber._pickler import dumps, new_pickler
+from suitkaise.cucumber._pickler import CucumberPickler, dumps
 
 __all__ = ["locate"]
 
@@ -51,7 +51,7 @@ def _label_for_key(key: Any) -> str:
 
 def _reduce(obj: Any) -> Any:
     """The reduce value pickle would use for ``obj`` (raises if that fails)."""
-    rv = new_pickler(io.BytesIO()).reducer_override(obj)
+    rv = CucumberPickler(io.BytesIO()).reducer_override(obj)
     if rv is NotImplemented:
         reducer = copyreg.dispatch_table.get(type(obj))
         rv = reducer(obj) if reducer is not None else obj.__reduce_ex__(5)

@@ -142,14 +142,13 @@ class _Reusable:
     ``BytesIO`` copy, seek and truncate: ~0.3 us of a small dict's ~0.8 us).
     """
 
-    __slots__ = ("busy", "child", "chunks", "file", "pickler", "plain", "target", "write")
+    __slots__ = ("busy", "chunks", "file", "pickler", "plain", "target", "write")
 
     def __init__(self) -> None:
         self.file = io.BytesIO()
         self.target: Callable[[pickle.PickleBuffer], Any] | None = None
         self.busy = False
         self.pickler = CucumberPickler(self.file, PROTOCOL, self._on_buffer)
-        self.child: CucumberPickler | None = None  # for payloads to a child being started (._handoff)
         self.chunks: list[bytes] = []
         self.write = self.chunks.append  # the plain pickler's file is this object
         self.plain = self._new_plain()
@@ -201,31 +200,6 @@ def plain_dumps(obj: Any) -> bytes | None:
         r.busy = False
 
 
-def spawning_popen() -> Any:
-    """multiprocessing's popen of the child this thread is starting, or ``None``."""
-    context = sys.modules.get("multiprocessing.context")  # not imported: no child is starting
-    return None if context is None else context.get_spawning_popen()
-
-
-def new_pickler(
-    file: io.BytesIO,
-    buffer_callback: Callable[[pickle.PickleBuffer], Any] | None = None,
-    *,
-    trace: Callable[[Any, Any], None] | None = None,
-    for_fork: bool = False,
-) -> CucumberPickler:
-    """A fresh pickler; while multiprocessing starts a child, the one that shares live
-    objects with it (``._handoff``)."""
-    popen = spawning_popen()
-    if popen is None:
-        return CucumberPickler(file, PROTOCOL, buffer_callback, trace=trace, for_fork=for_fork)
-    from suitkaise.cucumber._handoff import ChildPickler
-
-    pickler = ChildPickler(file, PROTOCOL, buffer_callback, trace=trace, for_fork=for_fork)
-    pickler._popen = popen
-    return pickler
-
-
 def dumps(
     obj: Any,
     *,
@@ -236,39 +210,25 @@ def dumps(
     r = _state()
     if r.busy or trace is not None:
         f = io.BytesIO()
-        new_pickler(f, buffer_callback, trace=trace, for_fork=for_fork).dump(obj)
+        CucumberPickler(f, PROTOCOL, buffer_callback, trace=trace, for_fork=for_fork).dump(obj)
         return f.getvalue()
     r.busy = True
-    # A payload for a child multiprocessing is starting goes through the child pickler
-    # (._handoff), reused too: right after a fork, building a pickler writes ~60 pages
-    # that the parent must first copy (an Skprocess start under fork serializes here).
-    popen = spawning_popen()
-    child = popen is not None
-    if child and r.child is None:
-        from suitkaise.cucumber._handoff import ChildPickler
-
-        r.child = ChildPickler(r.file, PROTOCOL, r._on_buffer)
-    pickler: Any = r.child if child else r.pickler
-    pickler._for_fork = for_fork
-    if child:
-        pickler._popen = popen
+    # for_fork too: right after a fork, building a pickler writes ~60 pages that the
+    # parent must first copy (an Skprocess start under fork serializes here).
+    r.pickler._for_fork = for_fork
     try:
-        return _dump_full(r, pickler, obj, buffer_callback)
+        return _dump_full(r, obj, buffer_callback)
     finally:
-        pickler._for_fork = False
-        if child:
-            pickler._popen = None
+        r.pickler._for_fork = False
         r.file.seek(0)
         r.file.truncate()
         r.busy = False
 
 
-def _dump_full(
-    r: _Reusable, pickler: CucumberPickler, obj: Any, buffer_callback: Callable[[pickle.PickleBuffer], Any] | None
-) -> bytes:
-    """``obj`` through one of ``r``'s reusable picklers (``r.busy`` is held by the caller)."""
+def _dump_full(r: _Reusable, obj: Any, buffer_callback: Callable[[pickle.PickleBuffer], Any] | None) -> bytes:
+    """``obj`` through the reusable cucumber pickler (``r.busy`` is held by the caller)."""
     r.target = buffer_callback
-    f = r.file
+    pickler, f = r.pickler, r.file
     pickler.globals_ref = {}  # cloudpickle's per-payload table of function globals
     try:
         pickler.dump(obj)
@@ -279,10 +239,7 @@ def _dump_full(
     if len(data) > _REUSE_LIMIT:
         # A big payload leaves a big memo table behind, and clear_memo() wipes the whole
         # table on every later call: start small again.
-        if pickler is r.child:
-            r.child = None
-        else:
-            r.pickler = CucumberPickler(r.file, PROTOCOL, r._on_buffer)
+        r.pickler = CucumberPickler(r.file, PROTOCOL, r._on_buffer)
     return data
 
 

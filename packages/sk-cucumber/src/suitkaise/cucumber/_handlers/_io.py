@@ -38,6 +38,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from suitkaise.cucumber._handoff import FILE, handoff
 from suitkaise.cucumber._registry import register
 
 __all__: list[str] = []
@@ -202,6 +203,10 @@ def _reduce_file(f: Any) -> Any:
 
     if f.closed:
         return (_rebuild_closed_file, (kind, cls, name if isinstance(name, (str, bytes)) else None, mode))
+    if writable_os_file(f):
+        rv = handoff(f, FILE)  # a process being started writes through the same open file
+        if rv is not None:
+            return rv
 
     _flush(f)
     if kind == "text":
@@ -256,13 +261,13 @@ def writable_os_file(f: Any) -> bool:
 
 
 def reduce_file_for_child(f: Any) -> Any:
-    """A file open for writing, for a spawn/forkserver child: a new file object on a duplicate
-    of its descriptor, so both processes write through one open file description (one
-    offset, as a fork child's inherited file does) and neither overwrites the other."""
+    """A file open for writing, for a spawn/forkserver child (``handoff`` flushed it): a new
+    file object on a duplicate of its descriptor, so both processes write through one open
+    file description (one offset, as a fork child's inherited file does) and neither
+    overwrites the other."""
     import io
     from multiprocessing import reduction
 
-    f.flush()  # what the parent wrote so far is in the file before the child writes
     raw = _raw_of(f)
     kind = "text" if isinstance(f, io.TextIOWrapper) else ("raw" if f is raw else "buffered")
     mode = f.__dict__.get("mode") if kind == "text" else raw.mode

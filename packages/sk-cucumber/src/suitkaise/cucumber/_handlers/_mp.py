@@ -37,8 +37,9 @@ manager proxies (``mgr.dict()``,   a snapshot of the referent (``proxy._getvalue
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, NoReturn
 
+from suitkaise.cucumber._handoff import MP, OWN, handoff
 from suitkaise.cucumber._registry import register
 
 __all__: list[str] = []
@@ -59,9 +60,36 @@ _FRIENDLY = {"SynchronizedArray": "Array", "SynchronizedString": "Array", "Buffe
     "multiprocessing.sharedctypes.SynchronizedBase",
     "multiprocessing.heap.BufferWrapper",
 )
-def _refuse_shared(obj: Any) -> Any:
-    """Refuse a copy: see ``.._handoff`` for how these travel to a process being started."""
-    name = type(obj).__name__
+def _reduce_shared(obj: Any) -> Any:
+    """Handed to a process being started (``.._handoff``), refused anywhere else."""
+    rv = handoff(obj, OWN)
+    if rv is not None:
+        return rv
+    _refuse(type(obj).__name__)
+
+
+@register("multiprocessing.heap.Arena")
+def _reduce_arena(arena: Any) -> Any:
+    rv = handoff(arena, MP)  # (reached inside a Value's state only while spawning)
+    if rv is not None:
+        return rv
+    _refuse("RawValue/RawArray")
+
+
+@register("_ctypes._SimpleCData", "_ctypes.Array")
+def _reduce_ctypes(obj: Any) -> Any:
+    """A ctypes object in multiprocessing's shared heap (``RawValue``/``RawArray``, the
+    value under a ``Value``/``Array``) is shared like the others; any other one travels as
+    ctypes pickles it."""
+    if getattr(obj, "_wrapper", None) is None:
+        return NotImplemented
+    rv = handoff(obj, MP)
+    if rv is not None:
+        return rv
+    _refuse("RawValue/RawArray")
+
+
+def _refuse(name: str) -> NoReturn:
     what = _FRIENDLY.get(name, "Value" if name.startswith("Synchronized") else name)
     raise TypeError(
         f"cannot serialize a multiprocessing {what} here: it is shared by processes through the "
@@ -138,6 +166,9 @@ def _untracked(attach: Any, name: str) -> Any:
 
 @register("multiprocessing.managers.BaseProxy")
 def _reduce_manager_proxy(proxy: Any) -> Any:
+    rv = handoff(proxy, OWN)  # a process being started connects to the manager itself
+    if rv is not None:
+        return rv
     return (_snapshot, (proxy._getvalue(),))
 
 

@@ -18,6 +18,7 @@ import contextlib
 import threading
 from typing import TYPE_CHECKING, Any
 
+from suitkaise.cucumber._handoff import MP, handoff
 from suitkaise.cucumber._registry import register
 from suitkaise.cucumber.reconnectors import (
     DbReconnector,
@@ -150,6 +151,10 @@ def _has_unread_rows(cur: Any) -> bool:
 def reduce_socket(sock: socket.socket) -> Any:
     import socket  # imported (already, by the owner of ``sock``) only when needed
 
+    if type(sock) is socket.socket:  # the type multiprocessing passes by descriptor
+        rv = handoff(sock, MP)  # a process being started gets the same connection
+        if rv is not None:
+            return rv
     closed = sock.fileno() == -1
     local = remote = None
     listening = False
@@ -209,6 +214,9 @@ def reduce_thread(t: threading.Thread) -> Any:
 
 @register("multiprocessing.connection.Connection")
 def reduce_pipe_connection(conn: Any) -> Any:
+    rv = handoff(conn, MP)  # a process being started gets the same pipe
+    if rv is not None:
+        return rv
     readable, writable = bool(conn.readable), bool(conn.writable)
     endpoint = "duplex" if readable and writable else ("read" if readable else "write")
     state = {
