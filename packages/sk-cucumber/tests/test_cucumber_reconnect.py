@@ -250,6 +250,51 @@ def test_sqlite_cursor_lazy_iteration() -> None:
     conn.close()
 
 
+def _three_rows(path: Any) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path))
+    conn.execute("create table t (a)")
+    conn.executemany("insert into t values (?)", [(1,), (2,), (3,)])
+    conn.commit()
+    return conn
+
+
+@pytest.mark.parametrize("fetched", [0, 1, 2])
+def test_sqlite_cursor_with_unread_rows_refuses_to_fetch(tmp_path: Any, fetched: int) -> None:
+    # A result set cannot travel; the reconnected cursor used to return [] / None
+    # silently, as if the query had matched nothing.
+    conn = _three_rows(tmp_path / "t.db")
+    cur = conn.execute("select a from t order by a")
+    for _ in range(fetched):
+        cur.fetchone()
+    live = cucumber.reconnect_all(roundtrip({"cur": cur}))["cur"]
+    for fetch in (live.fetchall, live.fetchone, lambda: live.fetchmany(2), lambda: next(live)):
+        with pytest.raises(sqlite3.ProgrammingError, match=r"rows not fetched yet.*execute the query again"):
+            fetch()
+    assert cur.fetchall() == [(a,) for a in range(fetched + 1, 4)]  # the sender's rows are untouched
+    live.execute("select count(*) from t")  # a statement of its own: a normal cursor again
+    assert live.fetchone() == (3,)
+    live.connection.close()
+    conn.close()
+
+
+@pytest.mark.parametrize("state", ["fresh", "exhausted", "insert"])
+def test_sqlite_cursor_without_unread_rows_is_a_plain_cursor(tmp_path: Any, state: str) -> None:
+    conn = _three_rows(tmp_path / "t.db")
+    cur = conn.cursor()
+    if state == "exhausted":
+        cur.execute("select a from t")
+        assert len(cur.fetchall()) == 3
+    elif state == "insert":
+        cur.execute("insert into t values (4)")
+        conn.commit()
+    live = cucumber.reconnect_all(roundtrip(cur))
+    assert type(live) is sqlite3.Cursor
+    assert live.fetchall() == []  # nothing was pending: the same as the sender's cursor
+    assert live.execute("select count(*) from t").fetchone() == (4 if state == "insert" else 3,)
+    live.connection.close()
+    conn.close()
+
+
 # -- sockets -----------------------------------------------------------------------------
 
 

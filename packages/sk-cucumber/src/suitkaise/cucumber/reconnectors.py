@@ -254,9 +254,16 @@ class SQLiteCursorReconnector(Reconnector):
     ``connection`` is the connection's reconnector. ``reconnect()`` makes a new
     cursor each call, on the connection reconnector's cached live connection,
     so a cursor and its connection reconnected by ``reconnect_all`` share
-    one connection (for an in-memory database: one database). The result set
-    of the old cursor is not restored; ``lastrowid`` and ``rowcount`` are kept
-    for information.
+    one connection (for an in-memory database: one database). ``lastrowid``
+    and ``rowcount`` are kept for information.
+
+    A result set cannot travel: its rows are produced by the sender's database
+    handle as they are fetched (fetching them up front would consume them
+    from the sender's cursor). When the old cursor still had rows to fetch
+    (``unread_rows``), every fetch on the new cursor (``fetchone``,
+    ``fetchmany``, ``fetchall``, iteration) raises ``sqlite3.ProgrammingError``
+    saying so, until it runs a statement of its own: never a silent empty
+    result. A fresh or fully fetched cursor comes back as a plain new cursor.
     """
 
     _lazy_reconnect_on_access = True
@@ -267,11 +274,12 @@ class SQLiteCursorReconnector(Reconnector):
     lastrowid: int | None
     rowcount: int
     row_factory: Any
+    unread_rows: bool = False  # (absent from payloads of sk-cucumber 0.5 and earlier)
 
     def reconnect(self) -> sqlite3.Cursor:
         conn = self.connection
         live = conn._live() if isinstance(conn, Reconnector) else conn
-        cur = live.cursor()
+        cur = live.cursor(_lost_result_cursor()) if self.unread_rows else live.cursor()
         cur.arraysize = self.arraysize
         if self.row_factory is not None:
             cur.row_factory = self.row_factory
@@ -282,6 +290,65 @@ class SQLiteCursorReconnector(Reconnector):
 
     def __iter__(self) -> Any:
         return iter(self._live())
+
+
+_LostResultCursor: Any = None
+
+
+def _lost_result_cursor() -> Any:
+    """``sqlite3.Cursor`` whose fetches raise until it executes a statement of its own (made
+    on first use: importing sqlite3 costs ``import suitkaise.cucumber`` milliseconds)."""
+    global _LostResultCursor
+    if _LostResultCursor is not None:
+        return _LostResultCursor
+    import sqlite3
+
+    message = (
+        "this cursor was sent to another process with rows not fetched yet, and a result set "
+        "cannot travel between processes: execute the query again here (or fetch the rows "
+        "before sending them, and send the rows)"
+    )
+
+    class LostResultCursor(sqlite3.Cursor):
+        """A reconnected cursor whose original had unread rows (``SQLiteCursorReconnector``)."""
+
+        lost = True
+
+        def _check(self) -> None:
+            if self.lost:
+                raise sqlite3.ProgrammingError(message)
+
+        def execute(self, *args: Any, **kwargs: Any) -> Any:
+            self.lost = False
+            return super().execute(*args, **kwargs)
+
+        def executemany(self, *args: Any, **kwargs: Any) -> Any:
+            self.lost = False
+            return super().executemany(*args, **kwargs)
+
+        def executescript(self, *args: Any, **kwargs: Any) -> Any:
+            self.lost = False
+            return super().executescript(*args, **kwargs)
+
+        def fetchone(self) -> Any:
+            self._check()
+            return super().fetchone()
+
+        def fetchmany(self, *args: Any, **kwargs: Any) -> Any:
+            self._check()
+            return super().fetchmany(*args, **kwargs)
+
+        def fetchall(self) -> Any:
+            self._check()
+            return super().fetchall()
+
+        def __next__(self) -> Any:
+            self._check()
+            return super().__next__()
+
+    LostResultCursor.__module__ = __name__
+    _LostResultCursor = LostResultCursor
+    return LostResultCursor
 
 
 # -- socket -----------------------------------------------------------------------

@@ -43,6 +43,7 @@ from suitkaise.processing._errors import (
     portable,
     portable_error,
 )
+from suitkaise.processing._forkpayload import load_payload
 from suitkaise.processing._lifecycle import Lifecycle
 from suitkaise.processing._pdeathsig import set_pdeathsig
 from suitkaise.processing._runtime import (
@@ -222,7 +223,7 @@ def _rebuild(data: Any) -> tuple[Any, Outcome | None]:
     if is_skprocess(data):
         return data, None
     try:
-        proc = cucumber.deserialize(data)
+        proc = load_payload(data)
         if not is_skprocess(proc):
             raise TypeError(f"expected an Skprocess, got {type(proc).__name__}")
     except Exception as e:

@@ -5,10 +5,16 @@ only works while multiprocessing is spawning a process. Two cases:
 
 - fork: the child inherits the very same fd numbers, so we serialize up front
   under a stand-in "spawning popen" that hands the fd through unchanged. This
-  uses multiprocessing's private ``context.set_spawning_popen`` (the one place
-  in the package that does).
+  uses multiprocessing's private ``context.set_spawning_popen`` (this module is
+  the one place in the package that does).
 - spawn/forkserver: ``SpawnPayload`` serializes with cucumber while
   multiprocessing pickles the ``Process`` (its real popen is spawning then).
+
+Live objects the instance shares with its child (multiprocessing queues, locks, events,
+values, ``Pipe()`` connections, sockets, files open for writing: ``cucumber._handoff``) are
+taken out of the bytes: the payload is then ``Inherited(bytes, live objects)``, the child
+gets the very objects under fork (inherited memory), and multiprocessing pickles them beside
+the bytes under spawn/forkserver, as it pickles ``Process(args=...)``.
 
 Under fork an instance whose state is only immutable atoms (numbers, strings, bytes,
 ``None``) besides its validated ``process_config`` is not serialized at all
@@ -32,7 +38,7 @@ from suitkaise.cucumber._registry import lookup as cucumber_handler
 from suitkaise.processing._config import ProcessConfig, TimeoutConfig
 from suitkaise.processing._runtime import RUNTIME_ATTR, SKPROCESS_MARK
 
-__all__ = ["FdArg", "SpawnPayload", "fd_for_child", "fork_payload", "serialize_for_fork"]
+__all__ = ["FdArg", "Inherited", "SpawnPayload", "fd_for_child", "fork_payload", "load_payload", "serialize_for_fork"]
 
 _ATOMS = frozenset({int, float, complex, bool, str, bytes, type(None)})
 # pickle and cucumber hooks a class could define: any of them, and the copy could differ
@@ -48,13 +54,89 @@ class _ForkDupFd:
 
 
 class _ForkSpawningPopen:
-    """Lets objects that reduce through ``DupFd`` serialize for a fork child."""
+    """Lets objects that reduce through ``DupFd`` serialize for a fork child, and hands it
+    the live objects it shares with the parent (multiprocessing queues, locks, events,
+    values, sockets, files open for writing: see ``cucumber._handoff``) as themselves."""
 
     DupFd = _ForkDupFd
+
+    def __init__(self) -> None:
+        self.live: list[Any] = []
 
     @staticmethod
     def duplicate_for_child(fd: int) -> int:
         return fd
+
+    def inherit(self, obj: Any, reducer: Any) -> tuple[Any, ...]:
+        """What names ``obj`` in the payload: its index in ``live``, which the child inherits."""
+        self.live.append(obj)
+        return (_inherited, (len(self.live) - 1,))
+
+
+class _SpawnHandoff:
+    """The spawning popen cucumber sees while ``SpawnPayload`` serializes: multiprocessing's
+    own (``DupFd``, ``duplicate_for_child``), plus ``inherit``, which takes the live objects
+    out of the payload so that multiprocessing pickles them with the other process
+    arguments, in one stream (a descriptor or shared-memory arena used by several objects,
+    such as the ctrl array and an ``mp.Value``, is then passed once)."""
+
+    def __init__(self, popen: Any) -> None:
+        self.popen = popen
+        self.live: list[Any] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.popen, name)
+
+    def inherit(self, obj: Any, reducer: Any) -> tuple[Any, ...]:
+        """``reducer``: how to pickle ``obj`` while spawning, ``None`` when multiprocessing can."""
+        self.live.append(obj if reducer is None else _Reduced(obj, reducer))
+        return (_inherited, (len(self.live) - 1,))
+
+
+class _Reduced:
+    """``obj`` reduced by cucumber's ``reducer`` when multiprocessing pickles it (its
+    popen is spawning then, so descriptors are passed)."""
+
+    __slots__ = ("obj", "reducer")
+
+    def __init__(self, obj: Any, reducer: Any) -> None:
+        self.obj = obj
+        self.reducer = reducer
+
+    def __reduce__(self) -> Any:
+        return self.reducer(self.obj)
+
+
+_live: list[Any] = []  # in a child, while its payload loads: the live objects it names
+
+
+def _inherited(index: int) -> Any:
+    return _live[index]
+
+
+class Inherited:
+    """A child's payload that names live objects of the parent, as
+    ``multiprocessing.Process(args=...)`` hands them over: under fork the child inherits
+    this very list (the same objects); under spawn/forkserver multiprocessing pickled it
+    (descriptors passed, semaphores and shared memory reopened)."""
+
+    __slots__ = ("data", "live")
+
+    def __init__(self, data: bytes, live: list[Any]) -> None:
+        self.data = data
+        self.live = live
+
+
+def load_payload(payload: bytes | Inherited) -> Any:
+    """The object a child's start payload (bytes, or ``Inherited``) holds."""
+    global _live
+    if not isinstance(payload, Inherited):
+        return cucumber.deserialize(payload)
+    _live = payload.live
+    try:
+        return cucumber.deserialize(payload.data)
+    finally:
+        _live = []
 
 
 def fork_payload(obj: Any) -> Any:
@@ -105,13 +187,16 @@ def _plain_config(cfg: Any) -> bool:
     return all(type(v) in _ATOMS for v in [*values, *vars(cfg.timeouts).values()])
 
 
-def serialize_for_fork(obj: Any) -> bytes:
-    """cucumber bytes of ``obj`` for a child about to be forked (fds kept as numbers)."""
-    mp_context.set_spawning_popen(_ForkSpawningPopen())  # type: ignore[arg-type]
+def serialize_for_fork(obj: Any) -> bytes | Inherited:
+    """cucumber bytes of ``obj`` for a child about to be forked (fds kept as numbers), with
+    the live objects they name (``Inherited``) if any."""
+    popen = _ForkSpawningPopen()
+    mp_context.set_spawning_popen(popen)  # type: ignore[arg-type]
     try:
-        return cucumber.serialize(obj, for_fork=True)  # __main__ classes by name: the child has them
+        data = cucumber.serialize(obj, for_fork=True)  # __main__ classes by name: the child has them
     finally:
         mp_context.set_spawning_popen(None)
+    return Inherited(data, popen.live) if popen.live else data
 
 
 def _same(handle: Any) -> Any:
@@ -135,10 +220,20 @@ def fd_for_child(fd: int, method: str) -> Any:
 
 
 class SpawnPayload:
-    """Process argument that serializes ``obj`` with cucumber while multiprocessing is spawning."""
+    """Process argument that serializes ``obj`` with cucumber while multiprocessing is spawning;
+    the live objects it shares with the child travel beside the bytes (``_SpawnHandoff``)."""
 
     def __init__(self, obj: Any) -> None:
         self.obj = obj
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (bytes, (cucumber.serialize(self.obj),))
+        popen = mp_context.get_spawning_popen()
+        handoff = _SpawnHandoff(popen)
+        mp_context.set_spawning_popen(handoff)  # type: ignore[arg-type]
+        try:
+            data = cucumber.serialize(self.obj)
+        finally:
+            mp_context.set_spawning_popen(popen)
+        if handoff.live:
+            return (Inherited, (data, handoff.live))
+        return (bytes, (data,))

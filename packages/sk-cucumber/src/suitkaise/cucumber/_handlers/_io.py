@@ -38,6 +38,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from suitkaise.cucumber._handoff import FILE, handoff
 from suitkaise.cucumber._registry import register
 
 __all__: list[str] = []
@@ -202,6 +203,10 @@ def _reduce_file(f: Any) -> Any:
 
     if f.closed:
         return (_rebuild_closed_file, (kind, cls, name if isinstance(name, (str, bytes)) else None, mode))
+    if writable_os_file(f):
+        rv = handoff(f, FILE)  # a process being started writes through the same open file
+        if rv is not None:
+            return rv
 
     _flush(f)
     if kind == "text":
@@ -238,6 +243,51 @@ def _reduce_file(f: Any) -> Any:
         raise TypeError(f"cannot serialize {f!r}: its name {name!r} is not a path")
     position = _position(f, f"file {name!r}")
     return (_reopen_file, (kind, cls, name, os.path.abspath(name), mode, position, text_args))
+
+
+# -- a file open for writing, handed to a child process at its start (see .._handoff) --------
+
+
+def writable_os_file(f: Any) -> bool:
+    """Whether ``f`` is an open OS file (not a standard stream) that can be written."""
+    import io
+
+    if type(f) not in (io.TextIOWrapper, io.BufferedWriter, io.BufferedRandom, io.FileIO):
+        return False
+    raw = _raw_of(f)
+    if raw is None or raw.closed or raw.fileno() in (0, 1, 2):
+        return False
+    return bool(raw.writable())
+
+
+def reduce_file_for_child(f: Any) -> Any:
+    """A file open for writing, for a spawn/forkserver child (``handoff`` flushed it): a new
+    file object on a duplicate of its descriptor, so both processes write through one open
+    file description (one offset, as a fork child's inherited file does) and neither
+    overwrites the other."""
+    import io
+    from multiprocessing import reduction
+
+    raw = _raw_of(f)
+    kind = "text" if isinstance(f, io.TextIOWrapper) else ("raw" if f is raw else "buffered")
+    mode = f.__dict__.get("mode") if kind == "text" else raw.mode
+    if mode is None:
+        mode = _text_mode_from_raw(raw.mode)
+    text_args: tuple[Any, ...] = ()
+    if kind == "text":
+        text_args = (f.encoding, f.errors, _newline_of(f), f.line_buffering, f.write_through)
+    name = raw.__dict__.get("name", raw.__dict__.get("_name"))
+    return (_file_from_fd, (kind, type(f), reduction.DupFd(raw.fileno()), name, mode, text_args))
+
+
+def _file_from_fd(
+    kind: str, cls: Any, dup: Any, name: Any, mode: str, text_args: tuple[Any, ...]
+) -> Any:
+    bin_mode = _binary_mode(mode).replace("x", "w")  # a descriptor is never created again
+    binary: Any = open(dup.detach(), bin_mode, buffering=0 if kind == "raw" else -1)
+    if name is not None:  # the parent's name (a path), not the descriptor's number
+        (binary if kind == "raw" else binary.raw).name = name
+    return _wrap(kind, cls, binary, mode, text_args)
 
 
 def _read_all(fd: int) -> bytes:

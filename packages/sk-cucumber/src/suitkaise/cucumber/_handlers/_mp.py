@@ -4,7 +4,6 @@ Processes and channels involved::
 
     sender process                         receiver process
     ──────────────                         ────────────────
-    mp.Queue ──drain+restore──► items ───► new mp.Queue (same items, same order)
     SharedMemory "psm_x" ─────► name ────► SharedMemory("psm_x") ─┐
           └──────────── the same /dev/shm segment ─────────────────┘
     mgr.dict() ──_getvalue()──► snapshot ─► plain dict (manager not contacted again)
@@ -12,13 +11,13 @@ Processes and channels involved::
 =================================  =====================================================
 type                               comes back as
 =================================  =====================================================
-``multiprocessing.Queue``,         a NEW queue of the same kind and maxsize holding a
-``JoinableQueue``, ``SimpleQueue`` snapshot of the items: the sender drains the queue and
-                                   puts every item back in order (the original keeps
-                                   its items; a consumer reading at that very moment
-                                   may see them after items put concurrently). More
-                                   than 10 000 items is refused (after restoring them).
-``multiprocessing.Event``          a new event, set if the original was set
+``Queue``, ``JoinableQueue``,      refused (``TypeError``) except while a process is
+``SimpleQueue``, ``Lock``,         being started (an Skprocess's attributes at
+``RLock``, ``Semaphore``,          ``start()``): then the child gets the very object
+``BoundedSemaphore``,              (``.._handoff``), as ``multiprocessing.Process(args=)``
+``Condition``, ``Event``,          gives it. A copy would be a different queue, lock or
+``Barrier``, ``Value``, ``Array``, memory: what one side puts, sets or writes would
+``RawValue``, ``RawArray``         silently never reach the other.
 ``SharedMemory``/``ShareableList`` re-attached by name: the same segment, so the
                                    receiver sees (and writes) the same bytes. The
                                    receiver does NOT register the segment with its
@@ -28,142 +27,78 @@ type                               comes back as
                                    ``FileNotFoundError`` naming it.
 manager proxies (``mgr.dict()``,   a snapshot of the referent (``proxy._getvalue()``):
 ``mgr.list()``, ``mgr.Value``...)  a plain ``dict``/``list``/... that no longer talks
-                                   to the manager
+                                   to the manager; handed to a process being started,
+                                   the proxy itself (it connects to the manager)
 ``multiprocessing.Manager()``      refused (``TypeError``): the manager object owns a
                                    server process in the sender
 =================================  =====================================================
-
-While multiprocessing itself is pickling a process object for a spawn/forkserver
-child (``Process(args=(queue,))``), these objects are shared *by inheritance*
-as multiprocessing intends: cucumber then steps aside and lets their own
-reducers run.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, NoReturn
 
+from suitkaise.cucumber._handoff import MP, OWN, handoff
 from suitkaise.cucumber._registry import register
 
 __all__: list[str] = []
 
-QUEUE_CAP = 10_000
+# -- queues, locks, events, shared values: shared only with a process being started -----------
 
 
-def _spawning() -> bool:
-    from multiprocessing.context import get_spawning_popen
-
-    return get_spawning_popen() is not None
+_FRIENDLY = {"SynchronizedArray": "Array", "SynchronizedString": "Array", "BufferWrapper": "RawValue/RawArray"}
 
 
-# -- queues --------------------------------------------------------------------------------
+@register(
+    "multiprocessing.queues.Queue",
+    "multiprocessing.queues.SimpleQueue",
+    "multiprocessing.synchronize.SemLock",
+    "multiprocessing.synchronize.Condition",
+    "multiprocessing.synchronize.Event",
+    "multiprocessing.synchronize.Barrier",
+    "multiprocessing.sharedctypes.SynchronizedBase",
+    "multiprocessing.heap.BufferWrapper",
+)
+def _reduce_shared(obj: Any) -> Any:
+    """Handed to a process being started (``.._handoff``), refused anywhere else."""
+    rv = handoff(obj, OWN)
+    if rv is not None:
+        return rv
+    _refuse(type(obj).__name__)
 
 
-@register("multiprocessing.queues.Queue", "multiprocessing.queues.JoinableQueue")
-def _reduce_mp_queue(q: Any) -> Any:
-    import queue
+@register("multiprocessing.heap.Arena")
+def _reduce_arena(arena: Any) -> Any:
+    rv = handoff(arena, MP)  # (reached inside a Value's state only while spawning)
+    if rv is not None:
+        return rv
+    _refuse("RawValue/RawArray")
 
-    if _spawning():
+
+@register("_ctypes._SimpleCData", "_ctypes.Array")
+def _reduce_ctypes(obj: Any) -> Any:
+    """A ctypes object in multiprocessing's shared heap (``RawValue``/``RawArray``, the
+    value under a ``Value``/``Array``) is shared like the others; any other one travels as
+    ctypes pickles it."""
+    if getattr(obj, "_wrapper", None) is None:
         return NotImplemented
-    items: list[Any] = []
-    try:
-        while len(items) <= QUEUE_CAP and _unread(q):
-            try:
-                # An item put by this process may be in flight: taken off the feeder
-                # thread's buffer but not yet written to the pipe. _unread() counts it,
-                # so wait for it rather than miss it.
-                items.append(q.get(timeout=5.0))
-            except queue.Empty:
-                break  # another process took it meanwhile
-    finally:
-        for item in items:
-            q.put(item)
-    if len(items) > QUEUE_CAP:
-        raise TypeError(
-            f"cannot serialize a multiprocessing queue holding more than {QUEUE_CAP:,} items "
-            "(its items were put back). Send the queue to child processes when you start them "
-            "(multiprocessing shares it by inheritance), or send the items in batches."
-        )
-    joinable = _is_joinable(q)
-    return (_rebuild_mp_queue, (joinable, q._maxsize, items))
+    rv = handoff(obj, MP)
+    if rv is not None:
+        return rv
+    _refuse("RawValue/RawArray")
 
 
-def _unread(q: Any) -> bool:
-    """True while ``q`` holds an item some process put and none has taken yet.
-
-    The queue's semaphore counts items from ``put()`` to ``get()``, wherever they
-    are (feeder buffer, in flight, pipe). Where ``qsize()`` is not implemented
-    (macOS), fall back to the pipe and this process's feeder buffer.
-    """
-    try:
-        return bool(q.qsize() > 0)
-    except NotImplementedError:
-        with q._notempty:
-            pending = bool(q._buffer)
-        return pending or bool(q._poll())
-
-
-def _is_joinable(q: Any) -> bool:
-    from multiprocessing.queues import JoinableQueue
-
-    return isinstance(q, JoinableQueue)
-
-
-def _rebuild_mp_queue(joinable: bool, maxsize: int, items: list[Any]) -> Any:
-    import multiprocessing
-
-    ctx = multiprocessing.get_context()
-    q = ctx.JoinableQueue(maxsize) if joinable else ctx.Queue(maxsize)
-    for item in items:
-        q.put(item)
-    return q
-
-
-@register("multiprocessing.queues.SimpleQueue")
-def _reduce_mp_simple_queue(q: Any) -> Any:
-    if _spawning():
-        return NotImplemented
-    items: list[Any] = []
-    try:
-        while not q.empty() and len(items) <= QUEUE_CAP:
-            items.append(q.get())
-    finally:
-        for item in items:
-            q.put(item)
-    if len(items) > QUEUE_CAP:
-        raise TypeError(
-            f"cannot serialize a multiprocessing SimpleQueue holding more than {QUEUE_CAP:,} items"
-        )
-    return (_rebuild_mp_simple_queue, (items,))
-
-
-def _rebuild_mp_simple_queue(items: list[Any]) -> Any:
-    import multiprocessing
-
-    q = multiprocessing.get_context().SimpleQueue()
-    for item in items:
-        q.put(item)
-    return q
-
-
-# -- events ----------------------------------------------------------------------------------
-
-
-@register("multiprocessing.synchronize.Event")
-def _reduce_mp_event(event: Any) -> Any:
-    if _spawning():
-        return NotImplemented
-    return (_rebuild_mp_event, (event.is_set(),))
-
-
-def _rebuild_mp_event(is_set: bool) -> Any:
-    import multiprocessing
-
-    event = multiprocessing.get_context().Event()
-    if is_set:
-        event.set()
-    return event
+def _refuse(name: str) -> NoReturn:
+    what = _FRIENDLY.get(name, "Value" if name.startswith("Synchronized") else name)
+    raise TypeError(
+        f"cannot serialize a multiprocessing {what} here: it is shared by processes through the "
+        "OS, and a copy would be a different object (what one side puts, sets or writes would "
+        "never reach the other). It can only be shared with a process as that process starts: "
+        "make it an argument or attribute of the Skprocess (shared at start(), as with "
+        "multiprocessing.Process(args=...)). To exchange data with a running process or a Pool "
+        "worker, use a suitkaise Share, a Pipe, or Skprocess.tell()/listen()."
+    )
 
 
 # -- shared memory ------------------------------------------------------------------------------
@@ -231,8 +166,9 @@ def _untracked(attach: Any, name: str) -> Any:
 
 @register("multiprocessing.managers.BaseProxy")
 def _reduce_manager_proxy(proxy: Any) -> Any:
-    if _spawning():
-        return NotImplemented
+    rv = handoff(proxy, OWN)  # a process being started connects to the manager itself
+    if rv is not None:
+        return rv
     return (_snapshot, (proxy._getvalue(),))
 
 

@@ -18,6 +18,7 @@ import contextlib
 import threading
 from typing import TYPE_CHECKING, Any
 
+from suitkaise.cucumber._handoff import MP, handoff
 from suitkaise.cucumber._registry import register
 from suitkaise.cucumber.reconnectors import (
     DbReconnector,
@@ -125,8 +126,22 @@ def reduce_sqlite_cursor(cur: Any) -> Any:
         "lastrowid": cur.lastrowid,
         "rowcount": cur.rowcount,
         "row_factory": cur.row_factory,
+        "unread_rows": _has_unread_rows(cur),
     }
     return _reduce(SQLiteCursorReconnector, state)
+
+
+def _has_unread_rows(cur: Any) -> bool:
+    """Whether ``cur`` holds a result set with rows not fetched yet, without fetching any.
+
+    sqlite3 keeps the statement of a query on the cursor until its last row has been
+    fetched (it steps one row ahead, so the statement is dropped as the last row is
+    returned), and the cursor's ``tp_traverse`` visits it: a ``Statement`` among the
+    cursor's referents is exactly "rows left".
+    """
+    import gc
+
+    return any(type(ref).__name__ == "Statement" for ref in gc.get_referents(cur))
 
 
 # -- socket --------------------------------------------------------------------------
@@ -136,6 +151,10 @@ def reduce_sqlite_cursor(cur: Any) -> Any:
 def reduce_socket(sock: socket.socket) -> Any:
     import socket  # imported (already, by the owner of ``sock``) only when needed
 
+    if type(sock) is socket.socket:  # the type multiprocessing passes by descriptor
+        rv = handoff(sock, MP)  # a process being started gets the same connection
+        if rv is not None:
+            return rv
     closed = sock.fileno() == -1
     local = remote = None
     listening = False
@@ -195,6 +214,9 @@ def reduce_thread(t: threading.Thread) -> Any:
 
 @register("multiprocessing.connection.Connection")
 def reduce_pipe_connection(conn: Any) -> Any:
+    rv = handoff(conn, MP)  # a process being started gets the same pipe
+    if rv is not None:
+        return rv
     readable, writable = bool(conn.readable), bool(conn.writable)
     endpoint = "duplex" if readable and writable else ("read" if readable else "write")
     state = {
