@@ -3,23 +3,81 @@
 Plain dataclasses so users set fields in ``__init__``
 (``self.process_config.runs = 10``); ``validate`` checks them at
 ``start()`` (and in a Pool worker) and raises a ``TypeError``/``ValueError``
-that names the field, the bad value and what is accepted.
+that names the field, the bad value and what is accepted. Setting a field that
+does not exist raises ``AttributeError`` at once: a typo (``.run = 3`` for
+``.runs``) would otherwise leave ``runs`` at ``None`` and the process looping
+until ``stop()``.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, ClassVar, TypeVar
 
 from suitkaise.processing._context import check_context
 from suitkaise.processing._sections import KEYS
 
 __all__ = ["ProcessConfig", "TimeoutConfig", "validate"]
 
+_F = TypeVar("_F", bound="_Fields")
 
-@dataclass
-class TimeoutConfig:
+
+class _Fields:
+    """A config dataclass that refuses to set an attribute that is not one of its fields.
+
+    The check is ``__setattr__``; ``__init__`` writes the defaults straight into
+    ``__dict__`` (dataclass's would go through the check for every field: ~5 us more
+    per ``Skprocess()``, and a Pool builds one per item). Pickle and cucumber restore
+    ``__dict__`` directly too; reading an unknown name already raises.
+    """
+
+    __slots__ = ()
+    _path: ClassVar[str]  # how users reach it, for the message
+    _defaults: ClassVar[dict[str, Any]]
+    _factories: ClassVar[tuple[tuple[str, Callable[[], Any]], ...]]
+
+    def __init__(self, **values: Any) -> None:
+        d = self.__dict__
+        d.update(self._defaults)
+        for name, make in self._factories:
+            d[name] = make()
+        for name, value in values.items():
+            setattr(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in self._defaults:
+            raise AttributeError(_unknown_field(self, name))
+        object.__setattr__(self, name, value)
+
+
+def _fields_of(cls: type[_F]) -> type[_F]:
+    """Record ``cls``'s fields and defaults for ``_Fields`` (after ``@dataclass(init=False)``)."""
+    cls._defaults = {f.name: None if f.default is MISSING else f.default for f in fields(cls)}  # type: ignore[arg-type]
+    cls._factories = tuple(
+        (f.name, f.default_factory) for f in fields(cls) if f.default_factory is not MISSING  # type: ignore[arg-type]
+    )
+    return cls
+
+
+def _unknown_field(config: _Fields, name: str) -> str:
+    valid = list(config._defaults)
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return (
+        f"{config._path} has no field {name!r}{hint}; "
+        f"its fields are: {', '.join(valid)}"
+    )
+
+
+@_fields_of
+@dataclass(init=False)
+class TimeoutConfig(_Fields):
     """Seconds each lifecycle section may take; ``None`` means no limit."""
+
+    _path = "process_config.timeouts"
 
     prerun: float | None = None
     run: float | None = None
@@ -33,9 +91,12 @@ class TimeoutConfig:
 assert tuple(f.name for f in fields(TimeoutConfig)) == KEYS
 
 
-@dataclass
-class ProcessConfig:
+@_fields_of
+@dataclass(init=False)
+class ProcessConfig(_Fields):
     """How an ``Skprocess`` loops, retries and times out."""
+
+    _path = "process_config"
 
     runs: int | None = None
     join_in: float | None = None
