@@ -657,3 +657,24 @@ class Returns(Skprocess):
 
     def __result__(self) -> object:
         return self.value
+
+
+class CatchesOSError(Skprocess):
+    """A section with its own ``except OSError``/``except TimeoutError`` around a blocking call:
+    the section timeout must not be swallowed by them."""
+
+    def __init__(self, timeout: float) -> None:
+        self.swallowed = 0
+        self.process_config.runs = 1
+        self.process_config.timeouts.run = timeout
+
+    def __run__(self) -> None:
+        try:
+            time.sleep(30)
+        except TimeoutError:
+            self.swallowed += 1
+        except OSError:
+            self.swallowed += 1
+
+    def __result__(self) -> int:
+        return self.swallowed

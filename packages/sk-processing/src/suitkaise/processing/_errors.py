@@ -307,8 +307,12 @@ class ErrorHandlerError(_SectionError):
     handled_error: BaseException | None = None
 
 
-class ProcessTimeoutError(ProcessError):
-    """A lifecycle section ran longer than its ``process_config.timeouts`` value."""
+class ProcessTimeoutError(ProcessError, TimeoutError):
+    """A lifecycle section ran longer than its ``process_config.timeouts`` value.
+
+    Also a builtin ``TimeoutError``, like ``ResultTimeoutError`` and ``ItemTimeoutError``:
+    ``except TimeoutError`` catches every timeout the library reports.
+    """
 
     section: str
     timeout: float
