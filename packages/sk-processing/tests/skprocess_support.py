@@ -678,3 +678,18 @@ class CatchesOSError(Skprocess):
 
     def __result__(self) -> int:
         return self.swallowed
+
+
+class ReportsPid(Skprocess):
+    """``__run__`` raises LookupError; ``__error__`` tells the parent its pid and its own str(self.error)."""
+
+    def __init__(self, handle: bool = False) -> None:
+        self.handle = handle
+        self.process_config.runs = 1
+
+    def __run__(self) -> None:
+        raise LookupError("no such key")
+
+    def __error__(self):
+        self.tell((os.getpid(), str(self.error)))
+        return {"seen": str(self.error)} if self.handle else self.error

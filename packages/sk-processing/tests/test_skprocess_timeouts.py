@@ -21,7 +21,7 @@ def test_run_timeout_sub_second(start_method):
     err = info.value
     assert (err.section, err.timeout, err.current_run) == ("__run__", 0.3, 0)
     assert err.original_error is None
-    assert str(err) == "Timeout in __run__ after 0.3s on run 0"
+    assert str(err) == f"Sleeper (pid {err.pid}): Timeout in __run__ after 0.3s on run 0"
     assert proc.timers.run.num_times == 0  # a timed-out section records nothing
 
 
@@ -30,7 +30,7 @@ def test_section_timeout_is_a_builtin_timeout_error(start_method):
     with pytest.raises(TimeoutError) as info:
         Sleeper(nap=30, timeout=0.2).run.timeout(60)()
     assert isinstance(info.value, ProcessTimeoutError)
-    assert str(info.value) == "Timeout in __run__ after 0.2s on run 0"
+    assert str(info.value) == f"Sleeper (pid {info.value.pid}): Timeout in __run__ after 0.2s on run 0"
 
 
 def test_section_timeout_is_not_swallowed_by_the_sections_except_oserror(start_method):

@@ -211,11 +211,17 @@ class ProcessError(Exception):
 
     ``current_run`` is the iteration the error happened on; ``original_error``
     the user's exception (``None`` when there is none, e.g. a crash).
+    ``process_name`` and ``pid`` say which process it happened in: set in the
+    parent when the error arrives from the child (``None`` before, e.g. as
+    ``self.error`` in the child's ``__error__``).
     """
 
     current_run: int
     original_error: BaseException | None
     lives: int | None
+    # class attributes: errors rebuilt without __init__ (cucumber, older pickles) have them too
+    process_name: str | None = None
+    pid: int | None = None
 
     def __init__(
         self, message: str = "", current_run: int = 0, original_error: BaseException | None = None
@@ -243,6 +249,19 @@ class ProcessError(Exception):
         self.lives = lives
         self.args = (self._compose(),)
 
+    def _note_process(self, name: str, pid: int | None) -> None:
+        """Record the process this error came from (``str`` of a section error or timeout starts with it)."""
+        self.process_name = name
+        self.pid = pid
+        self.args = (self._compose(),)
+
+    def _origin(self) -> str:
+        """``"Job (pid 4242): "`` once ``_note_process`` ran, else ``""``."""
+        name = self.process_name
+        if not name:
+            return ""
+        return f"{name}: " if self.pid is None else f"{name} (pid {self.pid}): "
+
     def _lives_note(self) -> str:
         lives = self.__dict__.get("lives")
         return "" if not lives or lives <= 1 else f" (after {lives} of {lives} lives)"
@@ -255,7 +274,8 @@ class _SectionError(ProcessError):
     """A lifecycle section raised.
 
     ``str(e)`` is ``Error in <section> on run N: <Type>: <message>``, with
-    ``(after L of L lives)`` after the run when retries were configured and all were used.
+    ``(after L of L lives)`` after the run when retries were configured and all were used;
+    in the parent it starts with the process: ``Job (pid 4242): Error in ...``.
     """
 
     section: str = ""
@@ -265,7 +285,7 @@ class _SectionError(ProcessError):
         self.args = (self._compose(),)
 
     def _compose(self) -> str:
-        text = f"Error in {self.section} on run {self.current_run}{self._lives_note()}"
+        text = f"{self._origin()}Error in {self.section} on run {self.current_run}{self._lives_note()}"
         original = self.original_error
         return text if original is None else f"{text}: {describe_exception(original)}"
 
@@ -324,7 +344,10 @@ class ProcessTimeoutError(ProcessError, TimeoutError):
         self.args = (self._compose(),)
 
     def _compose(self) -> str:
-        return f"Timeout in {self.section} after {self.timeout}s on run {self.current_run}{self._lives_note()}"
+        return (
+            f"{self._origin()}Timeout in {self.section} after {self.timeout}s "
+            f"on run {self.current_run}{self._lives_note()}"
+        )
 
 
 class ResultTimeoutError(ProcessError, TimeoutError):
