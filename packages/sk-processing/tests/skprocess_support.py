@@ -693,3 +693,17 @@ class ReportsPid(Skprocess):
     def __error__(self):
         self.tell((os.getpid(), str(self.error)))
         return {"seen": str(self.error)} if self.handle else self.error
+
+
+class Holds(Skprocess):
+    """Carries ``value`` as the attribute ``held`` (nested in a dict when ``nested``)."""
+
+    def __init__(self, value, nested: bool = False) -> None:
+        self.held = {"jobs": [value]} if nested else value
+        self.process_config.runs = 1
+
+    def __run__(self) -> None:
+        pass
+
+    def __result__(self) -> str:
+        return "sent"

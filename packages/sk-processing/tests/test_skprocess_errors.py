@@ -8,7 +8,16 @@ import threading
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from skprocess_support import Crasher, ErrorValue, FailingFinish, FailsIn, Logged, ReportsPid, Sleeper
+from skprocess_support import (
+    Crasher,
+    ErrorValue,
+    FailingFinish,
+    FailsIn,
+    Holds,
+    Logged,
+    ReportsPid,
+    Sleeper,
+)
 
 from suitkaise import cucumber
 from suitkaise.processing import (
@@ -279,3 +288,44 @@ def test_crash_and_timeout_errors_name_the_process_and_its_pid(start_method):
     assert timeout.value.process_name == "Sleeper" and timeout.value.pid not in (None, os.getpid())
     back = cucumber.deserialize(cucumber.serialize(timeout.value))
     assert (back.process_name, back.pid, str(back)) == ("Sleeper", timeout.value.pid, str(timeout.value))
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_unsendable_attribute_error_names_the_class_and_attribute(start_method, nested, tmp_path):
+    """The path runs through the attribute's internals; the headline names ``Holds.held``.
+    (A file-backed mmap: cucumber refuses it, it cannot tell which file is mapped.)"""
+    import mmap
+
+    with open(tmp_path / "mapped", "w+b") as f:
+        f.write(b"x" * 4096)
+        f.flush()
+        with mmap.mmap(f.fileno(), 4096) as mapped:
+            proc = Holds(mapped, nested=nested)
+            with pytest.raises(cucumber.SerializationError) as info:
+                proc.start()
+            proc.held = None
+    err = info.value
+    kind = "dict" if nested else "mmap.mmap"
+    assert f"Holds.held ({kind}) cannot be sent to the child process" in str(err)
+    assert err.path == ("root.held['jobs'][0]" if nested else "root.held")
+    assert "cannot serialize a file-backed mmap.mmap" in str(err)  # cucumber's reason is kept
+    assert "Hint: start() sends every attribute" in str(err)
+    assert isinstance(err.__cause__, TypeError)
+    assert not proc.is_alive
+    with pytest.raises(RuntimeError, match="not started"):
+        proc.result()
+
+
+def test_multiprocessing_value_attribute_is_shared_or_named(start_method):
+    """bug12: an mp.Value attribute either travels or the error says ``Holds.held``, not only a
+    path into multiprocessing's internals (how cucumber treats it is cucumber's business)."""
+    import multiprocessing as mp
+
+    value = mp.get_context(start_method).Value("i", 0)
+    proc = Holds(value)
+    try:
+        proc.start()
+    except cucumber.SerializationError as err:
+        assert "Holds.held (multiprocessing.sharedctypes.Synchronized) cannot be sent to the child process" in str(err)
+    else:
+        assert proc.result.timeout(60)() == "sent"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import multiprocessing
 import os
+import re
 import reprlib
 import signal
 import sys
@@ -51,6 +52,7 @@ __all__ = [
     "with_remote_cause",
     "portable",
     "portable_error",
+    "unsendable_attribute",
 ]
 
 TB_ATTR = "__remote_traceback__"
@@ -154,6 +156,34 @@ def with_remote_cause(exc: BaseException, tb: str) -> BaseException:
     """``exc`` with the sender's traceback text shown as its ``__cause__`` (returns ``exc``)."""
     exc.__cause__ = RemoteTraceback(tb)
     return exc
+
+
+_ATTRIBUTE = re.compile(r"root\.([A-Za-z_]\w*)")
+_MISSING = object()
+
+
+def unsendable_attribute(owner: Any, err: cucumber.SerializationError) -> cucumber.SerializationError:
+    """``err`` (the instance of an Skprocess could not be serialized for its child), headed by
+    the attribute at fault: ``Job.v (multiprocessing.sharedctypes.Synchronized) cannot be sent
+    to the child process``. The path alone runs through the attribute's internals
+    (``root.v<arg 0><arg 1>[0]['_wrapper']...``). ``err`` itself when no attribute is at fault."""
+    found = _ATTRIBUTE.match(err.path)
+    value = owner.__dict__.get(found.group(1), _MISSING) if found else _MISSING
+    if found is None or value is _MISSING:
+        return err
+    kind = type(value)
+    where = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    hint = err.hint or (
+        "start() sends every attribute of the instance to the child process: create this "
+        "object there (in __prerun__, say), or keep the state it shares in a suitkaise Share."
+    )
+    return cucumber.SerializationError(
+        err.reason,
+        path=err.path,
+        type_name=err.type_name,
+        title=f"{type(owner).__qualname__}.{found.group(1)} ({where}) cannot be sent to the child process",
+        hint=hint,
+    )
 
 
 def portable(obj: T, fallback: Callable[[], T]) -> T:

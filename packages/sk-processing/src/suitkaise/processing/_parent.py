@@ -64,6 +64,7 @@ from suitkaise.processing._errors import (
     bootstrap_failure,
     check_can_start_processes,
     describe_exit,
+    unsendable_attribute,
 )
 from suitkaise.processing._forkpayload import SpawnPayload, fd_for_child, fork_payload
 from suitkaise.processing._lifecycle import section_fns
@@ -190,9 +191,11 @@ class ParentRun:
                 daemon=False,
             )
             process.start()
-        except BaseException:
+        except BaseException as e:
             parent_conn.close()
             child_conn.close()
+            if isinstance(e, cucumber.SerializationError):
+                raise unsendable_attribute(owner, e) from e.__cause__
             raise
         child_conn.close()
         with self.send_lock:
