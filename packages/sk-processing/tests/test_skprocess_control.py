@@ -40,9 +40,9 @@ def test_tell_and_listen_after_result_say_finished(start_method):
     """Spec 2.9: after result() the process is finished, not "not started"."""
     proc = Counter(1)
     assert proc.run() == 1
-    with pytest.raises(RuntimeError, match="^Cannot tell\\(\\) - process finished"):
+    with pytest.raises(RuntimeError, match=r"^Cannot tell\(\) - process finished"):
         proc.tell(1)
-    with pytest.raises(RuntimeError, match="^Cannot listen\\(\\) - process finished"):
+    with pytest.raises(RuntimeError, match=r"^Cannot listen\(\) - process finished"):
         proc.listen(timeout=0)
     assert proc.wait(timeout=0) is True  # finished: wait() and result() stay usable
     assert proc.result() == 1
