@@ -15,7 +15,7 @@ import difflib
 import math
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from suitkaise.processing._context import check_context
 from suitkaise.processing._sections import KEYS
@@ -28,34 +28,36 @@ _F = TypeVar("_F", bound="_Fields")
 class _Fields:
     """A config dataclass that refuses to set an attribute that is not one of its fields.
 
-    The check is ``__setattr__``; ``__init__`` writes the defaults straight into
-    ``__dict__`` (dataclass's would go through the check for every field: ~5 us more
-    per ``Skprocess()``, and a Pool builds one per item). Pickle and cucumber restore
-    ``__dict__`` directly too; reading an unknown name already raises.
+    The check is ``__setattr__``. ``__init__`` leaves the plain defaults on the class
+    (``@dataclass`` puts them there) and only builds the ``default_factory`` ones and the
+    fields it is given: dataclass's ``__init__`` would go through the check for every
+    field (~1.5 us more per ``Skprocess()``, and a Pool builds one per item). Pickle and
+    cucumber restore ``__dict__`` directly; reading an unknown name already raises.
     """
 
     __slots__ = ()
     _path: ClassVar[str]  # how users reach it, for the message
-    _defaults: ClassVar[dict[str, Any]]
+    _fields: ClassVar[dict[str, None]]  # the field names, in order
     _factories: ClassVar[tuple[tuple[str, Callable[[], Any]], ...]]
 
     def __init__(self, **values: Any) -> None:
-        d = self.__dict__
-        d.update(self._defaults)
         for name, make in self._factories:
-            d[name] = make()
+            self.__dict__[name] = make()
         for name, value in values.items():
             setattr(self, name, value)
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name not in self._defaults:
-            raise AttributeError(_unknown_field(self, name))
-        object.__setattr__(self, name, value)
+    if not TYPE_CHECKING:  # (a __setattr__ would make type checkers accept any attribute name)
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            if name in self._fields:
+                self.__dict__[name] = value  # (half the cost of object.__setattr__ here)
+            else:
+                raise AttributeError(_unknown_field(self, name))
 
 
 def _fields_of(cls: type[_F]) -> type[_F]:
-    """Record ``cls``'s fields and defaults for ``_Fields`` (after ``@dataclass(init=False)``)."""
-    cls._defaults = {f.name: None if f.default is MISSING else f.default for f in fields(cls)}  # type: ignore[arg-type]
+    """Record ``cls``'s fields for ``_Fields`` (after ``@dataclass(init=False)``)."""
+    cls._fields = dict.fromkeys(f.name for f in fields(cls))  # type: ignore[arg-type]
     cls._factories = tuple(
         (f.name, f.default_factory) for f in fields(cls) if f.default_factory is not MISSING  # type: ignore[arg-type]
     )
@@ -63,7 +65,7 @@ def _fields_of(cls: type[_F]) -> type[_F]:
 
 
 def _unknown_field(config: _Fields, name: str) -> str:
-    valid = list(config._defaults)
+    valid = list(config._fields)
     close = difflib.get_close_matches(name, valid, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return (
