@@ -186,9 +186,9 @@ class Lifecycle:
         ctrl[DEADLINE] = time.monotonic() + timeout
         alarm.armed = SectionTimeout(name, timeout, proc._current_run)
         t0 = time.perf_counter()
-        signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
             try:
+                signal.setitimer(signal.ITIMER_REAL, timeout)
                 value = fn(proc)
             finally:
                 alarm.armed = None
