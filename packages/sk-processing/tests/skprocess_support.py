@@ -657,3 +657,53 @@ class Returns(Skprocess):
 
     def __result__(self) -> object:
         return self.value
+
+
+class CatchesOSError(Skprocess):
+    """A section with its own ``except OSError``/``except TimeoutError`` around a blocking call:
+    the section timeout must not be swallowed by them."""
+
+    def __init__(self, timeout: float) -> None:
+        self.swallowed = 0
+        self.process_config.runs = 1
+        self.process_config.timeouts.run = timeout
+
+    def __run__(self) -> None:
+        try:
+            time.sleep(30)
+        except TimeoutError:
+            self.swallowed += 1
+        except OSError:
+            self.swallowed += 1
+
+    def __result__(self) -> int:
+        return self.swallowed
+
+
+class ReportsPid(Skprocess):
+    """``__run__`` raises LookupError; ``__error__`` tells the parent its pid and its own str(self.error)."""
+
+    def __init__(self, handle: bool = False) -> None:
+        self.handle = handle
+        self.process_config.runs = 1
+
+    def __run__(self) -> None:
+        raise LookupError("no such key")
+
+    def __error__(self):
+        self.tell((os.getpid(), str(self.error)))
+        return {"seen": str(self.error)} if self.handle else self.error
+
+
+class Holds(Skprocess):
+    """Carries ``value`` as the attribute ``held`` (nested in a dict when ``nested``)."""
+
+    def __init__(self, value, nested: bool = False) -> None:
+        self.held = {"jobs": [value]} if nested else value
+        self.process_config.runs = 1
+
+    def __run__(self) -> None:
+        pass
+
+    def __result__(self) -> str:
+        return "sent"

@@ -9,17 +9,43 @@ from suitkaise.processing import Pipe, Skprocess
 
 
 def test_before_start():
+    """Nothing ran: wait()/result() raise instead of True/None (decision 5: result() is None
+    only after kill()); stop()/kill() have nothing to act on and are no-ops."""
     proc = Counter(1)
     proc.stop()
     proc.kill()
-    assert proc.wait() is True
-    assert proc.result() is None
+    for call, name in ((lambda: proc.wait(timeout=1), "wait"), (proc.wait, "wait"), (proc.result, "result"),
+                       (lambda: proc.tell(1), "tell"), (lambda: proc.listen(timeout=0), "listen")):
+        with pytest.raises(RuntimeError, match=f"^Cannot {name}\\(\\) - process not started; call start\\(\\) first$"):
+            call()
+    with pytest.raises(RuntimeError, match="not started"):
+        proc.result.timeout(1)()
     assert proc.current_run == 0
     assert not proc.is_alive
-    with pytest.raises(RuntimeError, match="Cannot tell\\(\\) - process not started"):
+
+
+def test_stop_and_kill_before_start_leave_start_unaffected(start_method):
+    proc = Counter(3)
+    proc.stop()
+    proc.kill()
+    assert proc.run() == 3  # neither a pending stop nor a "killed" result
+    proc = Counter(2)
+    proc.kill()
+    proc.start()
+    assert proc.wait(timeout=60) is True
+    assert proc.result() == 2
+
+
+def test_tell_and_listen_after_result_say_finished(start_method):
+    """Spec 2.9: after result() the process is finished, not "not started"."""
+    proc = Counter(1)
+    assert proc.run() == 1
+    with pytest.raises(RuntimeError, match=r"^Cannot tell\(\) - process finished"):
         proc.tell(1)
-    with pytest.raises(RuntimeError, match="Cannot listen\\(\\) - process not started"):
+    with pytest.raises(RuntimeError, match=r"^Cannot listen\(\) - process finished"):
         proc.listen(timeout=0)
+    assert proc.wait(timeout=0) is True  # finished: wait() and result() stay usable
+    assert proc.result() == 1
 
 
 def test_stop_during_run_skips_postrun(start_method):

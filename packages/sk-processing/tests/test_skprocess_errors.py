@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from skprocess_support import Crasher, ErrorValue, FailingFinish, FailsIn, Logged, Sleeper
+from skprocess_support import (
+    Crasher,
+    ErrorValue,
+    FailingFinish,
+    FailsIn,
+    Holds,
+    Logged,
+    ReportsPid,
+    Sleeper,
+)
 
 from suitkaise import cucumber
 from suitkaise.processing import (
@@ -59,7 +69,7 @@ def test_error_handler_failure(start_method):
     err = info.value
     assert isinstance(err.original_error, OSError)
     assert isinstance(err.handled_error, RunError)
-    assert str(err) == "Error in __error__ on run 0: OSError: handler broke"
+    assert str(err) == f"ErrorValue (pid {err.pid}): Error in __error__ on run 0: OSError: handler broke"
 
 
 def test_onfinish_failure_is_not_retried(start_method):
@@ -92,7 +102,8 @@ def test_unserializable_attribute_fails_start_in_parent(start_method):
     with pytest.raises(cucumber.SerializationError):
         proc.start()
     assert not proc.is_alive
-    assert proc.result() is None  # never started
+    with pytest.raises(RuntimeError, match="not started"):  # it never started: no None result
+        proc.result()
     anchor.close()
     point.close()
 
@@ -213,8 +224,9 @@ def test_str_of_section_error_names_the_original_exception(start_method, section
     proc = FailsIn(section, "bad input at run 3", lives=lives, at=3)
     with pytest.raises(cls) as info:
         proc.run.timeout(60)()
-    assert str(info.value) == expected
-    assert str(proc.error) == expected  # the parent's copy of the child's error
+    named = f"FailsIn (pid {info.value.pid}): {expected}"  # the parent names the process
+    assert str(info.value) == named
+    assert str(proc.error) == named  # the parent's copy of the child's error
 
 
 @settings(max_examples=15, deadline=None)
@@ -243,4 +255,77 @@ def test_str_of_crash_error_counts_lives(start_method):
 def test_str_of_timeout_counts_lives(start_method):
     with pytest.raises(ProcessTimeoutError) as info:
         Sleeper(nap=30, timeout=0.2, lives=2).run.timeout(60)()
-    assert str(info.value) == "Timeout in __run__ after 0.2s on run 0 (after 2 of 2 lives)"
+    assert str(info.value) == f"Sleeper (pid {info.value.pid}): Timeout in __run__ after 0.2s on run 0 (after 2 of 2 lives)"
+
+
+def test_section_error_names_the_process_and_its_pid(start_method):
+    """In the parent, a section error says which process failed, like a crash error does;
+    in the child (``self.error`` in ``__error__``) the message stays the spec's."""
+    proc = ReportsPid()
+    proc.start()
+    child_pid, seen_in_child = proc.listen(timeout=60)
+    with pytest.raises(RunError) as info:
+        proc.result.timeout(60)()
+    err = info.value
+    assert child_pid != os.getpid()
+    assert (err.process_name, err.pid) == ("ReportsPid", child_pid)
+    assert str(err) == f"ReportsPid (pid {child_pid}): Error in __run__ on run 0: LookupError: no such key"
+    assert seen_in_child == "Error in __run__ on run 0: LookupError: no such key"
+    assert str(proc.error) == str(err)
+    handled = ReportsPid(handle=True)
+    assert handled.run.timeout(60)() == {"seen": "Error in __run__ on run 0: LookupError: no such key"}
+    assert str(handled.error).startswith("ReportsPid (pid ")  # the parent's copy names it
+
+
+def test_crash_and_timeout_errors_name_the_process_and_its_pid(start_method):
+    with pytest.raises(ProcessError) as crash:
+        Crasher("exit").run.timeout(60)()
+    pid = crash.value.pid
+    assert isinstance(pid, int) and pid != os.getpid() and crash.value.process_name == "Crasher"
+    assert str(crash.value).startswith(f"Crasher (pid {pid}): process exited with code 3")
+    with pytest.raises(ProcessTimeoutError) as timeout:
+        Sleeper(nap=30, timeout=0.2).run.timeout(60)()
+    assert timeout.value.process_name == "Sleeper" and timeout.value.pid not in (None, os.getpid())
+    back = cucumber.deserialize(cucumber.serialize(timeout.value))
+    assert (back.process_name, back.pid, str(back)) == ("Sleeper", timeout.value.pid, str(timeout.value))
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_unsendable_attribute_error_names_the_class_and_attribute(start_method, nested, tmp_path):
+    """The path runs through the attribute's internals; the headline names ``Holds.held``.
+    (A file-backed mmap: cucumber refuses it, it cannot tell which file is mapped.)"""
+    import mmap
+
+    with open(tmp_path / "mapped", "w+b") as f:
+        f.write(b"x" * 4096)
+        f.flush()
+        with mmap.mmap(f.fileno(), 4096) as mapped:
+            proc = Holds(mapped, nested=nested)
+            with pytest.raises(cucumber.SerializationError) as info:
+                proc.start()
+            proc.held = None
+    err = info.value
+    kind = "dict" if nested else "mmap.mmap"
+    assert f"Holds.held ({kind}) cannot be sent to the child process" in str(err)
+    assert err.path == ("root.held['jobs'][0]" if nested else "root.held")
+    assert "cannot serialize a file-backed mmap.mmap" in str(err)  # cucumber's reason is kept
+    assert "Hint: start() sends every attribute" in str(err)
+    assert isinstance(err.__cause__, TypeError)
+    assert not proc.is_alive
+    with pytest.raises(RuntimeError, match="not started"):
+        proc.result()
+
+
+def test_multiprocessing_value_attribute_is_shared_or_named(start_method):
+    """bug12: an mp.Value attribute either travels or the error says ``Holds.held``, not only a
+    path into multiprocessing's internals (how cucumber treats it is cucumber's business)."""
+    import multiprocessing as mp
+
+    value = mp.get_context(start_method).Value("i", 0)
+    proc = Holds(value)
+    try:
+        proc.start()
+    except cucumber.SerializationError as err:
+        assert "Holds.held (multiprocessing.sharedctypes.Synchronized) cannot be sent to the child process" in str(err)
+    else:
+        assert proc.result.timeout(60)() == "sent"

@@ -119,7 +119,7 @@ def test_lives_exhausted_raises_run_error(start_method):
     assert err.current_run == 2
     assert isinstance(err.original_error, ValueError)
     assert str(err.original_error) == "boom at 2"
-    assert str(err) == "Error in __run__ on run 2 (after 2 of 2 lives): ValueError: boom at 2"
+    assert str(err) == f"Logged (pid {err.pid}): Error in __run__ on run 2 (after 2 of 2 lives): ValueError: boom at 2"
     assert proc.current_run == 2
     assert isinstance(proc.error, RunError) and proc.error.current_run == 2
 

@@ -6,7 +6,7 @@ import os
 import time
 
 import pytest
-from skprocess_support import NativeBlock, Sleeper
+from skprocess_support import CatchesOSError, NativeBlock, Sleeper
 
 from suitkaise.processing import ProcessTimeoutError
 
@@ -21,8 +21,24 @@ def test_run_timeout_sub_second(start_method):
     err = info.value
     assert (err.section, err.timeout, err.current_run) == ("__run__", 0.3, 0)
     assert err.original_error is None
-    assert str(err) == "Timeout in __run__ after 0.3s on run 0"
+    assert str(err) == f"Sleeper (pid {err.pid}): Timeout in __run__ after 0.3s on run 0"
     assert proc.timers.run.num_times == 0  # a timed-out section records nothing
+
+
+def test_section_timeout_is_a_builtin_timeout_error(start_method):
+    """Like ResultTimeoutError and ItemTimeoutError: ``except TimeoutError`` catches it."""
+    with pytest.raises(TimeoutError) as info:
+        Sleeper(nap=30, timeout=0.2).run.timeout(60)()
+    assert isinstance(info.value, ProcessTimeoutError)
+    assert str(info.value) == f"Sleeper (pid {info.value.pid}): Timeout in __run__ after 0.2s on run 0"
+
+
+def test_section_timeout_is_not_swallowed_by_the_sections_except_oserror(start_method):
+    """The alarm interrupts the section with an exception that is no OSError: the section's
+    own ``except TimeoutError``/``except OSError`` must not eat the section timeout."""
+    with pytest.raises(ProcessTimeoutError) as info:
+        CatchesOSError(timeout=0.2).run.timeout(60)()
+    assert info.value.section == "__run__"
 
 
 def test_timeout_costs_a_life_and_retries_in_the_same_process(start_method):

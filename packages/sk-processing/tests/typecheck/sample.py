@@ -93,3 +93,12 @@ def process_calls(p: Counter) -> None:
     assert_type(p.listen.timeout(1)(0.5), Any)
     p.wait("soon")  # type: ignore[arg-type]
     p.result(42)  # type: ignore[call-arg]
+
+
+def config_typos(p: Counter) -> None:
+    # the runtime check must stay invisible to type checkers: a visible __setattr__ would
+    # make them accept any name (and these ignores unused)
+    p.process_config.run = 3  # type: ignore[attr-defined]
+    p.process_config.timeouts.rnu = 1  # type: ignore[attr-defined]
+    p.process_config.runs = 3
+    p.process_config.timeouts.run = 1.5

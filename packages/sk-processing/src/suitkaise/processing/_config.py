@@ -3,23 +3,83 @@
 Plain dataclasses so users set fields in ``__init__``
 (``self.process_config.runs = 10``); ``validate`` checks them at
 ``start()`` (and in a Pool worker) and raises a ``TypeError``/``ValueError``
-that names the field, the bad value and what is accepted.
+that names the field, the bad value and what is accepted. Setting a field that
+does not exist raises ``AttributeError`` at once: a typo (``.run = 3`` for
+``.runs``) would otherwise leave ``runs`` at ``None`` and the process looping
+until ``stop()``.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from suitkaise.processing._context import check_context
 from suitkaise.processing._sections import KEYS
 
 __all__ = ["ProcessConfig", "TimeoutConfig", "validate"]
 
+_F = TypeVar("_F", bound="_Fields")
 
-@dataclass
-class TimeoutConfig:
+
+class _Fields:
+    """A config dataclass that refuses to set an attribute that is not one of its fields.
+
+    The check is ``__setattr__``. ``__init__`` leaves the plain defaults on the class
+    (``@dataclass`` puts them there) and only builds the ``default_factory`` ones and the
+    fields it is given: dataclass's ``__init__`` would go through the check for every
+    field (~1.5 us more per ``Skprocess()``, and a Pool builds one per item). Pickle and
+    cucumber restore ``__dict__`` directly; reading an unknown name already raises.
+    """
+
+    __slots__ = ()
+    _path: ClassVar[str]  # how users reach it, for the message
+    _fields: ClassVar[dict[str, None]]  # the field names, in order
+    _factories: ClassVar[tuple[tuple[str, Callable[[], Any]], ...]]
+
+    def __init__(self, **values: Any) -> None:
+        for name, make in self._factories:
+            self.__dict__[name] = make()
+        for name, value in values.items():
+            setattr(self, name, value)
+
+    if not TYPE_CHECKING:  # (a __setattr__ would make type checkers accept any attribute name)
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            if name in self._fields:
+                self.__dict__[name] = value  # (half the cost of object.__setattr__ here)
+            else:
+                raise AttributeError(_unknown_field(self, name))
+
+
+def _fields_of(cls: type[_F]) -> type[_F]:
+    """Record ``cls``'s fields for ``_Fields`` (after ``@dataclass(init=False)``)."""
+    cls._fields = dict.fromkeys(f.name for f in fields(cls))  # type: ignore[arg-type]
+    cls._factories = tuple(
+        (f.name, f.default_factory) for f in fields(cls) if f.default_factory is not MISSING  # type: ignore[arg-type]
+    )
+    return cls
+
+
+def _unknown_field(config: _Fields, name: str) -> str:
+    valid = list(config._fields)
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return (
+        f"{config._path} has no field {name!r}{hint}; "
+        f"its fields are: {', '.join(valid)}"
+    )
+
+
+@_fields_of
+@dataclass(init=False)
+class TimeoutConfig(_Fields):
     """Seconds each lifecycle section may take; ``None`` means no limit."""
+
+    _path = "process_config.timeouts"
 
     prerun: float | None = None
     run: float | None = None
@@ -33,9 +93,12 @@ class TimeoutConfig:
 assert tuple(f.name for f in fields(TimeoutConfig)) == KEYS
 
 
-@dataclass
-class ProcessConfig:
+@_fields_of
+@dataclass(init=False)
+class ProcessConfig(_Fields):
     """How an ``Skprocess`` loops, retries and times out."""
+
+    _path = "process_config"
 
     runs: int | None = None
     join_in: float | None = None

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import multiprocessing
 import os
+import re
 import reprlib
 import signal
 import sys
@@ -51,6 +52,7 @@ __all__ = [
     "with_remote_cause",
     "portable",
     "portable_error",
+    "unsendable_attribute",
 ]
 
 TB_ATTR = "__remote_traceback__"
@@ -156,6 +158,34 @@ def with_remote_cause(exc: BaseException, tb: str) -> BaseException:
     return exc
 
 
+_ATTRIBUTE = re.compile(r"root\.([A-Za-z_]\w*)")
+_MISSING = object()
+
+
+def unsendable_attribute(owner: Any, err: cucumber.SerializationError) -> cucumber.SerializationError:
+    """``err`` (the instance of an Skprocess could not be serialized for its child), headed by
+    the attribute at fault: ``Job.v (multiprocessing.sharedctypes.Synchronized) cannot be sent
+    to the child process``. The path alone runs through the attribute's internals
+    (``root.v<arg 0><arg 1>[0]['_wrapper']...``). ``err`` itself when no attribute is at fault."""
+    found = _ATTRIBUTE.match(err.path)
+    value = owner.__dict__.get(found.group(1), _MISSING) if found else _MISSING
+    if found is None or value is _MISSING:
+        return err
+    kind = type(value)
+    where = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    hint = err.hint or (
+        "start() sends every attribute of the instance to the child process: create this "
+        "object there (in __prerun__, say), or keep the state it shares in a suitkaise Share."
+    )
+    return cucumber.SerializationError(
+        err.reason,
+        path=err.path,
+        type_name=err.type_name,
+        title=f"{type(owner).__qualname__}.{found.group(1)} ({where}) cannot be sent to the child process",
+        hint=hint,
+    )
+
+
 def portable(obj: T, fallback: Callable[[], T]) -> T:
     """``obj`` if cucumber can serialize it, else ``fallback()``."""
     try:
@@ -211,11 +241,17 @@ class ProcessError(Exception):
 
     ``current_run`` is the iteration the error happened on; ``original_error``
     the user's exception (``None`` when there is none, e.g. a crash).
+    ``process_name`` and ``pid`` say which process it happened in: set in the
+    parent when the error arrives from the child (``None`` before, e.g. as
+    ``self.error`` in the child's ``__error__``).
     """
 
     current_run: int
     original_error: BaseException | None
     lives: int | None
+    # class attributes: errors rebuilt without __init__ (cucumber, older pickles) have them too
+    process_name: str | None = None
+    pid: int | None = None
 
     def __init__(
         self, message: str = "", current_run: int = 0, original_error: BaseException | None = None
@@ -243,6 +279,19 @@ class ProcessError(Exception):
         self.lives = lives
         self.args = (self._compose(),)
 
+    def _note_process(self, name: str, pid: int | None) -> None:
+        """Record the process this error came from (``str`` of a section error or timeout starts with it)."""
+        self.process_name = name
+        self.pid = pid
+        self.args = (self._compose(),)
+
+    def _origin(self) -> str:
+        """``"Job (pid 4242): "`` once ``_note_process`` ran, else ``""``."""
+        name = self.process_name
+        if not name:
+            return ""
+        return f"{name}: " if self.pid is None else f"{name} (pid {self.pid}): "
+
     def _lives_note(self) -> str:
         lives = self.__dict__.get("lives")
         return "" if not lives or lives <= 1 else f" (after {lives} of {lives} lives)"
@@ -255,7 +304,8 @@ class _SectionError(ProcessError):
     """A lifecycle section raised.
 
     ``str(e)`` is ``Error in <section> on run N: <Type>: <message>``, with
-    ``(after L of L lives)`` after the run when retries were configured and all were used.
+    ``(after L of L lives)`` after the run when retries were configured and all were used;
+    in the parent it starts with the process: ``Job (pid 4242): Error in ...``.
     """
 
     section: str = ""
@@ -265,7 +315,7 @@ class _SectionError(ProcessError):
         self.args = (self._compose(),)
 
     def _compose(self) -> str:
-        text = f"Error in {self.section} on run {self.current_run}{self._lives_note()}"
+        text = f"{self._origin()}Error in {self.section} on run {self.current_run}{self._lives_note()}"
         original = self.original_error
         return text if original is None else f"{text}: {describe_exception(original)}"
 
@@ -307,8 +357,12 @@ class ErrorHandlerError(_SectionError):
     handled_error: BaseException | None = None
 
 
-class ProcessTimeoutError(ProcessError):
-    """A lifecycle section ran longer than its ``process_config.timeouts`` value."""
+class ProcessTimeoutError(ProcessError, TimeoutError):
+    """A lifecycle section ran longer than its ``process_config.timeouts`` value.
+
+    Also a builtin ``TimeoutError``, like ``ResultTimeoutError`` and ``ItemTimeoutError``:
+    ``except TimeoutError`` catches every timeout the library reports.
+    """
 
     section: str
     timeout: float
@@ -320,7 +374,10 @@ class ProcessTimeoutError(ProcessError):
         self.args = (self._compose(),)
 
     def _compose(self) -> str:
-        return f"Timeout in {self.section} after {self.timeout}s on run {self.current_run}{self._lives_note()}"
+        return (
+            f"{self._origin()}Timeout in {self.section} after {self.timeout}s "
+            f"on run {self.current_run}{self._lives_note()}"
+        )
 
 
 class ResultTimeoutError(ProcessError, TimeoutError):

@@ -74,6 +74,13 @@ def section_fns(cls: type) -> dict[str, Callable[..., Any] | None]:
     return {name: resolve_section(cls, name) for name in DUNDERS}
 
 
+class _Expired(Exception):
+    """What the SIGALRM handler raises inside the section; ``_call_with_timeout`` turns it
+    into ``ProcessTimeoutError``. Not that error itself: it is a ``TimeoutError``, hence an
+    ``OSError``, and the section's own ``except OSError:`` (around a socket call, say)
+    would swallow it and the timeout with it."""
+
+
 class _Alarm:
     """SIGALRM-based section timeouts for the main thread (sub-second via setitimer)."""
 
@@ -89,7 +96,7 @@ class _Alarm:
         armed = self.armed
         if armed is not None:
             self.armed = None
-            raise ProcessTimeoutError(*armed)
+            raise _Expired(armed)
 
 
 def _call_on_thread(name: str, fn: Callable[..., Any], proc: Any, timeout: float) -> tuple[Any, float]:
@@ -179,13 +186,17 @@ class Lifecycle:
         ctrl[DEADLINE] = time.monotonic() + timeout
         alarm.armed = SectionTimeout(name, timeout, proc._current_run)
         t0 = time.perf_counter()
-        signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
-            value = fn(proc)
-        finally:
-            alarm.armed = None
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            try:
+                signal.setitimer(signal.ITIMER_REAL, timeout)
+                value = fn(proc)
+            finally:
+                alarm.armed = None
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                ctrl[DEADLINE] = 0.0
+        except _Expired as e:  # (also when the alarm fired in the finally, before armed = None)
             ctrl[DEADLINE] = 0.0
+            raise ProcessTimeoutError(*e.args[0]) from None
         return value, time.perf_counter() - t0
 
     def _timed(self, name: str, timeout: float | None) -> Any:

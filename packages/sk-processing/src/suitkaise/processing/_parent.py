@@ -64,6 +64,7 @@ from suitkaise.processing._errors import (
     bootstrap_failure,
     check_can_start_processes,
     describe_exit,
+    unsendable_attribute,
 )
 from suitkaise.processing._forkpayload import SpawnPayload, fd_for_child, fork_payload
 from suitkaise.processing._lifecycle import section_fns
@@ -190,9 +191,11 @@ class ParentRun:
                 daemon=False,
             )
             process.start()
-        except BaseException:
+        except BaseException as e:
             parent_conn.close()
             child_conn.close()
+            if isinstance(e, cucumber.SerializationError):
+                raise unsendable_attribute(owner, e) from e.__cause__
             raise
         child_conn.close()
         with self.send_lock:
@@ -400,11 +403,26 @@ class ParentRun:
                 d["timers"] = state.timers
         if state.kind == "raise":
             attach_traceback(state.value)
+            self._name_process(state.value)
+        self._name_process(d.get("error"))  # (a returned value stays as __result__ made it)
         return Outcome(state.kind, state.value)
+
+    def _name_process(self, *errors: Any) -> None:
+        """Say in the child's errors which process they come from (class and pid): the message
+        made in the child does not (it is ``self.error`` there, as the user may show it)."""
+        name = type(self.owner).__qualname__
+        pid = getattr(self.process, "pid", None)
+        for err in errors:
+            if isinstance(err, ProcessError):
+                err._note_process(name, pid)
+                handled = getattr(err, "handled_error", None)
+                if isinstance(handled, ProcessError):
+                    handled._note_process(name, pid)
 
     def _crash_error(self, exitcode: int | None) -> tuple[ProcessError, bool]:
         """The error for a child that exited without a final message, and whether to restart."""
         name = type(self.owner).__qualname__
+        pid = getattr(self.process, "pid", None)
         run = int(self.ctrl[RUN])
         if not self.ctrl[BOOTED] and self.method != "fork" and exitcode is not None and exitcode > 0:
             # Deterministic: every new child would fail the same way, so no restart.
@@ -416,10 +434,12 @@ class ParentRun:
             error: ProcessError = ProcessTimeoutError(section, timeout, run)
             if not retry:
                 error._note_lives(total)
+            error._note_process(name, pid)
             return error, retry
         used = f", after {total} of {total} lives" if total > 1 else ""
-        error = ProcessError(f"{name}: process {describe_exit(exitcode)} (on run {run}{used})", run)
+        error = ProcessError(f"{name} (pid {pid}): process {describe_exit(exitcode)} (on run {run}{used})", run)
         error.lives = total
+        error.process_name, error.pid = name, pid
         return error, retry
 
     def _resolve(self, outcome: Outcome) -> None:

@@ -57,6 +57,14 @@ def _wrap_init(init: Callable[..., None]) -> Callable[..., None]:
     return __init__
 
 
+def _started(obj: Skprocess, what: str) -> Any:
+    """The runtime of a started instance; ``RuntimeError`` naming ``what`` before ``start()``."""
+    rt = obj.__dict__.get(_RUNTIME_ATTR)
+    if rt is None:
+        raise RuntimeError(f"Cannot {what}() - process not started; call start() first")
+    return rt
+
+
 def _rebuild_skprocess(cls: type[Skprocess]) -> Skprocess:
     """Unpickling side of ``Skprocess.__reduce_ex__``: no ``__init__``; pickle then restores the state."""
     obj = cls.__new__(cls)
@@ -145,31 +153,41 @@ class Skprocess:
         _parent.start(self)
 
     def stop(self) -> None:
-        """Ask the process to finish gracefully (non-blocking); works in the child too."""
+        """Ask the process to finish gracefully (non-blocking); works in the child too.
+
+        Before ``start()`` and after the end there is nothing to stop: a no-op (safe in
+        cleanup code), which leaves a later ``start()`` unaffected.
+        """
         rt = self.__dict__.get(_RUNTIME_ATTR)
         if rt is not None:
             rt.stop()
 
     def kill(self) -> None:
-        """Terminate the subprocess now: no ``__onfinish__``, ``result()`` returns ``None``."""
+        """Terminate the subprocess now: no ``__onfinish__``, ``result()`` returns ``None``.
+
+        Before ``start()`` (nothing to kill) and after the end: a no-op, safe in cleanup
+        code; ``result()`` of a never-started process still raises ``RuntimeError``.
+        """
         rt = self.__dict__.get(_RUNTIME_ATTR)
         if rt is not None:
             rt.kill()
 
     @modifiable
     def wait(self, timeout: float | None = None, *, _sk_timeout: float | None = None) -> bool:
-        """Block until the process has finished (through restarts); ``False`` on ``timeout``."""
-        rt = self.__dict__.get(_RUNTIME_ATTR)
-        if rt is None:
-            return True
+        """Block until the process has finished (through restarts); ``False`` on ``timeout``.
+
+        Raises ``RuntimeError`` before ``start()``: nothing ran, so ``True`` would lie.
+        """
+        rt = _started(self, "wait")
         return bool(rt.wait(timeout, _sk_timeout))
 
     @modifiable
     def result(self, *, _sk_timeout: float | None = None) -> Any:
-        """The value of ``__result__`` (blocks until ready); raises the process's ``ProcessError``."""
-        rt = self.__dict__.get(_RUNTIME_ATTR)
-        if rt is None:
-            return None
+        """The value of ``__result__`` (blocks until ready); raises the process's ``ProcessError``.
+
+        Raises ``RuntimeError`` before ``start()`` (decision 5: ``None`` only after ``kill()``).
+        """
+        rt = _started(self, "result")
         return rt.result(_sk_timeout)
 
     @modifiable
@@ -180,17 +198,13 @@ class Skprocess:
 
     def tell(self, data: Any) -> None:
         """Send ``data`` to the other side (parent -> child or child -> parent); non-blocking."""
-        rt = self.__dict__.get(_RUNTIME_ATTR)
-        if rt is None:
-            raise RuntimeError("Cannot tell() - process not started")
+        rt = _started(self, "tell")
         rt.tell(data)
 
     @modifiable
     def listen(self, timeout: float | None = None, *, _sk_timeout: float | None = None) -> Any:
         """Receive the next message from the other side; ``None`` after ``timeout`` seconds."""
-        rt = self.__dict__.get(_RUNTIME_ATTR)
-        if rt is None:
-            raise RuntimeError("Cannot listen() - process not started")
+        rt = _started(self, "listen")
         return rt.listen(timeout, _sk_timeout)
 
     # -- properties ------------------------------------------------------------------
