@@ -519,7 +519,7 @@ class Store:
                             names[nm] = s[S_TN] + j
                         self._nver, self._nread = seq, (ns[S_NBASE], ns[S_NLEN], ns[S_TN])
                     return seq
-        self._publish(self._rebuild(s, seq, names, changes, clear, new_flags))
+        self._publish_rebuilt(*self._rebuild(s, seq, names, changes, clear, new_flags))
         return seq
 
     def commit1(self, name: str, kind: int, data: bytes, prev: int = 0, log: int = 0) -> int | None:
@@ -544,7 +544,7 @@ class Store:
             # the active region is full: compact it first (a copy-on-write commit of its
             # own), then write the record into the fresh region
             self.q[EPOCH_Q] += 1
-            self._publish(self._rebuild(s, s[S_SEQ] + 1, names, {}, False, s[S_FLAGS], extra=RSIZE + ln))
+            self._publish_rebuilt(*self._rebuild(s, s[S_SEQ] + 1, names, {}, False, s[S_FLAGS], extra=RSIZE + ln))
             s = self.slot()
             i = self.names(s)[name]
             mm = self.mm
@@ -780,6 +780,12 @@ class Store:
         hdr[SEL_OFF] = inactive  # the commit point: one byte
         self._s = ns if self.depth else None
 
+    def _publish_rebuilt(self, ns: Slot, names: dict[str, int]) -> None:
+        """Publish what ``_rebuild`` wrote; this process then knows its names (the ones
+        just written) without decoding them."""
+        self._publish(ns)
+        self._names, self._nver, self._nread = names, ns[S_NVER], (ns[S_NBASE], ns[S_NLEN], ns[S_TN])
+
     def _write_rec(self, pos: int, end: int, seq: int, kind: int, data: bytes) -> int | None:
         ln = len(data)
         nxt = _align(pos + RSIZE + ln)
@@ -901,14 +907,15 @@ class Store:
     def _rebuild(
         self, s: Slot, seq: int, names: dict[str, int],
         changes: dict[str, tuple[int, bytes] | None], clear: bool, flags: int, *, extra: int = -1,
-    ) -> Slot:
+    ) -> tuple[Slot, dict[str, int]]:
         """Structural commit (clear, flags, what ``_extend`` / ``_update`` found no room
         for, or the commit that drops dead entries): a new table and names blob, each with
         room to grow, holding the live names only. When no name goes and the table has no
         dead entry, the blob keeps its pieces and ``names_base`` (a process that knows the
         names decodes only a piece of the new ones), else it is one new piece under a new
         base (every process decodes the names again).
-        ``extra`` >= 0: compact now, leaving at least ``extra`` free bytes."""
+        ``extra`` >= 0: compact now, leaving at least ``extra`` free bytes. Returns the
+        slot to publish and its names (name -> entry number)."""
         mm = self.mm
         live: dict[str, tuple[int, int, bytes | None]] = {}  # name -> (record, kind, data)
         for nm, i in names.items():
@@ -948,8 +955,9 @@ class Store:
             spr_off, spr_size = act_off, act_size
             act_off, act_size = t_off, t_size
         noff, ncap, toff, tcap, bump = placed
-        return (seq, flags, noff, len(blob), seq, toff, len(live), act_off, act_size, bump, spr_off, spr_size,
-                fsize, nbase, ncap, tcap)
+        ns = (seq, flags, noff, len(blob), seq, toff, len(live), act_off, act_size, bump, spr_off, spr_size,
+              fsize, nbase, ncap, tcap)
+        return ns, {nm: i for i, nm in enumerate(live)}
 
     def _place(
         self, live: dict[str, tuple[int, int, bytes | None]], blob: bytes, seq: int,
