@@ -44,6 +44,10 @@ Scaling (not interleaved against an anchor, but each size interleaved with the o
   ``share.lock()``): mean us per add in the writer, amortized over the whole run (the
   table's and names blob's regrowths and the compactions included), and in a reader process
   that reads the newest name after each add (lockstep over a pipe; only its read is timed);
+* deleting N = 10, 10^3, 10^4, 10^5 (``--quick``: up to 10^4) names one at a time from a
+  Share holding them (``del share.x``): mean us per delete in the writer, amortized over all
+  N (the rebuilds that drop dead entries included), and in a reader process that asks for
+  the deleted name after each delete (lockstep, only its read timed);
 * the store file after 10^6 (``--quick``: 10^5) updates, against the live data;
 * (1, 2, 4, 8, 16 processes x ``+=`` on one Share: ``benchmarks/scaling.py``.)
 """
@@ -454,6 +458,72 @@ def add_rows(ctx: Any, rounds: int, sizes: list[int]) -> dict[int, dict[str, flo
     return {n: {k: statistics.median(v) for k, v in c.items()} for n, c in res.items()}
 
 
+def _read_each_delete(share: Share, conn: Any) -> None:
+    """The reader of ``del_rows``: checks ``a<i>`` is gone when told ``i``; sends back its total time."""
+    total = 0.0
+    share.warm  # noqa: B018  (attach: not timed)
+    while True:
+        i = conn.recv()
+        if i is None:
+            break
+        t = time.perf_counter()
+        gone = not hasattr(share, f"a{i}")
+        total += time.perf_counter() - t
+        conn.send(gone)
+    conn.send(total)
+
+
+def _share_of(n: int) -> Share:
+    share = Share()
+    share.warm = 0
+    with share.lock():  # one commit for every name (not timed)
+        for i in range(n):
+            setattr(share, f"a{i}", i)
+    return share
+
+
+def del_rows(ctx: Any, rounds: int, sizes: list[int]) -> dict[int, dict[str, float]]:
+    """us per delete when the N names of a Share are deleted one at a time (``del share.x``),
+    in the writer (the whole loop, amortized) and in a reader process checking each deleted
+    name after its delete. A small N is repeated on fresh Shares up to 10^4 deletes a round:
+    the time a loaded machine takes the CPU away (4 ms slices) then weighs on every size."""
+    res: dict[int, dict[str, list[float]]] = {n: {"writer": [], "reader": []} for n in sizes}
+    for r in range(rounds):
+        for n in sizes[r % len(sizes) :] + sizes[: r % len(sizes)]:
+            total = 0.0
+            reps = max(1, 10_000 // n)
+            for _ in range(reps):
+                with _share_of(n) as share:
+                    t = time.perf_counter()
+                    for i in range(n):
+                        delattr(share, f"a{i}")
+                    total += time.perf_counter() - t
+            res[n]["writer"].append(total / (reps * n))
+            with _share_of(n) as share:
+                here, there = ctx.Pipe()
+                p = ctx.Process(target=_read_each_delete, args=(share, there))
+                p.start()
+                for i in range(n):
+                    delattr(share, f"a{i}")
+                    here.send(i)
+                    assert here.recv()
+                here.send(None)
+                res[n]["reader"].append(here.recv() / n)
+                p.join(TIMEOUT)
+    return {n: {k: statistics.median(v) for k, v in c.items()} for n, c in res.items()}
+
+
+def print_deletes(dels: dict[int, dict[str, float]]) -> None:
+    print("\ndelete N names one at a time, us per delete (amortized; a reader process checks each deleted name)\n")
+    print("| N | writer: delete | reader: read the deleted name |")
+    print("|---|---|---|")
+    for n, v in dels.items():
+        print(f"| {n:,} | {v['writer'] * 1e6:.2f} | {v['reader'] * 1e6:.2f} |")
+    for k in ("writer", "reader"):
+        ratio = dels[max(dels)][k] / dels[min(dels)][k]
+        print(f"\n{k}: N = {max(dels):,} / N = {min(dels):,}: {ratio:.2f}x (target <= 2x)")
+
+
 def print_names(names_res: dict[int, dict[str, float]], adds: dict[int, dict[str, float]]) -> None:
     print("\nnames held by the Share (us per call; flat within 20% is the target)\n")
     print("| names | read | `+=` | assignment |")
@@ -506,7 +576,7 @@ def main() -> None:
     ap.add_argument("--big-ops", type=int, default=5000,
                     help="at least this many calls per round on the big container")
     ap.add_argument("--names-ops", type=int, default=5000, help="reads and += per round and size (names rows)")
-    ap.add_argument("--names-only", action="store_true", help="only the two names tables")
+    ap.add_argument("--names-only", action="store_true", help="only the names tables")
     a = ap.parse_args()
     rounds = 3 if a.quick else a.rounds
     big = 100_000 if a.quick else 1_000_000
@@ -515,6 +585,7 @@ def main() -> None:
     add_sizes = [10, 1_000, 10_000] + ([] if a.quick else [100_000])
     if a.names_only:
         print_names(names_rows(rounds, [1, 1_000, 100_000], a.names_ops), add_rows(ctx, rounds, add_sizes))
+        print_deletes(del_rows(ctx, rounds, add_sizes))
         return
 
     scenarios: dict[str, dict[str, Any]] = dict(SCENARIOS)
@@ -554,6 +625,7 @@ def main() -> None:
             share.stop()
     names_res = names_rows(rounds, [1, 1_000, 100_000], a.names_ops)
     adds = add_rows(ctx, rounds, add_sizes)
+    dels = del_rows(ctx, rounds, add_sizes)
     files = file_rows(file_updates)
 
     med = {s: {k: statistics.median(v) for k, v in c.items()} for s, c in res.items()}
@@ -584,6 +656,7 @@ def main() -> None:
     for (name, ours, an, av, unit, target), lim in zip(rows, limits, strict=True):
         print(_row(name, ours, an, av, unit, target, ours / av <= lim))
     print_names(names_res, adds)
+    print_deletes(dels)
     print(f"\nstore file after {files['updates']:,} updates: {files['file'] / 2**20:.1f} MiB for "
           f"{files['live'] / 2**10:.1f} KiB of live data (proportional: bounded, does not grow with updates)")
     print("\n(the throughput of 1-16 processes updating one Share: benchmarks/scaling.py)")
@@ -610,6 +683,9 @@ def main() -> None:
     headline("share", f"add {big_n:,} new names one at a time, us per add (vs {small_n} names)",
              adds[big_n]["writer"] * 1e6, f"the same for {small_n} names", adds[small_n]["writer"] * 1e6, "<= 2x",
              adds[big_n]["writer"] <= 2 * adds[small_n]["writer"], "us")
+    headline("share", f"delete {big_n:,} names one at a time, us per delete (vs {small_n} names)",
+             dels[big_n]["writer"] * 1e6, f"the same for {small_n} names", dels[small_n]["writer"] * 1e6, "<= 2x",
+             dels[big_n]["writer"] <= 2 * dels[small_n]["writer"], "us")
     und = sz["acc.add(1), undeclared"]
     headline("share", f"undeclared acc.add(1) on an object holding {big:,} items, us (vs 10 items)",
              und[big] * 1e6, "the same on 10 items", und[10] * 1e6, "<= 2x", und[big] <= 2 * und[10], "us")

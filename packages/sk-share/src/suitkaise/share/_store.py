@@ -21,8 +21,9 @@
 
     record: len, kind, version, prev, base, log | data        (REC; data 8-byte aligned)
     a name's value: head record ─prev─► delta ─prev─► ... ─► full value (kind & K_DELTA == 0)
-    names blob: piece | piece | ... | (room)   piece: length (8 bytes) | marshal'd tuple of names
-    entry table: word 0 .. word tab_n-1 | (room up to tab_cap words)
+    names blob: piece | piece | ... | (room)   piece: length (8 bytes) | marshal'd (gone, put)
+    entry table: word 0 .. word tab_n-1 | (room up to tab_cap words); an entry no name
+                 points at any more is dead (dropped by the next rebuild)
 
 This is the bytes layer only (lock, lookup, atomic commit); ``_txn.py`` turns entries into
 Python values and ``_share.py`` is the attribute syntax. Another access path (e.g. a TCP
@@ -40,16 +41,23 @@ There is no server process: every process reads and writes the file itself.
     word (the commit point). O(1) in the number of names.
   - ``update_i64`` (``share.x += v`` on a ``K_I64`` value): epoch, sequence, the record's
     version, then its 8-byte value (the commit point), all in place.
-  - ``commit`` of new names only (``_add``): their records go to free space, their table
-    words and one names piece just past the counts the committed slot publishes (the
-    table's and the blob's room), the *inactive* header slot is filled with the larger
-    counts, then the one-byte selector flips to it. O(new names): a full table or blob is
-    first copied to a 1.5x bigger place in free space (amortized O(1) a name). A reader
-    decodes only the pieces added since the names it knows (same ``names_base``).
-  - ``commit`` of several existing names, removed names, ``clear``, flags: copy-on-write:
+  - ``commit`` with new or removed names (``_extend``; ``del share.x``, a block that adds
+    names and updates others): the records go to free space; the written names' table
+    words (new entry numbers, for existing names too) and one names piece (names gone,
+    names put) go just past the counts the committed slot publishes (the table's and the
+    blob's room), the *inactive* header slot is filled with the larger counts, then the
+    one-byte selector flips to it. O(changes): a full table or blob is first copied to a
+    1.5x bigger place in free space (amortized O(1) a name). A reader applies only the
+    pieces added since the names it knows (same ``names_base``). The entries names left
+    stay, dead; once they outnumber the live ones (+64) the commit is a rebuild instead,
+    which drops them (amortized O(1) a change). Entry numbers are never reused under one
+    ``names_base``: a number a process knows never leads to another name's record.
+  - ``commit`` of several existing names (``_update``): records and a copy of the table.
+  - ``clear``, flags, no room, dead entries to drop (``_rebuild``): copy-on-write:
     records, a new table (and names blob) in free space, the inactive slot filled, then
-    the selector flips to it. The blob gets a new ``names_base`` only when a name went;
-    else (and in compactions) its pieces are copied as they are.
+    the selector flips to it. The blob gets a new ``names_base`` (one piece of the live
+    names) when a name went or the table had dead entries; else (a compaction) its pieces
+    are copied as they are.
 * Delta records (``_delta.py`` says what they hold) carry the offset of the record below
   them; ``chain`` walks back to a reader's cached version or to the full value.
   ``commit_delta`` refuses (``delta_fits``) once the deltas since the full value pass half
@@ -84,7 +92,7 @@ from typing import Any
 from ._codec import K_CHAIN, K_I64
 from ._lock import KIND_FCNTL, KIND_ROBUST, FcntlLock, RobustMutex, robust_available
 
-MAGIC = b"SKSHARE4"
+MAGIC = b"SKSHARE5"
 HEADER = 4096
 SEL_OFF = 8  # 1 byte: which slot is committed
 LOCK_KIND_OFF = 9  # 1 byte: KIND_ROBUST or KIND_FCNTL
@@ -178,7 +186,8 @@ class Store:
         self._s: Slot | None = None  # committed slot, valid while this process holds the lock
         self._names: dict[str, int] = {}
         self._nver = -1  # the names version (S_NVER) that _names is
-        self._nread: tuple[int, int] = (-1, 0)  # (names_base, bytes of its blob) in _names
+        # (names_base, bytes of its blob, entries) that _names holds
+        self._nread: tuple[int, int, int] = (-1, 0, 0)
         # decoded cache: name -> [version, obj, epoch at which it was known current, immutable]
         self.cache: dict[str, list[Any]] = {}
         # head_record's last answer: (the slot it was read under, name, answer)
@@ -363,22 +372,28 @@ class Store:
 
     def _read_names(self, s: Slot) -> None:
         """Bring ``_names`` up to the names of ``s``. The same ``names_base`` means the
-        blob this process read is a prefix of this one (names are only appended to it):
-        only the pieces after it are decoded, O(names added since)."""
-        base, have = self._nread
+        blob this process read is a prefix of this one (pieces are only appended to it):
+        only the pieces after it are applied, O(names changed since). A piece removes its
+        gone names, then gives each of its put names the next entry number (a name that
+        is there keeps its place in the order: ``dict`` assignment)."""
+        base, have, n = self._nread
         names = self._names
-        self._nver, self._nread = -1, (-1, 0)  # (an exception below leaves no half state)
+        self._nver, self._nread = -1, (-1, 0, 0)  # (an exception below leaves no half state)
         if base != s[S_NBASE] or have > s[S_NLEN]:
-            names, have = {}, 0
+            names, have, n = {}, 0, 0
         mm, off, end = self.mm, s[S_NOFF], s[S_NLEN]
         while have < end:
             p = off + have + ESIZE
             ln = WORD.unpack_from(mm, p - ESIZE)[0]
-            for nm in marshal.loads(mm[p : p + ln]):
-                names[nm] = len(names)
+            gone, put = marshal.loads(mm[p : p + ln])
+            for nm in gone:
+                names.pop(nm, None)
+            for nm in put:
+                names[nm] = n
+                n += 1
             have += ESIZE + ln
         self._names = names
-        self._nver, self._nread = s[S_NVER], (s[S_NBASE], end)
+        self._nver, self._nread = s[S_NVER], (s[S_NBASE], end, n)
 
     def head(self, name: str) -> int | None:
         """Offset of the head record of ``name``, or None; call under the lock."""
@@ -486,21 +501,25 @@ class Store:
         names = self.names(s)
         self.q[EPOCH_Q] += 1  # first: every reader's "nothing changed" check now fails
         new_flags = s[S_FLAGS] if flags is None else flags
-        if not clear and None not in changes.values():
-            new = [nm for nm in changes if nm not in names]
-            ns = None
-            if not new:
+        if not clear:
+            if all(ch is not None and nm in names for nm, ch in changes.items()):  # existing names only
                 ns = self._update(s, seq, names, changes, new_flags)  # type: ignore[arg-type]
-            elif len(new) == len(changes):
-                ns = self._add(s, seq, changes, new_flags)  # type: ignore[arg-type]
-            if ns is not None:
-                self._publish(ns)
-                if new and self._nver == s[S_NVER]:  # our names are the old ones: extend them
-                    for nm in new:
-                        names[nm] = len(names)
-                    self._nver, self._nread = seq, (ns[S_NBASE], ns[S_NLEN])
-                return seq
-        self._publish(self._rebuild(s, seq, names, changes, clear, new_flags))
+                if ns is not None:
+                    self._publish(ns)
+                    return seq
+            else:
+                got = self._extend(s, seq, names, changes, new_flags)
+                if got is not None:
+                    ns, gone, put = got
+                    self._publish(ns)
+                    if self._nver == s[S_NVER]:  # our names are the old ones: apply the piece
+                        for nm in gone:
+                            del names[nm]
+                        for j, nm in enumerate(put):
+                            names[nm] = s[S_TN] + j
+                        self._nver, self._nread = seq, (ns[S_NBASE], ns[S_NLEN], ns[S_TN])
+                    return seq
+        self._publish_rebuilt(*self._rebuild(s, seq, names, changes, clear, new_flags))
         return seq
 
     def commit1(self, name: str, kind: int, data: bytes, prev: int = 0, log: int = 0) -> int | None:
@@ -525,7 +544,7 @@ class Store:
             # the active region is full: compact it first (a copy-on-write commit of its
             # own), then write the record into the fresh region
             self.q[EPOCH_Q] += 1
-            self._publish(self._rebuild(s, s[S_SEQ] + 1, names, {}, False, s[S_FLAGS], extra=RSIZE + ln))
+            self._publish_rebuilt(*self._rebuild(s, s[S_SEQ] + 1, names, {}, False, s[S_FLAGS], extra=RSIZE + ln))
             s = self.slot()
             i = self.names(s)[name]
             mm = self.mm
@@ -761,6 +780,12 @@ class Store:
         hdr[SEL_OFF] = inactive  # the commit point: one byte
         self._s = ns if self.depth else None
 
+    def _publish_rebuilt(self, ns: Slot, names: dict[str, int]) -> None:
+        """Publish what ``_rebuild`` wrote; this process then knows its names (the ones
+        just written) without decoding them."""
+        self._publish(ns)
+        self._names, self._nver, self._nread = names, ns[S_NVER], (ns[S_NBASE], ns[S_NLEN], ns[S_TN])
+
     def _write_rec(self, pos: int, end: int, seq: int, kind: int, data: bytes) -> int | None:
         ln = len(data)
         nxt = _align(pos + RSIZE + ln)
@@ -796,30 +821,43 @@ class Store:
                 s[S_AOFF], s[S_ASIZE], _align(pos + tl), s[S_SOFF], s[S_SSIZE], s[S_FSIZE],
                 s[S_NBASE], s[S_NCAP], n)
 
-    def _add(self, s: Slot, seq: int, changes: dict[str, tuple[int, bytes]], flags: int) -> Slot | None:
-        """New names only: their records in free space, then their table words and one
-        names piece past the counts ``s`` publishes (nobody reads there), in the room the
-        table and the blob keep; the slot with the larger counts is the commit. A table or
-        blob without room is copied to a bigger place first (``_room``: 1.5x, so amortized
-        O(1) a name). None if the region is full (the caller compacts)."""
+    def _extend(
+        self, s: Slot, seq: int, names: dict[str, int], changes: dict[str, tuple[int, bytes] | None], flags: int,
+    ) -> tuple[Slot, list[str], list[str]] | None:
+        """Names added, removed, or several written with an add or a removal: O(changes).
+        The records of the written names go to free space; their table words (new entry
+        numbers, new names and existing ones alike) and one names piece (gone, put) go
+        past the counts ``s`` publishes (nobody reads there), in the room the table and
+        the blob keep; the slot with the larger counts is the commit. The entries a name
+        leaves stay in the table, dead (no name points at them: an entry number a reader
+        knows never names another record). A table or blob without room is copied to a
+        bigger place first (``_room``: 1.5x, so amortized O(1) a name). Returns (slot,
+        gone, put), or None when the region is full or dead entries would outnumber the
+        live ones (+64): the caller rebuilds, which drops them (amortized O(1) a change)."""
+        gone = [nm for nm, ch in changes.items() if ch is None and nm in names]
+        put = [nm for nm, ch in changes.items() if ch is not None]
+        n, toff, tcap = s[S_TN], s[S_TOFF], s[S_TCAP]
+        live = len(names) - len(gone) + sum(nm not in names for nm in put)
+        if n + len(put) - live > live + 64:
+            return None
         mm = self.mm
         pos = s[S_BUMP]
         end = s[S_AOFF] + s[S_ASIZE]
         recs = []
-        for kind, data in changes.values():
+        for nm in put:
+            kind, data = changes[nm]  # type: ignore[misc]
             nxt = self._write_rec(pos, end, seq, kind, data)
             if nxt is None:
                 return None
             recs.append(pos)
             pos = nxt
-        n, toff, tcap = s[S_TN], s[S_TOFF], s[S_TCAP]
         if n + len(recs) > tcap:
             tcap = _room(ESIZE * (n + len(recs))) // ESIZE
             if pos + ESIZE * tcap > end:
                 return None
             mm.move(pos, toff, ESIZE * n)
             toff, pos = pos, pos + ESIZE * tcap
-        piece = _piece(changes)
+        piece = _piece(gone, put)
         noff, nlen, ncap = s[S_NOFF], s[S_NLEN], s[S_NCAP]
         if nlen + len(piece) > ncap:
             ncap = _room(nlen + len(piece))
@@ -830,9 +868,10 @@ class Store:
         mm[noff + nlen : noff + nlen + len(piece)] = piece
         for j, rec in enumerate(recs):
             WORD.pack_into(mm, toff + ESIZE * (n + j), rec)
-        return (seq, flags, noff, nlen + len(piece), seq, toff, n + len(recs),
-                s[S_AOFF], s[S_ASIZE], pos, s[S_SOFF], s[S_SSIZE], s[S_FSIZE],
-                s[S_NBASE], ncap, tcap)
+        ns = (seq, flags, noff, nlen + len(piece), seq, toff, n + len(recs),
+              s[S_AOFF], s[S_ASIZE], pos, s[S_SOFF], s[S_SSIZE], s[S_FSIZE],
+              s[S_NBASE], ncap, tcap)
+        return ns, gone, put
 
     def _chain_size(self, rec: int) -> int:
         n = 0
@@ -868,12 +907,15 @@ class Store:
     def _rebuild(
         self, s: Slot, seq: int, names: dict[str, int],
         changes: dict[str, tuple[int, bytes] | None], clear: bool, flags: int, *, extra: int = -1,
-    ) -> Slot:
-        """Structural commit (names removed, clear, or what ``_add`` / ``_update`` found no
-        room for): a new table and names blob, each with room to grow. When no name goes,
-        the blob keeps its pieces and ``names_base`` (a process that knows the names decodes
-        only a piece of the new ones), else it is one new piece under a new base.
-        ``extra`` >= 0: compact now, leaving at least ``extra`` free bytes."""
+    ) -> tuple[Slot, dict[str, int]]:
+        """Structural commit (clear, flags, what ``_extend`` / ``_update`` found no room
+        for, or the commit that drops dead entries): a new table and names blob, each with
+        room to grow, holding the live names only. When no name goes and the table has no
+        dead entry, the blob keeps its pieces and ``names_base`` (a process that knows the
+        names decodes only a piece of the new ones), else it is one new piece under a new
+        base (every process decodes the names again).
+        ``extra`` >= 0: compact now, leaving at least ``extra`` free bytes. Returns the
+        slot to publish and its names (name -> entry number)."""
         mm = self.mm
         live: dict[str, tuple[int, int, bytes | None]] = {}  # name -> (record, kind, data)
         for nm, i in names.items():
@@ -885,11 +927,11 @@ class Store:
                 live.pop(nm, None)
             else:
                 live[nm] = (0, ch[0], ch[1])  # (a name already there keeps its entry number)
-        if clear or None in changes.values():
-            nbase, blob = seq, _piece(live)
+        if clear or None in changes.values() or len(names) != s[S_TN]:
+            nbase, blob = seq, _piece((), live)
         else:  # names only added, after the others: the old pieces stay a prefix
             nbase = s[S_NBASE]
-            blob = bytes(mm[s[S_NOFF] : s[S_NOFF] + s[S_NLEN]]) + _piece([nm for nm in changes if nm not in names])
+            blob = bytes(mm[s[S_NOFF] : s[S_NOFF] + s[S_NLEN]]) + _piece((), [nm for nm in changes if nm not in names])
         act_off, act_size, spr_off, spr_size, fsize = s[S_AOFF], s[S_ASIZE], s[S_SOFF], s[S_SSIZE], s[S_FSIZE]
         placed = None if extra >= 0 else self._place(live, blob, seq, s[S_BUMP], act_off + act_size, copy_live=False)
         if placed is None:
@@ -913,8 +955,9 @@ class Store:
             spr_off, spr_size = act_off, act_size
             act_off, act_size = t_off, t_size
         noff, ncap, toff, tcap, bump = placed
-        return (seq, flags, noff, len(blob), seq, toff, len(live), act_off, act_size, bump, spr_off, spr_size,
-                fsize, nbase, ncap, tcap)
+        ns = (seq, flags, noff, len(blob), seq, toff, len(live), act_off, act_size, bump, spr_off, spr_size,
+              fsize, nbase, ncap, tcap)
+        return ns, {nm: i for i, nm in enumerate(live)}
 
     def _place(
         self, live: dict[str, tuple[int, int, bytes | None]], blob: bytes, seq: int,
@@ -970,11 +1013,12 @@ def _room(size: int) -> int:
     return _align(size + size // 2 + 512)
 
 
-def _piece(names: Any) -> bytes:
-    """A names blob piece: the names, in entry order, after their length (none: empty)."""
-    if not names:
+def _piece(gone: Any, put: Any) -> bytes:
+    """A names blob piece: the names removed and the names given the next entry numbers
+    (in entry order), marshal'd after their length (none: empty)."""
+    if not gone and not put:
         return b""
-    data = marshal.dumps(tuple(names))
+    data = marshal.dumps((tuple(gone), tuple(put)))
     return WORD.pack(len(data)) + data
 
 
