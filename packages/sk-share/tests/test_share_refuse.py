@@ -324,3 +324,94 @@ def test_a_refused_value_written_through_a_method_or_item_is_named_by_its_path(
     if bad_kind == "mp-queue":
         bad.close()
         bad.join_thread()
+
+
+def _count_across_restarts(share: Share, n: int, started: Any) -> None:
+    share.d  # noqa: B018 - attach while the Share runs
+    started.set()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # ("queued" while stopped)
+        for _ in range(n):
+            share.n += 1
+            share.d["k"] += 2
+
+
+def test_no_write_is_lost_while_the_owner_stops_and_starts_the_share(start_method: str) -> None:
+    """Two children update the Share while its owner stops and starts it again and again:
+    writes made while stopped wait in the pending file (a `+=` needs no copy of the data in
+    the child: the owner's start() applies it), writes made while it starts wait for it;
+    every one lands exactly once."""
+    import time
+
+    ctx = multiprocessing.get_context()
+    n = 300
+    share = Share()
+    try:
+        share.n, share.d = 0, {"k": 0}
+        started = [ctx.Event() for _ in range(2)]
+        procs = [ctx.Process(target=_count_across_restarts, args=(share, n, ev)) for ev in started]
+        for p in procs:
+            p.start()
+        for ev in started:
+            assert ev.wait(TIMEOUT)
+        deadline = time.monotonic() + TIMEOUT
+        while any(p.is_alive() for p in procs) and time.monotonic() < deadline:
+            share.stop()
+            time.sleep(0.002)
+            share.start()
+            time.sleep(0.002)
+        for p in procs:
+            p.join(TIMEOUT)
+            assert p.exitcode == 0
+        assert share.n == 2 * n
+        assert share.d == {"k": 4 * n}
+    finally:
+        share.stop()
+
+
+def test_a_pending_record_cut_short_or_unloadable_costs_only_itself() -> None:
+    from suitkaise.share import _pending
+    from suitkaise.share._store import path_of
+
+    share = Share()
+    try:
+        share.a, share.b = 0, 0
+        share.stop()
+        name = share._sk_name
+        assert _pending.append(name, ("set", "a", (0, b"\x00", None)))  # (a malformed value: refused)
+        assert _pending.append(name, ("del", "b"))
+        with open(path_of(name + "-pending"), "ab") as f:
+            f.write((5).to_bytes(8, "little") + b"junk!")  # 5 bytes of no cucumber payload
+            f.write((1000).to_bytes(8, "little") + b"cut")  # a writer killed mid-write
+        with warnings.catch_warnings(record=True) as got:
+            warnings.simplefilter("always")
+            share.start()
+        assert "b" not in dir(share)  # the good record was applied
+        assert share.a == 0
+        assert len([w for w in got if "queued while the Share was stopped failed" in str(w.message)]) == 2
+        assert not os.path.exists(path_of(name + "-pending"))
+    finally:
+        share.stop()
+
+
+def _blind_writes(share: Share) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        share.c += 5  # this process never saw the data: the owner's start() applies it
+        share.new = "child"
+
+
+def test_a_process_that_never_saw_the_data_can_still_queue_blind_writes() -> None:
+    ctx = multiprocessing.get_context("spawn")
+    share = Share()
+    try:
+        share.c = 1
+        share.stop()
+        p = ctx.Process(target=_blind_writes, args=(share,))
+        p.start()
+        p.join(TIMEOUT)
+        assert p.exitcode == 0
+        share.start()
+        assert (share.c, share.new) == (6, "child")
+    finally:
+        share.stop()

@@ -196,7 +196,8 @@ class Lifecycle:
                 ctrl[DEADLINE] = 0.0
         except _Expired as e:  # (also when the alarm fired in the finally, before armed = None)
             ctrl[DEADLINE] = 0.0
-            raise ProcessTimeoutError(*e.args[0]) from None
+            # (the traceback keeps the line the section was stuck on)
+            raise ProcessTimeoutError(*e.args[0]).with_traceback(e.__traceback__) from None
         return value, time.perf_counter() - t0
 
     def _timed(self, name: str, timeout: float | None) -> Any:

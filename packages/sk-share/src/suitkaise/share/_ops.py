@@ -35,6 +35,8 @@ Op = Callable[[Txn], Any]
 _ATOMS = _codec.ATOMS
 _K_PLAIN = _codec.K_PLAIN
 _NOPE = object()
+_RETRY: Any = object()  # run_stopped: the Share is being started again; run the op there
+_BLIND = frozenset({"set", "del", "write", "aug"})  # operations whose caller takes no result
 _MISS = MISS
 _loads = marshal.loads
 _dumps = marshal.dumps
@@ -131,7 +133,11 @@ def run(share: Any, op: Op, rop: tuple[Any, ...] | None = None) -> Any:
                 rem = d["_sk_remote"]
                 if rem is not None:
                     return rem.run(share, rop)
-                return run_stopped(share, op, rop, None)
+                result = run_stopped(share, op, rop, None)
+                if result is _RETRY:
+                    time.sleep(0.001)
+                    continue
+                return result
         try:
             st.acquire()
         except StoreGone:
@@ -176,8 +182,23 @@ def run(share: Any, op: Op, rop: tuple[Any, ...] | None = None) -> Any:
             st.close()
             d["_sk_store"] = None
             continue
-        return run_stopped(share, op, rop, st)
+        if gen is not None:  # still at its path: its owner is starting or stopping it
+            _wait_while_changing(st)
+            continue
+        result = run_stopped(share, op, rop, st)
+        if result is not _RETRY:
+            return result
     raise fail(share, f"Share {d['_sk_name']!r}: the store kept changing under this process")
+
+
+def _wait_while_changing(st: Store, limit: float = 30.0) -> None:
+    """Poll (1 ms) until the owner has finished starting or stopping ``st`` (its flags say
+    running, or its file left the path), for up to ``limit`` seconds."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        time.sleep(0.001)
+        if not st.flags() & FLAG_STOPPED or st.file_generation() != st.generation:
+            return
 
 
 def run_stopped(share: Any, op: Op, rop: tuple[Any, ...] | None, st: Store | None) -> Any:
@@ -196,6 +217,13 @@ def run_stopped(share: Any, op: Op, rop: tuple[Any, ...] | None, st: Store | Non
         try:
             result = op(txn)
         except (KeyError, AttributeError):
+            if rop is not None and rop[0] in _BLIND and owner_alive(d["_sk_owner_pid"]):
+                # (no data here, but a write with no result needs none: the owner's
+                # start() applies it to the data)
+                if not _pending.append(d["_sk_name"], rop):
+                    return _RETRY
+                warnings.warn(STOPPED_WARNING, RuntimeWarning, stacklevel=user_stacklevel())
+                return None
             raise ShareError(
                 f"Share {d['_sk_name']!r} is stopped and this process holds no copy of "
                 "its data; call share.start() in the process that created it "
@@ -211,8 +239,7 @@ def run_stopped(share: Any, op: Op, rop: tuple[Any, ...] | None, st: Store | Non
                 "exited: this write cannot take effect.",
             )
         elif not _pending.append(d["_sk_name"], rop):  # the owner is starting it again
-            time.sleep(0.001)
-            return run(share, op, rop)
+            return _RETRY
         warnings.warn(STOPPED_WARNING, RuntimeWarning, stacklevel=user_stacklevel())
     return result
 

@@ -52,9 +52,11 @@ def append(store: str, rop: tuple[Any, ...]) -> bool:
         os.close(fd)
 
 
-def take(store: str) -> list[tuple[Any, ...]]:
-    """Owner, when starting: every queued operation, in the order they were queued; the file
-    is gone afterwards, so later writers see the running Share instead."""
+def take(store: str) -> list[bytes]:
+    """Owner, when starting: every queued operation (cucumber bytes of its ``rop``: the
+    caller decodes each, so one it cannot load costs only that one), in the order they were
+    queued; the file is gone afterwards. A record cut short (its writer killed mid-write) is
+    dropped."""
     try:
         fd = os.open(path_of(_name(store)), os.O_RDONLY)
     except FileNotFoundError:
@@ -72,7 +74,9 @@ def take(store: str) -> list[tuple[Any, ...]]:
     while pos + _LEN.size <= len(blob):
         (n,) = _LEN.unpack_from(blob, pos)
         pos += _LEN.size
-        out.append(cucumber.deserialize(blob[pos : pos + n]))
+        if pos + n > len(blob):
+            break
+        out.append(blob[pos : pos + n])
         pos += n
     return out
 

@@ -338,25 +338,26 @@ class Share:
             )
         if d["_sk_store"] is not None:
             return
-        st = Store.create(d["_sk_name"], seq=d["_sk_seq"] + 1)
+        # The new store is created stopped, so that other processes wait (``_ops.run``)
+        # until the data, this handle's queued writes and the other processes' pending ones
+        # are all in: a write of theirs can come only after those, never between them.
+        st = Store.create(d["_sk_name"], seq=d["_sk_seq"] + 1, flags=FLAG_STOPPED)
         tracker("register", d["_sk_name"])
         _store.register_store(st)
-        snap: dict[str, tuple[int, bytes]] = d["_sk_snapshot"]
-        if snap:
-            with st.locked():
-                st.commit(dict(snap))
         d["_sk_store"] = st
-        d["_sk_snapshot"] = {}
         if d["_sk_finalizer"] is None:
             d["_sk_finalizer"] = weakref.finalize(self, owner_cleanup, d["_sk_name"], os.getpid())
-        _ops.replay(self)
-        run = Dispatcher(self)
-        for rop in _pending.take(d["_sk_name"]):  # other processes' writes while stopped
-            try:
-                run(rop)
-            except Exception as e:
-                warnings.warn(f"A write another process queued while the Share was stopped failed: {e!r}",
-                              UserWarning, stacklevel=2)
+        with st.locked():
+            st.commit(dict(d["_sk_snapshot"]), flags=0)
+            d["_sk_snapshot"] = {}
+            _ops.replay(self)
+            run = Dispatcher(self)
+            for payload in _pending.take(d["_sk_name"]):  # other processes' writes while stopped
+                try:
+                    run(cucumber.deserialize(payload))
+                except Exception as e:
+                    warnings.warn(f"A write another process queued while the Share was stopped failed: {e!r}",
+                                  UserWarning, stacklevel=2)
         args = d["_sk_serve_args"]
         if args is not None and d["_sk_name"] not in SERVERS:
             host, port, advertise, max_frame, max_conns, tls = args
@@ -386,6 +387,7 @@ class Share:
                 return True
             if not owner_alive(d["_sk_owner_pid"]):
                 unlink(d["_sk_name"])
+                _pending.discard(d["_sk_name"])
                 forget(d["_sk_name"])
             return True
         st = d["_sk_store"]

@@ -201,7 +201,7 @@ class Store:
     # -- creation / attachment ------------------------------------------------------------
 
     @classmethod
-    def create(cls, name: str, seq: int = 0) -> Store:
+    def create(cls, name: str, seq: int = 0, flags: int = 0) -> Store:
         path = path_of(name)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -222,7 +222,7 @@ class Store:
             ncap, tcap = _room(0), _room(0) // ESIZE
             tab = act + ncap
             SLOT.pack_into(
-                hdr, SLOT_OFF[0], seq, 0, act, 0, seq, tab, 0,
+                hdr, SLOT_OFF[0], seq, flags, act, 0, seq, tab, 0,
                 act, MIN_REGION, tab + ESIZE * tcap, HEADER + MIN_REGION, MIN_REGION, size,
                 seq, ncap, tcap,
             )
