@@ -29,7 +29,7 @@ from typing import Any
 
 
 def start(*, stop: list[str] | None = None, kill: int | None = None, remove: str | None = None) -> subprocess.Popen[bytes]:
-    """Start a watchdog for this process; end it (``terminate`` + ``wait``) before a normal teardown."""
+    """Start a watchdog for this process; end it (``kill`` + ``wait``) before a normal teardown."""
     spec = json.dumps({"watch": os.getpid(), "stop": stop, "kill": kill, "remove": remove})
     return subprocess.Popen(
         [sys.executable, "-m", "sk_testkit.watchdog", spec],
