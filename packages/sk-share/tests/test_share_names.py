@@ -38,18 +38,23 @@ class _Decoded:
         return marshal.loads(data)
 
 
-def _bytes_per_add(share: Share, prefix: str, rounds: int = 21) -> int:
-    """Median bytes the store's bump pointer advances per new name (adds that compacted
-    the region, which moves it elsewhere, are skipped)."""
+def _median_bump(share: Share, commit: Any, rounds: int = 21) -> int:
+    """Median bytes the store's bump pointer advances per ``commit(i)`` (one commit each;
+    commits that compacted the region, which moves it elsewhere, are skipped)."""
     got = []
     for i in range(rounds):
         before = slot(share)
-        setattr(share, f"{prefix}{i}", i)
+        commit(i)
         after = slot(share)
         if after[_store.S_AOFF] == before[_store.S_AOFF] and after[_store.S_SEQ] == before[_store.S_SEQ] + 1:
             got.append(after[_store.S_BUMP] - before[_store.S_BUMP])
     assert len(got) > rounds // 2, "most samples crossed a compaction"
     return sorted(got)[len(got) // 2]
+
+
+def _bytes_per_add(share: Share, prefix: str) -> int:
+    """Median bytes per new name ``prefix<i>``."""
+    return _median_bump(share, lambda i: setattr(share, f"{prefix}{i}", i))
 
 
 # -- cost: bytes written and decoded per new name -------------------------------------------
@@ -74,28 +79,38 @@ def test_adding_a_name_writes_o1_bytes_whatever_the_count() -> None:
         assert share.y4999 == 4999 and share.one_more == 1 and share.x3 == 3
 
 
-def test_a_reader_decodes_only_the_names_added_since_it_last_looked(monkeypatch: pytest.MonkeyPatch) -> None:
-    with Share() as share:
-        for i in range(3_000):
-            setattr(share, f"y{i}", i)
-        reader = _store.Store.attach(share._sk_name)  # another attachment: its own caches
-        try:
+def _decoded_per_change(monkeypatch: pytest.MonkeyPatch, share: Share, change: Any, check: Any) -> list[int]:
+    """Bytes of the names blob another attachment of the store (its own caches) decodes to
+    see each of 200 ``change(i)``, checked by ``check(names, reader, i)`` under its lock."""
+    for i in range(3_000):
+        setattr(share, f"y{i}", i)
+    reader = _store.Store.attach(share._sk_name)
+    try:
+        with reader.locked():
+            assert len(reader.names()) == 3_000
+        spy = _Decoded()
+        monkeypatch.setattr(_store, "marshal", spy)
+        per_change = []
+        for i in range(200):
+            change(i)
+            before = spy.n
             with reader.locked():
-                assert len(reader.names()) == 3_000
-            spy = _Decoded()
-            monkeypatch.setattr(_store, "marshal", spy)
-            per_add = []
-            for i in range(200):
-                setattr(share, f"z{i}", i)
-                before = spy.n
-                with reader.locked():
-                    assert reader.names()[f"z{i}"] == 3_000 + i
-                per_add.append(spy.n - before)
-            # the old layout decoded the whole blob (~30 KB) after every add
-            assert sorted(per_add)[100] < 64, per_add
-            assert sum(per_add) < 200 * 64 + 3 * 50_000, sum(per_add)  # + the few regrowths
-        finally:
-            reader.close()
+                check(reader.names(), reader, i)
+            per_change.append(spy.n - before)
+        return per_change
+    finally:
+        reader.close()
+
+
+def test_a_reader_decodes_only_the_names_added_since_it_last_looked(monkeypatch: pytest.MonkeyPatch) -> None:
+    def check(names: dict[str, int], reader: Any, i: int) -> None:
+        assert names[f"z{i}"] == 3_000 + i
+
+    with Share() as share:
+        per_add = _decoded_per_change(monkeypatch, share, lambda i: setattr(share, f"z{i}", i), check)
+        # the old layout decoded the whole blob (~30 KB) after every add
+        assert sorted(per_add)[100] < 64, per_add
+        assert sum(per_add) < 200 * 64 + 3 * 50_000, sum(per_add)  # + the few regrowths
 
 
 def test_a_compaction_keeps_the_names_a_reader_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -124,61 +139,66 @@ def test_a_compaction_keeps_the_names_a_reader_decoded(monkeypatch: pytest.Monke
             reader.close()
 
 
-def _read_after_each_add(share: Share, conn: Any) -> None:
+def _read_after_each_change(share: Share, conn: Any, kind: str) -> None:
+    """The child of ``_decoded_in_a_reader_process``: after each add (``kind`` "add": reads
+    ``z<i>``) or delete ("delete": ``y<i>`` is gone, ``y<i+1>`` still there), the bytes of the
+    names blob it decoded to see it."""
     spy = _Decoded()
     _store.marshal = spy  # type: ignore[assignment]  # this child's module only
-    per_add = []
+    per_change = []
+    assert share.y2999 == 2999  # (the names decoded once, before the first change)
     while True:
         i = conn.recv()
         if i is None:
             break
         before = spy.n
-        assert getattr(share, f"z{i}") == i
-        per_add.append(spy.n - before)
+        if kind == "add":
+            assert getattr(share, f"z{i}") == i
+        else:
+            assert not hasattr(share, f"y{i}") and getattr(share, f"y{i + 1}") == i + 1
+        per_change.append(spy.n - before)
         conn.send(i)
-    conn.send(per_add)
+    conn.send(per_change)
 
 
-def test_a_reader_process_reading_after_each_add_decodes_o1_bytes(start_method: str) -> None:
+def _decoded_in_a_reader_process(kind: str, change: Any) -> list[int]:
+    """Bytes a reader process decodes per ``change(share, i)`` of 200, in lockstep, on a
+    Share of 3 000 names."""
     ctx = multiprocessing.get_context()
     here, there = ctx.Pipe()
     with Share() as share:
         for i in range(3_000):
             setattr(share, f"y{i}", i)
-        p = ctx.Process(target=_read_after_each_add, args=(share, there))
+        p = ctx.Process(target=_read_after_each_change, args=(share, there, kind))
         p.start()
         try:
             for i in range(200):
-                setattr(share, f"z{i}", i)
-                here.send(i)  # lockstep: the child reads it before the next add
+                change(share, i)
+                here.send(i)  # lockstep: the child reads it before the next change
                 assert here.poll(TIMEOUT) and here.recv() == i
             here.send(None)
             assert here.poll(TIMEOUT)
-            per_add = here.recv()
+            per_change: list[int] = here.recv()
         finally:
             p.join(TIMEOUT)
             if p.is_alive():  # pragma: no cover - a failure above
                 p.kill()
                 p.join()
         assert p.exitcode == 0
-        assert len(per_add) == 200
-        assert sorted(per_add)[100] < 64, per_add
+    assert len(per_change) == 200
+    return per_change
+
+
+def test_a_reader_process_reading_after_each_add_decodes_o1_bytes(start_method: str) -> None:
+    per_add = _decoded_in_a_reader_process("add", lambda share, i: setattr(share, f"z{i}", i))
+    assert sorted(per_add)[100] < 64, per_add
 
 
 def _bytes_per_delete(share: Share, prefix: str, rounds: int = 21) -> int:
-    """Median bytes the store's bump pointer advances per ``del share.<name>`` (of names
-    ``prefix<i>`` added first; deletes that compacted the region are skipped)."""
+    """Median bytes per ``del share.<name>`` (of names ``prefix<i>`` added first)."""
     for i in range(rounds):
         setattr(share, f"{prefix}{i}", i)
-    got = []
-    for i in range(rounds):
-        before = slot(share)
-        delattr(share, f"{prefix}{i}")
-        after = slot(share)
-        if after[_store.S_AOFF] == before[_store.S_AOFF]:
-            got.append(after[_store.S_BUMP] - before[_store.S_BUMP])
-    assert len(got) > rounds // 2, "most samples crossed a compaction"
-    return sorted(got)[len(got) // 2]
+    return _median_bump(share, lambda i: delattr(share, f"{prefix}{i}"), rounds)
 
 
 def test_deleting_a_name_writes_o1_bytes_whatever_the_count() -> None:
@@ -203,22 +223,22 @@ def test_deleting_a_name_writes_o1_bytes_whatever_the_count() -> None:
 
 
 def test_a_commit_of_new_names_and_updates_writes_o_changes_bytes() -> None:
-    def mixed(share: Share, i: int) -> int:
-        before = slot(share)
-        with share.lock():
-            share.x1 = -i
-            share.x2 = i
-            setattr(share, f"m{i}", i)
-        after = slot(share)
-        return after[_store.S_BUMP] - before[_store.S_BUMP] if after[_store.S_AOFF] == before[_store.S_AOFF] else -1
+    def mixed(share: Share, base: int) -> int:
+        def commit(i: int) -> None:
+            with share.lock():
+                share.x1 = -(base + i)
+                share.x2 = base + i
+                setattr(share, f"m{base + i}", base + i)
+
+        return _median_bump(share, commit)
 
     with Share() as share:
         for i in range(10):
             setattr(share, f"x{i}", i)
-        small = sorted(mixed(share, i) for i in range(21))[10]
+        small = mixed(share, 0)
         for i in range(5_000):
             setattr(share, f"y{i}", i)
-        big = sorted(mixed(share, 100 + i) for i in range(21))[10]
+        big = mixed(share, 100)
         # the old code rebuilt the names blob and the table of every name: ~60 KB here
         assert 0 < big <= small + 64 and big < 1024, (small, big)
         assert (share.x1, share.x2, share.m120, share.x0, share.y4999) == (-120, 120, 120, 0, 4999)
@@ -226,29 +246,15 @@ def test_a_commit_of_new_names_and_updates_writes_o_changes_bytes() -> None:
 
 
 def test_a_reader_decodes_only_the_names_deleted_since_it_last_looked(monkeypatch: pytest.MonkeyPatch) -> None:
+    def check(names: dict[str, int], reader: Any, i: int) -> None:
+        assert f"y{i}" not in names and len(names) == 2_999 - i
+        assert reader.value(f"y{i + 1}") is not None
+
     with Share() as share:
-        for i in range(3_000):
-            setattr(share, f"y{i}", i)
-        reader = _store.Store.attach(share._sk_name)
-        try:
-            with reader.locked():
-                assert len(reader.names()) == 3_000
-            spy = _Decoded()
-            monkeypatch.setattr(_store, "marshal", spy)
-            per_delete = []
-            for i in range(200):
-                delattr(share, f"y{i}")
-                before = spy.n
-                with reader.locked():
-                    names = reader.names()
-                    assert f"y{i}" not in names and len(names) == 2_999 - i
-                    assert reader.value(f"y{i + 1}") is not None
-                per_delete.append(spy.n - before)
-            # the old code gave the blob a new base: every delete decoded every name (~30 KB)
-            assert sorted(per_delete)[100] < 64, per_delete
-            assert sum(per_delete) < 200 * 64 + 3 * 50_000, sum(per_delete)
-        finally:
-            reader.close()
+        per_delete = _decoded_per_change(monkeypatch, share, lambda i: delattr(share, f"y{i}"), check)
+        # the old code gave the blob a new base: every delete decoded every name (~30 KB)
+        assert sorted(per_delete)[100] < 64, per_delete
+        assert sum(per_delete) < 200 * 64 + 3 * 50_000, sum(per_delete)
 
 
 def test_deleting_most_names_drops_the_dead_entries_now_and_then() -> None:
@@ -266,46 +272,9 @@ def test_deleting_most_names_drops_the_dead_entries_now_and_then() -> None:
         assert share.reconnect_all() == {f"y{i}": i for i in range(1_990, 2_000)}
 
 
-def _read_after_each_delete(share: Share, conn: Any) -> None:
-    spy = _Decoded()
-    _store.marshal = spy  # type: ignore[assignment]  # this child's module only
-    per_delete = []
-    assert share.y2999 == 2999  # (the names decoded once, before the first delete)
-    while True:
-        i = conn.recv()
-        if i is None:
-            break
-        before = spy.n
-        assert not hasattr(share, f"y{i}") and getattr(share, f"y{i + 1}") == i + 1
-        per_delete.append(spy.n - before)
-        conn.send(i)
-    conn.send(per_delete)
-
-
 def test_a_reader_process_reading_after_each_delete_decodes_o1_bytes(start_method: str) -> None:
-    ctx = multiprocessing.get_context()
-    here, there = ctx.Pipe()
-    with Share() as share:
-        for i in range(3_000):
-            setattr(share, f"y{i}", i)
-        p = ctx.Process(target=_read_after_each_delete, args=(share, there))
-        p.start()
-        try:
-            for i in range(200):
-                delattr(share, f"y{i}")
-                here.send(i)  # lockstep: the child reads before the next delete
-                assert here.poll(TIMEOUT) and here.recv() == i
-            here.send(None)
-            assert here.poll(TIMEOUT)
-            per_delete = here.recv()
-        finally:
-            p.join(TIMEOUT)
-            if p.is_alive():  # pragma: no cover - a failure above
-                p.kill()
-                p.join()
-        assert p.exitcode == 0
-        assert len(per_delete) == 200
-        assert sorted(per_delete)[100] < 64, per_delete
+    per_delete = _decoded_in_a_reader_process("delete", lambda share, i: delattr(share, f"y{i}"))
+    assert sorted(per_delete)[100] < 64, per_delete
 
 
 # -- property: adds, deletes, updates and clear from two processes equal a dict model -------
