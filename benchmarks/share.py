@@ -59,6 +59,7 @@ import multiprocessing as mp
 import os
 import statistics
 import time
+from collections.abc import Callable
 from multiprocessing.managers import BaseManager
 from typing import Any
 
@@ -416,8 +417,9 @@ def names_rows(rounds: int, sizes: list[int], k: int) -> dict[int, dict[str, flo
     return {n: {k: statistics.median(v) for k, v in c.items()} for n, c in res.items()}
 
 
-def _read_each_add(share: Share, conn: Any) -> None:
-    """The reader of ``add_rows``: reads ``a<i>`` when told ``i``; sends back its total time."""
+def _read_each_change(share: Share, conn: Any, kind: str) -> None:
+    """The reader of ``_reader_time``: when told ``i``, reads ``a<i>`` (``kind`` "add") or
+    checks it is gone ("delete"); sends back its total time."""
     total = 0.0
     share.warm  # noqa: B018  (attach: not timed)
     while True:
@@ -425,10 +427,29 @@ def _read_each_add(share: Share, conn: Any) -> None:
         if i is None:
             break
         t = time.perf_counter()
-        getattr(share, f"a{i}")
+        if kind == "add":
+            getattr(share, f"a{i}")
+            ok = True
+        else:
+            ok = not hasattr(share, f"a{i}")
         total += time.perf_counter() - t
-        conn.send(None)
+        conn.send(ok)
     conn.send(total)
+
+
+def _reader_time(ctx: Any, share: Share, kind: str, change: Callable[[int], None], n: int) -> float:
+    """Seconds per change a reader process spends seeing each of ``change(0..n-1)``, in lockstep."""
+    here, there = ctx.Pipe()
+    p = ctx.Process(target=_read_each_change, args=(share, there, kind))
+    p.start()
+    for i in range(n):
+        change(i)
+        here.send(i)
+        assert here.recv()
+    here.send(None)
+    total: float = here.recv()
+    p.join(TIMEOUT)
+    return total / n
 
 
 def add_rows(ctx: Any, rounds: int, sizes: list[int]) -> dict[int, dict[str, float]]:
@@ -445,32 +466,9 @@ def add_rows(ctx: Any, rounds: int, sizes: list[int]) -> dict[int, dict[str, flo
                 res[n]["writer"].append((time.perf_counter() - t) / n)
             with Share() as share:
                 share.warm = 0
-                here, there = ctx.Pipe()
-                p = ctx.Process(target=_read_each_add, args=(share, there))
-                p.start()
-                for i in range(n):
-                    setattr(share, f"a{i}", i)
-                    here.send(i)
-                    here.recv()
-                here.send(None)
-                res[n]["reader"].append(here.recv() / n)
-                p.join(TIMEOUT)
+                res[n]["reader"].append(
+                    _reader_time(ctx, share, "add", lambda i, s=share: setattr(s, f"a{i}", i), n))
     return {n: {k: statistics.median(v) for k, v in c.items()} for n, c in res.items()}
-
-
-def _read_each_delete(share: Share, conn: Any) -> None:
-    """The reader of ``del_rows``: checks ``a<i>`` is gone when told ``i``; sends back its total time."""
-    total = 0.0
-    share.warm  # noqa: B018  (attach: not timed)
-    while True:
-        i = conn.recv()
-        if i is None:
-            break
-        t = time.perf_counter()
-        gone = not hasattr(share, f"a{i}")
-        total += time.perf_counter() - t
-        conn.send(gone)
-    conn.send(total)
 
 
 def _share_of(n: int) -> Share:
@@ -500,16 +498,8 @@ def del_rows(ctx: Any, rounds: int, sizes: list[int]) -> dict[int, dict[str, flo
                     total += time.perf_counter() - t
             res[n]["writer"].append(total / (reps * n))
             with _share_of(n) as share:
-                here, there = ctx.Pipe()
-                p = ctx.Process(target=_read_each_delete, args=(share, there))
-                p.start()
-                for i in range(n):
-                    delattr(share, f"a{i}")
-                    here.send(i)
-                    assert here.recv()
-                here.send(None)
-                res[n]["reader"].append(here.recv() / n)
-                p.join(TIMEOUT)
+                res[n]["reader"].append(
+                    _reader_time(ctx, share, "delete", lambda i, s=share: delattr(s, f"a{i}"), n))
     return {n: {k: statistics.median(v) for k, v in c.items()} for n, c in res.items()}
 
 
