@@ -22,7 +22,7 @@ from collections import OrderedDict, defaultdict
 from typing import Any
 
 from ._base import Path
-from ._codec import is_immutable
+from ._codec import instance_dict, is_immutable
 
 DICTS: frozenset[type] = frozenset({dict, OrderedDict, defaultdict})
 _BUILTIN: frozenset[type] = frozenset({list, tuple, set, frozenset, str, bytes, bytearray})
@@ -62,11 +62,8 @@ def ref_to(target: Any, path: Path, name: str, args: tuple[Any, ...], result: An
         return None
     if result is target:
         return Ref(path)
-    try:
-        state = object.__getattribute__(target, "__dict__")
-    except AttributeError:
-        return None
-    if type(state) is not dict:
+    state = instance_dict(target)
+    if state is None:
         return None
     for attr, value in state.items():
         if value is result and type(attr) is str:

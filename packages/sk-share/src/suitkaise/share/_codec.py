@@ -113,6 +113,16 @@ def is_immutable(value: Any) -> bool:
 _SIMPLE_CLASS: dict[type, bool] = {}
 
 
+def instance_dict(value: Any) -> dict[str, Any] | None:
+    """``value``'s own ``__dict__`` when it is a plain dict (no ``__getattribute__`` of its
+    class runs), else None."""
+    try:
+        d = object.__getattribute__(value, "__dict__")
+    except AttributeError:
+        return None
+    return d if type(d) is dict else None
+
+
 def _simple_object(value: Any) -> bool:
     """An instance whose state is exactly its plain ``__dict__`` (default pickling)."""
     cls = type(value)
@@ -121,11 +131,8 @@ def _simple_object(value: Any) -> bool:
         ok = _SIMPLE_CLASS[cls] = _simple_class(cls)
     if not ok:
         return False
-    try:
-        d = object.__getattribute__(value, "__dict__")
-    except AttributeError:
-        return False
-    if type(d) is not dict:
+    d = instance_dict(value)
+    if d is None:
         return False
     return all(type(k) is str for k in d) and _plain_walk(d, 0, set())
 
@@ -290,10 +297,7 @@ def _check(value: Any, where: str, depth: int, seen: set[int]) -> None:
             if type(v) not in _ATOMS:
                 _check(v, f"{where}[{n}]", depth + 1, seen)
     elif not isinstance(value, type | types.ModuleType | types.FunctionType):
-        try:
-            d = object.__getattribute__(value, "__dict__")
-        except AttributeError:
-            return
-        if type(d) is dict:
+        d = instance_dict(value)
+        if d is not None:
             for k, v in list(d.items()):
                 _check(v, f"{where}.{k}", depth + 1, seen)

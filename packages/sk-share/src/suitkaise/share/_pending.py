@@ -42,8 +42,9 @@ def append(store: str, rop: tuple[Any, ...]) -> bool:
     fd = os.open(path_of(_name(store)), os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        if os.path.exists(path_of(store)) or os.fstat(fd).st_nlink == 0:
-            if os.fstat(fd).st_nlink and not os.fstat(fd).st_size:
+        st = os.fstat(fd)
+        if os.path.exists(path_of(store)) or st.st_nlink == 0:
+            if st.st_nlink and not st.st_size:
                 discard(store)  # made by us just now, after start() took the last one
             return False
         os.write(fd, _LEN.pack(len(data)) + data)
