@@ -327,13 +327,13 @@ def test_a_refused_value_written_through_a_method_or_item_is_named_by_its_path(
 
 
 def _count_across_restarts(share: Share, n: int, started: Any) -> None:
-    share.d  # noqa: B018 - attach while the Share runs
+    share.n  # noqa: B018 - attach while the Share runs
     started.set()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # ("queued" while stopped)
         for _ in range(n):
             share.n += 1
-            share.d["k"] += 2
+            share.m += 2
 
 
 def test_no_write_is_lost_while_the_owner_stops_and_starts_the_share(start_method: str) -> None:
@@ -347,7 +347,7 @@ def test_no_write_is_lost_while_the_owner_stops_and_starts_the_share(start_metho
     n = 300
     share = Share()
     try:
-        share.n, share.d = 0, {"k": 0}
+        share.n, share.m = 0, 0
         started = [ctx.Event() for _ in range(2)]
         procs = [ctx.Process(target=_count_across_restarts, args=(share, n, ev)) for ev in started]
         for p in procs:
@@ -364,7 +364,7 @@ def test_no_write_is_lost_while_the_owner_stops_and_starts_the_share(start_metho
             p.join(TIMEOUT)
             assert p.exitcode == 0
         assert share.n == 2 * n
-        assert share.d == {"k": 4 * n}
+        assert share.m == 4 * n
     finally:
         share.stop()
 

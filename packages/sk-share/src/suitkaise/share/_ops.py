@@ -36,6 +36,7 @@ _ATOMS = _codec.ATOMS
 _K_PLAIN = _codec.K_PLAIN
 _NOPE = object()
 _RETRY: Any = object()  # run_stopped: the Share is being started again; run the op there
+_CHANGING_LIMIT = 30.0  # seconds an op waits for its owner to finish starting/stopping the store
 _BLIND = frozenset({"set", "del", "write", "aug"})  # operations whose caller takes no result
 _MISS = MISS
 _loads = marshal.loads
@@ -125,7 +126,10 @@ def run(share: Any, op: Op, rop: tuple[Any, ...] | None = None) -> Any:
     rb = d["_sk_redis"]
     if rb is not None:  # the state lives in Redis (_redis.py)
         return rb.run(share, op, rop)
-    for _ in range(100):
+    # (bounded in time, not in rounds: an owner that stops and starts the Share every few
+    # milliseconds can send a slow process round this loop many times before one op lands)
+    deadline = time.monotonic() + _CHANGING_LIMIT
+    while time.monotonic() < deadline:
         st = d["_sk_store"]
         if st is None or st.closed:
             st = attached(share)
@@ -191,7 +195,7 @@ def run(share: Any, op: Op, rop: tuple[Any, ...] | None = None) -> Any:
     raise fail(share, f"Share {d['_sk_name']!r}: the store kept changing under this process")
 
 
-def _wait_while_changing(st: Store, limit: float = 30.0) -> None:
+def _wait_while_changing(st: Store, limit: float = _CHANGING_LIMIT) -> None:
     """Poll (1 ms) until the owner has finished starting or stopping ``st`` (its flags say
     running, or its file left the path), for up to ``limit`` seconds."""
     deadline = time.monotonic() + limit
