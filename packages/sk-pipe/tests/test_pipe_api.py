@@ -180,6 +180,15 @@ def test_poll_and_message_order(pair: Any) -> None:
     assert point.poll() is False
 
 
+def test_poll_names_a_timeout_that_is_not_a_number(pair: Any) -> None:
+    anchor, point = pair
+    for end in (anchor, point):
+        with pytest.raises(TypeError, match=r"^Pipe\.(Anchor|Point)\.poll\(timeout\) must be a number of seconds or None, got 'x'$"):
+            end.poll("x")
+    anchor.send(1)
+    assert point.poll(5) is True and point.recv() == 1
+
+
 def test_payload_kinds_round_trip(pair: Any) -> None:
     anchor, point = pair
     big = bytes(range(256)) * 2000  # > 64 KiB: out-of-band path

@@ -333,6 +333,28 @@ def test_terminate_fails_calls_in_progress(client: Any) -> None:
     assert pool.map(abs, [-3]) == [3]  # usable afterwards
 
 
+def test_a_malformed_address_is_refused_at_construction_and_exit_does_not_stall() -> None:
+    # before: accepted; the first call raised Dask's own error and left a half-built Client
+    # whose __del__ held the interpreter's exit for 60 s
+    from sk_testkit import run_fresh
+
+    for bad in ("dusk", "tcp://host-without-port", "foo://x:1"):
+        with pytest.raises(ValueError, match=f"DaskBackend: {bad!r} is not a Dask scheduler address"):
+            Pool(2, backend=bad)
+    t0 = time.monotonic()
+    proc = run_fresh(
+        "from suitkaise.processing import Pool\n"
+        "try:\n"
+        "    Pool(2, backend='dusk').map(abs, [-1])\n"
+        "except ValueError:\n"
+        "    pass\n",
+        timeout=50,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert time.monotonic() - t0 < 30
+    assert b"Client.__del__" not in proc.stderr
+
+
 def test_import_does_not_import_dask() -> None:
     from sk_testkit import run_fresh
 

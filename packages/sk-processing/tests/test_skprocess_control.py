@@ -114,6 +114,20 @@ def test_wait_timeout_then_stop(start_method):
     assert n in (proc.current_run, proc.current_run + 1)  # a stopped __run__ is not counted
 
 
+def test_a_timeout_that_is_not_a_number_is_named(start_method):
+    # before: "unsupported operand type(s) for +: 'float' and 'str'" from deep inside wait()
+    proc = Forever()
+    proc.start()
+    try:
+        with pytest.raises(TypeError, match=r"^Forever.wait\(timeout=...\) must be a number of seconds or None, got 'x'$"):
+            proc.wait(timeout="x")
+        with pytest.raises(TypeError, match=r"^Forever.listen\(timeout=...\) must be a number"):
+            proc.listen("1")
+        assert proc.is_alive
+    finally:
+        proc.kill()
+
+
 def test_kill_leaves_no_result(start_method):
     proc = Forever()
     proc.start()

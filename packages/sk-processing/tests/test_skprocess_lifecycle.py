@@ -21,6 +21,20 @@ from suitkaise.processing import ProcessTimers, RunError, Skprocess
 from suitkaise.timing import Sktimer
 
 
+def test_a_section_timer_is_an_sktimer_even_for_a_section_not_defined(start_method):
+    # the how-to page's `process.__prerun__.timer.total_time`, for a class without __prerun__
+    # (before: AttributeError on None)
+    proc = Counter(3)
+    assert proc.__run__.timer.num_times == 0  # before start(): an empty timer
+    proc.start()
+    assert proc.wait(timeout=60) is True
+    assert proc.timers.prerun is None  # decision 6: the attribute appears once the section ran
+    timer = proc.__prerun__.timer
+    assert isinstance(timer, Sktimer) and timer.num_times == 0
+    assert timer.total_time is None and timer.percentile(95) is None
+    assert proc.__run__.timer is proc.timers.run and proc.__run__.timer.num_times == 3
+
+
 def test_counter_result_and_final_state(start_method):
     proc = Counter(10)
     assert proc.timers is None and proc.process_timer is None

@@ -271,6 +271,17 @@ def test_stop_queues_writes_until_start() -> None:
         s.stop()
 
 
+def test_stop_names_a_timeout_that_is_not_a_number() -> None:
+    s = Share()
+    try:
+        s.n = 1
+        with pytest.raises(TypeError, match=r"^Share.stop\(timeout\) must be a number of seconds, got 'x'$"):
+            s.stop(timeout="x")
+        assert s.is_running and s.n == 1  # nothing was stopped
+    finally:
+        s.stop()
+
+
 def test_auto_start_false() -> None:
     s = Share(auto_start=False)
     assert not s.is_running

@@ -133,7 +133,9 @@ class Reconnector:
         if not type(self)._lazy_reconnect_on_access:
             raise AttributeError(
                 f"{type(self).__name__} object has no attribute '{name}': it is not connected. "
-                "Call .reconnect(...) or suitkaise.cucumber.reconnect_all(obj, **auth) first."
+                "Call .reconnect(...) or suitkaise.cucumber.reconnect_all(obj, **auth) first "
+                "(in an Skprocess, decorate the class with @autoreconnect(**auth) to do it before "
+                "__prerun__)."
             )
         target = self._live()
         if target is None:

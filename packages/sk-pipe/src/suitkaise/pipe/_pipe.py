@@ -247,6 +247,8 @@ class _PipeEndpoint:
         """True if a message (or end of file) is ready to read; waits up to ``timeout``
         seconds (``None`` = forever)."""
         self._check("poll")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):
+            raise TypeError(f"{self._name()}.poll(timeout) must be a number of seconds or None, got {timeout!r}")
         if self._reader.pending:
             return True
         return self._conn.poll(timeout)

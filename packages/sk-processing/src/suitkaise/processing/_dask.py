@@ -402,7 +402,7 @@ class DaskBackend:
                     "distributed.Client, a scheduler address ('tcp://host:8786') or a cluster"
                 ) from None
         if isinstance(client, str):
-            self._address = client
+            self._address = _checked_address(distributed, client)
         elif isinstance(client, distributed.Client):
             if client.asynchronous:
                 raise TypeError("DaskBackend needs a synchronous distributed.Client (asynchronous=False)")
@@ -493,6 +493,23 @@ class DaskBackend:
 
     def __repr__(self) -> str:
         return f"DaskBackend({self.address!r})"
+
+
+def _checked_address(distributed: Any, address: str) -> str:
+    """``address`` if it names a scheduler Dask can dial; else a ``ValueError`` now (Dask's
+    own Client, given a malformed address, fails half-built and then stalls the interpreter's
+    exit for a minute)."""
+    try:
+        scheme, loc = distributed.comm.parse_address(address)
+        distributed.comm.registry.get_backend(scheme)
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            distributed.comm.parse_host_port(loc)
+    except (ValueError, TypeError) as e:
+        raise ValueError(
+            f"DaskBackend: {address!r} is not a Dask scheduler address ({e}); give one such as "
+            "'tcp://10.0.0.5:8786', a distributed.Client or a cluster object"
+        ) from None
+    return address
 
 
 def _close_owned(owned: list[Any]) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from suitkaise.processing._checkpoint import Checkpoint, resume
 from suitkaise.processing._config import validate
-from suitkaise.processing._lifecycle import Lifecycle
+from suitkaise.processing._lifecycle import Lifecycle, check_sections
 from suitkaise.processing._runtime import CTRL_SLOTS, RUNTIME_ATTR, STOP, is_skprocess
 
 __all__ = ["InlineRuntime", "run_inline"]
@@ -79,6 +79,7 @@ def run_inline(
     if not is_skprocess(process):
         raise TypeError(f"run_inline() needs an Skprocess instance, got {type(process).__name__}")
     validate(process.process_config, type(process).__qualname__)
+    check_sections(type(process), process.process_config.runs, process.process_config.join_in)
     if checkpoint is not None:
         resume(process, checkpoint)
     ctrl = [0.0] * CTRL_SLOTS

@@ -18,6 +18,8 @@ abandoned at the deadline. ``run()`` never raises for user errors: it returns
 
 from __future__ import annotations
 
+import difflib
+import functools
 import signal
 import threading
 import time
@@ -44,7 +46,7 @@ from suitkaise.processing._runtime import (
 from suitkaise.processing._sections import BY_DUNDER, DUNDERS, LOOP
 from suitkaise.processing._timers import ProcessTimers, TimedMethod
 
-__all__ = ["Checkpointer", "Lifecycle", "section_fns"]
+__all__ = ["Checkpointer", "Lifecycle", "check_sections", "section_fns"]
 
 _LOOP_ERRORS = (_SectionError, ProcessTimeoutError)
 
@@ -67,6 +69,58 @@ def resolve_section(cls: type, name: str) -> Callable[..., Any] | None:
             return None if attr.skip else attr.fn
         return attr
     return None
+
+
+# names a class may well define that look like a section's (``__repr__`` ~ ``__prerun__``)
+_NOT_A_TYPO = frozenset(dir(type)) | {
+    "__qualname__", "__weakref__", "__del__", "__iter__", "__next__", "__len__", "__call__",
+    "__enter__", "__exit__", "__getstate__", "__setstate__", "__getattr__", "__post_init__",
+}
+
+
+def check_sections(cls: type, runs: int | None, join_in: float | None) -> None:
+    """``TypeError`` for a class whose lifecycle cannot be what its author meant: a method
+    named like a section but misspelled (``__rnu__``, ``__pre_run__``: never called), or no
+    loop section at all with no ``runs``/``join_in`` (it would spin doing nothing until
+    ``stop()``)."""
+    typo, has_loop = _sections_of(cls)
+    if typo:
+        raise TypeError(typo)
+    if runs is None and join_in is None and not has_loop:
+        raise TypeError(
+            f"{cls.__qualname__} defines no __run__ (nor __prerun__/__postrun__) and "
+            "process_config.runs is None: it would loop doing nothing until stop(). Define "
+            "`def __run__(self):` with the work of one iteration (or set process_config.runs)."
+        )
+
+
+def _user_defined(cls: type, dunder: str) -> bool:
+    """Whether a class below ``Skprocess`` in ``cls``'s MRO defines ``dunder``."""
+    for klass in cls.__mro__:
+        if dunder in klass.__dict__:
+            return "_sk_is_skprocess" not in klass.__dict__
+    return False
+
+
+@functools.lru_cache(maxsize=256)  # start() and every Pool item of the class ask
+def _sections_of(cls: type) -> tuple[str, bool]:
+    """(the misspelled-section message or ``""``, whether a loop section is defined)."""
+    defined = {d for d in DUNDERS if _user_defined(cls, d)}
+    missing = [d for d in DUNDERS if d not in defined]
+    for klass in cls.__mro__[:-1]:
+        if "_sk_is_skprocess" in klass.__dict__:
+            continue  # Skprocess's own names
+        for attr in klass.__dict__:
+            if attr in DUNDERS or attr in _NOT_A_TYPO:
+                continue
+            near = difflib.get_close_matches(attr, missing, n=1, cutoff=0.8)
+            if near:
+                return (
+                    f"{cls.__qualname__} defines {attr}, which is not a lifecycle method and "
+                    f"would never be called: did you mean {near[0]}?",
+                    False,
+                )
+    return "", bool(defined & {s.dunder for s in LOOP})
 
 
 def section_fns(cls: type) -> dict[str, Callable[..., Any] | None]:

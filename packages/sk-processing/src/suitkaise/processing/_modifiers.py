@@ -41,6 +41,7 @@ __all__ = [
     "BackgroundCall",
     "ModifiedCall",
     "check_timeout",
+    "check_wait",
     "modifiable",
     "refuse_combination",
     "run_in_background",
@@ -53,6 +54,15 @@ def check_timeout(name: str, seconds: Any) -> float:
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
         raise ValueError(f"{name}.timeout() needs a number of seconds >= 0, got {seconds!r}")
     return float(seconds)
+
+
+def check_wait(name: str, timeout: Any) -> float | None:
+    """A ``timeout=`` argument (``None``: no limit) as a float, or ``TypeError`` naming the call."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout != timeout:
+        raise TypeError(f"{name}(timeout=...) must be a number of seconds or None, got {timeout!r}")
+    return float(timeout)
 
 
 def refuse_combination(name: str) -> NoReturn:

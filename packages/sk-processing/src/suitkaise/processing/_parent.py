@@ -67,7 +67,7 @@ from suitkaise.processing._errors import (
     unsendable_attribute,
 )
 from suitkaise.processing._forkpayload import SpawnPayload, fd_for_child, fork_payload
-from suitkaise.processing._lifecycle import section_fns
+from suitkaise.processing._lifecycle import check_sections, section_fns
 from suitkaise.processing._monitor import is_forker, on_forker, watch
 from suitkaise.processing._pdeathsig import preload as preload_libc
 from suitkaise.processing._runtime import (
@@ -572,6 +572,7 @@ def start(owner: Any) -> None:
     if rt is not None and not isinstance(rt, ParentRun):
         raise RuntimeError("start() cannot be called from inside the running Skprocess")
     validate(owner.process_config, type(owner).__qualname__)
+    check_sections(type(owner), owner.process_config.runs, owner.process_config.join_in)
     check_can_start_processes(f"{type(owner).__qualname__}.start()")
     # Not in the payload: the child's Lifecycle makes its own. Ours are made before the fork
     # (after it, every page the parent writes is copied while the child lives).

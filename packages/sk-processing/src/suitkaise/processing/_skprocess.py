@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from suitkaise.processing import _parent
 from suitkaise.processing._config import ProcessConfig
-from suitkaise.processing._modifiers import modifiable
+from suitkaise.processing._modifiers import check_wait, modifiable
 from suitkaise.processing._runtime import RUNTIME_ATTR
 from suitkaise.processing._sections import DUNDERS
 from suitkaise.processing._timers import ProcessTimers, TimedMethod
@@ -179,7 +179,7 @@ class Skprocess:
         Raises ``RuntimeError`` before ``start()``: nothing ran, so ``True`` would lie.
         """
         rt = _started(self, "wait")
-        return bool(rt.wait(timeout, _sk_timeout))
+        return bool(rt.wait(check_wait(f"{type(self).__qualname__}.wait", timeout), _sk_timeout))
 
     @modifiable
     def result(self, *, _sk_timeout: float | None = None) -> Any:
@@ -205,7 +205,7 @@ class Skprocess:
     def listen(self, timeout: float | None = None, *, _sk_timeout: float | None = None) -> Any:
         """Receive the next message from the other side; ``None`` after ``timeout`` seconds."""
         rt = _started(self, "listen")
-        return rt.listen(timeout, _sk_timeout)
+        return rt.listen(check_wait(f"{type(self).__qualname__}.listen", timeout), _sk_timeout)
 
     # -- properties ------------------------------------------------------------------
 

@@ -129,7 +129,7 @@ class ProcessTimers:
 
 class TimedMethod:
     """Class-level wrapper of a lifecycle method: ``proc.__run__`` is callable
-    and has ``.timer`` (the matching ``Sktimer`` of ``proc.timers`` or ``None``)."""
+    and has ``.timer`` (the matching ``Sktimer`` of ``proc.timers``, or an empty one)."""
 
     __slots__ = ("__dict__", "fn", "key", "skip")
 
@@ -165,12 +165,12 @@ class BoundTimedMethod:
         return self.__func__(self.__self__, *args, **kwargs)
 
     @property
-    def timer(self) -> Sktimer | None:
+    def timer(self) -> Sktimer:
+        """The section's ``Sktimer``; an empty one while it has none (not started, never run,
+        or not defined), so ``proc.__prerun__.timer.total_time`` reads ``None``, not an error."""
         timers = getattr(self.__self__, "timers", None)
-        if timers is None:
-            return None
-        timer: Sktimer | None = getattr(timers, self.key, None)
-        return timer
+        timer: Sktimer | None = None if timers is None else getattr(timers, self.key, None)
+        return Sktimer() if timer is None else timer
 
     @property
     def __name__(self) -> str:

@@ -368,6 +368,8 @@ class Share:
         """Stop sharing and free the shared memory. Returns False if the store stayed busy
         for ``timeout`` seconds (nothing is changed then). In a process that did not create
         the Share this only detaches the process (or, if the owner died, frees the orphan)."""
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise TypeError(f"Share.stop(timeout) must be a number of seconds, got {timeout!r}")
         d = self.__dict__
         rb = d["_sk_redis"]
         if rb is not None:
