@@ -662,6 +662,21 @@ def test_auth_signatures_keys_and_defaults() -> None:
     assert data["plain"] == [("live", "in list", "star")]
 
 
+def test_a_reconnector_that_needs_credentials_and_got_none_says_how_to_give_them() -> None:
+    # before: only "TypeError: reconnect() missing 1 required positional argument: 'secret'"
+    h = _Holder(db=Positional(), pw=PasswordOnly())
+    with pytest.warns(ReconnectWarning) as caught:
+        cucumber.reconnect_all(h)
+    msgs = sorted(str(w.message) for w in caught)
+    assert len(msgs) == 2
+    assert "root.db (Positional)" in msgs[0] and "reconnect_all(obj, **{'fake.Pos': {'*': secret}})" in msgs[0]
+    assert "root.pw (PasswordOnly)" in msgs[1] and "{'fake.Pw': {'*': secret}}" in msgs[1]
+    assert all("Pool(auth=...)" in m and "@autoreconnect" in m for m in msgs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cucumber.reconnect_all(_Holder(db=FakeDb("x")))  # auth optional: no warning at all
+
+
 def test_auth_given_to_a_reconnector_that_takes_none_is_reported() -> None:
     h = _Holder(m=roundtrip(re.match("a", "a")))
     with pytest.warns(ReconnectWarning, match=r"root\.m .*takes no auth.*'re\.Match'"):
@@ -754,7 +769,7 @@ def test_walk_never_triggers_user_getattr() -> None:
 
 def test_non_lazy_reconnectors_say_how_to_connect() -> None:
     rec = FakeDb("x")
-    with pytest.raises(AttributeError, match=r"^FakeDb object has no attribute 'cursor': .*reconnect"):
+    with pytest.raises(AttributeError, match=r"^FakeDb object has no attribute 'cursor': .*reconnect.*@autoreconnect"):
         rec.cursor  # noqa: B018 - the attribute access itself is what is tested
     lazy = roundtrip(re.match("a", "a"))
     with pytest.raises(AttributeError, match=r"has no attribute '_private'"):

@@ -149,9 +149,18 @@ class _Walker:
         try:
             result = self._call(rec, value, key)
         except Exception as e:
+            hint = ""
+            if value is None and not _accepts(rec.reconnect):
+                keys = _type_keys(rec)
+                hint = (
+                    f"; it needs credentials and none were given for it: pass them keyed by its "
+                    f"type, reconnect_all(obj, **{{{(keys[0] if keys else type(rec).__name__)!r}: "
+                    "{'*': secret}}) (the same mapping goes to Pool(auth=...) and "
+                    "@autoreconnect(...))"
+                )
             warnings.warn(
                 f"reconnect_all: {path} ({type(rec).__name__}) could not reconnect and was "
-                f"left in place: {type(e).__name__}: {e}",
+                f"left in place: {type(e).__name__}: {e}{hint}",
                 ReconnectWarning,
                 stacklevel=5,
             )
