@@ -15,6 +15,9 @@ Scenarios (targets from the sk-processing brief):
   startup: construct the pool, get the first result, shut down -- <= 1.0x mp.Pool
       (alone with --only startup: joblib, loky and mpire are then not needed)
   numpy-20MB: 8 x 20 MB float64 arrays through map(a + 1) -- faster than mp.Pool
+  cpu: the tiny-100k map beside mp.Pool.map, with the CPU each call used in the parent (all
+      its threads) and in the workers (Linux: /proc/<pid>/task/*/schedstat): on 2 cores a call
+      takes at least half its CPU time, whatever the overlap (not in the default set)
 
 Everything started here is shut down before the script exits.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import multiprocessing as mp
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -89,14 +93,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="skip the slow anchors on tiny tasks")
     parser.add_argument("--only", default="tiny,sleep,numpy,startup",
-                        help="comma-separated scenarios: tiny, sleep, numpy, startup")
+                        help="comma-separated scenarios: tiny, sleep, numpy, startup, cpu")
     args = parser.parse_args()
     rounds = args.rounds
     only = set(args.only.split(","))
 
     others = {name: _optional(name) for name in ("joblib", "loky", "mpire")}
     missing = [name for name, mod in others.items() if mod is None]
-    if missing and only - {"startup"}:
+    if missing and only - {"startup", "cpu"}:
         raise SystemExit(f"these scenarios compare against {', '.join(missing)}: install them, "
                          "or run only the startup scenario (--only startup)")
     print(f"start method: {mp.get_start_method()}, workers: {WORKERS}")
@@ -104,6 +108,8 @@ def main() -> None:
         _throughput(only, rounds, args.quick)
     if "startup" in only:
         _startup(rounds, others["mpire"])
+    if "cpu" in only:
+        _cpu(rounds)
 
 
 def _optional(name: str) -> Any:
@@ -204,6 +210,57 @@ def _throughput(only: set[str], rounds: int, quick: bool) -> None:
         lk.shutdown(wait=True)
         mpw.terminate()
         jl.__exit__(None, None, None)
+
+
+def _cpu_ns(pids: list[int]) -> int:
+    """CPU time (ns) the threads of processes ``pids`` have run so far (Linux)."""
+    total = 0
+    for pid in pids:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+    return total
+
+
+def _cpu(rounds: int) -> None:
+    """tiny-100k's map beside mp.Pool.map, with the CPU each call used, parent and workers."""
+    if not os.path.exists("/proc/self/task"):
+        print("\n(cpu: needs Linux /proc; skipped)")
+        return
+    sk = Pool(WORKERS)
+    mpp = mp.Pool(WORKERS)
+    try:
+        ys = list(range(100_000))
+        calls: dict[str, tuple[Callable[[], object], Callable[[], list[int]]]] = {
+            "suitkaise.map": (lambda: sk.map(square, ys), lambda: [w.process.pid for w in sk._core.workers]),
+            "mp.Pool": (lambda: mpp.map(square, ys), lambda: [p.pid for p in mpp._pool]),  # type: ignore[attr-defined]
+        }
+        for fn, _ in calls.values():  # warm-up: workers started, the function's chunks sized
+            for _ in range(3):
+                fn()
+        samples: dict[str, list[tuple[float, float, float]]] = {k: [] for k in calls}
+        me = [os.getpid()]
+        for r in range(rounds * 3):
+            order = list(calls.items())
+            if r % 2:
+                order.reverse()
+            for key, (fn, workers) in order:
+                pids = workers()
+                p0, w0, t0 = _cpu_ns(me), _cpu_ns(pids), time.perf_counter()
+                fn()
+                t1 = time.perf_counter()
+                samples[key].append((t1 - t0, (_cpu_ns(me) - p0) / 1e9, (_cpu_ns(pids) - w0) / 1e9))
+        print(f"\n== cpu: 100,000 x x*x, map (median of {rounds * 3}; CPU per call) ==")
+        base = statistics.median(s[0] for s in samples["mp.Pool"])
+        for key, ss in samples.items():
+            wall, parent, workers = (statistics.median(s[i] for s in ss) for i in range(3))
+            print(f"  {key:<16} {wall * 1000:7.2f} ms  {wall / base:5.2f}x mp.Pool   CPU: parent {parent * 1000:6.2f} ms"
+                  f"  workers {workers * 1000:6.2f} ms  total {(parent + workers) * 1000:6.2f} ms"
+                  f"  (>= {(parent + workers) / WORKERS * 1000:5.2f} ms on {WORKERS} cores)")
+    finally:
+        sk.terminate()
+        mpp.terminate()
+        mpp.join()
 
 
 def _startup(rounds: int, mpire: Any) -> None:

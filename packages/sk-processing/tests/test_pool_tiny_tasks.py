@@ -5,13 +5,14 @@ at a time -- the same results and errors whatever the size.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from suitkaise.processing import Pool
+from suitkaise.processing import Pool, WorkerCrashedError
 from suitkaise.processing._pool_call import _MAX_CHUNK, _MAX_SIZED_CHUNK, Call, CallBase
 
 pytestmark = pytest.mark.timeout(300)
@@ -245,3 +246,59 @@ def test_workers_progress_slots_share_no_cache_line(start_method):
         lines = [set(range(at // 64, (at + size - 1) // 64 + 1)) for at, size in spans]
         for a, b in itertools.combinations(lines, 2):
             assert not a & b
+
+
+class _Recorder:
+    """``x * 2``, noting the item the progress slots name while each item runs; raises at ``fail``."""
+
+    def __init__(self, progress: list[int], fail: int | None = None) -> None:
+        self.progress = progress
+        self.fail = fail
+        self.named: list[int] = []
+
+    def __call__(self, x: int) -> int:
+        from suitkaise.processing._chunk import running_item
+
+        self.named.append(running_item(self.progress))
+        if x == self.fail:
+            raise ValueError(f"bad {x}")
+        return x * 2
+
+
+@pytest.mark.parametrize("fail", [None, 0, 3, 4])
+def test_the_hot_loop_names_each_item_while_it_runs(fail):
+    """The hot loop (a plain function) stores only each item's offset from the part's first
+    item: the slots still name every item exactly while it runs, which is what names the
+    item that killed a worker; a raising item (offset ``fail``) keeps the results before it."""
+    from suitkaise.processing._chunk import PROGRESS_SLOTS, FnJob, run_chunk
+
+    progress = [0] * PROGRESS_SLOTS
+    fn = _Recorder(progress, None if fail is None else 10 + fail)
+    job = FnJob(fn, 0)
+    assert job.plain
+    outcome = run_chunk(lambda: (job, [10, 11, 12, 13, 14]), 100, progress)
+    ran = 5 if fail is None else fail + 1
+    assert fn.named == [100 + i for i in range(ran)]
+    assert outcome.results == [2 * (10 + i) for i in range(5 if fail is None else fail)]
+    if fail is None:
+        assert outcome.error is None
+    else:
+        assert outcome.error is not None and outcome.error.item == 100 + fail
+
+
+def _crash_on(x: int) -> int:
+    if x in (0, 9, 10, 15, 19):
+        os._exit(7)
+    return -x
+
+
+def test_a_crash_in_the_hot_loop_names_its_item_wherever_it_is_in_its_part(start_method):
+    """First, middle and last items of chunks, and of the parts sent again after a crash
+    (which start mid-chunk): each crash is blamed on its own item."""
+    with Pool(2) as pool:
+        out = pool.map(_crash_on, range(20), chunksize=10, errors="return")
+    crashed = {i: r for i, r in enumerate(out) if isinstance(r, WorkerCrashedError)}
+    assert sorted(crashed) == [0, 9, 10, 15, 19]
+    for i, error in crashed.items():
+        assert error.index == i and f"while running item {i} ({i})" in str(error)
+    assert [r for i, r in enumerate(out) if i not in crashed] == [-i for i in range(20) if i not in crashed]

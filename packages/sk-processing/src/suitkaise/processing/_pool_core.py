@@ -60,6 +60,7 @@ from suitkaise.processing._chunk import (
     frame,
     new_progress,
     progress_slots,
+    running_item,
 )
 from suitkaise.processing._context import get_context, preload_in_forkserver
 from suitkaise.processing._errors import (
@@ -894,7 +895,7 @@ class Core:
         code = w.process.exitcode
         fault = w.fault_dump()
         if self.trace is not None and not w.doomed and not w.retiring:
-            running = w.progress[P_ITEM] if w.progress[P_PHASE] == PHASE_RUNNING else None
+            running = running_item(w.progress) if w.progress[P_PHASE] == PHASE_RUNNING else None
             self.trace.event("death", worker=w.process.pid, item=running, job=w.progress[P_JOB],
                              exit=describe_exit(code))
         with self.lock:
@@ -937,7 +938,8 @@ class Core:
             reason, index = w.killed_for
         else:
             reason = "crash"
-            index = w.progress[P_ITEM] if w.progress[P_JOB] == job.id and w.progress[P_PHASE] == PHASE_RUNNING else -1
+            running = w.progress[P_JOB] == job.id and w.progress[P_PHASE] == PHASE_RUNNING
+            index = running_item(w.progress) if running else -1
         offset = index - chunk.start
         if not part.lo <= offset < part.hi:
             offset = part.lo  # died loading or sending: blame the part's first item
@@ -998,7 +1000,7 @@ class Core:
         return WorkerCrashedError(message, index, item, code, attempts, fault)
 
     def _crash_message(self, w: _Worker, chunk: Chunk, offset: int, code: int | None, attempts: int) -> str:
-        job_id, index, phase, booted = (w.progress[P_JOB], w.progress[P_ITEM], w.progress[P_PHASE],
+        job_id, index, phase, booted = (w.progress[P_JOB], running_item(w.progress), w.progress[P_PHASE],
                                         w.progress[P_BOOTED])
         end = chunk.start + len(chunk.items)
         job = chunk.job

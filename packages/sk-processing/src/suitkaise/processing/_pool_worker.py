@@ -50,6 +50,7 @@ from suitkaise.processing._chunk import (
     P_ITEM_START,
     P_JOB,
     P_LIVES,
+    P_OFFSET,
     P_PHASE,
     PHASE_IDLE,
     PHASE_LOADING,
@@ -63,6 +64,7 @@ from suitkaise.processing._chunk import (
     encode_outcome,
     progress_view,
     run_chunk,
+    running_item,
     unframe,
 )
 from suitkaise.processing._pdeathsig import set_pdeathsig
@@ -221,6 +223,7 @@ def worker_main(
         if msg.kind == wire.RESUME:
             lives.resume = (_Lives.open(msg.a, msg.b), msg.c)
             continue
+        progress[P_OFFSET] = 0  # first: a parent that reads the new job never adds a stale offset
         progress[P_JOB] = msg.job
         progress[P_ITEM_START] = time.monotonic_ns()  # a timed item's clock never reads a stale start
         progress[P_ITEM] = msg.a + msg.b
@@ -340,7 +343,7 @@ def _traced(job: FnJob, trace: Trace, job_id: int, progress: Any) -> FnJob:
     """``job`` with an "item" / "item-end" trace event around each item (``SK_POOL_TRACE``)."""
 
     def fn(item: Any) -> Any:
-        index = progress[P_ITEM]  # set by run_chunk just before the call
+        index = running_item(progress)  # set by run_chunk just before the call
         trace.event("item", job=job_id, item=index)
         value = call_item(job, item)
         trace.event("item-end", job=job_id, item=index)
