@@ -326,30 +326,35 @@ def test_a_refused_value_written_through_a_method_or_item_is_named_by_its_path(
         bad.join_thread()
 
 
-def _count_across_restarts(share: Share, n: int, started: Any) -> None:
+def _count_across_restarts(share: Share, n: int, started: Any, tag: int) -> None:
     share.n  # noqa: B018 - attach while the Share runs
     started.set()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # ("queued" while stopped)
-        for _ in range(n):
+        for i in range(n):
             share.n += 1
             share.m += 2
+            share.d["k"] += 2  # (needs a copy of the data in this process to find `d`)
+            share.lst.append((tag, i))
 
 
 def test_no_write_is_lost_while_the_owner_stops_and_starts_the_share(start_method: str) -> None:
     """Two children update the Share while its owner stops and starts it again and again:
     writes made while stopped wait in the pending file (a `+=` needs no copy of the data in
     the child: the owner's start() applies it), writes made while it starts wait for it;
-    every one lands exactly once."""
+    every one lands exactly once. Nested updates (`d[k] += 2`, `lst.append(v)`) too: a child
+    that lost the race to map a new store before the owner stopped it again keeps its old
+    mapping, enough to queue them."""
     import time
 
     ctx = multiprocessing.get_context()
     n = 300
     share = Share()
     try:
-        share.n, share.m = 0, 0
+        share.n, share.m, share.d, share.lst = 0, 0, {"k": 0}, []
         started = [ctx.Event() for _ in range(2)]
-        procs = [ctx.Process(target=_count_across_restarts, args=(share, n, ev)) for ev in started]
+        procs = [ctx.Process(target=_count_across_restarts, args=(share, n, ev, tag))
+                 for tag, ev in enumerate(started)]
         for p in procs:
             p.start()
         for ev in started:
@@ -365,6 +370,10 @@ def test_no_write_is_lost_while_the_owner_stops_and_starts_the_share(start_metho
             assert p.exitcode == 0
         assert share.n == 2 * n
         assert share.m == 4 * n
+        assert share.d == {"k": 4 * n}
+        lst = share.lst
+        assert sorted(lst) == [(tag, i) for tag in range(2) for i in range(n)]  # each once
+        assert [i for tag, i in lst if tag == 0] == list(range(n))  # in each child's order
     finally:
         share.stop()
 

@@ -6,6 +6,9 @@ exit, and what a forked child does with the handles it inherited.
     Share() ── owner ── weakref.finalize ──► owner_cleanup: mark the store closed,
                                              unlink /dev/shm/sk-share-* (and its
                                              -pending file, _pending.py), untrack them
+    owner SIGKILLed ──► multiprocessing's resource tracker unlinks what the owner had
+                        registered: the store while it runs, its -pending file while it is
+                        stopped (track_pending / untrack_pending)
     fork ──► child: every inherited handle becomes a client (no finalizer, no server)
 """
 
@@ -46,6 +49,25 @@ def tracker(action: str, name: str) -> None:
         pass
 
 
+# stores whose -pending file this process (their owner) registered with the tracker
+_PENDING_TRACKED: set[str] = set()
+
+
+def track_pending(name: str) -> None:
+    """Owner, stopping the Share (before the store leaves its path, so before any other
+    process can make the file): a SIGKILLed owner leaves no -pending file behind."""
+    if name not in _PENDING_TRACKED:
+        _PENDING_TRACKED.add(name)
+        tracker("register", _pending.file_name(name))
+
+
+def untrack_pending(name: str) -> None:
+    """Owner, once the -pending file is gone (start() took it; exit removed it)."""
+    if name in _PENDING_TRACKED:
+        _PENDING_TRACKED.discard(name)
+        tracker("unregister", _pending.file_name(name))
+
+
 def unlink(name: str) -> None:
     try:
         os.unlink(_store.path_of(name))
@@ -75,6 +97,7 @@ def owner_cleanup(name: str, pid: int) -> None:
             pass
     unlink(name)
     _pending.discard(name)
+    untrack_pending(name)
     if st is not None:
         _store.forget_store(st)
         st.close()
@@ -91,6 +114,7 @@ def forget(name: str) -> None:
 def _after_fork_in_child() -> None:
     # a forked child holds copies of the parent's handles: they become clients
     _remote.after_fork_in_child()
+    _PENDING_TRACKED.clear()  # the parent's registrations: this process owns none of them
     for h in list(HANDLES):
         d = h.__dict__
         if d.get("_sk_owner"):

@@ -18,6 +18,7 @@ import marshal
 import operator
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -38,6 +39,18 @@ _NOPE = object()
 _RETRY: Any = object()  # run_stopped: the Share is being started again; run the op there
 _CHANGING_LIMIT = 30.0  # seconds an op waits for its owner to finish starting/stopping the store
 _BLIND = frozenset({"set", "del", "write", "aug"})  # operations whose caller takes no result
+# built-in methods that return None whatever the data (or raise): a call of one needs no
+# copy of the data to answer its caller (_stopped_on_stale)
+_NONE_RESULT: dict[type, frozenset[str]] = {
+    list: frozenset({"append", "extend", "insert", "remove", "clear", "reverse", "sort"}),
+    dict: frozenset({"update", "clear"}),
+    set: frozenset({"add", "discard", "remove", "update", "clear", "difference_update",
+                    "intersection_update", "symmetric_difference_update"}),
+}
+# stopped stores of this process whose Share has been started again since (a newer store
+# was seen at the path) and that it has not mapped yet: their data is older than the
+# owner's snapshot (run, _stopped_on_stale)
+_STALE: weakref.WeakSet[Store] = weakref.WeakSet()
 _MISS = MISS
 _loads = marshal.loads
 _dumps = marshal.dumps
@@ -182,9 +195,18 @@ def run(share: Any, op: Op, rop: tuple[Any, ...] | None = None) -> Any:
         # the store says "stopped": is there a restarted one at the same name?
         gen = st.file_generation()
         if gen is not None and gen != st.generation:
-            _store.forget_store(st)
+            # the owner started the Share again: map the new store. The old mapping goes only
+            # once the new one is mapped: an owner that stops the new store first must not
+            # leave this process with no copy of the data (its `d[k] += 1` needs one), so
+            # it stays, marked stale (_stopped_on_stale)
+            try:
+                new = Store.attach(d["_sk_name"])
+            except StoreGone:
+                _STALE.add(st)
+                continue
+            _store.register_store(new)
             st.close()
-            d["_sk_store"] = None
+            d["_sk_store"] = new
             continue
         if gen is not None:  # still at its path: its owner is starting or stopping it
             _wait_while_changing(st)
@@ -209,6 +231,8 @@ def run_stopped(share: Any, op: Op, rop: tuple[Any, ...] | None, st: Store | Non
     """``op`` on the data as it was when the owner stopped the Share; a write is queued for
     ``start()``: in this handle (the owner) or in the pending file (``_pending.py``)."""
     d = _oga(share, "__dict__")
+    if st is not None and st in _STALE:
+        return _stopped_on_stale(share, op, rop, st)
     if st is not None:
         with st.locked():
             txn = Txn(st, scratch=True)
@@ -246,6 +270,58 @@ def run_stopped(share: Any, op: Op, rop: tuple[Any, ...] | None, st: Store | Non
             return _RETRY
         warnings.warn(STOPPED_WARNING, RuntimeWarning, stacklevel=user_stacklevel())
     return result
+
+
+def _stopped_on_stale(share: Any, op: Op, rop: tuple[Any, ...] | None, st: Store) -> Any:
+    """``run_stopped`` in a process whose only copy of the data is ``st``, a store the
+    owner has stopped, started and stopped again since: its data is older than the owner's
+    snapshot, so none of it may reach the caller. What needs no data still works, as in a
+    process with no copy at all: a write with no result (``d[k] += 1``, ``d[k] = v``,
+    ``lst.append(v)``) is queued for ``start()``, which applies it to the current data;
+    a read whose answer holds no data (the Proxy of a container) is answered."""
+    d = _oga(share, "__dict__")
+    name = d["_sk_name"]
+    if not owner_alive(d["_sk_owner_pid"]):
+        raise fail(share, f"Share {name!r} is gone: its owner process {d['_sk_owner_pid']} "
+                          "exited and the shared memory was released.")
+    kind = rop[0] if rop is not None else None
+    if rop is not None and (kind in _BLIND or (kind == "call" and _none_result(st, rop))):
+        if not _pending.append(name, rop):
+            return _RETRY
+        warnings.warn(STOPPED_WARNING, RuntimeWarning, stacklevel=user_stacklevel())
+        return None
+    if kind in ("read", "view"):
+        from ._proxy import Proxy, _Method
+
+        try:
+            with st.locked():
+                result = op(Txn(st, scratch=True))
+        except Exception:
+            result = None  # (what the old data says, an error included, is no answer)
+        if kind == "read":
+            free = result is not None and not result[1]  # (a container: the caller's Proxy)
+        else:
+            free = type(result) in (Proxy, _Method)
+        if free:
+            return result  # a Proxy is made of the path alone; its own uses come back here
+    raise ShareError(
+        f"Share {name!r} is stopped and this process holds no current copy of its data; "
+        "call share.start() in the process that created it."
+    )
+
+
+def _none_result(st: Store, rop: tuple[Any, ...]) -> bool:
+    """``rop`` calls a built-in method that returns None (``_NONE_RESULT``) on the object
+    ``st`` holds at its path."""
+    _, path, name = rop[:3]
+    if name is None:
+        return False
+    try:
+        with st.locked():
+            target = resolve(Txn(st, scratch=True).get(path[0]), path[1:])
+    except Exception:
+        return False
+    return name in _NONE_RESULT.get(type(target), ())
 
 
 def replay(share: Any) -> None:

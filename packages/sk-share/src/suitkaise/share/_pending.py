@@ -8,6 +8,8 @@
     owner:     start() ──creates the new store, then takes the file (reads, unlinks) and
                          applies each record in order──► the new store
     owner:     exit / handle dropped ──► the file is removed (owner_cleanup)
+    owner:     SIGKILLed while stopped ──► the resource tracker removes the file (the owner
+                         registers its name when it stops the Share, _lifecycle.track_pending)
 
 The owner's own writes while stopped wait in its handle (``_sk_queue``); another process's
 cannot wait in that process, which may exit before ``start()``. The file is made by the first
@@ -31,7 +33,8 @@ from ._store import path_of
 _LEN = struct.Struct("<Q")
 
 
-def _name(store: str) -> str:
+def file_name(store: str) -> str:
+    """The pending file's name (beside the store's, in the same directory)."""
     return store + "-pending"
 
 
@@ -39,7 +42,7 @@ def append(store: str, rop: tuple[Any, ...]) -> bool:
     """Another process: queue ``rop`` for the owner's ``start()``. False when the Share runs
     again (its new store exists): the caller runs the write there instead."""
     data = cucumber.serialize(rop)  # fails before the file is touched
-    fd = os.open(path_of(_name(store)), os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+    fd = os.open(path_of(file_name(store)), os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         st = os.fstat(fd)
@@ -59,7 +62,7 @@ def take(store: str) -> list[bytes]:
     queued; the file is gone afterwards. A record cut short (its writer killed mid-write) is
     dropped."""
     try:
-        fd = os.open(path_of(_name(store)), os.O_RDONLY)
+        fd = os.open(path_of(file_name(store)), os.O_RDONLY)
     except FileNotFoundError:
         return []
     try:
@@ -85,4 +88,4 @@ def take(store: str) -> list[bytes]:
 def discard(store: str) -> None:
     """Remove the pending file (start, and the owner's exit)."""
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(path_of(_name(store)))
+        os.unlink(path_of(file_name(store)))

@@ -51,7 +51,16 @@ from ._base import RESERVED, ShareError, user_stacklevel
 from ._base import oga as _oga
 from ._critical import Critical
 from ._dispatch import Dispatcher
-from ._lifecycle import HANDLES, forget, owner_alive, owner_cleanup, tracker, unlink
+from ._lifecycle import (
+    HANDLES,
+    forget,
+    owner_alive,
+    owner_cleanup,
+    track_pending,
+    tracker,
+    unlink,
+    untrack_pending,
+)
 from ._proxy import Operand, Pending, Proxy, _path_of, _share_of, new_proxy, same_share, unwrap
 from ._remote import REMOTES as _REMOTES
 from ._remote import SERVERS, new_key, stop_server
@@ -352,7 +361,9 @@ class Share:
             d["_sk_snapshot"] = {}
             _ops.replay(self)
             run = Dispatcher(self)
-            for payload in _pending.take(d["_sk_name"]):  # other processes' writes while stopped
+            pending = _pending.take(d["_sk_name"])  # other processes' writes while stopped
+            untrack_pending(d["_sk_name"])
+            for payload in pending:
                 try:
                     run(cucumber.deserialize(payload))
                 except Exception as e:
@@ -417,6 +428,7 @@ class Share:
                 st.unlock_process()
             d["_sk_snapshot"] = snap
             d["_sk_store"] = None
+            track_pending(d["_sk_name"])  # (before the store leaves: no -pending file yet)
             unlink(d["_sk_name"])
             _store.forget_store(st)
             st.close()
