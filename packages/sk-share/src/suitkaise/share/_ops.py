@@ -266,7 +266,7 @@ def view(share: Any, path: Path, fn: Callable[[Any], Any]) -> Any:
         with st.tlock:
             if not st.closed:
                 c = st.cache.get(path[0])
-                if c is not None and c[2] == st.epoch():
+                if c is not None and c[2] == st.eq[EPOCH_Q]:
                     return fn(resolve(c[1], path[1:]))
 
     def op(txn: Txn) -> Any:
