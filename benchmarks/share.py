@@ -48,6 +48,8 @@ Scaling (not interleaved against an anchor, but each size interleaved with the o
   Share holding them (``del share.x``): mean us per delete in the writer, amortized over all
   N (the rebuilds that drop dead entries included), and in a reader process that asks for
   the deleted name after each delete (lockstep, only its read timed);
+* a ``with share.lock():`` block of one ``+=`` and one new name on a Share holding N = 10,
+  10^3, 10^4, 10^5 (``--quick``: up to 10^4) names, all cached: us per block;
 * the store file after 10^6 (``--quick``: 10^5) updates, against the live data;
 * (1, 2, 4, 8, 16 processes x ``+=`` on one Share: ``benchmarks/scaling.py``.)
 """
@@ -417,6 +419,47 @@ def names_rows(rounds: int, sizes: list[int], k: int) -> dict[int, dict[str, flo
     return {n: {k: statistics.median(v) for k, v in c.items()} for n, c in res.items()}
 
 
+def block_rows(rounds: int, sizes: list[int], k: int) -> dict[int, float]:
+    """Seconds per ``with share.lock(): share.x += 1; share.<new name> = 1`` (one update and
+    one add, one commit) on a Share holding N names that this process has all read (cached)."""
+    shares: dict[int, Share] = {}
+    for n in sizes:
+        shares[n] = share = Share()
+        with share.lock():  # one commit for every name (not timed)
+            for i in range(n - 1):
+                setattr(share, f"n{i}", i)
+            share.x = 0
+        for i in range(n - 1):
+            getattr(share, f"n{i}")
+    res: dict[int, list[float]] = {n: [] for n in sizes}
+    try:
+        for r in range(rounds):
+            for n in sizes[r % len(sizes) :] + sizes[: r % len(sizes)]:
+                share = shares[n]
+                t = time.perf_counter()
+                for i in range(k):
+                    with share.lock():
+                        share.x += 1
+                        setattr(share, f"b{i}", 1)
+                res[n].append((time.perf_counter() - t) / k)
+                for i in range(k):  # back to N names (not timed)
+                    delattr(share, f"b{i}")
+    finally:
+        for share in shares.values():
+            share.stop()
+    return {n: statistics.median(v) for n, v in res.items()}
+
+
+def print_blocks(blocks: dict[int, float]) -> None:
+    print("\n`with share.lock(): share.x += 1; share.<new name> = 1` on a Share holding N names, all cached (us)\n")
+    print("| N | block |")
+    print("|---|---|")
+    for n, v in blocks.items():
+        print(f"| {n:,} | {v * 1e6:.2f} |")
+    ratio = blocks[max(blocks)] / blocks[min(blocks)]
+    print(f"\nN = {max(blocks):,} / N = {min(blocks):,}: {ratio:.2f}x (target <= 2x)")
+
+
 def _read_each_change(share: Share, conn: Any, kind: str) -> None:
     """The reader of ``_reader_time``: when told ``i``, reads ``a<i>`` (``kind`` "add") or
     checks it is gone ("delete"); sends back its total time."""
@@ -573,9 +616,11 @@ def main() -> None:
     file_updates = 100_000 if a.quick else 1_000_000
     ctx = mp.get_context(a.start_method)
     add_sizes = [10, 1_000, 10_000] + ([] if a.quick else [100_000])
+    block_sizes = [10, 1_000, 10_000] + ([] if a.quick else [100_000])
     if a.names_only:
         print_names(names_rows(rounds, [1, 1_000, 100_000], a.names_ops), add_rows(ctx, rounds, add_sizes))
         print_deletes(del_rows(ctx, rounds, add_sizes))
+        print_blocks(block_rows(rounds, block_sizes, a.names_ops // 10))
         return
 
     scenarios: dict[str, dict[str, Any]] = dict(SCENARIOS)
@@ -616,6 +661,7 @@ def main() -> None:
     names_res = names_rows(rounds, [1, 1_000, 100_000], a.names_ops)
     adds = add_rows(ctx, rounds, add_sizes)
     dels = del_rows(ctx, rounds, add_sizes)
+    blocks = block_rows(rounds, block_sizes, a.names_ops // 10)
     files = file_rows(file_updates)
 
     med = {s: {k: statistics.median(v) for k, v in c.items()} for s, c in res.items()}
@@ -647,6 +693,7 @@ def main() -> None:
         print(_row(name, ours, an, av, unit, target, ours / av <= lim))
     print_names(names_res, adds)
     print_deletes(dels)
+    print_blocks(blocks)
     print(f"\nstore file after {files['updates']:,} updates: {files['file'] / 2**20:.1f} MiB for "
           f"{files['live'] / 2**10:.1f} KiB of live data (proportional: bounded, does not grow with updates)")
     print("\n(the throughput of 1-16 processes updating one Share: benchmarks/scaling.py)")
@@ -676,6 +723,10 @@ def main() -> None:
     headline("share", f"delete {big_n:,} names one at a time, us per delete (vs {small_n} names)",
              dels[big_n]["writer"] * 1e6, f"the same for {small_n} names", dels[small_n]["writer"] * 1e6, "<= 2x",
              dels[big_n]["writer"] <= 2 * dels[small_n]["writer"], "us")
+    big_b, small_b = max(blocks), min(blocks)
+    headline("share", f"share.lock() block (+= one name, add one) with {big_b:,} names, us (vs {small_b} names)",
+             blocks[big_b] * 1e6, f"the same with {small_b} names", blocks[small_b] * 1e6, "<= 2x",
+             blocks[big_b] <= 2 * blocks[small_b], "us")
     und = sz["acc.add(1), undeclared"]
     headline("share", f"undeclared acc.add(1) on an object holding {big:,} items, us (vs 10 items)",
              und[big] * 1e6, "the same on 10 items", und[10] * 1e6, "<= 2x", und[big] <= 2 * und[10], "us")

@@ -67,6 +67,7 @@ _dumps = marshal.dumps
 _loads = marshal.loads
 _PLAIN_DELTA = K_DELTA | _codec.K_PLAIN  # the kind of a delta record of marshal bytes
 _CACHE_MAX = 4096
+_DICTS = _alias.DICTS
 
 READER, WRITER, SCAN = 1, 2, 3
 # (class, name) -> (kind, method to run, function it must be, attribute names, called
@@ -114,10 +115,14 @@ def _plan(cls: type, name: str) -> Plan | None:
     return got
 
 
-def call(st: Store, path: tuple[Any, ...], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def call(
+    st: Store, path: tuple[Any, ...], name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+    on_dict: Any = None,
+) -> Any:
     """``<object at path>.name(*args, **kwargs)`` as one locked update of the stored
     object; its result (a private copy), or ``MISS`` when nothing was done and the general
-    path must take the call."""
+    path must take the call. ``on_dict`` (``_ops.call``): the result when the object is a
+    dict."""
     fl = st.fast_lock  # the robust mutex's C functions (None: the fcntl lock, or closed)
     if fl is None:
         return MISS
@@ -131,7 +136,7 @@ def call(st: Store, path: tuple[Any, ...], name: str, args: tuple[Any, ...], kwa
             st.recovered += 1
         st.depth = 1
         try:
-            return _locked(st, path, name, args, kwargs)
+            return _locked(st, path, name, args, kwargs, on_dict)
         finally:
             st.depth = 0
             st._s = None
@@ -142,7 +147,9 @@ def call(st: Store, path: tuple[Any, ...], name: str, args: tuple[Any, ...], kwa
         tl.release()
 
 
-def _locked(st: Store, path: tuple[Any, ...], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _locked(
+    st: Store, path: tuple[Any, ...], name: str, args: tuple[Any, ...], kwargs: dict[str, Any], on_dict: Any,
+) -> Any:
     q = st.q
     hdr = st.hdr
     if q[(SLOT_OFF[hdr[SEL_OFF]] >> 3) + S_FLAGS] & _NOT_LIVE:
@@ -165,6 +172,9 @@ def _locked(st: Store, path: tuple[Any, ...], name: str, args: tuple[Any, ...], 
     try:
         target = resolve(root, path[1:]) if len(path) > 1 else root
         cls = type(target)
+        if on_dict is not None and cls in _DICTS:
+            c[2] = epoch
+            return on_dict(target)
         plan = _PLANS.get((cls, name), _UNPLANNED)
         if plan is _UNPLANNED:
             plan = _plan(cls, name)

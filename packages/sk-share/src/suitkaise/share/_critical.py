@@ -4,7 +4,9 @@
 
     __enter__: Store.acquire (thread RLock + robust process mutex, reentrant)
                Store.txn = Txn(block=True)  ◄── every operation of this thread joins it
+               Store.eq = NO_EPOCH      ◄── no fast read (cached copy) matches in the block
     __exit__:  no exception: one commit of everything the block staged; else: nothing
+               Store.eq = Store.q       (the commit bumped the epoch first)
                Store.release  (a holder killed inside the block: the kernel releases the
                robust mutex, nothing of the block was committed)
 """
@@ -16,7 +18,7 @@ from typing import Any
 from . import _ops
 from ._base import ShareError
 from ._base import oga as _oga
-from ._store import FLAG_CLOSED, FLAG_STOPPED, S_FLAGS, Store, StoreGone
+from ._store import FLAG_CLOSED, FLAG_STOPPED, NO_EPOCH, S_FLAGS, Store, StoreGone
 from ._txn import Txn
 
 
@@ -59,9 +61,10 @@ class Critical:
                 if st.txn is None:
                     if d["_sk_queue"]:
                         _ops.replay(share)
+                    # the fast read paths must not skip the block: none matches until it ends
+                    # (O(1): the epoch source is swapped, no cached entry is touched)
+                    st.eq = NO_EPOCH
                     st.txn = Txn(st, block=True)
-                    for c in st.cache.values():  # the fast read paths must not skip the block
-                        c[2] = -1
                     self.outer = True
             except BaseException:
                 st.release()
@@ -88,4 +91,8 @@ class Critical:
                         raise
                     txn.committed(seq)
         finally:
+            if self.outer:
+                # after the commit bumped the epoch (or the rollback dropped what the block
+                # mutated): a cached copy the fast reads match again is a committed value
+                st.eq = st.q
             st.release()

@@ -335,14 +335,25 @@ def replay(share: Any) -> None:
             warnings.warn(f"A write queued while the Share was stopped failed: {e!r}", UserWarning, stacklevel=2)
 
 
+def peek(st: Store, path: Path, fn: Callable[[Any], Any]) -> Any:
+    """Read-only ``fn`` applied to the object at ``path`` in this process's cached copy
+    when no commit started since it was checked (no process lock); MISS otherwise."""
+    with st.tlock:
+        if not st.closed:
+            c = st.cache.get(path[0])
+            if c is not None and c[2] == st.eq[EPOCH_Q]:
+                return fn(resolve(c[1], path[1:]))
+    return MISS
+
+
 def view(share: Any, path: Path, fn: Callable[[Any], Any]) -> Any:
     """Apply read-only ``fn`` to the object at ``path`` (fast path when nothing changed)."""
     st: Store | None = _oga(share, "__dict__")["_sk_store"]
     if st is not None:
-        with st.tlock:
+        with st.tlock:  # (peek, inlined: every proxy read passes here)
             if not st.closed:
                 c = st.cache.get(path[0])
-                if c is not None and c[2] == st.epoch():
+                if c is not None and c[2] == st.eq[EPOCH_Q]:
                     return fn(resolve(c[1], path[1:]))
 
     def op(txn: Txn) -> Any:
@@ -408,12 +419,17 @@ def write(share: Any, path: Path, action: str, value: Any) -> None:
     run(share, op, ("write", path, action, value))
 
 
-def call(share: Any, path: Path, name: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def call(
+    share: Any, path: Path, name: str | None, args: tuple[Any, ...], kwargs: dict[str, Any],
+    on_dict: Callable[[Any], Any] | None = None,
+) -> Any:
     """Call method ``name`` of the object at ``path`` (or the object itself when ``name``
     is None) on the current copy, under the lock; write it back if it changed. Returns a
     private copy of the real result, or an ``_alias.Ref`` when the result is the object or
     one of its elements (the caller hands out a live Proxy). ``args`` are plain values
-    (proxies unwrapped).
+    (proxies unwrapped). ``on_dict``: when the object is a dict, ``on_dict(it)`` is the
+    result instead (read-only; ``get``/``values``/``items`` with live elements), in the
+    same locked step.
 
     A method of a user object takes the lean path first (``_calls.py``: no transaction,
     the class's options resolved once); whatever it does not take runs here."""
@@ -421,7 +437,7 @@ def call(share: Any, path: Path, name: str | None, args: tuple[Any, ...], kwargs
         d = _oga(share, "__dict__")
         st = d["_sk_store"]
         if st is not None and not d["_sk_queue"] and d["_sk_redis"] is None:
-            got = _calls.call(st, path, name, args, kwargs)
+            got = _calls.call(st, path, name, args, kwargs, on_dict)
             if got is not _MISS:
                 return got
     where = path_str(path[:1])
@@ -432,6 +448,9 @@ def call(share: Any, path: Path, name: str | None, args: tuple[Any, ...], kwargs
         except KeyError:
             raise AttributeError(f"Share has no attribute {path[0]!r}") from None
         target = resolve(root, path[1:])
+        if on_dict is not None and type(target) in _alias.DICTS:
+            txn.mark_checked(path[0])
+            return on_dict(target)
         if name is None:
             result = target(*args, **kwargs)
             kind = "unknown"

@@ -31,6 +31,8 @@ _getframe = sys._getframe
 _view = _ops.view
 _write = _ops.write
 _call = _ops.call
+_peek = _ops.peek
+_MISS = _ops.MISS
 _aug_apply = _ops.aug_apply
 
 
@@ -244,8 +246,11 @@ def _live_items(t: Any, share: Any, path: Path) -> list[tuple[Any, Any]]:
 
 
 def _dict_read(share: Any, path: Path, name: str, args: tuple[Any, ...]) -> Any:
-    """``get``/``values``/``items`` of a dict at ``path`` as one read, elements live; NOPE
-    when the object there is not a dict (its own method runs as any other)."""
+    """``get``/``values``/``items`` of the object at ``path``: of a dict, one read with its
+    elements live; of anything else, its own method, run as any other (``_call``: a result
+    that is ``_Ref`` is made a Proxy by the caller). One locked step at most: a current
+    cached copy says which without the lock; else the call's locked step makes the dict
+    read when it finds a dict (a handle without a local store: a read, then the call)."""
 
     def fn(t: Any) -> Any:
         if type(t) not in _DICTS:
@@ -260,7 +265,15 @@ def _dict_read(share: Any, path: Path, name: str, args: tuple[Any, ...]) -> Any:
             return args[1] if len(args) == 2 else None
         return value if _codec.is_immutable(value) else new_proxy(share, (*path, ("i", key)))
 
-    return _view(share, path, fn)
+    d = _oga(share, "__dict__")
+    st = d["_sk_store"]
+    if st is not None and d["_sk_remote"] is None and d["_sk_redis"] is None:
+        got = _peek(st, path, fn)
+        if got is _MISS or got is _NOPE:  # not known current, or not a dict
+            return _call(share, path, name, args, {}, fn)
+        return got
+    got = _view(share, path, fn)
+    return _call(share, path, name, args, {}) if got is _NOPE else got
 
 
 def _read(proxy: Proxy, fn: Callable[[Any], Any]) -> Any:
@@ -347,10 +360,9 @@ class _Method:
             args = _unwrap_args(args)
         nargs = _DICT_READS.get(self._name)
         if nargs is not None and not kwargs and nargs[0] <= len(args) <= nargs[1]:
-            got = _dict_read(self._share, self._path, self._name, args)
-            if got is not _NOPE:
-                return got
-        result = _call(self._share, self._path, self._name, args, _unwrap_kwargs(kwargs) if kwargs else kwargs)
+            result = _dict_read(self._share, self._path, self._name, args)
+        else:
+            result = _call(self._share, self._path, self._name, args, _unwrap_kwargs(kwargs) if kwargs else kwargs)
         if type(result) is _Ref:  # the object or one of its elements: live, not a copy
             return new_proxy(self._share, result.path)
         return result

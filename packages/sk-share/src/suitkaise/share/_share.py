@@ -559,7 +559,7 @@ class Share:
             if not kind:  # PLAIN
                 try:
                     c = st.cache[name]
-                    if c[3] and c[2] == st.q[EPOCH_Q]:
+                    if c[3] and c[2] == st.eq[EPOCH_Q]:
                         return c[1]
                 except (KeyError, ValueError):  # not cached; detached concurrently
                     pass
@@ -603,7 +603,7 @@ class Share:
             c = st.cache.get(name)
             if c is not None:
                 try:
-                    current = c[2] == st.q[EPOCH_Q]
+                    current = c[2] == st.eq[EPOCH_Q]
                 except ValueError:  # detached concurrently: take the slow path
                     current = False
                 if current:

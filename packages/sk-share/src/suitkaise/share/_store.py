@@ -68,7 +68,8 @@ There is no server process: every process reads and writes the file itself.
   Compaction also never touches live data before the flip.
 * Every commit first bumps the *epoch* word. A reader compares it (one 8-byte read through a
   memoryview, no lock, no syscall) with the epoch at which its cached copy was checked: if
-  no commit started since, the cached value is current.
+  no commit started since, the cached value is current. While a ``with share.lock()`` block
+  of this process runs, they compare with ``NO_EPOCH`` instead (``Store.eq``): no match.
 
 The owner registers the file with multiprocessing's resource tracker (so a SIGKILLed owner
 is cleaned up) and unregisters it when it unlinks the file (stop(), exit, garbage
@@ -100,6 +101,8 @@ GEN_OFF = 16
 PID_OFF = 24
 EPOCH_OFF = 40  # 8 bytes, bumped at the start of every commit (readers' "anything new?")
 EPOCH_Q = EPOCH_OFF // 8
+# ``Store.eq`` during a ``with share.lock()`` block: its epoch word equals no cached entry's
+NO_EPOCH = (-2,) * (EPOCH_Q + 1)
 SLOT_OFF = (64, 192)
 MUTEX_OFF = 512
 # seq, flags, names_off, names_len, names_ver, tab_off, tab_n,
@@ -167,6 +170,10 @@ class Store:
         self.hdr = hdr  # the header page: never remapped while attached
         self.mm = mm  # the whole file: remapped when another process grew it
         self.q = memoryview(hdr).cast("Q")  # 8-byte words of the header (epoch: q[EPOCH_Q])
+        # what the lock-free fast reads take the epoch from (``eq[EPOCH_Q]``): ``q``, or
+        # NO_EPOCH while a ``with share.lock()`` block runs (its staged writes are not in the
+        # cache: every read goes through its Txn). One swap, not a pass over the cache.
+        self.eq: Any = self.q
         self.mq = _words(mm)  # 8-byte words of the file (records, tables)
         self.lock_kind = hdr[LOCK_KIND_OFF]
         self.plock: RobustMutex | FcntlLock
@@ -1077,7 +1084,10 @@ def _after_fork_in_child() -> None:
     for st in list(_REGISTRY.values()):
         st.tlock = threading.RLock()
         st.depth = 0  # the child holds no lock (POSIX locks and mutex ownership stay with the parent)
-        st.txn = None
+        if st.txn is not None:  # forked inside a block: its uncommitted in-place changes
+            st.cache.clear()  # may be in cached objects, and the child will not commit them
+            st.txn = None
+        st.eq = st.q
         st._s = None
 
 
