@@ -278,3 +278,31 @@ def test_final_state_with_a_replaced_timer_and_a_non_builtin_result(start_method
     assert proc.timers.run.label == "mine"
     assert proc.timers.run.num_times == 3
     assert proc.current_run == 3
+
+
+def test_a_finished_process_leaves_no_descriptor_for_the_garbage_collector(start_method):
+    # before: each finished run kept the child's sentinel and a pipe (2 fds) until the cyclic
+    # GC freed the owner <-> run cycle: with the GC frozen, a service ran out of descriptors
+    import gc
+    import os
+
+    def fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        procs = [Counter(1) for _ in range(20)]
+        for p in procs[:5]:  # (the first runs may start a fork server or a resource tracker)
+            assert p.run() == 1
+        gc.collect()
+        before = fds()
+        for p in procs[5:]:
+            assert p.run() == 1
+        assert fds() == before, "descriptors kept by finished processes"
+        assert all(not p.is_alive and "finished" in repr(p) for p in procs)
+        procs[0].kill()  # after the end: still a no-op
+        procs[0].stop()
+    finally:
+        if enabled:
+            gc.enable()

@@ -42,6 +42,7 @@ in order.
 
 from __future__ import annotations
 
+import contextlib
 import marshal
 import multiprocessing.connection as mpc
 import os
@@ -448,6 +449,13 @@ class ParentRun:
             if self.checkpoint is not None:
                 self.checkpoint.close()
                 self.checkpoint = None
+        # The exited child's sentinel and pipe descriptors go now, before result() returns:
+        # the owner and this run refer to each other, so they would wait for the cyclic GC
+        # (a service that runs many processes with the GC frozen ran out of descriptors).
+        process = self.process
+        if process is not None and process.exitcode is not None:
+            with contextlib.suppress(ValueError):
+                process.close()
         with self.cond:
             if self.outcome is None:
                 self.outcome = outcome
