@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import time
 from typing import Any
 
 import pytest
@@ -335,3 +336,88 @@ def test_direct_add_across_processes_with_other_commits_is_exact(start_method: s
             assert p.exitcode == 0
         assert share.c == 4 * n
         assert share.d == -2 * n
+
+
+# -- Ctrl-C (a signal's exception) never leaves a process holding the lock -----------------
+
+
+def _wait_for_lock_then_write(share: Share, ready: Any, out: Any) -> None:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    ready.set()
+    t0 = time.monotonic()
+    try:
+        with share.lock():
+            out.put(("entered", 0.0))
+            return
+    except KeyboardInterrupt:
+        out.put(("interrupted", time.monotonic() - t0))
+    share.after = 1  # the lock must be free of this process now
+    out.put(("wrote", 0.0))
+
+
+@pytest.mark.skipif(not _lock.robust_available(), reason="no robust pthread mutexes here")
+def test_ctrl_c_while_waiting_for_the_lock_arrives_at_once_and_leaves_it_free(start_method: str) -> None:
+    # before: the KeyboardInterrupt came only when the holder let go, and was raised as the
+    # lock call returned: the interrupted process then held the lock for good (all hung)
+    ctx = multiprocessing.get_context()
+    with Share() as share:
+        share.after = 0
+        ready, out = ctx.Event(), ctx.Queue()
+        p = ctx.Process(target=_wait_for_lock_then_write, args=(share, ready, out))
+        with share.lock():
+            p.start()
+            assert ready.wait(TIMEOUT)
+            time.sleep(0.3)  # the child is asleep in the lock call by now
+            os.kill(p.pid, signal.SIGINT)
+            kind, waited = out.get(timeout=TIMEOUT)
+            assert kind == "interrupted"
+            assert waited < 2.0, "the interrupt waited for the holder"
+        assert out.get(timeout=TIMEOUT) == ("wrote", 0.0)
+        p.join(TIMEOUT)
+        assert p.exitcode == 0
+        assert share.after == 1
+
+
+def _add_until_told(share: Share, ready: Any, done: Any) -> None:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    ready.set()
+    while not done.is_set():
+        try:
+            while not done.is_set():
+                share.n += 1
+                share.acc.add(1)
+        except KeyboardInterrupt:
+            pass
+
+
+@pytest.mark.skipif(not _lock.robust_available(), reason="no robust pthread mutexes here")
+def test_ctrl_c_in_a_tight_update_loop_never_keeps_the_lock(start_method: str) -> None:
+    # before: an interrupt raised as the fast path's trylock returned left the lock held
+    # (the trial's reproducer hung 3 of 3 times)
+    ctx = multiprocessing.get_context()
+    with Share() as share:
+        share.n = 0
+        share.acc = Acc()
+        ready, done = ctx.Event(), ctx.Event()
+        p = ctx.Process(target=_add_until_told, args=(share, ready, done))
+        p.start()
+        try:
+            assert ready.wait(TIMEOUT)
+            for _ in range(30):
+                with share.lock():
+                    time.sleep(0.005)  # the child waits (spins, then sleeps) for it
+                os.kill(p.pid, signal.SIGINT)
+                time.sleep(0.01)
+            deadline = time.monotonic() + 20
+            st = _store.get_store(share._sk_name)
+            while True:  # the child, still looping, must keep letting go of the lock
+                with share.lock():
+                    pass
+                if st.recovered == 0 and time.monotonic() > deadline - 19:
+                    break
+                assert time.monotonic() < deadline
+        finally:
+            done.set()
+            p.join(TIMEOUT)
+        assert p.exitcode == 0
+        assert abs(share.n - share.acc.total) <= 30  # (an interrupt may fall between the two)

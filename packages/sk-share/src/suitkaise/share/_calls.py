@@ -131,7 +131,11 @@ def call(
     try:
         if st.depth or st.txn is not None or st.closed:
             return MISS  # nested in an operation or a `with share.lock()` block
-        rc = fl[0](fl[2])  # trylock
+        try:
+            rc = fl[0](fl[2])  # trylock
+        except BaseException:  # raised as it returned (a signal): it may hold the mutex
+            st.plock.drop_if_mine()  # type: ignore[union-attr]
+            raise
         if rc and st.plock.after_trylock(rc):  # type: ignore[union-attr]
             st.recovered += 1
         st.depth = 1

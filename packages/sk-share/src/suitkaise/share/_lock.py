@@ -10,8 +10,13 @@
   without releasing the GIL (``trylock``): ~0.25 µs, no system call (fcntl costs two).
 * Contended: ``trylock`` polled for up to 0.2 ms, in bursts with a ``sched_yield`` between
   them (the holder is usually about to release: the critical sections are microseconds,
-  and a sleeping waiter's wake-up costs far more), then a blocking ``pthread_mutex_lock``
-  that releases the GIL and sleeps in the kernel (futex).
+  and a sleeping waiter's wake-up costs far more), then ``pthread_mutex_timedlock`` in
+  slices of 50 ms that release the GIL and sleep in the kernel (futex). Between slices
+  Python runs its signal handlers, so Ctrl-C reaches a waiter at once.
+* Interrupt-safe: Python raises a signal's exception (``KeyboardInterrupt``) as a C call
+  returns, so a lock call that took the mutex may never hand back its result. Each call
+  site catches that and, if the futex word names this thread, releases the mutex
+  (``drop_if_mine``): an interrupted process never keeps it.
 * Kill-safe: the mutex is *robust*. When its holder dies (even by SIGKILL) the kernel
   marks it and wakes a waiter, whose lock call returns ``EOWNERDEAD``; we call
   ``pthread_mutex_consistent`` and carry on. That is safe here because every commit
@@ -32,6 +37,7 @@ import errno
 import fcntl
 import mmap
 import os
+import threading
 import time
 from typing import Any
 
@@ -51,6 +57,10 @@ _SPIN_NS = 200_000
 _SPIN_BURST = 16
 
 _EBUSY = errno.EBUSY
+_ETIMEDOUT = errno.ETIMEDOUT
+_SLICE_NS = 50_000_000  # a blocked waiter returns to Python this often (signals, Ctrl-C)
+_TID_MASK = 0x3FFFFFFF  # the owner's thread id in a robust mutex's futex word (futex(2))
+_native_id = threading.get_native_id
 _ns = time.perf_counter_ns
 _EOWNERDEAD = getattr(errno, "EOWNERDEAD", 130)
 _ENOTRECOVERABLE = getattr(errno, "ENOTRECOVERABLE", 131)
@@ -59,7 +69,7 @@ _PTHREAD_MUTEX_ROBUST = 1
 
 
 def _load() -> tuple[Any, ...] | None:
-    """(init, trylock, lock, unlock, consistent) or None when not available."""
+    """(other functions, trylock, timedlock, unlock) or None when not available."""
     try:
         gil_free = ctypes.CDLL(None, use_errno=True)  # releases the GIL: may block
         with_gil = ctypes.PyDLL(None)  # keeps the GIL: never blocks
@@ -71,8 +81,8 @@ def _load() -> tuple[Any, ...] | None:
             f = getattr(gil_free, name)
             f.restype = ctypes.c_int
             fns[name] = f
-        lock = gil_free.pthread_mutex_lock
-        lock.argtypes = [ctypes.c_void_p]
+        lock = gil_free.pthread_mutex_timedlock
+        lock.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
         lock.restype = ctypes.c_int
         # trylock/unlock run on every operation: no argtypes, they are passed the mutex's
         # ctypes buffer itself (a pointer; ~35 ns a pair less than converting an int)
@@ -120,6 +130,15 @@ def _check(rc: int, what: str) -> None:
         raise OSError(rc, f"{what} failed: {os.strerror(rc)}")
 
 
+class _Timespec(ctypes.Structure):
+    """``struct timespec`` (CLOCK_REALTIME, as ``pthread_mutex_timedlock`` reads it)."""
+
+    _fields_ = [("sec", ctypes.c_long), ("nsec", ctypes.c_long)]
+
+    def set(self, ns: int) -> None:
+        self.sec, self.nsec = divmod(ns, 1_000_000_000)
+
+
 class RobustMutex:
     """A robust, process-shared pthread mutex living at ``off`` in ``buf``."""
 
@@ -142,22 +161,43 @@ class RobustMutex:
                 fns["pthread_mutexattr_destroy"](attr)
 
     def acquire(self) -> bool:
-        """Block until held. Returns True if the previous holder died holding it."""
+        """Block until held. Returns True if the previous holder died holding it. The caller
+        must not hold it (an exception raised here leaves it released)."""
         buf = self._buf
         _, trylock, lock, _ = _FUNCS  # type: ignore[misc]
-        rc = trylock(buf)
-        if rc == _EBUSY:
-            rc = _spin(trylock, buf)
+        try:
+            rc = trylock(buf)
             if rc == _EBUSY:
-                rc = lock(self._addr)  # sleeps in the kernel, GIL released
-        if rc == 0:
-            return False
-        return self._after(rc)
+                rc = _spin(trylock, buf)
+                if rc == _EBUSY:
+                    until = _Timespec()
+                    while True:  # sleeps in the kernel, GIL released, a slice at a time
+                        until.set(time.time_ns() + _SLICE_NS)
+                        rc = lock(self._addr, ctypes.byref(until))
+                        if rc != _ETIMEDOUT:
+                            break
+            if rc == 0:
+                return False
+            return self._after(rc)
+        except BaseException:
+            self.drop_if_mine()
+            raise
+
+    def drop_if_mine(self) -> None:
+        """Release the mutex if this thread holds it: after an exception raised as a lock
+        call returned (a signal's), which may have taken it without anyone knowing. Only for
+        callers that did not hold it before that call."""
+        if self._buf is None or ctypes.c_uint32.from_buffer(self._buf).value & _TID_MASK != _native_id():
+            return
+        fns, _, _, unlock = _FUNCS  # type: ignore[misc]
+        fns["pthread_mutex_consistent"](self._addr)  # (EINVAL unless a dead holder's: fine)
+        unlock(self._buf)
 
     def fast(self) -> tuple[Any, Any, Any]:
         """(trylock, unlock, mutex buffer): the hottest path (``share.x += v``) calls them
         directly, saving two Python calls; a nonzero result goes to ``after_trylock`` /
-        ``after_unlock``. The tuple holds the mapping: drop it before closing that."""
+        ``after_unlock``, an exception raised as trylock returns to ``drop_if_mine``. The
+        tuple holds the mapping: drop it before closing that."""
         return _FUNCS[1], _FUNCS[3], self._buf  # type: ignore[index]
 
     def after_trylock(self, rc: int) -> bool:
@@ -165,7 +205,11 @@ class RobustMutex:
         wait; its holder died: we hold it now, repair). Returns ``acquire``'s result."""
         if rc == _EBUSY:
             return self.acquire()
-        return self._after(rc)
+        try:
+            return self._after(rc)
+        except BaseException:
+            self.drop_if_mine()
+            raise
 
     @staticmethod
     def after_unlock(rc: int) -> None:
@@ -173,7 +217,11 @@ class RobustMutex:
 
     def try_acquire(self) -> bool:
         """Take the mutex if it is free; never blocks."""
-        rc = _FUNCS[1](self._buf)  # type: ignore[index]
+        try:
+            rc = _FUNCS[1](self._buf)  # type: ignore[index]
+        except BaseException:
+            self.drop_if_mine()
+            raise
         if rc == 0:
             return True
         if rc == _EBUSY:

@@ -630,7 +630,11 @@ class Store:
                 if self.plock.acquire():
                     self.recovered += 1
             else:
-                rc = fl[0](fl[2])  # trylock
+                try:
+                    rc = fl[0](fl[2])  # trylock
+                except BaseException:  # raised as it returned (a signal): it may hold the mutex
+                    self.plock.drop_if_mine()  # type: ignore[union-attr]
+                    raise
                 if rc and self.plock.after_trylock(rc):  # type: ignore[union-attr]
                     self.recovered += 1
             self.depth = 1
@@ -667,7 +671,12 @@ class Store:
         fl = self.fast_lock  # None: the fcntl lock, or closed (the general path says which)
         if fl is None:
             return MISS
-        rc = fl[0](fl[2])  # trylock
+        try:
+            rc = fl[0](fl[2])  # trylock
+        except BaseException:  # raised as it returned (a signal): it may hold the mutex
+            if not self.depth and self.txn is None:  # (else this thread held it already)
+                self.plock.drop_if_mine()  # type: ignore[union-attr]
+            raise
         if rc and not self._wait_for_add(rc):
             return MISS
         try:
