@@ -342,7 +342,7 @@ def _traced(job: FnJob, trace: Trace, job_id: int, progress: Any) -> FnJob:
     def fn(item: Any) -> Any:
         index = progress[P_ITEM]  # set by run_chunk just before the call
         trace.event("item", job=job_id, item=index)
-        value = call_item(job, item)
+        value = call_item(job, item, index)
         trace.event("item-end", job=job_id, item=index)
         return value
 
