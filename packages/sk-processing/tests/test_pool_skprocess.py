@@ -113,6 +113,41 @@ def test_skprocess_item_error_type(start_method: str) -> None:
         assert pool.map(ProcessItem, [1]) == [10]
 
 
+class ErrorFails(Skprocess):
+    def __init__(self, n: int) -> None:
+        self.process_config.runs = 1
+
+    def __run__(self) -> None:
+        raise ValueError("run failed")
+
+    def __error__(self) -> object:
+        raise KeyError("handler failed")
+
+
+def test_skprocess_item_error_names_its_process_and_item(start_method: str) -> None:
+    # what a started Skprocess says (``Failing (pid N): Error in __run__ ...``), plus the item:
+    # it used to be only ``Error in __run__ on run 0: ...``, naming no process nor item
+    with Pool(2) as pool:
+        with pytest.raises(RunError) as info:
+            pool.map(Failing, [1, 2, 3])
+        with pytest.raises(ProcessError) as handler:
+            pool.star().map(ErrorFails, [(0,), (1,)])
+    err = info.value
+    assert (err.process_name, err.index) == ("Failing", 1)
+    assert isinstance(err.pid, int) and err.pid != os.getpid()
+    assert str(err) == f"Failing (pid {err.pid}, item 1): Error in __run__ on run 0: ValueError: boom 2"
+    direct = Failing(2)
+    direct.start()
+    with pytest.raises(RunError) as started:
+        direct.result()
+    assert str(started.value) == f"Failing (pid {started.value.pid}): Error in __run__ on run 0: ValueError: boom 2"
+    # __error__ failing too: both errors name the process and the item
+    outer = handler.value
+    assert str(outer).startswith(f"ErrorFails (pid {outer.pid}, item {outer.index}): Error in __error__")
+    handled = outer.handled_error  # type: ignore[attr-defined]
+    assert str(handled).startswith(f"ErrorFails (pid {outer.pid}, item {outer.index}): Error in __run__")
+
+
 def test_share_counter_through_pool(start_method: str) -> None:
     share_mod = pytest.importorskip("suitkaise.share")
     share = share_mod.Share()

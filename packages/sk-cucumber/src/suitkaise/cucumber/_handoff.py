@@ -32,6 +32,9 @@ each object out of the payload and returns what names it there: under fork its
 index in a list the child inherits, under spawn/forkserver its index in a list that
 multiprocessing pickles in the same stream as the process's other arguments (so one
 shared-memory arena or descriptor is passed once, however many objects use it).
+A ``Pool``'s initializer and initargs are serialized once, when the pool is built,
+under such a popen that only collects the objects: each worker gets the list as it
+starts (``processing._forkpayload.LiveArgs``).
 ``reducer`` is ``None`` when multiprocessing's own pickler can do it. Without such a
 method, the object is reduced in place by multiprocessing's reducers.
 """

@@ -19,6 +19,7 @@ the worker's traceback as its ``__cause__``.
 from __future__ import annotations
 
 import ctypes
+import os
 import struct
 import time
 from collections.abc import Callable, MutableSequence, Sequence
@@ -26,7 +27,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from suitkaise.cucumber import SerializationError, serialize
 from suitkaise.processing import _pool_wire as wire
-from suitkaise.processing._errors import capture_traceback
+from suitkaise.processing._errors import ProcessError, capture_traceback
 
 __all__ = [
     "SKIP",
@@ -214,8 +215,9 @@ def error_record(exc: BaseException, index: int) -> ErrorRecord:
     return ErrorRecord(index, exc, name, message, tb, None)
 
 
-def call_item(job: FnJob, item: Any) -> Any:
-    """``job``'s function applied to one item (star, kwargs, Skprocess classes), as workers call it."""
+def call_item(job: FnJob, item: Any, index: int) -> Any:
+    """``job``'s function applied to item ``index`` (star, kwargs, Skprocess classes), as workers
+    call it."""
     if job.kwargs:
         if item is SKIP:
             return None
@@ -223,12 +225,19 @@ def call_item(job: FnJob, item: Any) -> Any:
         return job.fn(*args, **kwargs)
     if job.skprocess:
         instance = job.fn(*item) if job.star and isinstance(item, tuple) else job.fn(item)
-        if job.run_process is not None:
-            return job.run_process(instance)
-        # imported on first use: workers that never run an Skprocess skip its machinery
-        from suitkaise.processing._inline import run_inline
+        try:
+            if job.run_process is not None:
+                return job.run_process(instance)
+            # imported on first use: workers that never run an Skprocess skip its machinery
+            from suitkaise.processing._inline import run_inline
 
-        return run_inline(instance)
+            return run_inline(instance)
+        except ProcessError as e:  # named as a started Skprocess's error is, plus the item
+            name, pid = type(instance).__qualname__, os.getpid()
+            for err in (e, getattr(e, "handled_error", None)):
+                if isinstance(err, ProcessError) and err.process_name is None:
+                    err._note_process(name, pid, index)
+            raise
     if job.star and isinstance(item, tuple):
         return job.fn(*item)
     return job.fn(item)
@@ -282,7 +291,7 @@ def run_chunk(
             progress[P_ITEM_START] = clock()
         progress[P_ITEM] = index
         try:
-            append(call_item(job, item))
+            append(call_item(job, item, index))
         except BaseException as e:
             retire = isinstance(e, MemoryError)
             if not job.keep_going or retire:

@@ -243,7 +243,8 @@ class ProcessError(Exception):
     the user's exception (``None`` when there is none, e.g. a crash).
     ``process_name`` and ``pid`` say which process it happened in: set in the
     parent when the error arrives from the child (``None`` before, e.g. as
-    ``self.error`` in the child's ``__error__``).
+    ``self.error`` in the child's ``__error__``); for an Skprocess a Pool ran,
+    set in its worker, with ``index``, the item's position in the call's input.
     """
 
     current_run: int
@@ -252,6 +253,7 @@ class ProcessError(Exception):
     # class attributes: errors rebuilt without __init__ (cucumber, older pickles) have them too
     process_name: str | None = None
     pid: int | None = None
+    index: int | None = None
 
     def __init__(
         self, message: str = "", current_run: int = 0, original_error: BaseException | None = None
@@ -279,18 +281,25 @@ class ProcessError(Exception):
         self.lives = lives
         self.args = (self._compose(),)
 
-    def _note_process(self, name: str, pid: int | None) -> None:
-        """Record the process this error came from (``str`` of a section error or timeout starts with it)."""
+    def _note_process(self, name: str, pid: int | None, index: int | None = None) -> None:
+        """Record the process this error came from, and for a Pool's Skprocess item its index
+        (``str`` of a section error or timeout starts with them)."""
         self.process_name = name
         self.pid = pid
+        if index is not None:
+            self.index = index
         self.args = (self._compose(),)
 
     def _origin(self) -> str:
-        """``"Job (pid 4242): "`` once ``_note_process`` ran, else ``""``."""
+        """``"Job (pid 4242): "`` once ``_note_process`` ran (``"Job (pid 4242, item 3): "`` for a
+        Pool's item), else ``""``."""
         name = self.process_name
         if not name:
             return ""
-        return f"{name}: " if self.pid is None else f"{name} (pid {self.pid}): "
+        where = [] if self.pid is None else [f"pid {self.pid}"]
+        if self.index is not None:
+            where.append(f"item {self.index}")
+        return f"{name} ({', '.join(where)}): " if where else f"{name}: "
 
     def _lives_note(self) -> str:
         lives = self.__dict__.get("lives")

@@ -38,7 +38,17 @@ from suitkaise.cucumber._registry import lookup as cucumber_handler
 from suitkaise.processing._config import ProcessConfig, TimeoutConfig
 from suitkaise.processing._runtime import RUNTIME_ATTR, SKPROCESS_MARK
 
-__all__ = ["FdArg", "Inherited", "SpawnPayload", "fd_for_child", "fork_payload", "load_payload", "serialize_for_fork"]
+__all__ = [
+    "FdArg",
+    "Inherited",
+    "LiveArgs",
+    "SpawnPayload",
+    "fd_for_child",
+    "fork_payload",
+    "load_payload",
+    "loads_with_live",
+    "serialize_for_fork",
+]
 
 _ATOMS = frozenset({int, float, complex, bool, str, bytes, type(None)})
 # pickle and cucumber hooks a class could define: any of them, and the copy could differ
@@ -107,11 +117,65 @@ class _Reduced:
         return self.reducer(self.obj)
 
 
+class LiveArgs:
+    """Takes the live objects out of bytes serialized now, for every child started later
+    (a Pool's initializer and initargs, serialized once for all its workers): ``dumps``
+    runs under this stand-in spawning popen. ``for_child`` gives what to pass beside the
+    bytes to each child, as ``multiprocessing.Pool(initargs=...)`` does: the very objects
+    under fork, the objects multiprocessing pickles while spawning otherwise."""
+
+    def __init__(self) -> None:
+        self.live: list[Any] = []
+        self.reducers: list[Any] = []
+
+    def dumps(self, dumps: Any, obj: Any) -> Any:
+        popen = mp_context.get_spawning_popen()
+        mp_context.set_spawning_popen(self)  # type: ignore[arg-type]
+        try:
+            return dumps(obj)
+        finally:
+            mp_context.set_spawning_popen(popen)
+
+    def inherit(self, obj: Any, reducer: Any) -> tuple[Any, ...]:
+        self.live.append(obj)
+        self.reducers.append(reducer)
+        return (_inherited, (len(self.live) - 1,))
+
+    @staticmethod
+    def DupFd(fd: int) -> Any:
+        from multiprocessing import resource_sharer
+
+        return resource_sharer.DupFd(fd)
+
+    @staticmethod
+    def duplicate_for_child(fd: int) -> int:
+        return fd
+
+    def for_child(self, method: str) -> list[Any]:
+        """The live objects to pass to a child about to start by ``method``."""
+        if method != "fork":
+            return [obj if r is None else _Reduced(obj, r) for obj, r in zip(self.live, self.reducers, strict=True)]
+        for obj, reducer in zip(self.live, self.reducers, strict=True):
+            if reducer is not None and not obj.closed:
+                obj.flush()  # a file: the child must not inherit (and write again) our buffer
+        return self.live
+
+
 _live: list[Any] = []  # in a child, while its payload loads: the live objects it names
 
 
 def _inherited(index: int) -> Any:
     return _live[index]
+
+
+def loads_with_live(live: list[Any], loads: Any, *args: Any) -> Any:
+    """``loads(*args)`` for bytes that name the live objects ``live`` (``Inherited``, ``LiveArgs``)."""
+    global _live
+    _live = live
+    try:
+        return loads(*args)
+    finally:
+        _live = []
 
 
 class Inherited:
@@ -129,14 +193,9 @@ class Inherited:
 
 def load_payload(payload: bytes | Inherited) -> Any:
     """The object a child's start payload (bytes, or ``Inherited``) holds."""
-    global _live
     if not isinstance(payload, Inherited):
         return cucumber.deserialize(payload)
-    _live = payload.live
-    try:
-        return cucumber.deserialize(payload.data)
-    finally:
-        _live = []
+    return loads_with_live(payload.live, cucumber.deserialize, payload.data)
 
 
 def fork_payload(obj: Any) -> Any:

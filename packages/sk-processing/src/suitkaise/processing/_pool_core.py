@@ -667,15 +667,15 @@ class Core:
         if len(self.workers) >= self.size or not any(j._dispatchable() for j in self.jobs.values()):
             return False
         ctx = get_context(self.context)
+        method = ctx.get_start_method()
         levels = life.log_levels()  # the parent's logging as it is now, mirrored by new workers
         life_args = None if self.life is None and levels is None else (
-            None if self.life is None else self.life.payload, levels)
+            None if self.life is None else self.life.for_child(method), levels)
         taken = {w.slot for w in self.workers}
         slot = min(i for i in range(self.size + 1) if i not in taken)
         parent, child = ctx.Pipe(duplex=True)
         fault_r, fault_w = ctx.Pipe(duplex=False)
         progress = new_progress(ctx)
-        method = ctx.get_start_method()
         if method == "fork":
             preload_libc()
         preload_in_forkserver(ctx, worker_main.__module__)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.queues
 import os
 import queue
 import sys
@@ -54,6 +55,7 @@ from suitkaise.processing._errors import (
     describe_exception,
     with_remote_cause,
 )
+from suitkaise.processing._forkpayload import LiveArgs, loads_with_live
 
 __all__ = [
     "LogPump",
@@ -109,16 +111,28 @@ class Life(NamedTuple):
 
 
 class Spec:
-    """A Pool's ``Life``, serialized once, and the names its errors use."""
+    """A Pool's ``Life``, serialized once, and the names its errors use.
 
-    __slots__ = ("initializer_name", "nested", "on_exit_name", "payload")
+    Live objects in it (a multiprocessing ``Queue``, ``Lock``, ``Event``, ``Value``, a
+    ``Pipe()`` connection, a socket, a file open for writing: ``cucumber._handoff``) are
+    not in the bytes: each worker gets them as it starts (``LiveArgs``), inherited under
+    fork, pickled by multiprocessing with their descriptors under spawn/forkserver, as
+    ``multiprocessing.Pool(initargs=...)`` hands them over.
+    """
+
+    __slots__ = ("initializer_name", "live", "nested", "on_exit_name", "payload")
 
     def __init__(self, life: Life) -> None:
-        data, buffers = wire.dumps(life)
+        self.live = LiveArgs()
+        data, buffers = self.live.dumps(wire.dumps, life)
         self.payload: tuple[bytes, list[bytes]] = (data, [bytes(b) for b in buffers])
         self.initializer_name = _name(life.initializer)
         self.on_exit_name = _name(life.on_exit)
         self.nested = life.nested
+
+    def for_child(self, method: str) -> tuple[bytes, list[bytes], list[Any]]:
+        """What a worker about to start by ``method`` loads its ``Life`` from."""
+        return (*self.payload, self.live.for_child(method))
 
 
 def _name(fn: Any) -> str:
@@ -298,6 +312,7 @@ def enter_dask_worker() -> None:
 _fd = -1
 _life: Life | None = None
 _cache: dict[Any, Any] = {}  # reconnect_all's cache: one live resource per worker
+_handed: list[Any] = []  # the live objects of the initargs (LiveArgs), as this worker got them
 
 
 def start(fd: int, slot: int, life_args: tuple[Any, Any] | None) -> bool:
@@ -306,7 +321,7 @@ def start(fd: int, slot: int, life_args: tuple[Any, Any] | None) -> bool:
     Returns False when the initializer raised: INIT_FAILED was sent, and the worker
     must only wait for the parent to stop it.
     """
-    global _slot, _state, _fd, _life, _cache
+    global _slot, _state, _fd, _life, _cache, _handed
     _slot = slot
     _state = {}  # a forked worker must not see the parent's dict
     _cache = {}
@@ -317,10 +332,11 @@ def start(fd: int, slot: int, life_args: tuple[Any, Any] | None) -> bool:
     if payload is None:
         _life = None
         return True
-    data, buffers = payload
+    data, buffers, live = payload
+    _handed = live
     try:
         mark = rebuilt_count()
-        life: Life = wire.loads(data, [bytearray(b) for b in buffers])
+        life: Life = loads_with_live(live, wire.loads, data, [bytearray(b) for b in buffers])
         _life = life  # its auth= is what revive() uses
         if rebuilt_count() != mark:  # the payload brought Reconnectors
             life = _life = Life(revive(life.initializer), revive(life.initargs), revive(life.on_exit),
@@ -340,13 +356,26 @@ def start(fd: int, slot: int, life_args: tuple[Any, Any] | None) -> bool:
 
 
 def finish() -> None:
-    """The worker stops gracefully: run ``on_exit`` (its failure is reported to the parent)."""
-    if _life is None or _life.on_exit is None:
-        return
-    try:
-        _life.on_exit()
-    except BaseException as e:
-        _send_failure(wire.EXIT_FAILED, e)
+    """The worker stops gracefully: run ``on_exit`` (its failure is reported to the parent),
+    then flush the queues it was handed."""
+    if _life is not None and _life.on_exit is not None:
+        try:
+            _life.on_exit()
+        except BaseException as e:
+            _send_failure(wire.EXIT_FAILED, e)
+    _flush_queues()
+
+
+def _flush_queues() -> None:
+    """What this worker put into a ``multiprocessing.Queue`` of its initargs goes into the
+    queue's pipe now, before the worker closes its socket: the parent takes a worker whose
+    socket closed for dead and kills it if it has not exited a second later, which would
+    lose what the queue's feeder thread still held (as ``multiprocessing`` does at exit, this
+    waits while the pipe is full: the parent must read a queue that gets more than it holds)."""
+    for obj in _handed:
+        if isinstance(obj, multiprocessing.queues.Queue):
+            obj.close()
+            obj.join_thread()
 
 
 def _send_failure(kind: int, e: BaseException) -> None:

@@ -345,7 +345,7 @@ def _traced(job: FnJob, trace: Trace, job_id: int, progress: Any) -> FnJob:
     def fn(item: Any) -> Any:
         index = running_item(progress)  # set by run_chunk just before the call
         trace.event("item", job=job_id, item=index)
-        value = call_item(job, item)
+        value = call_item(job, item, index)
         trace.event("item-end", job=job_id, item=index)
         return value
 

@@ -55,7 +55,7 @@ from ._store import (
 )
 from ._txn import Txn, checked_delta, encode_for, path_str, resolve
 
-__all__ = ["call"]
+__all__ = ["call", "method_result"]
 
 _ATOMS = _codec.ATOMS
 _ATOM_TYPES = frozenset(_ATOMS)
@@ -212,7 +212,7 @@ def _locked(
         result = m(*args, **kwargs)
         if kind == READER:
             c[2] = epoch
-            return result if type(result) in _ATOMS else _result(target, path, name, args, result)
+            return result if type(result) in _ATOMS else method_result(target, path, name, args, result)
         steps = path[1:]
         if q[EPOCH_Q] != epoch:
             ops = None  # this thread committed during the call (a nested operation)
@@ -241,15 +241,19 @@ def _locked(
                 c[2] = q[EPOCH_Q]
         else:
             c[2] = epoch  # nothing changed: no commit
-        return result if type(result) in _ATOMS else _result(target, path, name, args, result)
+        return result if type(result) in _ATOMS else method_result(target, path, name, args, result)
     except BaseException:
         cache.pop(root_name, None)  # the call may have half-changed the cached copy
         raise
 
 
-def _result(target: Any, path: tuple[Any, ...], name: str, args: tuple[Any, ...], result: Any) -> Any:
-    """What the caller gets for a result that is not an atom: a ``Ref`` when it is the
-    object or one of its attributes (``_alias``), else a private copy."""
+def method_result(target: Any, path: tuple[Any, ...], name: str, args: tuple[Any, ...], result: Any) -> Any:
+    """What the caller gets for a result that is not an atom: a live resource of this
+    process (a lock, file, socket, connection, logger) as it is, as a method of a local
+    object returns it (a copy would be another lock, file or connection); a ``Ref`` when it
+    is the object or one of its attributes (``_alias``); else a private copy."""
+    if _codec.is_resource(result):
+        return result
     ref = _alias.ref_to(target, path, name, args, result)
     return ref if ref is not None else _codec.copy_out(result)
 

@@ -229,6 +229,43 @@ def decode(kind: int, data: bytes, load_class: Any) -> Any:
     raise ValueError(f"corrupt Share entry (unknown kind {kind})")
 
 
+# What stands for something of this process (a lock, a thread, a file, a socket, a
+# connection, a logger): a copy is another one (cucumber rebuilds a new lock, reopens the
+# file, reconnects). Names as cucumber registers its handlers, matched along the MRO. A
+# stored socket or connection is a cucumber Reconnector in each process's copy, which
+# becomes (lazily) that process's live one.
+_RESOURCES = frozenset({
+    "suitkaise.cucumber.reconnectors.Reconnector",
+    "_thread.lock", "_thread.RLock", "threading._RLock", "threading.Semaphore",
+    "threading.Condition", "threading.Event", "threading.Barrier", "threading.Thread",
+    "_thread._local", "_threading_local.local", "queue.Queue", "_queue.SimpleQueue",
+    "queue._PySimpleQueue", "_io.FileIO", "_io.BufferedReader", "_io.BufferedWriter",
+    "_io.BufferedRandom", "_io.BufferedRWPair", "_io.TextIOWrapper", "tempfile._TemporaryFileWrapper",
+    "tempfile.SpooledTemporaryFile", "mmap.mmap", "socket.socket", "selectors.BaseSelector",
+    "logging.Logger", "logging.LoggerAdapter", "logging.Handler", "subprocess.Popen",
+    "sqlite3.Connection", "sqlite3.Cursor", "multiprocessing.connection.Connection",
+    "concurrent.futures._base.Executor", "concurrent.futures._base.Future",
+    "asyncio.events.AbstractEventLoop", "psycopg2.extensions.connection", "psycopg.Connection",
+    "pymysql.connections.Connection", "mysql.connector.connection.MySQLConnection",
+    "mysql.connector.connection_cext.CMySQLConnection", "redis.client.Redis",
+    "_duckdb.DuckDBPyConnection", "duckdb.DuckDBPyConnection", "sqlalchemy.engine.base.Engine",
+    "pymongo.synchronous.mongo_client.MongoClient", "pymongo.mongo_client.MongoClient",
+})
+_resource_types: dict[type, bool] = {}
+
+
+def is_resource(value: Any) -> bool:
+    """Whether ``value`` is a live resource of this process, which a copy would not be."""
+    t = type(value)
+    found = _resource_types.get(t)
+    if found is None:
+        if len(_resource_types) > 4096:  # (classes made on the fly)
+            _resource_types.clear()
+        names = (f"{k.__module__}.{k.__qualname__}" for k in t.__mro__)
+        found = _resource_types[t] = any(name in _RESOURCES for name in names)
+    return found
+
+
 def copy_out(value: Any) -> Any:
     """A private copy of ``value`` for the caller (immutables are returned as they are)."""
     if is_immutable(value):

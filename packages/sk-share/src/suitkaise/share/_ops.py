@@ -425,11 +425,12 @@ def call(
 ) -> Any:
     """Call method ``name`` of the object at ``path`` (or the object itself when ``name``
     is None) on the current copy, under the lock; write it back if it changed. Returns a
-    private copy of the real result, or an ``_alias.Ref`` when the result is the object or
-    one of its elements (the caller hands out a live Proxy). ``args`` are plain values
-    (proxies unwrapped). ``on_dict``: when the object is a dict, ``on_dict(it)`` is the
-    result instead (read-only; ``get``/``values``/``items`` with live elements), in the
-    same locked step.
+    private copy of the real result, an ``_alias.Ref`` when the result is the object or
+    one of its elements (the caller hands out a live Proxy), or a live resource of this
+    process as it is (``_calls.method_result``). ``args`` are plain values (proxies
+    unwrapped). ``on_dict``: when the object is a dict, ``on_dict(it)`` is the result
+    instead (read-only; ``get``/``values``/``items`` with live elements), in the same
+    locked step.
 
     A method of a user object takes the lean path first (``_calls.py``: no transaction,
     the class's options resolved once); whatever it does not take runs here."""
@@ -472,15 +473,13 @@ def call(
                     txn.delta(path[0], root, ops, where=where)
                 else:
                     txn.mark_checked(path[0])
-                return _alias.ref_to(target, path, name, args, result) or _codec.copy_out(result)
+                return _calls.method_result(target, path, name, args, result)
         if kind != "reader":
             txn.touch(path[0], root, force=(kind == "writer"), where=where)
         else:
             txn.mark_checked(path[0])
         if name is not None:
-            ref = _alias.ref_to(target, path, name, args, result)
-            if ref is not None:
-                return ref
+            return _calls.method_result(target, path, name, args, result)
         return _codec.copy_out(result)
 
     return run(share, op, ("call", path, name, args, kwargs))

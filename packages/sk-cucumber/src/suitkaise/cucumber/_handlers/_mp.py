@@ -96,8 +96,9 @@ def _refuse(name: str) -> NoReturn:
         "OS, and a copy would be a different object (what one side puts, sets or writes would "
         "never reach the other). It can only be shared with a process as that process starts: "
         "make it an argument or attribute of the Skprocess (shared at start(), as with "
-        "multiprocessing.Process(args=...)). To exchange data with a running process or a Pool "
-        "worker, use a suitkaise Share, a Pipe, or Skprocess.tell()/listen()."
+        "multiprocessing.Process(args=...)), or one of a Pool's initargs (shared with each worker "
+        "as it starts). To exchange data with a running process or a Pool worker, use a "
+        "suitkaise Share, a Pipe, or Skprocess.tell()/listen()."
     )
 
 
