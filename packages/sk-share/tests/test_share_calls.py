@@ -8,6 +8,8 @@ during the call, the method was replaced on the class), ends as the general path
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from typing import Any
 
 import pytest
@@ -293,3 +295,151 @@ def test_concurrent_calls_are_serialized_exactly(start_method: str, procs: int) 
             assert mine == sorted(mine)
         assert share.acc.total == procs * n
         assert _fresh(share, "acc").total == procs * n
+
+
+def _commit_whole(st: Any, name: str, value: Any) -> None:
+    """One commit of ``name``'s whole value through the store handle ``st``."""
+    from suitkaise.share._txn import encode_for
+
+    kind, data, _ = encode_for(value, name)
+    with st.locked():
+        st.commit({name: (kind, data)})
+
+
+@pytest.mark.parametrize(
+    "between",
+    ["call", "call_other_name", "whole_value", "new_name", "two_new_names", "i64", "bump_only", "two_calls"],
+)
+def test_a_call_after_one_commit_of_another_handle_sees_it(monkeypatch: pytest.MonkeyPatch, between: str) -> None:
+    """Two handles on one store calling in turn (as two processes do): after this handle's
+    call, exactly one commit of the other (its own call: one delta on this handle's record,
+    the shortcut ``Store.next_head`` takes) or something else (a call on another name, the
+    whole value, a name added - a slot flip, an in-place ``+=``, a writer killed just after
+    its epoch bump, two commits): the next call here starts from what the other wrote."""
+    from suitkaise.share import _calls
+    from suitkaise.share._store import EPOCH_Q, Store
+
+    with Share() as share:
+        share.acc = Acc()
+        share.other = Acc()
+        share.n = 0
+        st1 = share._sk_store
+        st2 = Store.attach(share._sk_name)
+        took = []
+        real = Store.next_head
+
+        def spy(self: Store, name: str) -> Any:
+            got = real(self, name)
+            took.append(got is not None)
+            return got
+
+        monkeypatch.setattr(Store, "next_head", spy)
+        try:
+            expected = 0
+            for i in range(60):  # past several log limits
+                expected += 1
+                assert _calls.call(st1, ("acc",), "add", (1,), {}) == expected
+                if between == "call":
+                    expected += 1
+                    assert _calls.call(st2, ("acc",), "add", (1,), {}) == expected
+                elif between == "call_other_name":
+                    _calls.call(st2, ("other",), "add", (1,), {})
+                elif between == "whole_value" and i % 7 == 3:
+                    replaced = Acc()
+                    expected = replaced.total = 1000 * i
+                    _commit_whole(st2, "acc", replaced)
+                elif between == "new_name" and i % 7 == 3:
+                    _commit_whole(st2, f"x{i}", i)
+                elif between == "two_new_names" and i % 7 == 3:  # two slot flips: the same slot
+                    _commit_whole(st2, f"x{i}", i)
+                    _commit_whole(st2, f"x{i + 1}", i + 1)
+                elif between == "i64":
+                    assert st2.add_i64("n", 1) == i + 1
+                elif between == "bump_only":
+                    with st2.locked():
+                        st2.q[EPOCH_Q] += 1  # a writer killed right after its first store
+                elif between == "two_calls":
+                    expected += 2
+                    _calls.call(st2, ("acc",), "add", (1,), {})
+                    assert _calls.call(st2, ("acc",), "add", (1,), {}) == expected
+            monkeypatch.undo()
+            if between in ("call", "call_other_name", "i64", "bump_only"):
+                assert True in took  # (the shortcut was exercised)
+            assert _fresh(share, "acc").total == expected
+            assert _calls.call(st2, ("acc",), "add", (0,), {}) == expected
+            # what the other handle wrote is intact too (a record written over, a version
+            # published in the wrong slot would show here)
+            share._sk_store.cache.clear()
+            assert share.other.total == (60 if between == "call_other_name" else 0)
+            assert share.n == (60 if between == "i64" else 0)
+            with st1.locked():
+                xs = [k for k in st1.names() if k.startswith("x")]
+            added = {k: getattr(share, k) for k in xs}
+            want = {f"x{i}": i for i in range(60) if i % 7 == 3} if "new_name" in between else {}
+            if between == "two_new_names":
+                want.update({f"x{i + 1}": i + 1 for i in range(60) if i % 7 == 3})
+            assert added == want
+            st3 = Store.attach(share._sk_name)  # a handle that decodes everything afresh
+            try:
+                with st3.locked():
+                    assert sorted(st3.items()) == sorted(st1.items())
+                    assert st3.slot() == st1.slot()
+            finally:
+                st3.close()
+        finally:
+            st2.close()
+
+
+def _add_until_killed(share: Share, done: Any, ev: Any) -> None:
+    share.acc.add(0)
+    ev.set()
+    while True:
+        share.acc.add(1)
+        done.value += 1  # (after the call: the calls committed are done.value or one more)
+
+
+def test_calls_in_turn_with_a_process_killed_mid_call_lose_nothing(start_method: str) -> None:
+    """This process and another call ``acc.add(1)`` (when they run in turn, each call here
+    replays the other's delta: ``Store.next_head``) until the other is SIGKILLed at a random
+    instant - inside a call, its commit or its lock wait: the total is this process's calls
+    plus the other's, whichever side of its last commit the kill landed, and the copy here,
+    the stored bytes and a fresh handle agree."""
+    import random
+    import signal
+    import threading
+    import time
+
+    from suitkaise.share._store import Store
+
+    ctx = multiprocessing.get_context()
+    rng = random.Random(97)
+    with Share() as share:
+        share.acc = Acc()
+        mine = 0
+        for _ in range(4):
+            done, ev = ctx.Value("q", 0, lock=False), ctx.Event()
+            p = ctx.Process(target=_add_until_killed, args=(share, done, ev))
+            p.start()
+            assert ev.wait(60)
+            killer = threading.Timer(rng.uniform(0.005, 0.05), os.kill, (p.pid, signal.SIGKILL))
+            killer.start()
+            while p.exitcode is None:
+                share.acc.add(1)
+                mine += 1
+                if mine % 64 == 0:
+                    time.sleep(0)  # (let the timer thread run)
+            killer.join()
+            p.join(60)
+            assert p.exitcode == -signal.SIGKILL
+            before = share.acc.total
+            assert before - mine - done.value in (0, 1)
+            mine = before  # the other's calls counted in
+            assert share.acc.add(1) == mine + 1
+            mine += 1
+            assert _fresh(share, "acc").total == mine
+            st = Store.attach(share._sk_name)
+            try:
+                with st.locked():
+                    assert st.items() == share._sk_store.items()
+            finally:
+                st.close()

@@ -6,7 +6,9 @@
       outside the lock: nothing but this function's entry
       under it (thread lock, then the robust mutex; ``Store.aug``'s protocol):
         1. the cached copy of o: current when no commit started since it was checked (one
-           8-byte epoch load), else the other processes' deltas replayed on it
+           8-byte epoch load), else the other processes' deltas replayed on it (the head
+           record found from this process's last commit when one other commit came after
+           it: ``Store.next_head``, two processes calling in turn)
         2. the plan of (type(target), "m"), made once per class and method (``_plan``):
            the class's Share options and what ``m`` can touch (``_methods``)
         3. snapshot of those attributes, m(a), the attributes it changed (``_methods``)
@@ -152,7 +154,7 @@ def _locked(st: Store, path: tuple[Any, ...], name: str, args: tuple[Any, ...], 
     c = cache.get(root_name)
     epoch = q[EPOCH_Q]
     if c is None or c[2] != epoch:  # a commit started since the copy was checked
-        got = st.head_record(root_name)
+        got = st.next_head(root_name) or st.head_record(root_name)
         if got is None:
             return MISS  # no such name: the general path says so
         if c is None or got[1][R_VER] != c[0]:  # its deltas, or the new value, decoded

@@ -419,6 +419,36 @@ class Store:
             self._head_memo = (s, name, got)
         return got
 
+    def next_head(self, name: str) -> tuple[int, tuple[int, ...]] | None:
+        """``head_record(name)`` when exactly one commit started since this process's last
+        single-name commit, which was of ``name`` (``_tail``), and it left the committed
+        slot where it was: two processes calling methods of one object in turn. Call under
+        the lock. None: ask ``head_record``.
+
+        One epoch bump and the same selector mean no slot flip since ``_tail`` (every flip
+        comes with a bump of its own), so the table and the region are the ones ``_tail``
+        names: the head is one word of the table, read again, and ``_tail`` is brought up to
+        that commit (its sequence and free position read from the slot, as ``commit1``
+        reads them), so that this process's next delta of ``name`` is appended without
+        reading the slot either (``commit_delta``). Anything else (the head is not the one
+        ``_tail`` wrote or a delta on top of it, or more happened) goes to ``head_record``."""
+        t = self._tail
+        q = self.q
+        epoch = q[EPOCH_Q]
+        if t[1] != name or epoch != t[0] + 1:
+            return None
+        _, _, sq, tw, end, _, _, rec, base, log = t
+        if SLOT_OFF[self.hdr[SEL_OFF]] >> 3 != sq:
+            return None
+        head = self.mq[tw]
+        h = REC.unpack_from(self.mm, head)
+        if head != rec:
+            if h[R_PREV] != rec or not h[R_KIND] & K_DELTA:
+                return None
+            base, log = h[R_BASE], h[R_LOG]
+        self._tail = (epoch, name, sq, tw, end, q[sq + S_SEQ], q[sq + S_BUMP], head, base, log)
+        return head, h
+
     def record(self, rec: int) -> tuple[int, ...]:
         """The header of the record at ``rec`` (see ``REC``)."""
         return REC.unpack_from(self.mm, rec)
