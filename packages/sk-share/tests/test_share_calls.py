@@ -71,16 +71,16 @@ def test_a_method_call_runs_without_a_transaction(monkeypatch: pytest.MonkeyPatc
 
         monkeypatch.setattr(_ops, "run", no_transaction)
         got = []
-        for _ in range(40):  # past the log limit: the whole value is written in between
+        for _ in range(120):  # past the log limit: the whole value is written in between
             # (calls outside `assert`: pytest's rewriting makes `share.acc` a plain read)
             got.append((share.acc.add(1), share.dec.inc(), share.dec.peek(), share.box.inner.add(2),
                         share.box.by_key["k"].add(3)))
         monkeypatch.undo()
-        assert got == [(i, i, i, 2 * i, 3 * i) for i in range(1, 41)]
-        assert _fresh(share, "acc").total == 40
-        assert _fresh(share, "dec").n == 40
+        assert got == [(i, i, i, 2 * i, 3 * i) for i in range(1, 121)]
+        assert _fresh(share, "acc").total == 120
+        assert _fresh(share, "dec").n == 120
         box = _fresh(share, "box")
-        assert box.inner.total == 80 and box.by_key["k"].total == 120
+        assert box.inner.total == 240 and box.by_key["k"].total == 360
 
 
 def test_a_method_that_raises_commits_nothing_and_drops_the_changed_copy() -> None:
@@ -219,7 +219,7 @@ def test_processes_calling_methods_lose_nothing(start_method: str) -> None:
 
 
 def test_the_log_full_rewrite_builds_no_transaction(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every ~13th call on a small object finds the log full and writes the whole value:
+    """Every ~50th call on a small object finds the log full and writes the whole value:
     one ``commit1`` (~6 us), not a transaction (~17 us; before, each rewrite built one)."""
     from suitkaise.share import _calls
 
@@ -231,10 +231,28 @@ def test_the_log_full_rewrite_builds_no_transaction(monkeypatch: pytest.MonkeyPa
             raise AssertionError("a transaction was built")
 
         monkeypatch.setattr(_calls, "Txn", no_transaction)
-        got = [share.acc.add(1) for _ in range(60)]  # several rewrites
+        got = [share.acc.add(1) for _ in range(160)]  # several rewrites
         monkeypatch.undo()
-        assert got == list(range(1, 61))
-        assert _fresh(share, "acc").total == 60  # (the stored bytes: the last rewrite + deltas)
+        assert got == list(range(1, 161))
+        assert _fresh(share, "acc").total == 160  # (the stored bytes: the last rewrite + deltas)
+
+
+
+def test_a_small_object_is_rewritten_whole_every_50_calls_or_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A method call's delta log may pass half the value by 4 KiB (``_calls._SLACK``; 1 KiB
+    made every ~13th call on a small object a whole rewrite, which each other process
+    calling on it then decoded in full): 150 calls, 2 or 3 rewrites; the value is exact."""
+    from suitkaise.share import _calls
+
+    rewrites = []
+    real = _calls._write_whole
+    monkeypatch.setattr(_calls, "_write_whole", lambda *a, **k: rewrites.append(1) or real(*a, **k))
+    with Share() as share:
+        share.acc = Acc()
+        got = [share.acc.add(1) for _ in range(150)]
+        assert got == list(range(1, 151))
+        assert 2 <= len(rewrites) <= 3
+        assert _fresh(share, "acc").total == 150
 
 
 class Other:
@@ -255,7 +273,7 @@ def _calls_then_replace(share: Share, calls: int, replace: bool) -> None:
         share.acc = Other()
 
 
-@pytest.mark.parametrize("calls", [1, 5, 40])
+@pytest.mark.parametrize("calls", [1, 5, 80])
 def test_a_copy_catches_up_with_another_process(start_method: str, calls: int) -> None:
     """This process's cached copy after another process's calls: one delta replayed (the
     two-process case), several, or a whole value written since (the log was full); then
@@ -282,7 +300,7 @@ def _add_and_record(share: Share, i: int, n: int) -> None:
 @pytest.mark.parametrize("procs", [2, 4])
 def test_concurrent_calls_are_serialized_exactly(start_method: str, procs: int) -> None:
     """Processes calling one method in turn (each call replays the others' deltas, every
-    ~13th rewrites the whole value): each call returns the total just after it, so the
+    ~50th rewrites the whole value): each call returns the total just after it, so the
     returns of all of them are exactly 1..N - none lost, none computed on a stale copy."""
     n = 120
     with Share() as share:

@@ -69,6 +69,14 @@ _dumps = marshal.dumps
 _loads = marshal.loads
 _PLAIN_DELTA = K_DELTA | _codec.K_PLAIN  # the kind of a delta record of marshal bytes
 _CACHE_MAX = 4096
+# The delta log of a method call's object may pass half its full value by this many bytes
+# before the value is written whole again (``Store.commit_delta``; other updates: 1 KiB).
+# Small objects are where it counts: a call on one writes an ~80-byte delta, so every ~13th
+# call rewrote the whole value with 1 KiB, and each rewrite also makes every other process
+# calling on it decode the value instead of replaying one delta. 4 KiB: every ~50th call
+# (instructions per call, 2 processes in turn: -5%; one process: -5%); a process reading
+# the object from scratch replays at most that much more.
+_SLACK = 4096
 
 READER, WRITER, SCAN = 1, 2, 3
 # (class, name) -> (kind, method to run, function it must be, attribute names, called
@@ -207,7 +215,7 @@ def _locked(st: Store, path: tuple[Any, ...], name: str, args: tuple[Any, ...], 
         elif olds is not None:  # every attribute the method names held an atom (or none)
             ops = _atom_changes(state, names, olds, steps)
         elif before is not None:
-            ops = _methods.changes(target, before, steps, lambda n: st.delta_fits(root_name, n + 64))
+            ops = _methods.changes(target, before, steps, lambda n: st.delta_fits(root_name, n + 64, slack=_SLACK))
         else:
             state = object.__getattribute__(target, "__dict__")
             ops = [
@@ -221,7 +229,7 @@ def _locked(st: Store, path: tuple[Any, ...], name: str, args: tuple[Any, ...], 
                 kd, payload = _K_PLAIN, _dumps(ops)
             else:
                 kd, payload = checked_delta(ops, root_name)
-            seq = st.commit_delta(root_name, kd, payload)
+            seq = st.commit_delta(root_name, kd, payload, slack=_SLACK)
             if seq is None:  # the log is full: the whole value starts a new one
                 _write_whole(st, root_name, root, path, force=True)
             else:

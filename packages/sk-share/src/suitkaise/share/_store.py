@@ -61,7 +61,8 @@ There is no server process: every process reads and writes the file itself.
 * Delta records (``_delta.py`` says what they hold) carry the offset of the record below
   them; ``chain`` walks back to a reader's cached version or to the full value.
   ``commit_delta`` refuses (``delta_fits``) once the deltas since the full value pass half
-  of it plus 1 KiB, and the writer stores the full value instead: logs stay bounded.
+  of it plus 1 KiB (a method call's: 4 KiB, ``_calls._SLACK``), and the writer stores the
+  full value instead: logs stay bounded.
 * When the active region is full, live records (with their delta chains, ``prev``
   relocated) are copied into the spare region (or a new bigger region at the end of the
   file, ``ftruncate`` + ``posix_fallocate``), and the slot flip switches regions.
