@@ -6,7 +6,9 @@
       outside the lock: nothing but this function's entry
       under it (thread lock, then the robust mutex; ``Store.aug``'s protocol):
         1. the cached copy of o: current when no commit started since it was checked (one
-           8-byte epoch load), else the other processes' deltas replayed on it
+           8-byte epoch load), else the other processes' deltas replayed on it (the head
+           record found from this process's last commit when one other commit came after
+           it: ``Store.next_head``, two processes calling in turn)
         2. the plan of (type(target), "m"), made once per class and method (``_plan``):
            the class's Share options and what ``m`` can touch (``_methods``)
         3. snapshot of those attributes, m(a), the attributes it changed (``_methods``)
@@ -68,6 +70,14 @@ _loads = marshal.loads
 _PLAIN_DELTA = K_DELTA | _codec.K_PLAIN  # the kind of a delta record of marshal bytes
 _CACHE_MAX = 4096
 _DICTS = _alias.DICTS
+# The delta log of a method call's object may pass half its full value by this many bytes
+# before the value is written whole again (``Store.commit_delta``; other updates: 1 KiB).
+# Small objects are where it counts: a call on one writes an ~80-byte delta, so every ~13th
+# call rewrote the whole value with 1 KiB, and each rewrite also makes every other process
+# calling on it decode the value instead of replaying one delta. 4 KiB: every ~50th call
+# (instructions per call, 2 processes in turn: -5%; one process: -5%); a process reading
+# the object from scratch replays at most that much more.
+_SLACK = 4096
 
 READER, WRITER, SCAN = 1, 2, 3
 # (class, name) -> (kind, method to run, function it must be, attribute names, called
@@ -163,7 +173,7 @@ def _locked(
     c = cache.get(root_name)
     epoch = q[EPOCH_Q]
     if c is None or c[2] != epoch:  # a commit started since the copy was checked
-        got = st.head_record(root_name)
+        got = st.next_head(root_name) or st.head_record(root_name)
         if got is None:
             return MISS  # no such name: the general path says so
         if c is None or got[1][R_VER] != c[0]:  # its deltas, or the new value, decoded
@@ -219,7 +229,7 @@ def _locked(
         elif olds is not None:  # every attribute the method names held an atom (or none)
             ops = _atom_changes(state, names, olds, steps)
         elif before is not None:
-            ops = _methods.changes(target, before, steps, lambda n: st.delta_fits(root_name, n + 64))
+            ops = _methods.changes(target, before, steps, lambda n: st.delta_fits(root_name, n + 64, slack=_SLACK))
         else:
             state = object.__getattribute__(target, "__dict__")
             ops = [
@@ -233,7 +243,7 @@ def _locked(
                 kd, payload = _K_PLAIN, _dumps(ops)
             else:
                 kd, payload = checked_delta(ops, root_name)
-            seq = st.commit_delta(root_name, kd, payload)
+            seq = st.commit_delta(root_name, kd, payload, slack=_SLACK)
             if seq is None:  # the log is full: the whole value starts a new one
                 _write_whole(st, root_name, root, path, force=True)
             else:

@@ -21,9 +21,10 @@ an attribute, ``("i", key)`` for an item):
 Replaying a delta on the same version gives the same state as the writer's, because each
 operation is deterministic (no user code runs on replay). A payload is marshal bytes when
 it is plain data, else cucumber bytes (``_codec``'s kinds). The store keeps the log short:
-when the delta bytes since the last full value pass half of it, the writer stores the full
-value again (``Store.commit_delta`` returns None), so an update costs what it changed plus
-an amortised share of one rewrite, and a reader from scratch decodes at most 1.5x the value.
+when the delta bytes since the last full value pass half of it (plus 1 KiB; 4 KiB for a
+method call's deltas), the writer stores the full value again (``Store.commit_delta``
+returns None), so an update costs what it changed plus an amortised share of one rewrite,
+and a reader from scratch decodes at most 1.5x the value plus those few KiB of deltas.
 """
 
 from __future__ import annotations

@@ -61,7 +61,8 @@ There is no server process: every process reads and writes the file itself.
 * Delta records (``_delta.py`` says what they hold) carry the offset of the record below
   them; ``chain`` walks back to a reader's cached version or to the full value.
   ``commit_delta`` refuses (``delta_fits``) once the deltas since the full value pass half
-  of it plus 1 KiB, and the writer stores the full value instead: logs stay bounded.
+  of it plus 1 KiB (a method call's: 4 KiB, ``_calls._SLACK``), and the writer stores the
+  full value instead: logs stay bounded.
 * When the active region is full, live records (with their delta chains, ``prev``
   relocated) are copied into the spare region (or a new bigger region at the end of the
   file, ``ftruncate`` + ``posix_fallocate``), and the slot flip switches regions.
@@ -425,6 +426,36 @@ class Store:
         if self.depth:  # (else ``s`` is a fresh tuple that no later call will match)
             self._head_memo = (s, name, got)
         return got
+
+    def next_head(self, name: str) -> tuple[int, tuple[int, ...]] | None:
+        """``head_record(name)`` when exactly one commit started since this process's last
+        single-name commit, which was of ``name`` (``_tail``), and it left the committed
+        slot where it was: two processes calling methods of one object in turn. Call under
+        the lock. None: ask ``head_record``.
+
+        One epoch bump and the same selector mean no slot flip since ``_tail`` (every flip
+        comes with a bump of its own), so the table and the region are the ones ``_tail``
+        names: the head is one word of the table, read again, and ``_tail`` is brought up to
+        that commit (its sequence and free position read from the slot, as ``commit1``
+        reads them), so that this process's next delta of ``name`` is appended without
+        reading the slot either (``commit_delta``). Anything else (the head is not the one
+        ``_tail`` wrote or a delta on top of it, or more happened) goes to ``head_record``."""
+        t = self._tail
+        q = self.q
+        epoch = q[EPOCH_Q]
+        if t[1] != name or epoch != t[0] + 1:
+            return None
+        _, _, sq, tw, end, _, _, rec, base, log = t
+        if SLOT_OFF[self.hdr[SEL_OFF]] >> 3 != sq:
+            return None
+        head = self.mq[tw]
+        h = REC.unpack_from(self.mm, head)
+        if head != rec:
+            if h[R_PREV] != rec or not h[R_KIND] & K_DELTA:
+                return None
+            base, log = h[R_BASE], h[R_LOG]
+        self._tail = (epoch, name, sq, tw, end, q[sq + S_SEQ], q[sq + S_BUMP], head, base, log)
+        return head, h
 
     def record(self, rec: int) -> tuple[int, ...]:
         """The header of the record at ``rec`` (see ``REC``)."""
