@@ -39,6 +39,8 @@ _RETRY: Any = object()  # run_stopped: the Share is being started again; run the
 _CHANGING_LIMIT = 30.0  # seconds an op waits for its owner to finish starting/stopping the store
 _BLIND = frozenset({"set", "del", "write", "aug"})  # operations whose caller takes no result
 _MISS = MISS
+_pin = _alias.pin
+_Detached = _alias.Detached
 _loads = marshal.loads
 _dumps = marshal.dumps
 
@@ -163,6 +165,8 @@ def run(share: Any, op: Op, rop: tuple[Any, ...] | None = None) -> Any:
                     # the block's transaction, committed when the block ends
                     try:
                         return op(txn)
+                    except _Detached:
+                        raise  # (found before anything changed: the copies are intact)
                     except BaseException:
                         txn.restore()
                         raise
@@ -170,6 +174,8 @@ def run(share: Any, op: Op, rop: tuple[Any, ...] | None = None) -> Any:
                 try:
                     result = op(txn)
                     txn.seal()
+                except _Detached:
+                    raise
                 except BaseException:
                     txn.rollback()
                     raise
@@ -267,7 +273,8 @@ def view(share: Any, path: Path, fn: Callable[[Any], Any]) -> Any:
             if not st.closed:
                 c = st.cache.get(path[0])
                 if c is not None and c[2] == st.epoch():
-                    return fn(resolve(c[1], path[1:]))
+                    root = c[1]
+                    return fn(resolve(root, _pin(root, path)[1:]))
 
     def op(txn: Txn) -> Any:
         try:
@@ -275,7 +282,7 @@ def view(share: Any, path: Path, fn: Callable[[Any], Any]) -> Any:
         except KeyError:
             raise AttributeError(f"Share has no attribute {path[0]!r}") from None
         txn.mark_checked(path[0])
-        return fn(resolve(root, path[1:]))
+        return fn(resolve(root, _pin(root, path)[1:]))
 
     return run(share, op, ("view", path, fn))
 
@@ -309,21 +316,22 @@ def write(share: Any, path: Path, action: str, value: Any) -> None:
             root = txn.get(path[0])
         except KeyError:
             raise AttributeError(f"Share has no attribute {path[0]!r}") from None
-        parent = resolve(root, path[1:-1])
-        kind, key = path[-1]
+        p = _pin(root, path)
+        parent = resolve(root, p[1:-1])
+        kind, key = p[-1]
         plain = kind != "a" or _delta.attr_ok(parent, key)
         if action == "set":
             if kind == "a":
                 setattr(parent, key, value)
             else:
                 parent[key] = value
-            ops: list[_delta.Op] = [("s", path[1:], value)]
+            ops: list[_delta.Op] = [("s", p[1:], value)]
         else:
             if kind == "a":
                 delattr(parent, key)
             else:
                 del parent[key]
-            ops = [("d", path[1:])]
+            ops = [("d", p[1:])]
         if plain:
             txn.delta(path[0], root, ops, where=path_str(path[:1]))
         else:  # a property or __setattr__ of its own: only the full value says what it did
@@ -355,7 +363,8 @@ def call(share: Any, path: Path, name: str | None, args: tuple[Any, ...], kwargs
             root = txn.get(path[0])
         except KeyError:
             raise AttributeError(f"Share has no attribute {path[0]!r}") from None
-        target = resolve(root, path[1:])
+        p = _pin(root, path)
+        target = resolve(root, p[1:])
         if name is None:
             result = target(*args, **kwargs)
             kind = "unknown"
@@ -367,9 +376,9 @@ def call(share: Any, path: Path, name: str | None, args: tuple[Any, ...], kwargs
             before = _before_call(target, real) if kind == "unknown" else None
             result = getattr(target, real)(*args, **kwargs)
             if before is not None:
-                ops = _methods.changes(target, before, path[1:], lambda n: txn.fits_delta(path[0], n))
+                ops = _methods.changes(target, before, p[1:], lambda n: txn.fits_delta(path[0], n))
             elif kind != "reader":
-                ops = _delta_of_call(target, path[1:], name, real, args, kwargs)
+                ops = _delta_of_call(target, p[1:], name, real, args, kwargs)
             else:
                 ops = None
             if ops is not None:
@@ -377,13 +386,13 @@ def call(share: Any, path: Path, name: str | None, args: tuple[Any, ...], kwargs
                     txn.delta(path[0], root, ops, where=where)
                 else:
                     txn.mark_checked(path[0])
-                return _alias.ref_to(target, path, name, args, result) or _codec.copy_out(result)
+                return _alias.ref_to(target, p, name, args, result) or _codec.copy_out(result)
         if kind != "reader":
             txn.touch(path[0], root, force=(kind == "writer"), where=where)
         else:
             txn.mark_checked(path[0])
         if name is not None:
-            ref = _alias.ref_to(target, path, name, args, result)
+            ref = _alias.ref_to(target, p, name, args, result)
             if ref is not None:
                 return ref
         return _codec.copy_out(result)
@@ -506,8 +515,9 @@ def _aug_general(share: Any, path: Path, iop: Callable[[Any, Any], Any], value: 
             new = iop(root, value)
             txn.set(path[0], new, where=path)
             return None
-        parent = resolve(root, path[1:-1])
-        kind, key = path[-1]
+        p = _pin(root, path)
+        parent = resolve(root, p[1:-1])
+        kind, key = p[-1]
         if kind == "a":
             cur = getattr(parent, key)
         else:
@@ -520,7 +530,7 @@ def _aug_general(share: Any, path: Path, iop: Callable[[Any, Any], Any], value: 
             plain = True
             parent[key] = new
         if plain:
-            txn.delta(path[0], root, [("s", path[1:], new)], where=path_str(path[:1]))
+            txn.delta(path[0], root, [("s", p[1:], new)], where=path_str(path[:1]))
         else:  # a property or __setattr__ of its own: only the full value says what it did
             txn.touch(path[0], root, force=True, where=path_str(path[:1]))
         return None
