@@ -355,6 +355,8 @@ def _child_over_tcp(share: Share, q: Any) -> None:
     share.d.get("k").append(2)
     share.box.get_items().append(3)
     share.box.bump().bump()
+    assert [type(r).__name__ for r in share.rows] == ["dict", "dict"]  # over TCP: snapshots
+    share.t.row(1)["tcp"] = True  # an element at an argument: by its index over TCP
     q.put("done")
 
 
@@ -364,9 +366,11 @@ def test_reached_elements_are_live_over_tcp(start_method: str, monkeypatch: pyte
     q = ctx.Queue()
     with Share() as share:
         _fill(share)
+        share.t = Table()
         share.serve()
         run_processes(_child_over_tcp, [(share, q)])
         assert q.get(timeout=TIMEOUT) == "done"
+        assert share.t.rows == [{"id": 0}, {"id": 1, "tcp": True}]
         assert share.rows == [{"id": 1, "tcp": True}, {"id": 2, "tcp": True}]
         assert share.d["k"] == [1, 2]
         assert share.box.items == [1, 3] and share.box.n == 2

@@ -107,9 +107,11 @@ class At:
     a handle reached that way addresses elements by position, as before."""
 
     __slots__ = ("elem", "pos")
+    made = False  # (until one is made in this process, no path has one: ``pin`` returns at once)
 
     def __init__(self, elem: Any, pos: int) -> None:
         self.elem, self.pos = elem, pos
+        At.made = True
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (int, (self.pos,))
@@ -122,18 +124,23 @@ def pin(root: Any, path: Path) -> Path:
     """``path`` with each ``("e", At)`` step made ``("i", <the element's index now>)``: the
     element found by identity in ``root`` (call under the store lock, in the step that uses
     the result). ``Detached`` when it is no longer there."""
-    out: list[Any] | None = None
-    for n in range(1, len(path)):
-        kind, at = path[n]
+    if not At.made:
+        return path
+    for step in path:  # (the common case: none; path[0], the name, is a str, not a step)
+        if step[0] == "e" and type(step) is tuple:
+            break
+    else:
+        return path
+    out = list(path)
+    for n in range(1, len(out)):
+        kind, at = out[n]
         if kind != "e":
             continue
-        if out is None:
-            out = list(path)
         seq = root
         for k, key in out[1:n]:
             seq = getattr(seq, key) if k == "a" else seq[key]
         out[n] = ("i", at if type(at) is int else _index_of(at, seq, out[:n]))
-    return path if out is None else tuple(out)
+    return tuple(out)
 
 
 def _index_of(at: At, seq: Any, where: list[Any]) -> int:
@@ -147,16 +154,16 @@ def _index_of(at: At, seq: Any, where: list[Any]) -> int:
                 return j
     raise Detached(
         f"{path_str(tuple(where))}: the element reached at index {pos} (by iterating it, or as a "
-        "method's result) is no longer in it - it was removed or replaced, or another process "
-        f"rewrote {path_str(tuple(where[:1]))} as a whole. Index it again to change it "
-        f"({path_str(tuple(where))}[i])."
+        "method's result) is no longer in it - it was removed or replaced, or "
+        f"{path_str(tuple(where[:1]))} was written anew as a whole (by another process, or "
+        f"across a stop()). Index it again to change it ({path_str(tuple(where))}[i])."
     )
 
 
 def positional(path: Path) -> Path:
     """``path`` with its ``At`` steps as plain indexes (for a handle whose operations run on
     another copy: over TCP, on Redis)."""
-    if not any(type(s) is tuple and s[0] == "e" for s in path[1:]):
+    if not any(s[0] == "e" for s in path[1:]):
         return path
     return (path[0], *(("i", s[1] if type(s[1]) is int else s[1].pos) if s[0] == "e" else s for s in path[1:]))
 

@@ -290,10 +290,10 @@ def _elements(proxy: Proxy, backwards: bool) -> list[Any]:
     def fn(t: Any) -> list[Any]:
         if type(t) not in _SEQUENCES or not _in_cache(share, path, t):
             return _codec.copy_out(list(reversed(t)) if backwards else list(t))
-        is_immutable = _codec.is_immutable
+        is_immutable, new, at = _codec.is_immutable, new_proxy, _At
         n = len(t)
         pairs = zip(range(n - 1, -1, -1), reversed(t), strict=True) if backwards else enumerate(t)
-        return [v if is_immutable(v) else new_proxy(share, (*path, ("e", _At(v, i)))) for i, v in pairs]
+        return [v if is_immutable(v) else new(share, (*path, ("e", at(v, i)))) for i, v in pairs]
 
     return _view(share, path, fn)
 
