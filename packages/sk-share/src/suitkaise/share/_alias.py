@@ -33,6 +33,8 @@ write to the row that took its place::
 from __future__ import annotations
 
 from collections import OrderedDict, defaultdict, deque
+from itertools import compress, count, repeat
+from operator import is_
 from typing import Any
 
 from ._base import Path, ShareError
@@ -148,10 +150,11 @@ def _index_of(at: At, seq: Any, where: list[Any]) -> int:
     if type(seq) in SEQUENCES:
         if pos < len(seq) and seq[pos] is elem:
             return pos
-        for j, x in enumerate(seq):
-            if x is elem:
-                at.pos = j
-                return j
+        # moved: the first index holding this very object (compared by identity, in C)
+        j = next(compress(count(), map(is_, seq, repeat(elem))), None)
+        if j is not None:
+            at.pos = j
+            return j
     raise Detached(
         f"{path_str(tuple(where))}: the element reached at index {pos} (by iterating it, or as a "
         "method's result) is no longer in it - it was removed or replaced, or "
