@@ -637,3 +637,21 @@ def test_a_holder_paused_past_its_lease_commits_nothing(url: str, start_method: 
         p.join(TIMEOUT)
         assert "lost the Share's lock before it could commit" in msg and "Nothing of this operation" in msg
         assert share.counter == 1
+
+
+class _Table:
+    def __init__(self) -> None:
+        self.rows = [{"id": 0}, {"id": 1}]
+
+    def row(self, i: int) -> dict[str, int]:
+        return self.rows[i]
+
+
+def test_iterating_on_redis_gives_snapshots_and_a_method_s_element_its_index(url: str) -> None:
+    # (each operation decodes its own copy there: a row cannot be found again by identity)
+    with Share(backend=url) as share:
+        share.rows = [{"id": 0}, {"id": 1}]
+        assert [type(r) for r in share.rows] == [dict, dict]
+        share.t = _Table()
+        share.t.row(1)["a"] = 1
+        assert share.t.rows == [{"id": 0}, {"id": 1, "a": 1}]

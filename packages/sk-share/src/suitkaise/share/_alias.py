@@ -14,15 +14,32 @@ at one of the call's arguments (``get_row(i)`` returning ``self.rows[i]``, ``loo
 returning ``self.data[k]``); a dict's element at ``get``/``setdefault``'s key. Anything else
 (an element found another way, deeper) is a copy, as before: finding it would mean
 searching the object, O(its size) on every call that returns a value of its own.
+
+An element of a list, tuple or deque (such a result, or one reached by iterating the
+sequence, ``_proxy``) is addressed by an ``At`` step, not by its index: the element object of
+this process's copy, found again by identity under the lock in the operation's own locked
+step (``pin``). Other processes' changes reach that copy as deltas replayed in place, so an
+insertion or removal before the element moves it, not the step; a row that is gone, or a copy
+decoded afresh (another process rewrote the whole value), is a ``Detached`` error, never a
+write to the row that took its place::
+
+    for row in list(share.rows):          row ─► ("rows", ("e", At(<the row object>, 0)))
+        if row["done"]:                   read: pin ─► rows[i] where rows[i] is the row
+            share.rows.remove(row)        as an argument: its value (``_proxy._unwrap``)
+        else:
+            row["seen"] = True            write: pin ─► ("rows", ("i", i)), in the same step
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict, defaultdict, deque
+from itertools import compress, count, repeat
+from operator import is_
 from typing import Any
 
-from ._base import Path
+from ._base import Path, ShareError
 from ._codec import instance_dict, is_immutable
+from ._txn import path_str
 
 DICTS: frozenset[type] = frozenset({dict, OrderedDict, defaultdict})
 _BUILTIN: frozenset[type] = frozenset({list, tuple, set, frozenset, str, bytes, bytearray})
@@ -78,6 +95,82 @@ def ref_to(target: Any, path: Path, name: str, args: tuple[Any, ...], result: An
     return None
 
 
+SEQUENCES: frozenset[type] = frozenset({list, tuple, deque})
+
+
+class Detached(ShareError):
+    """An element reached by iterating (or returned by a method) is no longer where it was."""
+
+
+class At:
+    """The step to ``elem``, an element of a list/tuple/deque last seen at index ``pos``.
+
+    Over TCP it travels as its index (``("e", pos)``): the owner's copy has other objects, and
+    a handle reached that way addresses elements by position, as before."""
+
+    __slots__ = ("elem", "pos")
+    made = False  # (until one is made in this process, no path has one: ``pin`` returns at once)
+
+    def __init__(self, elem: Any, pos: int) -> None:
+        self.elem, self.pos = elem, pos
+        At.made = True
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (int, (self.pos,))
+
+    def __repr__(self) -> str:  # (path_str: share.rows[3])
+        return repr(self.pos)
+
+
+def pin(root: Any, path: Path) -> Path:
+    """``path`` with each ``("e", At)`` step made ``("i", <the element's index now>)``: the
+    element found by identity in ``root`` (call under the store lock, in the step that uses
+    the result). ``Detached`` when it is no longer there."""
+    if not At.made:
+        return path
+    for step in path:  # (the common case: none; path[0], the name, is a str, not a step)
+        if step[0] == "e" and type(step) is tuple:
+            break
+    else:
+        return path
+    out = list(path)
+    for n in range(1, len(out)):
+        kind, at = out[n]
+        if kind != "e":
+            continue
+        seq = root
+        for k, key in out[1:n]:
+            seq = getattr(seq, key) if k == "a" else seq[key]
+        out[n] = ("i", at if type(at) is int else _index_of(at, seq, out[:n]))
+    return tuple(out)
+
+
+def _index_of(at: At, seq: Any, where: list[Any]) -> int:
+    elem, pos = at.elem, at.pos
+    if type(seq) in SEQUENCES:
+        if pos < len(seq) and seq[pos] is elem:
+            return pos
+        # moved: the first index holding this very object (compared by identity, in C)
+        j = next(compress(count(), map(is_, seq, repeat(elem))), None)
+        if j is not None:
+            at.pos = j
+            return j
+    raise Detached(
+        f"{path_str(tuple(where))}: the element reached at index {pos} (by iterating it, or as a "
+        "method's result) is no longer in it - it was removed or replaced, or "
+        f"{path_str(tuple(where[:1]))} was written anew as a whole (by another process, or "
+        f"across a stop()). Index it again to change it ({path_str(tuple(where))}[i])."
+    )
+
+
+def positional(path: Path) -> Path:
+    """``path`` with its ``At`` steps as plain indexes (for a handle whose operations run on
+    another copy: over TCP, on Redis)."""
+    if not any(s[0] == "e" for s in path[1:]):
+        return path
+    return (path[0], *(("i", s[1] if type(s[1]) is int else s[1].pos) if s[0] == "e" else s for s in path[1:]))
+
+
 _KEYS: frozenset[type] = frozenset({int, str, bytes, float, bool})
 
 
@@ -92,5 +185,5 @@ def _element_at(container: Any, keys: list[Any], result: Any) -> tuple[str, Any]
         n = len(container)
         for k in keys:
             if type(k) is int and -n <= k < n and container[k] is result:
-                return ("i", k % n)  # (a negative index would follow later appends)
+                return ("e", At(result, k % n))  # (found by identity again, as an iterated row)
     return None

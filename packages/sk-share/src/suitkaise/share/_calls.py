@@ -183,6 +183,8 @@ def _locked(
     if c[3]:
         return MISS  # an immutable value (a str's methods, ...)
     root = c[1]
+    if len(path) > 1:
+        path = _alias.pin(root, path)  # (before the try: a Detached row changed nothing)
     try:
         target = resolve(root, path[1:]) if len(path) > 1 else root
         cls = type(target)

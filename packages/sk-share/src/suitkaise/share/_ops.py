@@ -52,6 +52,8 @@ _NONE_RESULT: dict[type, frozenset[str]] = {
 # owner's snapshot (run, _stopped_on_stale)
 _STALE: weakref.WeakSet[Store] = weakref.WeakSet()
 _MISS = MISS
+_pin = _alias.pin
+_Detached = _alias.Detached
 _loads = marshal.loads
 _dumps = marshal.dumps
 
@@ -176,6 +178,8 @@ def run(share: Any, op: Op, rop: tuple[Any, ...] | None = None) -> Any:
                     # the block's transaction, committed when the block ends
                     try:
                         return op(txn)
+                    except _Detached:
+                        raise  # (found before anything changed: the copies are intact)
                     except BaseException:
                         txn.restore()
                         raise
@@ -183,6 +187,8 @@ def run(share: Any, op: Op, rop: tuple[Any, ...] | None = None) -> Any:
                 try:
                     result = op(txn)
                     txn.seal()
+                except _Detached:
+                    raise
                 except BaseException:
                     txn.rollback()
                     raise
@@ -354,7 +360,8 @@ def view(share: Any, path: Path, fn: Callable[[Any], Any]) -> Any:
             if not st.closed:
                 c = st.cache.get(path[0])
                 if c is not None and c[2] == st.eq[EPOCH_Q]:
-                    return fn(resolve(c[1], path[1:]))
+                    root = c[1]
+                    return fn(resolve(root, _pin(root, path)[1:]))
 
     def op(txn: Txn) -> Any:
         try:
@@ -362,7 +369,7 @@ def view(share: Any, path: Path, fn: Callable[[Any], Any]) -> Any:
         except KeyError:
             raise AttributeError(f"Share has no attribute {path[0]!r}") from None
         txn.mark_checked(path[0])
-        return fn(resolve(root, path[1:]))
+        return fn(resolve(root, _pin(root, path)[1:]))
 
     return run(share, op, ("view", path, fn))
 
@@ -396,21 +403,22 @@ def write(share: Any, path: Path, action: str, value: Any) -> None:
             root = txn.get(path[0])
         except KeyError:
             raise AttributeError(f"Share has no attribute {path[0]!r}") from None
-        parent = resolve(root, path[1:-1])
-        kind, key = path[-1]
+        p = _pin(root, path)
+        parent = resolve(root, p[1:-1])
+        kind, key = p[-1]
         plain = kind != "a" or _delta.attr_ok(parent, key)
         if action == "set":
             if kind == "a":
                 setattr(parent, key, value)
             else:
                 parent[key] = value
-            ops: list[_delta.Op] = [("s", path[1:], value)]
+            ops: list[_delta.Op] = [("s", p[1:], value)]
         else:
             if kind == "a":
                 delattr(parent, key)
             else:
                 del parent[key]
-            ops = [("d", path[1:])]
+            ops = [("d", p[1:])]
         if plain:
             txn.delta(path[0], root, ops, where=path_str(path[:1]))
         else:  # a property or __setattr__ of its own: only the full value says what it did
@@ -448,7 +456,8 @@ def call(
             root = txn.get(path[0])
         except KeyError:
             raise AttributeError(f"Share has no attribute {path[0]!r}") from None
-        target = resolve(root, path[1:])
+        p = _pin(root, path)
+        target = resolve(root, p[1:])
         if on_dict is not None and type(target) in _alias.DICTS:
             txn.mark_checked(path[0])
             return on_dict(target)
@@ -463,9 +472,9 @@ def call(
             before = _before_call(target, real) if kind == "unknown" else None
             result = getattr(target, real)(*args, **kwargs)
             if before is not None:
-                ops = _methods.changes(target, before, path[1:], lambda n: txn.fits_delta(path[0], n))
+                ops = _methods.changes(target, before, p[1:], lambda n: txn.fits_delta(path[0], n))
             elif kind != "reader":
-                ops = _delta_of_call(target, path[1:], name, real, args, kwargs)
+                ops = _delta_of_call(target, p[1:], name, real, args, kwargs)
             else:
                 ops = None
             if ops is not None:
@@ -473,13 +482,13 @@ def call(
                     txn.delta(path[0], root, ops, where=where)
                 else:
                     txn.mark_checked(path[0])
-                return _calls.method_result(target, path, name, args, result)
+                return _calls.method_result(target, p, name, args, result)
         if kind != "reader":
             txn.touch(path[0], root, force=(kind == "writer"), where=where)
         else:
             txn.mark_checked(path[0])
         if name is not None:
-            return _calls.method_result(target, path, name, args, result)
+            return _calls.method_result(target, p, name, args, result)
         return _codec.copy_out(result)
 
     return run(share, op, ("call", path, name, args, kwargs))
@@ -600,8 +609,9 @@ def _aug_general(share: Any, path: Path, iop: Callable[[Any, Any], Any], value: 
             new = iop(root, value)
             txn.set(path[0], new, where=path)
             return None
-        parent = resolve(root, path[1:-1])
-        kind, key = path[-1]
+        p = _pin(root, path)
+        parent = resolve(root, p[1:-1])
+        kind, key = p[-1]
         if kind == "a":
             cur = getattr(parent, key)
         else:
@@ -614,7 +624,7 @@ def _aug_general(share: Any, path: Path, iop: Callable[[Any, Any], Any], value: 
             plain = True
             parent[key] = new
         if plain:
-            txn.delta(path[0], root, [("s", path[1:], new)], where=path_str(path[:1]))
+            txn.delta(path[0], root, [("s", p[1:], new)], where=path_str(path[:1]))
         else:  # a property or __setattr__ of its own: only the full value says what it did
             txn.touch(path[0], root, force=True, where=path_str(path[:1]))
         return None

@@ -22,7 +22,7 @@ from ._aug import _KIND, AUG, BINARY_OPS, METHOD, REASSIGN, get_reassign, read_k
 from ._base import Path
 from ._base import oga as _oga
 from ._ops import NO_DEFAULT, check_blocked
-from ._txn import path_str
+from ._txn import path_str, resolve
 
 _ATOMS = _codec.ATOMS
 _ATOM_TYPES = frozenset(_ATOMS)
@@ -172,12 +172,10 @@ class Proxy:
         return None
 
     def __iter__(self) -> Iterator[Any]:
-        # (a snapshot: element proxies of a list would be addressed by position, and a
-        # `for row in list(share.rows): share.rows.remove(row)` would then reach the wrong rows)
-        return iter(_read(self, lambda t: _codec.copy_out(list(t))))
+        return iter(_elements(self, False))
 
     def __reversed__(self) -> Iterator[Any]:
-        return iter(_read(self, lambda t: _codec.copy_out(list(reversed(t)))))
+        return iter(_elements(self, True))
 
     def __contains__(self, item: Any) -> bool:
         item = _unwrap(item)
@@ -282,8 +280,52 @@ def _read(proxy: Proxy, fn: Callable[[Any], Any]) -> Any:
 
 
 def _snapshot_of(proxy: Proxy) -> Any:
-    """A private copy of the value ``proxy`` points at."""
-    return _read(proxy, _codec.copy_out)
+    """A private copy of the value ``proxy`` points at. An element reached by iterating that
+    is no longer in its sequence stands for its value when it left (as a plain Python
+    reference to a removed row would): ``remove(row)``, ``row in lst``, ``row == x``."""
+    try:
+        return _read(proxy, _codec.copy_out)
+    except _Detached:
+        kind, at = _path_of(proxy)[-1]
+        if kind != "e" or type(at) is not _At:
+            raise
+        return _codec.copy_out(at.elem)  # (out of every current copy: nothing changes it)
+
+
+def _elements(proxy: Proxy, backwards: bool) -> list[Any]:
+    """The elements of the value at ``proxy``'s path, in one read. Of a list, tuple or deque
+    in this process's copy of the store: atoms as they are, a live Proxy per other element,
+    addressed by the element itself (``_alias.At``: an insertion or removal before it moves
+    it, not the step). Of anything else, or a copy of another process's (over TCP, Redis,
+    a stopped Share): a snapshot, as before."""
+    share, path = _share_of(proxy), _path_of(proxy)
+
+    def fn(t: Any) -> list[Any]:
+        if type(t) not in _SEQUENCES or not _in_cache(share, path, t):
+            return _codec.copy_out(list(reversed(t)) if backwards else list(t))
+        is_immutable, new, at = _codec.is_immutable, new_proxy, _At
+        n = len(t)
+        pairs = zip(range(n - 1, -1, -1), reversed(t), strict=True) if backwards else enumerate(t)
+        return [v if is_immutable(v) else new(share, (*path, ("e", at(v, i)))) for i, v in pairs]
+
+    return _view(share, path, fn)
+
+
+def _in_cache(share: Any, path: Path, t: Any) -> bool:
+    """Whether ``t`` (at ``path``) is in this process's cached copy of the store (the copy
+    other processes' changes are replayed on in place, where an element keeps its identity)."""
+    d = _oga(share, "__dict__")
+    st = d["_sk_store"]
+    if st is None or d["_sk_redis"] is not None:
+        return False
+    c = st.cache.get(path[0])
+    if c is None:
+        return False
+    root = c[1]
+    try:
+        return resolve(root, _alias.pin(root, path)[1:]) is t
+    except Exception:
+        return False
 
 
 _set_share = Proxy._sk_share.__set__  # type: ignore[attr-defined]
@@ -304,9 +346,13 @@ def _binary(opname: str, reflected: bool) -> Callable[[Proxy, Any], Any]:
 
     def method(self: Proxy, other: Any) -> Any:
         other = _unwrap(other)
-        if reflected:
-            return _read(self, lambda t: _codec.copy_out(fn(other, t)))
-        return _read(self, lambda t: _codec.copy_out(fn(t, other)))
+        try:
+            if reflected:
+                return _read(self, lambda t: _codec.copy_out(fn(other, t)))
+            return _read(self, lambda t: _codec.copy_out(fn(t, other)))
+        except _Detached:  # an iterated element no longer in its sequence: its last value
+            value = _snapshot_of(self)
+            return _codec.copy_out(fn(other, value) if reflected else fn(value, other))
 
     return method
 
@@ -336,6 +382,9 @@ for _op in ("neg", "pos", "abs", "invert"):
 
 
 _Ref = _alias.Ref
+_At = _alias.At
+_Detached = _alias.Detached
+_SEQUENCES = _alias.SEQUENCES
 _DICTS = _alias.DICTS
 _NOPE: Any = object()
 # dict methods read with their elements live (``_dict_read``)
@@ -364,7 +413,10 @@ class _Method:
         else:
             result = _call(self._share, self._path, self._name, args, _unwrap_kwargs(kwargs) if kwargs else kwargs)
         if type(result) is _Ref:  # the object or one of its elements: live, not a copy
-            return new_proxy(self._share, result.path)
+            path = result.path
+            if _oga(self._share, "__dict__")["_sk_redis"] is not None:
+                path = _alias.positional(path)  # (each operation decodes its own copy there)
+            return new_proxy(self._share, path)
         return result
 
     def __repr__(self) -> str:
