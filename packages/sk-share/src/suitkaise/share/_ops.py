@@ -51,6 +51,13 @@ _NONE_RESULT: dict[type, frozenset[str]] = {
 # was seen at the path) and that it has not mapped yet: their data is older than the
 # owner's snapshot (run, _stopped_on_stale)
 _STALE: weakref.WeakSet[Store] = weakref.WeakSet()
+# built-in methods that raise before they change anything (a missing element or key, an
+# index out of range, an unhashable key): their error leaves the cached copy as it was
+_CHECKS_FIRST: dict[type, frozenset[str]] = {
+    list: frozenset({"remove", "index", "pop", "insert", "count"}),
+    dict: frozenset({"pop", "popitem", "get", "setdefault"}),
+    set: frozenset({"remove", "pop"}),
+}
 _MISS = MISS
 _pin = _alias.pin
 _Detached = _alias.Detached
@@ -470,7 +477,12 @@ def call(
             real = aliases.get(name, name) if isinstance(aliases, dict) else name
             kind = _method_kind(target, name)
             before = _before_call(target, real) if kind == "unknown" else None
-            result = getattr(target, real)(*args, **kwargs)
+            try:
+                result = getattr(target, real)(*args, **kwargs)
+            except Exception:
+                if real in _CHECKS_FIRST.get(type(target), ()):
+                    txn.untouched(path[0])  # (`share.rows.remove(gone)`: the rows stay live)
+                raise
             if before is not None:
                 ops = _methods.changes(target, before, p[1:], lambda n: txn.fits_delta(path[0], n))
             elif kind != "reader":

@@ -368,6 +368,13 @@ class Txn:
 
     # -- ending -----------------------------------------------------------------------------
 
+    def untouched(self, name: str) -> None:
+        """The operation is raising before it changed ``name``'s object (a built-in method
+        that checks before it mutates): ``rollback`` keeps the cached copy, and with it the
+        identity of the elements reached in it (iterated rows, ``_alias``)."""
+        if not self.block:
+            self.work.pop(name, None)
+
     def rollback(self) -> None:
         """The operation raised: forget cached objects it may have mutated."""
         st = self.st
