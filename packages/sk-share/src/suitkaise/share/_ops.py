@@ -355,7 +355,8 @@ def peek(st: Store, path: Path, fn: Callable[[Any], Any]) -> Any:
         if not st.closed:
             c = st.cache.get(path[0])
             if c is not None and c[2] == st.eq[EPOCH_Q]:
-                return fn(resolve(c[1], path[1:]))
+                root = c[1]
+                return fn(resolve(root, _pin(root, path)[1:]))
     return MISS
 
 
