@@ -50,7 +50,8 @@ Scaling (not interleaved against an anchor, but each size interleaved with the o
   the deleted name after each delete (lockstep, only its read timed);
 * a ``with share.lock():`` block of one ``+=`` and one new name on a Share holding N = 10,
   10^3, 10^4, 10^5 (``--quick``: up to 10^4) names, all cached: us per block;
-* the store file after 10^6 (``--quick``: 10^5) updates, against the live data;
+* the store file after 10^6 (``--quick``: 10^5) updates, against the live data, and the
+  memory it holds at a 20 MiB peak of new names and once they are deleted;
 * (1, 2, 4, 8, 16 processes x ``+=`` on one Share: ``benchmarks/scaling.py``.)
 """
 
@@ -590,10 +591,17 @@ def file_rows(updates: int) -> dict[str, float]:
             if len(share.lst) >= 1000:
                 share.lst = []
         size = os.path.getsize(path_of(share._sk_name))
+        held = os.stat(path_of(share._sk_name)).st_blocks * 512
         st = share._sk_store
         with st.locked():  # the stored values, each with its (bounded) delta log
             live = sum(len(v[1]) for v in st.items().values())
-    return {"updates": updates, "file": size, "live": live}
+        for i in range(2560):  # a 20 MiB peak of new names, then every one deleted
+            setattr(share, f"peak{i}", os.urandom(8192))
+        peak = os.stat(path_of(share._sk_name)).st_blocks * 512
+        for i in range(2560):
+            delattr(share, f"peak{i}")
+        after = os.stat(path_of(share._sk_name)).st_blocks * 512
+    return {"updates": updates, "file": size, "held": held, "live": live, "peak": peak, "after": after}
 
 
 def _row(name: str, ours: float, anchor_name: str, anchor: float, unit: str, target: str, ok: bool) -> str:
@@ -695,7 +703,10 @@ def main() -> None:
     print_deletes(dels)
     print_blocks(blocks)
     print(f"\nstore file after {files['updates']:,} updates: {files['file'] / 2**20:.1f} MiB for "
-          f"{files['live'] / 2**10:.1f} KiB of live data (proportional: bounded, does not grow with updates)")
+          f"{files['live'] / 2**10:.1f} KiB of live data (proportional: bounded, does not grow with updates); "
+          f"memory it holds: {files['held'] / 2**20:.1f} MiB")
+    print(f"memory the store holds at a 20 MiB peak of 2,560 new names: {files['peak'] / 2**20:.1f} MiB; "
+          f"once they are deleted: {files['after'] / 2**20:.1f} MiB (given back, not kept at the peak)")
     print("\n(the throughput of 1-16 processes updating one Share: benchmarks/scaling.py)")
 
     from _results import headline

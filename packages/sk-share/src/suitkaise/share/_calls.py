@@ -136,18 +136,16 @@ def call(
     fl = st.fast_lock  # the robust mutex's C functions (None: the fcntl lock, or closed)
     if fl is None:
         return MISS
-    tl = st.tlock
-    tl.acquire()
-    try:
+    with st.tlock:  # (`with`, not acquire(): no signal can land between the two)
         if st.depth or st.txn is not None or st.closed:
             return MISS  # nested in an operation or a `with share.lock()` block
         try:
             rc = fl[0](fl[2])  # trylock
-        except BaseException:  # raised as it returned (a signal): it may hold the mutex
-            st.plock.drop_if_mine()  # type: ignore[union-attr]
+            if rc and st.plock.after_trylock(rc):  # type: ignore[union-attr]
+                st.recovered += 1
+        except BaseException:  # a signal's, raised as a lock call returned: it may hold the mutex
+            st.plock.drop_if_mine()
             raise
-        if rc and st.plock.after_trylock(rc):  # type: ignore[union-attr]
-            st.recovered += 1
         st.depth = 1
         try:
             return _locked(st, path, name, args, kwargs, on_dict)
@@ -157,8 +155,6 @@ def call(
             rc = fl[1](fl[2])  # unlock
             if rc:
                 st.plock.after_unlock(rc)  # type: ignore[union-attr]
-    finally:
-        tl.release()
 
 
 def _locked(

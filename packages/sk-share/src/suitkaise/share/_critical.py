@@ -61,13 +61,22 @@ class Critical:
                 if st.txn is None:
                     if d["_sk_queue"]:
                         _ops.replay(share)
+                    self.outer = True
+                    st.txn = Txn(st, block=True)
                     # the fast read paths must not skip the block: none matches until it ends
                     # (O(1): the epoch source is swapped, no cached entry is touched)
                     st.eq = NO_EPOCH
-                    st.txn = Txn(st, block=True)
-                    self.outer = True
             except BaseException:
-                st.release()
+                if self.outer:
+                    self.outer = False
+                    st.txn = None
+                    st.eq = st.q
+                depth = st.depth - 1
+                try:
+                    st.release()
+                except BaseException:  # see Store.settle
+                    st.settle(depth)
+                    raise
                 raise
             self.st = st
             return share
@@ -95,4 +104,9 @@ class Critical:
                 # after the commit bumped the epoch (or the rollback dropped what the block
                 # mutated): a cached copy the fast reads match again is a committed value
                 st.eq = st.q
-            st.release()
+            depth = st.depth - 1
+            try:
+                st.release()
+            except BaseException:  # see Store.settle
+                st.settle(depth)
+                raise

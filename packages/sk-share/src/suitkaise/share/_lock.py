@@ -16,7 +16,9 @@
 * Interrupt-safe: Python raises a signal's exception (``KeyboardInterrupt``) as a C call
   returns, so a lock call that took the mutex may never hand back its result. Each call
   site catches that and, if the futex word names this thread, releases the mutex
-  (``drop_if_mine``): an interrupted process never keeps it.
+  (``drop_if_mine``); a release a signal cuts short as it begins is finished by its caller
+  (``Store.settle``). One window is Python's own: a signal landing exactly as a
+  ``with share.lock():`` block calls ``__exit__`` (bpo-29988).
 * Kill-safe: the mutex is *robust*. When its holder dies (even by SIGKILL) the kernel
   marks it and wakes a waiter, whose lock call returns ``EOWNERDEAD``; we call
   ``pthread_mutex_consistent`` and carry on. That is safe here because every commit
@@ -270,6 +272,11 @@ class FcntlLock:
 
     def release(self) -> None:
         fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, 0)
+
+    def drop_if_mine(self) -> None:
+        """Nothing to do: a record lock belongs to the process, which takes it again at
+        once and lets it go on its next operation (or exit), so a lock an interrupt left held
+        delays the other processes until then, never for good."""
 
     def detach(self) -> None:
         pass

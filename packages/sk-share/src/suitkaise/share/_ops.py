@@ -204,7 +204,12 @@ def run(share: Any, op: Op, rop: tuple[Any, ...] | None = None) -> Any:
                     txn.committed(seq)
                 return result
         finally:
-            st.release()
+            depth = st.depth - 1
+            try:
+                st.release()
+            except BaseException:
+                st.settle(depth)
+                raise
         # the store says "stopped": is there a restarted one at the same name?
         gen = st.file_generation()
         if gen is not None and gen != st.generation:

@@ -11,11 +11,11 @@
            ▼                             ▼                        ▼
     /dev/shm/sk-share-<pid>-<rand>  (one file, MAP_SHARED)
     ┌─────────────────────────────┬──────────────────────────────┬──────────────────────┐
-    │ header page (own mapping):  │ region A (active):           │ region B (spare), ...│
-    │ magic, selector (1 byte),   │ records, names blob          │ target of compaction │
-    │ epoch, slot 0 | slot 1,     │ (the names in entry order),  │                      │
-    │ mutex                       │ entry table (one word per    │                      │
-    │                             │ name: its head record), both │                      │
+    │ header page (own mapping):  │ region A (active):           │ holes (no memory):   │
+    │ magic, selector (1 byte),   │ records, names blob          │ earlier regions, the │
+    │ epoch, slot 0 | slot 1,     │ (the names in entry order),  │ next compaction's    │
+    │ mutex, garbage count        │ entry table (one word per    │ target (reserved     │
+    │                             │ name: its head record), both │ when it is made)     │
     │                             │ with room to grow in place   │                      │
     └─────────────────────────────┴──────────────────────────────┴──────────────────────┘
 
@@ -64,9 +64,13 @@ There is no server process: every process reads and writes the file itself.
   of it plus 1 KiB (a method call's: 4 KiB, ``_calls._SLACK``), and the writer stores the
   full value instead: logs stay bounded.
 * When the active region is full, live records (with their delta chains, ``prev``
-  relocated) are copied into the spare region (or a new bigger region at the end of the
-  file, ``ftruncate`` + ``posix_fallocate``), and the slot flip switches regions.
-  Compaction also never touches live data before the flip.
+  relocated) are copied into a region twice their size (``_region_for``: before the active
+  one in the file if it fits there, else just after it, growing the file; pages reserved
+  with ``posix_fallocate``), and the slot flip switches regions. Compaction never touches
+  live data before the flip. A big region (``SHRINK_FROM``) also counts the bytes of the
+  values replaced or deleted in it (``DEAD_Q``, ``_garbage``) and is compacted into a
+  smaller one once its live data would fit a quarter of it. After every compaction the
+  pages outside the header and the new region go back to the system (``_give_back``).
 * Every commit first bumps the *epoch* word. A reader compares it (one 8-byte read through a
   memoryview, no lock, no syscall) with the epoch at which its cached copy was checked: if
   no commit started since, the cached value is current. While a ``with share.lock()`` block
@@ -102,6 +106,9 @@ GEN_OFF = 16
 PID_OFF = 24
 EPOCH_OFF = 40  # 8 bytes, bumped at the start of every commit (readers' "anything new?")
 EPOCH_Q = EPOCH_OFF // 8
+# 8 bytes: garbage (bytes of replaced or deleted values) in the active region, counted in a
+# big region (SHRINK_FROM) since its compaction; an estimate that makes ``_garbage`` look
+DEAD_Q = 32 // 8
 # ``Store.eq`` during a ``with share.lock()`` block: its epoch word equals no cached entry's
 NO_EPOCH = (-2,) * (EPOCH_Q + 1)
 SLOT_OFF = (64, 192)
@@ -131,6 +138,10 @@ MISS: Any = object()  # update_i64: take the general path
 _EBUSY = errno.EBUSY
 SEQ = struct.Struct("<Q")
 MIN_REGION = 1 << 20
+# a rebuild of a region at least this big first checks whether its live data would fit a
+# region a quarter of its size, and if so compacts into one (memory given back after a peak)
+SHRINK_FROM = 4 * MIN_REGION
+_MADV_REMOVE = getattr(mmap, "MADV_REMOVE", None)
 
 FLAG_STOPPED = 1
 FLAG_CLOSED = 2
@@ -300,30 +311,63 @@ class Store:
     # -- locking -------------------------------------------------------------------------
 
     def acquire(self) -> None:
-        """Exclusive access across threads (RLock) and processes (robust mutex)."""
-        self.tlock.acquire()
+        """Exclusive access across threads (RLock) and processes (robust mutex); nests. The
+        thread lock is counted once, by the outermost hold, so an exception a signal handler
+        raises as its ``acquire`` returns can be undone exactly."""
+        tl = self.tlock
+        if self.depth and tl._is_owned():  # type: ignore[attr-defined]  # nested in our own hold
+            self.depth += 1
+            return
+        try:
+            tl.acquire()
+        except BaseException:  # a signal's, raised as acquire returned: it may hold it
+            if tl._is_owned():  # type: ignore[attr-defined]
+                tl.release()
+            raise
         if self.closed:
-            self.tlock.release()
+            tl.release()
             raise StoreGone(f"{self.name}: detached in this process")
-        if self.depth == 0:
+        if self.depth == 0:  # (else: held by this thread for an operation, see aug)
             try:
                 if self.plock.acquire():
                     self.recovered += 1
-            except BaseException:
-                self.tlock.release()
+            except BaseException:  # a signal's, raised as the lock call returned: it may hold the mutex
+                self.plock.drop_if_mine()
+                tl.release()
                 raise
             self._s = None
         self.depth += 1
 
     def release(self) -> None:
-        self.depth -= 1
+        """Undo one ``acquire``. Call it as ``settle`` says: an exception a signal handler
+        raises can land as this call begins, before it has done anything."""
+        depth = self.depth - 1
+        self.depth = depth
+        if depth:
+            return
         try:
-            if self.depth == 0:
-                self._s = None
-                if not self.closed:
-                    self.plock.release()
+            self._s = None
+            if not self.closed:
+                self.plock.release()
         finally:
             self.tlock.release()
+
+    def settle(self, depth: int) -> None:
+        """Finish a ``release`` meant to leave ``depth`` that an exception (a signal
+        handler's, e.g. KeyboardInterrupt) cut short, at its first line or inside::
+
+            depth = st.depth - 1
+            try:
+                st.release()
+            except BaseException:
+                st.settle(depth)
+                raise
+
+        Left held, the process mutex would stop every other process until this one exits."""
+        if self.depth > depth:  # it did nothing
+            self.release()
+        elif self.depth == 0 and not self.closed:  # it may have stopped before the unlock
+            self.plock.drop_if_mine()
 
     def locked(self) -> _Locked:
         return _Locked(self)
@@ -540,10 +584,14 @@ class Store:
         self.q[EPOCH_Q] += 1  # first: every reader's "nothing changed" check now fails
         new_flags = s[S_FLAGS] if flags is None else flags
         if not clear:
+            # a big region counts the values this commit replaces or deletes (``_garbage``)
+            dead = self._replaced(s, names, changes) if s[S_ASIZE] >= SHRINK_FROM else 0
             if all(ch is not None and nm in names for nm, ch in changes.items()):  # existing names only
                 ns = self._update(s, seq, names, changes, new_flags)  # type: ignore[arg-type]
                 if ns is not None:
                     self._publish(ns)
+                    if dead:
+                        self._garbage(dead, ns[S_BUMP] - ns[S_AOFF], ns[S_ASIZE])
                     return seq
             else:
                 got = self._extend(s, seq, names, changes, new_flags)
@@ -556,6 +604,8 @@ class Store:
                         for j, nm in enumerate(put):
                             names[nm] = s[S_TN] + j
                         self._nver, self._nread = seq, (ns[S_NBASE], ns[S_NLEN], ns[S_TN])
+                    if dead:
+                        self._garbage(dead, ns[S_BUMP] - ns[S_AOFF], ns[S_ASIZE])
                     return seq
         self._publish_rebuilt(*self._rebuild(s, seq, names, changes, clear, new_flags))
         return seq
@@ -588,10 +638,60 @@ class Store:
             mm = self.mm
             pos = s[S_BUMP]
             nxt = _align(pos + RSIZE + ln)
+            if prev:  # a delta goes on the head, which the compaction moved
+                prev = self.mq[(s[S_TOFF] >> 3) + i]
         base = ln if prev == 0 else REC.unpack_from(mm, prev)[R_BASE]
         sq = SLOT_OFF[self.hdr[SEL_OFF]] >> 3
         tail = (name, sq, (s[S_TOFF] >> 3) + i, s[S_AOFF] + s[S_ASIZE], s[S_SEQ], pos)
-        return self._append(tail, kind, data, nxt, prev, base, log)
+        if prev or s[S_ASIZE] < SHRINK_FROM:
+            return self._append(tail, kind, data, nxt, prev, base, log)
+        # a full value in a big region: the value it replaces is garbage now
+        mq, q = self.mq, self.q
+        r = mq[tail[2]] >> 3
+        dead = q[DEAD_Q] + mq[r + R_BASE] + mq[r + R_LOG] + RSIZE
+        q[DEAD_Q] = dead
+        seq = self._append(tail, kind, data, nxt, prev, base, log)
+        if (nxt - s[S_AOFF] - dead) * 8 <= s[S_ASIZE]:  # (``_garbage``'s test, inlined)
+            self._garbage(0, nxt - s[S_AOFF], s[S_ASIZE])
+        return seq
+
+    def _replaced(self, s: Slot, names: dict[str, int], changes: dict[str, Any]) -> int:
+        """Bytes of the values (with their delta logs) ``changes`` replaces or deletes."""
+        mq, t = self.mq, s[S_TOFF] >> 3
+        n = 0
+        for nm in changes:
+            i = names.get(nm)
+            if i is not None:
+                r = mq[t + i] >> 3
+                n += mq[r + R_BASE] + mq[r + R_LOG] + RSIZE
+        return n
+
+    def _garbage(self, n: int, used: int, size: int) -> None:
+        """A commit just made ``n`` bytes of a big region garbage (``used`` of its ``size``
+        bytes are used now); call under the lock.
+        When the region's used bytes less its garbage would fit an eighth of it, compact
+        into a region sized for the live data (``_rebuild``: a copy-on-write commit of its
+        own, then ``_give_back``). The count is an estimate (tables and names copied aside
+        are not in it, so it only ever errs towards not compacting); a look that finds the
+        live data too big to shrink for sets it to the exact figure, so the next look waits
+        for as much garbage again."""
+        q = self.q
+        dead = q[DEAD_Q] + n
+        q[DEAD_Q] = dead
+        if (used - dead) * 8 > size:
+            return
+        s = self.slot()
+        names = self.names(s)
+        mm = self.mm
+        live: dict[str, tuple[int, int, bytes | None]] = {
+            nm: (WORD.unpack_from(mm, s[S_TOFF] + ESIZE * i)[0], 0, None) for nm, i in names.items()
+        }
+        need = self._need(live, s[S_NLEN])
+        if _region_for(need) * 4 > s[S_ASIZE]:
+            q[DEAD_Q] = max(used - need, 0)
+            return
+        q[EPOCH_Q] += 1
+        self._publish_rebuilt(*self._rebuild(s, s[S_SEQ] + 1, names, {}, False, s[S_FLAGS]))
 
     def _append(
         self, tail: tuple[Any, ...], kind: int, data: bytes, nxt: int, prev: int, base: int, log: int,
@@ -651,9 +751,7 @@ class Store:
         (``update_i64``), else ``other(self, name, fn, arg)``. False when neither applies
         (nothing was changed): the caller takes the general path. ``acquire``/``release``
         inlined: this is the hottest write path (``share.x += v``)."""
-        tl = self.tlock
-        tl.acquire()
-        try:
+        with self.tlock:  # (`with`, not acquire(): no signal can land between the two)
             if self.depth or self.txn is not None or self.closed:
                 return False  # nested in an operation or a `with share.lock()` block
             fl = self.fast_lock  # the robust mutex's C functions (None: fcntl lock)
@@ -663,11 +761,11 @@ class Store:
             else:
                 try:
                     rc = fl[0](fl[2])  # trylock
-                except BaseException:  # raised as it returned (a signal): it may hold the mutex
-                    self.plock.drop_if_mine()  # type: ignore[union-attr]
+                    if rc and self.plock.after_trylock(rc):  # type: ignore[union-attr]
+                        self.recovered += 1
+                except BaseException:  # a signal's, raised as a lock call returned: it may hold the mutex
+                    self.plock.drop_if_mine()
                     raise
-                if rc and self.plock.after_trylock(rc):  # type: ignore[union-attr]
-                    self.recovered += 1
             self.depth = 1
             try:
                 return self.update_i64(name, fn, arg) is not MISS or other(self, name, fn, arg)
@@ -680,8 +778,6 @@ class Store:
                     rc = fl[1](fl[2])  # unlock
                     if rc:
                         self.plock.after_unlock(rc)  # type: ignore[union-attr]
-        finally:
-            tl.release()
 
     def add_i64(self, name: str, amount: int) -> Any:
         """``share.x += amount`` on a ``K_I64`` value, in place, as one locked update: the
@@ -704,12 +800,12 @@ class Store:
             return MISS
         try:
             rc = fl[0](fl[2])  # trylock
-        except BaseException:  # raised as it returned (a signal): it may hold the mutex
+            if rc and not self._wait_for_add(rc):
+                return MISS
+        except BaseException:  # a signal's, raised as a lock call returned: it may hold the mutex
             if not self.depth and self.txn is None:  # (else this thread held it already)
-                self.plock.drop_if_mine()  # type: ignore[union-attr]
+                self.plock.drop_if_mine()
             raise
-        if rc and not self._wait_for_add(rc):
-            return MISS
         try:
             q = self.q
             epoch = q[EPOCH_Q]
@@ -830,8 +926,29 @@ class Store:
     def _publish_rebuilt(self, ns: Slot, names: dict[str, int]) -> None:
         """Publish what ``_rebuild`` wrote; this process then knows its names (the ones
         just written) without decoding them."""
+        hdr = self.hdr
+        moved = SLOT.unpack_from(hdr, SLOT_OFF[hdr[SEL_OFF]])[S_AOFF] != ns[S_AOFF]
         self._publish(ns)
         self._names, self._nver, self._nread = names, ns[S_NVER], (ns[S_NBASE], ns[S_NLEN], ns[S_TN])
+        if moved:
+            self.q[DEAD_Q] = 0  # a fresh region
+            self._give_back(ns)
+
+    def _give_back(self, s: Slot) -> None:
+        """After a compaction is published: return the memory of every page of the file
+        outside the header and the new active region (the old region, older ones, the
+        spare) to the system (``MADV_REMOVE``: a hole in the /dev/shm file, which keeps its
+        size, so no process's mapping ever reaches past its end). Nobody reads there: record
+        bytes are read under the lock, and only from the active region. The next compaction
+        reserves its region's pages again (``_reserve``)."""
+        if _MADV_REMOVE is None:  # pragma: no cover - not Linux
+            return
+        a0, a1 = s[S_AOFF], s[S_AOFF] + s[S_ASIZE]
+        end = min(s[S_FSIZE], len(self.mm))
+        for lo, hi in ((HEADER, a0), (a1, end)):
+            if hi > lo:
+                with contextlib.suppress(OSError, ValueError):  # (a filesystem without holes)
+                    self.mm.madvise(_MADV_REMOVE, lo, hi - lo)
 
     def _write_rec(self, pos: int, end: int, seq: int, kind: int, data: bytes) -> int | None:
         ln = len(data)
@@ -980,22 +1097,23 @@ class Store:
             nbase = s[S_NBASE]
             blob = bytes(mm[s[S_NOFF] : s[S_NOFF] + s[S_NLEN]]) + _piece((), [nm for nm in changes if nm not in names])
         act_off, act_size, spr_off, spr_size, fsize = s[S_AOFF], s[S_ASIZE], s[S_SOFF], s[S_SSIZE], s[S_FSIZE]
-        placed = None if extra >= 0 else self._place(live, blob, seq, s[S_BUMP], act_off + act_size, copy_live=False)
+        need = -1
+        if extra < 0 and act_size >= SHRINK_FROM:  # a big region: is it mostly garbage?
+            need = self._need(live, len(blob))
+            placed = None if _region_for(need) * 4 <= act_size else (
+                self._place(live, blob, seq, s[S_BUMP], act_off + act_size, copy_live=False))
+        else:
+            placed = None if extra >= 0 else self._place(live, blob, seq, s[S_BUMP], act_off + act_size, copy_live=False)
         if placed is None:
-            # compaction into the spare region, or into a new bigger region
-            need = sum(
-                _align(RSIZE + len(v[2])) if v[2] is not None else self._chain_size(v[0]) for v in live.values()
-            )
-            need += _room(len(blob)) + _room(ESIZE * len(live)) + 64 * len(live) + 4096 + max(extra, 0)
-            target = (max(MIN_REGION, 2 * need) + 4095) & ~4095  # whole pages
-            if spr_size >= target:
-                t_off, t_size = spr_off, spr_size
-            else:
-                t_off, t_size = fsize, target
+            # compaction into a region twice the live data: the lowest place that does not
+            # overlap the active region (before it, else just after it, growing the file)
+            t_size = _region_for((need if need >= 0 else self._need(live, len(blob))) + max(extra, 0))
+            t_off = HEADER if HEADER + t_size <= act_off else act_off + act_size
+            if t_off + t_size > fsize:
                 fsize = t_off + t_size
                 os.ftruncate(self.fd, fsize)
-                _reserve(self.fd, t_off, t_size)
                 self._remap(fsize)
+            _reserve(self.fd, t_off, t_size)  # (its pages were given back: see _give_back)
             placed = self._place(live, blob, seq, t_off, t_off + t_size, copy_live=True)
             if placed is None:  # pragma: no cover - sizes above always fit
                 raise RuntimeError("Share store compaction failed to fit its data")
@@ -1005,6 +1123,14 @@ class Store:
         ns = (seq, flags, noff, len(blob), seq, toff, len(live), act_off, act_size, bump, spr_off, spr_size,
               fsize, nbase, ncap, tcap)
         return ns, {nm: i for i, nm in enumerate(live)}
+
+    def _need(self, live: dict[str, tuple[int, int, bytes | None]], blob_len: int) -> int:
+        """Bytes the live records (with their delta chains), names and table take, with
+        their room to grow."""
+        need = sum(
+            _align(RSIZE + len(v[2])) if v[2] is not None else self._chain_size(v[0]) for v in live.values()
+        )
+        return need + _room(blob_len) + _room(ESIZE * len(live)) + 64 * len(live) + 4096
 
     def _place(
         self, live: dict[str, tuple[int, int, bytes | None]], blob: bytes, seq: int,
@@ -1051,7 +1177,13 @@ class _Locked:
         self.st.acquire()
 
     def __exit__(self, *exc: object) -> None:
-        self.st.release()
+        st = self.st
+        depth = st.depth - 1
+        try:
+            st.release()
+        except BaseException:
+            st.settle(depth)
+            raise
 
 
 def _room(size: int) -> int:
@@ -1072,6 +1204,12 @@ def _piece(gone: Any, put: Any) -> bytes:
 def _words(mm: mmap.mmap) -> memoryview:
     """The mapping as 8-byte words (a file written by an older layout may end mid-word)."""
     return memoryview(mm)[: len(mm) & ~7].cast("Q")
+
+
+def _region_for(need: int) -> int:
+    """Size of a region for ``need`` bytes of live data: twice as much (a compaction every
+    ``need`` bytes written: amortized O(1) a byte), whole pages, at least MIN_REGION."""
+    return (max(MIN_REGION, 2 * need) + 4095) & ~4095
 
 
 def _reserve(fd: int, off: int, size: int) -> None:
