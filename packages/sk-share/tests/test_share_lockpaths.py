@@ -485,6 +485,34 @@ def _interrupt_before(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) ->
     return fired
 
 
+class _InterruptedRLock:
+    """A store's thread lock whose first ``acquire`` in the main thread raises
+    KeyboardInterrupt once it has taken the lock (a signal arriving during the call)."""
+
+    def __init__(self, lock: Any) -> None:
+        self.lock = lock
+        self.fired: list[int] = []
+
+    def acquire(self, *args: Any, **kwargs: Any) -> bool:
+        got = self.lock.acquire(*args, **kwargs)
+        if got and not self.fired and threading.current_thread() is threading.main_thread():
+            self.fired.append(1)
+            raise KeyboardInterrupt
+        return bool(got)
+
+    def release(self) -> None:
+        self.lock.release()
+
+    def _is_owned(self) -> bool:
+        return bool(self.lock._is_owned())
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 def _busy_for_a_moment(st: Any) -> Any:
     """Another thread holds the mutex for 50 ms: this thread's next lock call finds it busy
     and waits (the path where the wait's end can be interrupted)."""
@@ -522,6 +550,7 @@ def _cat(share: Share) -> None:
 @pytest.mark.parametrize(("where", "update"), [
     *(("a busy lock's wait ends", u) for u in sorted(_UPDATES)),  # RobustMutex.acquire returns
     ("the thread lock is let go", "int +="),  # add_i64's wait: its `with tlock` ends
+    *(("the thread lock is taken", u) for u in ("str +=", "method", "d[k] =")),  # its acquire returns
     ("release begins", "d[k] ="),  # Store.release, before it does anything
     ("the mutex's release begins", "d[k] ="),  # inside Store.release (the fast paths unlock in C)
 ])
@@ -537,6 +566,9 @@ def test_an_interrupt_at_each_step_of_taking_and_releasing_never_keeps_the_lock(
             fired = _interrupt_after(monkeypatch, _lock.RobustMutex, "acquire")
         elif where == "the thread lock is let go":
             fired = _interrupt_after(monkeypatch, _store.Store, "_wait_for_add")
+        elif where == "the thread lock is taken":
+            st.tlock = _InterruptedRLock(st.tlock)
+            fired = st.tlock.fired
         elif where == "release begins":
             fired = _interrupt_before(monkeypatch, _store.Store, "release")
         else:
@@ -548,6 +580,8 @@ def test_an_interrupt_at_each_step_of_taking_and_releasing_never_keeps_the_lock(
             pass
         t.join(TIMEOUT)
         monkeypatch.undo()
+        if isinstance(st.tlock, _InterruptedRLock):
+            st.tlock = st.tlock.lock
         assert _futex_holder(st) == 0, f"interrupted as {where}: {update} kept the process lock"
         assert st.depth == 0 and st.txn is None
         assert st.tlock.acquire(blocking=False)  # and the thread lock (no leaked count)

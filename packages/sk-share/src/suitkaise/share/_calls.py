@@ -136,7 +136,14 @@ def call(
     fl = st.fast_lock  # the robust mutex's C functions (None: the fcntl lock, or closed)
     if fl is None:
         return MISS
-    with st.tlock:  # (`with`, not acquire(): no signal can land between the two)
+    tl = st.tlock
+    try:
+        tl.acquire()
+    except BaseException:  # a signal's, raised as acquire returned: undo its count
+        if tl._is_owned():  # type: ignore[attr-defined]  # (see Store.acquire)
+            tl.release()
+        raise
+    try:
         if st.depth or st.txn is not None or st.closed:
             return MISS  # nested in an operation or a `with share.lock()` block
         try:
@@ -155,6 +162,8 @@ def call(
             rc = fl[1](fl[2])  # unlock
             if rc:
                 st.plock.after_unlock(rc)  # type: ignore[union-attr]
+    finally:
+        tl.release()
 
 
 def _locked(

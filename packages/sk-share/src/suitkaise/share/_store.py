@@ -320,7 +320,9 @@ class Store:
             return
         try:
             tl.acquire()
-        except BaseException:  # a signal's, raised as acquire returned: it may hold it
+        except BaseException:  # a signal's, raised as acquire returned: undo its count
+            # (owned now means this call took it: an RLock this thread held already is
+            # taken again at once, and an acquire interrupted while it waits takes nothing)
             if tl._is_owned():  # type: ignore[attr-defined]
                 tl.release()
             raise
@@ -751,7 +753,14 @@ class Store:
         (``update_i64``), else ``other(self, name, fn, arg)``. False when neither applies
         (nothing was changed): the caller takes the general path. ``acquire``/``release``
         inlined: this is the hottest write path (``share.x += v``)."""
-        with self.tlock:  # (`with`, not acquire(): no signal can land between the two)
+        tl = self.tlock
+        try:
+            tl.acquire()
+        except BaseException:  # a signal's, raised as acquire returned: undo its count
+            if tl._is_owned():  # type: ignore[attr-defined]  # (see Store.acquire)
+                tl.release()
+            raise
+        try:
             if self.depth or self.txn is not None or self.closed:
                 return False  # nested in an operation or a `with share.lock()` block
             fl = self.fast_lock  # the robust mutex's C functions (None: fcntl lock)
@@ -778,6 +787,8 @@ class Store:
                     rc = fl[1](fl[2])  # unlock
                     if rc:
                         self.plock.after_unlock(rc)  # type: ignore[union-attr]
+        finally:
+            tl.release()
 
     def add_i64(self, name: str, amount: int) -> Any:
         """``share.x += amount`` on a ``K_I64`` value, in place, as one locked update: the
