@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Any
@@ -614,3 +615,122 @@ def test_an_interrupt_as_a_lock_block_ends_never_keeps_the_lock(monkeypatch: pyt
         with share.lock():
             share.n += 1
         assert share.n == 6
+
+
+def _ping(pid: int, seconds: float) -> None:
+    import random
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(random.uniform(0, 0.002))
+        try:
+            os.kill(pid, signal.SIGINT)
+        except ProcessLookupError:
+            return
+
+
+def _take_the_lock(share: Share, q: Any) -> None:
+    with share.lock():
+        q.put("took it")
+
+
+@pytest.mark.skipif(not _lock.robust_available(), reason="no robust pthread mutexes here")
+def test_ctrl_c_while_looping_over_lock_blocks_never_keeps_the_lock(start_method: str) -> None:
+    # before (a new-user trial, 4 of 4 runs): an interrupt landing as a block's __exit__
+    # began skipped it: the block's lock and transaction stayed held for good (every other
+    # process hung, this one's later writes were lost, m and m2 drifted apart)
+    ctx = multiprocessing.get_context()
+    armed = [False]
+
+    def interrupt(signum: int, frame: Any) -> None:
+        if armed[0]:  # only inside the loop below
+            armed[0] = False
+            raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGINT, interrupt)
+    try:
+        with Share() as share:
+            share.m, share.m2 = 0, 0
+            st = _store.get_store(share._sk_name)
+            pinger = ctx.Process(target=_ping, args=(os.getpid(), 2.0))
+            pinger.start()
+            caught, left_open = 0, []
+            try:
+                while pinger.is_alive():
+                    try:
+                        armed[0] = True
+                        while pinger.is_alive():
+                            with share.lock():
+                                share.m += 1
+                                share.m2 += 1
+                        armed[0] = False
+                    except KeyboardInterrupt:
+                        armed[0] = False
+                        caught += 1
+                        if st.txn is not None or st.depth:
+                            left_open.append(caught)
+                            break
+            finally:
+                armed[0] = False
+                pinger.kill()
+                pinger.join(TIMEOUT)
+            assert not left_open, f"a block stayed open after interrupt {left_open[0]}"
+            assert caught > 50  # (the test did interrupt the loop)
+            assert signal.getsignal(signal.SIGINT) is interrupt  # the block's stand-in is gone
+            assert share.m == share.m2  # every block all or nothing
+            q = ctx.Queue()
+            p = ctx.Process(target=_take_the_lock, args=(share, q))
+            p.start()
+            try:
+                assert q.get(timeout=20) == "took it"
+            finally:
+                p.join(TIMEOUT)
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def test_a_signal_landing_in_a_blocks_exit_waits_for_it_and_elsewhere_does_not() -> None:
+    from suitkaise.share import _defer
+
+    def in_exit() -> Any:
+        return sys._getframe()
+
+    seen: list[str] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        seen.append(frame.f_code.co_name)
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGINT, handler)
+    _defer.EXITS.add(in_exit.__code__)
+    try:
+        d = _defer.defer()
+        assert d is not None
+        d.install()
+        stand_in = signal.getsignal(signal.SIGINT)
+        assert stand_in != handler
+        assert _defer.defer() is None  # a nested block leaves it to the outer one
+        stand_in(signal.SIGINT, in_exit())  # lands in an __exit__: kept
+        assert seen == []
+        with pytest.raises(KeyboardInterrupt):
+            stand_in(signal.SIGINT, sys._getframe())  # anywhere else: handled at once
+        assert seen == ["test_a_signal_landing_in_a_blocks_exit_waits_for_it_and_elsewhere_does_not"]
+        with pytest.raises(KeyboardInterrupt):
+            d.end()  # the kept one, once the block has ended
+        assert seen[-1] == "in_exit"
+        assert signal.getsignal(signal.SIGINT) is handler
+        # a restore a signal cut short leaves a stand-in that only passes signals on; the
+        # next block unwraps it instead of taking it for an outer block's
+        d = _defer.defer()
+        assert d is not None
+        d.install()
+        d.active = False
+        d.pending.clear()
+        with pytest.raises(KeyboardInterrupt):
+            signal.getsignal(signal.SIGINT)(signal.SIGINT, in_exit())  # (not kept: inactive)
+        d2 = _defer.defer()
+        assert d2 is not None and (signal.SIGINT, handler) in d2.saved
+        d.restore()
+    finally:
+        _defer.EXITS.discard(in_exit.__code__)
+        signal.signal(signal.SIGINT, old)

@@ -69,18 +69,17 @@ def test_a_big_value_replaced_or_deleted_gives_its_memory_back(how: str, size: i
 
 
 @pytest.mark.parametrize("big", [2 * MB, 8 * MB])
-def test_a_region_still_a_quarter_live_is_not_moved(big: int) -> None:
-    # replacing a value when the rest still needs more than a quarter of the region (2 MB:
-    # too small a value to look; 8 MB: it looks, and the 5 MB left need a region of over
-    # a quarter): no compaction, which the next writes would only undo
+def test_a_region_still_over_a_quarter_live_is_not_moved(big: int) -> None:
+    # replacing a value when the rest is still over a quarter of the region (the 9 MB left
+    # of 11 or 17 MB): no compaction, which the next writes would only undo
     with Share() as share:
-        share.mid = b"m" * (5 * MB)
+        share.mid = b"m" * (9 * MB)
         share.big = b"x" * big
         region = _active(share)
         assert region >= SHRINK_FROM
         share.big = b"y"
         assert _active(share) == region
-        assert share.mid == b"m" * (5 * MB) and share.big == b"y"
+        assert share.mid == b"m" * (9 * MB) and share.big == b"y"
 
 
 def _reader(share: Share, rounds: int, q: Any) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _ops
+from . import _defer, _ops
 from ._base import ShareError
 from ._base import oga as _oga
 from ._store import FLAG_CLOSED, FLAG_STOPPED, NO_EPOCH, S_FLAGS, Store, StoreGone
@@ -26,12 +26,13 @@ class Critical:
     """``with share.lock():`` - holds the store's lock (thread RLock + robust process mutex)
     for the block and collects its writes into one transaction (``Store.txn``)."""
 
-    __slots__ = ("outer", "share", "st")
+    __slots__ = ("deferral", "outer", "share", "st")
 
     def __init__(self, share: Any) -> None:
         self.share = share
         self.st: Store | None = None
         self.outer = False
+        self.deferral: _defer.Deferral | None = None
 
     def __enter__(self) -> Any:
         share = self.share
@@ -66,7 +67,14 @@ class Critical:
                     # the fast read paths must not skip the block: none matches until it ends
                     # (O(1): the epoch source is swapped, no cached entry is touched)
                     st.eq = NO_EPOCH
+                    # Ctrl-C as __exit__ begins would skip it: keep such signals until it ends
+                    self.deferral = _defer.defer()
+                    if self.deferral is not None:
+                        self.deferral.install()
             except BaseException:
+                if self.deferral is not None:
+                    self.deferral.restore()
+                    self.deferral = None
                 if self.outer:
                     self.outer = False
                     st.txn = None
@@ -106,7 +114,15 @@ class Critical:
                 st.eq = st.q
             depth = st.depth - 1
             try:
-                st.release()
-            except BaseException:  # see Store.settle
-                st.settle(depth)
-                raise
+                try:
+                    st.release()
+                except BaseException:  # see Store.settle
+                    st.settle(depth)
+                    raise
+            finally:
+                d, self.deferral = self.deferral, None
+                if d is not None:
+                    d.end()  # the signals kept while it ended (the lock is free now)
+
+
+_defer.EXITS.add(Critical.__exit__.__code__)

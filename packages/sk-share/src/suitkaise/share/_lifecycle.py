@@ -14,7 +14,6 @@ exit, and what a forked child does with the handles it inherited.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import weakref
 from typing import Any
@@ -91,8 +90,12 @@ def owner_cleanup(name: str, pid: int) -> None:
                         st.commit({}, flags=st.slot()[S_FLAGS] | FLAG_STOPPED | FLAG_CLOSED)
                     finally:
                         st.depth = 0
-                        with contextlib.suppress(OSError):
+                        try:
                             st.unlock_process()
+                        except BaseException as e:  # (OSError, or a signal's as it began)
+                            st.plock.drop_if_mine()
+                            if not isinstance(e, OSError):
+                                raise
         except Exception:
             pass
     unlink(name)

@@ -17,8 +17,8 @@
   returns, so a lock call that took the mutex may never hand back its result. Each call
   site catches that and, if the futex word names this thread, releases the mutex
   (``drop_if_mine``); a release a signal cuts short as it begins is finished by its caller
-  (``Store.settle``). One window is Python's own: a signal landing exactly as a
-  ``with share.lock():`` block calls ``__exit__`` (bpo-29988).
+  (``Store.settle``); one that lands as a held ``with`` block's ``__exit__`` begins
+  (Python's own window, bpo-29988) waits until it has run (``_defer.py``).
 * Kill-safe: the mutex is *robust*. When its holder dies (even by SIGKILL) the kernel
   marks it and wakes a waiter, whose lock call returns ``EOWNERDEAD``; we call
   ``pthread_mutex_consistent`` and carry on. That is safe here because every commit
@@ -221,15 +221,15 @@ class RobustMutex:
         """Take the mutex if it is free; never blocks."""
         try:
             rc = _FUNCS[1](self._buf)  # type: ignore[index]
+            if rc == 0:
+                return True
+            if rc == _EBUSY:
+                return False
+            self._after(rc)  # (its holder died: ours now, repaired)
+            return True
         except BaseException:
             self.drop_if_mine()
             raise
-        if rc == 0:
-            return True
-        if rc == _EBUSY:
-            return False
-        self._after(rc)
-        return True
 
     def _after(self, rc: int) -> bool:
         if rc == _EOWNERDEAD:

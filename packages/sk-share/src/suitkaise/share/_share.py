@@ -407,8 +407,13 @@ class Share:
         if st is None:
             return True
         stop_server(d["_sk_name"], timeout)
-        if not st.tlock.acquire(timeout=max(timeout, 0.0)):
-            return False
+        try:
+            if not st.tlock.acquire(timeout=max(timeout, 0.0)):
+                return False
+        except BaseException:  # a signal's, raised as acquire returned: undo its count
+            if st.tlock._is_owned():  # (see Store.acquire)
+                st.tlock.release()
+            raise
         try:
             import time
 
@@ -425,7 +430,11 @@ class Share:
                 d["_sk_seq"] = st.commit({}, flags=FLAG_STOPPED)
             finally:
                 st.depth = 0
-                st.unlock_process()
+                try:
+                    st.unlock_process()
+                except BaseException:  # a signal's, as it began: it may not have unlocked
+                    st.plock.drop_if_mine()
+                    raise
             d["_sk_snapshot"] = snap
             d["_sk_store"] = None
             track_pending(d["_sk_name"])  # (before the store leaves: no -pending file yet)

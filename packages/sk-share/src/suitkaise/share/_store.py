@@ -69,7 +69,8 @@ There is no server process: every process reads and writes the file itself.
   with ``posix_fallocate``), and the slot flip switches regions. Compaction never touches
   live data before the flip. A big region (``SHRINK_FROM``) also counts the bytes of the
   values replaced or deleted in it (``DEAD_Q``, ``_garbage``) and is compacted into a
-  smaller one once its live data would fit a quarter of it. After every compaction the
+  region half its size once its live data would fit that (a quarter of the region) with
+  room to grow: after a peak it comes back to about 4x its live data or less. After every compaction the
   pages outside the header and the new region go back to the system (``_give_back``).
 * Every commit first bumps the *epoch* word. A reader compares it (one 8-byte read through a
   memoryview, no lock, no syscall) with the epoch at which its cached copy was checked: if
@@ -95,10 +96,11 @@ import tempfile
 import threading
 from typing import Any
 
+from . import _defer
 from ._codec import K_CHAIN, K_I64
 from ._lock import KIND_FCNTL, KIND_ROBUST, FcntlLock, RobustMutex, robust_available
 
-MAGIC = b"SKSHARE5"
+MAGIC = b"SKSHARE6"  # 6: DEAD_Q, and pages outside the active region may be holes
 HEADER = 4096
 SEL_OFF = 8  # 1 byte: which slot is committed
 LOCK_KIND_OFF = 9  # 1 byte: KIND_ROBUST or KIND_FCNTL
@@ -139,8 +141,9 @@ _EBUSY = errno.EBUSY
 SEQ = struct.Struct("<Q")
 MIN_REGION = 1 << 20
 # a rebuild of a region at least this big first checks whether its live data would fit a
-# region a quarter of its size, and if so compacts into one (memory given back after a peak)
-SHRINK_FROM = 4 * MIN_REGION
+# region half its size (with a region's room: twice the live data), and if so compacts into
+# one (memory given back after a peak: at most ~4x the live data stays held)
+SHRINK_FROM = 2 * MIN_REGION
 _MADV_REMOVE = getattr(mmap, "MADV_REMOVE", None)
 
 FLAG_STOPPED = 1
@@ -653,7 +656,7 @@ class Store:
         dead = q[DEAD_Q] + mq[r + R_BASE] + mq[r + R_LOG] + RSIZE
         q[DEAD_Q] = dead
         seq = self._append(tail, kind, data, nxt, prev, base, log)
-        if (nxt - s[S_AOFF] - dead) * 8 <= s[S_ASIZE]:  # (``_garbage``'s test, inlined)
+        if (nxt - s[S_AOFF] - dead) * 4 <= s[S_ASIZE]:  # (``_garbage``'s test, inlined)
             self._garbage(0, nxt - s[S_AOFF], s[S_ASIZE])
         return seq
 
@@ -671,16 +674,16 @@ class Store:
     def _garbage(self, n: int, used: int, size: int) -> None:
         """A commit just made ``n`` bytes of a big region garbage (``used`` of its ``size``
         bytes are used now); call under the lock.
-        When the region's used bytes less its garbage would fit an eighth of it, compact
+        When the region's used bytes less its garbage would fit a quarter of it, compact
         into a region sized for the live data (``_rebuild``: a copy-on-write commit of its
         own, then ``_give_back``). The count is an estimate (tables and names copied aside
         are not in it, so it only ever errs towards not compacting); a look that finds the
-        live data too big to shrink for sets it to the exact figure, so the next look waits
-        for as much garbage again."""
+        live data too big to shrink for sets it so that the next look waits for size/16
+        more bytes of garbage (each look walks every name: amortized over those writes)."""
         q = self.q
         dead = q[DEAD_Q] + n
         q[DEAD_Q] = dead
-        if (used - dead) * 8 > size:
+        if (used - dead) * 4 > size:
             return
         s = self.slot()
         names = self.names(s)
@@ -689,11 +692,16 @@ class Store:
             nm: (WORD.unpack_from(mm, s[S_TOFF] + ESIZE * i)[0], 0, None) for nm, i in names.items()
         }
         need = self._need(live, s[S_NLEN])
-        if _region_for(need) * 4 > s[S_ASIZE]:
-            q[DEAD_Q] = max(used - need, 0)
+        if _region_for(need) * 2 > s[S_ASIZE]:
+            q[DEAD_Q] = max(used - 5 * size // 16, 0)  # look again after size/16 more garbage
             return
-        q[EPOCH_Q] += 1
-        self._publish_rebuilt(*self._rebuild(s, s[S_SEQ] + 1, names, {}, False, s[S_FLAGS]))
+        # the caller's write is committed: a failed compaction (a full /dev/shm) must not
+        # read as its failure. It leaves the old state; try again after as much garbage
+        try:
+            q[EPOCH_Q] += 1
+            self._publish_rebuilt(*self._rebuild(s, s[S_SEQ] + 1, names, {}, False, s[S_FLAGS]))
+        except Exception:
+            q[DEAD_Q] = 0
 
     def _append(
         self, tail: tuple[Any, ...], kind: int, data: bytes, nxt: int, prev: int, base: int, log: int,
@@ -1111,7 +1119,7 @@ class Store:
         need = -1
         if extra < 0 and act_size >= SHRINK_FROM:  # a big region: is it mostly garbage?
             need = self._need(live, len(blob))
-            placed = None if _region_for(need) * 4 <= act_size else (
+            placed = None if _region_for(need) * 2 <= act_size else (
                 self._place(live, blob, seq, s[S_BUMP], act_off + act_size, copy_live=False))
         else:
             placed = None if extra >= 0 else self._place(live, blob, seq, s[S_BUMP], act_off + act_size, copy_live=False)
@@ -1177,24 +1185,44 @@ class Store:
 
 
 class _Locked:
-    """Context manager for ``Store.locked``."""
+    """Context manager for ``Store.locked`` (signals landing as ``__exit__`` begins wait
+    for it: ``_defer.py``)."""
 
-    __slots__ = ("st",)
+    __slots__ = ("deferral", "st")
 
     def __init__(self, st: Store) -> None:
         self.st = st
+        self.deferral: _defer.Deferral | None = None
 
     def __enter__(self) -> None:
-        self.st.acquire()
+        st = self.st
+        st.acquire()
+        try:
+            self.deferral = _defer.defer()
+            if self.deferral is not None:
+                self.deferral.install()
+        except BaseException:
+            if self.deferral is not None:
+                self.deferral.restore()
+            self.__exit__()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         st = self.st
         depth = st.depth - 1
         try:
-            st.release()
-        except BaseException:
-            st.settle(depth)
-            raise
+            try:
+                st.release()
+            except BaseException:  # see Store.settle
+                st.settle(depth)
+                raise
+        finally:
+            d, self.deferral = self.deferral, None
+            if d is not None:
+                d.end()
+
+
+_defer.EXITS.add(_Locked.__exit__.__code__)
 
 
 def _room(size: int) -> int:
