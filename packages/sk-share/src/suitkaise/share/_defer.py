@@ -60,13 +60,16 @@ class Deferral:
             _signal.signal(sig, self._handle)
 
     def restore(self) -> None:
-        """Put the handlers back (unless the block installed its own since). A signal that
-        lands once one is back is that handler's: should it raise, the stand-ins left only
-        pass signals on (``active`` is off), and the next ``defer`` unwraps them."""
-        self.active = False
-        for sig, h in self.saved:
-            if _signal.getsignal(sig) == self._handle:
-                _signal.signal(sig, h)
+        """Put the handlers back (unless the block installed its own since), SIGINT last.
+        A signal landing here meanwhile is kept (this code is in ``EXITS``) unless its own
+        handler is back already: should that raise, the stand-ins left only pass signals
+        on (``active`` is off), and the next ``defer`` unwraps them."""
+        try:
+            for sig, h in reversed(self.saved):
+                if _signal.getsignal(sig) == self._handle:
+                    _signal.signal(sig, h)
+        finally:
+            self.active = False
 
     def end(self) -> None:
         """``restore``, then run the handlers of the signals kept: the first one that
