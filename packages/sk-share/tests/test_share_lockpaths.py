@@ -531,20 +531,23 @@ def _busy_for_a_moment(st: Any) -> Any:
     return t
 
 
-_UPDATES = {
-    "int +=": lambda share: _inc(share),  # Store.add_i64
-    "str +=": lambda share: _cat(share),  # Store.aug
-    "method": lambda share: share.acc.add(1),  # _calls.call
-    "d[k] =": lambda share: share.d.__setitem__("k", 1),  # the general path (_ops.run)
-}
-
-
 def _inc(share: Share) -> None:
-    share.n += 1
+    share.n += 1  # Store.add_i64
 
 
 def _cat(share: Share) -> None:
-    share.s += "x"
+    share.s += "x"  # Store.aug
+
+
+def _call(share: Share) -> None:
+    share.acc.add(1)  # _calls.call
+
+
+def _set_item(share: Share) -> None:
+    share.d["k"] = 1  # the general path (_ops.run)
+
+
+_UPDATES = {"int +=": _inc, "str +=": _cat, "method": _call, "d[k] =": _set_item}
 
 
 @pytest.mark.skipif(not _lock.robust_available(), reason="no robust pthread mutexes here")
