@@ -68,9 +68,7 @@ class Critical:
                     # (O(1): the epoch source is swapped, no cached entry is touched)
                     st.eq = NO_EPOCH
                     # Ctrl-C as __exit__ begins would skip it: keep such signals until it ends
-                    self.deferral = _defer.defer()
-                    if self.deferral is not None:
-                        self.deferral.install()
+                    _defer.start(self)
             except BaseException:
                 if self.deferral is not None:
                     self.deferral.restore()
@@ -112,17 +110,7 @@ class Critical:
                 # after the commit bumped the epoch (or the rollback dropped what the block
                 # mutated): a cached copy the fast reads match again is a committed value
                 st.eq = st.q
-            depth = st.depth - 1
-            try:
-                try:
-                    st.release()
-                except BaseException:  # see Store.settle
-                    st.settle(depth)
-                    raise
-            finally:
-                d, self.deferral = self.deferral, None
-                if d is not None:
-                    d.end()  # the signals kept while it ended (the lock is free now)
+            st.release_block(self)
 
 
 _defer.EXITS.add(Critical.__exit__.__code__)

@@ -98,6 +98,14 @@ def defer() -> Deferral | None:
     return Deferral(saved) if saved else None
 
 
+def start(block: Any) -> None:
+    """Give a ``with`` block that now holds the lock its Deferral (``block.deferral``,
+    kept before it is installed, so the block's error path can always restore it)."""
+    block.deferral = defer()
+    if block.deferral is not None:
+        block.deferral.install()
+
+
 # (a signal landing while a Deferral puts the handlers back waits too: handled there, it
 # would stop the restore half-way and leave the stand-in installed)
 EXITS.update((Deferral.restore.__code__, Deferral.end.__code__))

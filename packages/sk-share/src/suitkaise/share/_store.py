@@ -374,6 +374,23 @@ class Store:
         elif self.depth == 0 and not self.closed:  # it may have stopped before the unlock
             self.plock.drop_if_mine()
 
+    def release_block(self, block: Any) -> None:
+        """The end of a held ``with`` block (``with share.lock()``, ``_Locked``): one
+        ``release`` as ``settle`` says, then ``block.deferral`` ended (the signals kept
+        while it ended run once the lock is free). In ``_defer.EXITS``: a signal landing
+        as this call begins waits too."""
+        depth = self.depth - 1
+        try:
+            try:
+                self.release()
+            except BaseException:  # see settle
+                self.settle(depth)
+                raise
+        finally:
+            d, block.deferral = block.deferral, None
+            if d is not None:
+                d.end()
+
     def locked(self) -> _Locked:
         return _Locked(self)
 
@@ -1195,12 +1212,9 @@ class _Locked:
         self.deferral: _defer.Deferral | None = None
 
     def __enter__(self) -> None:
-        st = self.st
-        st.acquire()
+        self.st.acquire()
         try:
-            self.deferral = _defer.defer()
-            if self.deferral is not None:
-                self.deferral.install()
+            _defer.start(self)
         except BaseException:
             if self.deferral is not None:
                 self.deferral.restore()
@@ -1208,21 +1222,10 @@ class _Locked:
             raise
 
     def __exit__(self, *exc: object) -> None:
-        st = self.st
-        depth = st.depth - 1
-        try:
-            try:
-                st.release()
-            except BaseException:  # see Store.settle
-                st.settle(depth)
-                raise
-        finally:
-            d, self.deferral = self.deferral, None
-            if d is not None:
-                d.end()
+        self.st.release_block(self)
 
 
-_defer.EXITS.add(_Locked.__exit__.__code__)
+_defer.EXITS.update((_Locked.__exit__.__code__, Store.release_block.__code__))
 
 
 def _room(size: int) -> int:
