@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dis
 import gc
+import multiprocessing
 import pickle
 
-from suitkaise.share import Share, _share
+from suitkaise.share import Share, _aug, _share
 
 
 def test_a_subclass_member_is_not_shadowed_by_a_stored_name() -> None:
@@ -48,3 +50,83 @@ def test_handles_leave_the_read_registry() -> None:
     del s
     gc.collect()
     assert len(_share._HOT) == before
+
+
+def _twins() -> tuple[dict[str, object], int]:
+    """Functions whose reads of ``s.x`` sit at one bytecode offset in different code objects,
+    each used differently: the value escapes, ``+=`` a constant, ``+=`` a variable,
+    ``x = x + v``, a method call, a plain read of a mutable value."""
+    bodies = {
+        "plain": "    return s.x\n",
+        "add": "    s.x += 1\n",
+        "aug": "    s.x += v\n",
+        "reassign": "    s.x = s.x + v\n",
+        "method": "    return s.x.bit_length()\n",
+        "lst": "    return s.lst\n",
+    }
+    def first_read(body: str, pad: int) -> tuple[object, int]:
+        ns: dict[str, object] = {}
+        exec("def fn(s, v=1):\n" + "    pass\n" * pad + body, ns)
+        fn = ns["fn"]
+        code = fn.__code__  # type: ignore[attr-defined]
+        return fn, next(i.offset for i in dis.get_instructions(code) if i.argval in ("x", "lst"))
+
+    target = max(first_read(body, 0)[1] for body in bodies.values())
+    fns = {}
+    offsets = set()
+    for name, body in bodies.items():
+        pad = (target - first_read(body, 0)[1]) // 2  # each `pass` line is a 2-byte NOP
+        fns[name], offset = first_read(body, pad)
+        offsets.add(offset)
+    assert offsets == {target}, "the twins' reads must share one offset"
+    return fns, target
+
+
+def test_reads_at_one_offset_in_different_functions_keep_their_own_meaning() -> None:
+    # The hot path looks an instruction's kind up by offset first (_aug._AT), checked against
+    # the caller's code object: twins at one offset must never borrow each other's kind
+    # (a `+=` read taken for a plain one would drop its update; a plain read taken for
+    # `+=` would apply one nobody asked for).
+    fns, offset = _twins()
+    plain, add, aug, reassign, method, lst = (fns[k] for k in ("plain", "add", "aug", "reassign", "method", "lst"))
+    with Share() as s:
+        s.x = 0
+        s.lst = [1]
+        expected = 0
+        for round_ in range(50):
+            order = [plain, add, aug, reassign, method, lst]
+            order = order[round_ % 6:] + order[:round_ % 6]
+            for fn in order:
+                got = fn(s)
+                if fn in (add, aug, reassign):
+                    expected += 1
+                elif fn is plain:
+                    assert got == expected and type(got) is int
+                elif fn is method:
+                    assert got == expected.bit_length()
+                else:
+                    assert type(got) is not list and got == [1] and list(got) == [1]
+            assert s.x == expected
+        assert s.x == 150
+        assert _aug._AT[offset][0] in {f.__code__ for f in fns.values()}  # type: ignore[attr-defined]
+
+
+def test_a_twin_updated_from_another_process_is_read_fresh() -> None:
+    # the offset-first lookup must not skip the epoch check: another process's += is seen
+    fns, _ = _twins()
+    plain, add = fns["plain"], fns["add"]
+    ctx = multiprocessing.get_context("spawn")
+    with Share() as s:
+        s.x = 0
+        for i in range(3):
+            add(s)  # type: ignore[operator]
+            assert plain(s) == 2 * i + 1  # type: ignore[operator]
+            p = ctx.Process(target=_add_one, args=(s,))
+            p.start()
+            p.join(60)
+            assert p.exitcode == 0
+            assert plain(s) == 2 * i + 2  # type: ignore[operator]
+
+
+def _add_one(s: Share) -> None:
+    s.x += 1

@@ -76,7 +76,7 @@ class Critical:
                 if self.outer:
                     self.outer = False
                     st.txn = None
-                    st.eq = st.q
+                    st.eq = st.ew
                 depth = st.depth - 1
                 try:
                     st.release()
@@ -109,7 +109,7 @@ class Critical:
             if self.outer:
                 # after the commit bumped the epoch (or the rollback dropped what the block
                 # mutated): a cached copy the fast reads match again is a committed value
-                st.eq = st.q
+                st.eq = st.ew
             st.release_block(self)
 
 

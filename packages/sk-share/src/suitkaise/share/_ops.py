@@ -359,7 +359,7 @@ def peek(st: Store, path: Path, fn: Callable[[Any], Any]) -> Any:
     with st.tlock:
         if not st.closed:
             c = st.cache.get(path[0])
-            if c is not None and c[2] == st.eq[EPOCH_Q]:
+            if c is not None and c[2] == st.eq[0]:
                 root = c[1]
                 return fn(resolve(root, _pin(root, path)[1:]))
     return MISS
@@ -372,7 +372,7 @@ def view(share: Any, path: Path, fn: Callable[[Any], Any]) -> Any:
         with st.tlock:  # (peek, inlined: every proxy read passes here)
             if not st.closed:
                 c = st.cache.get(path[0])
-                if c is not None and c[2] == st.eq[EPOCH_Q]:
+                if c is not None and c[2] == st.eq[0]:
                     root = c[1]
                     return fn(resolve(root, _pin(root, path)[1:]))
 

@@ -46,7 +46,7 @@ from typing import Any
 from suitkaise import cucumber
 
 from . import _codec, _net, _ops, _pending, _redis, _snapshot, _store
-from ._aug import _KIND, AUG_ADD, REASSIGN, STORE_ADD, direct_store, read_kind
+from ._aug import _AT, _KIND, AUG_ADD, REASSIGN, STORE_ADD, direct_store, read_kind
 from ._base import RESERVED, ShareError, user_stacklevel
 from ._base import oga as _oga
 from ._critical import Critical
@@ -65,7 +65,7 @@ from ._proxy import Operand, Pending, Proxy, _path_of, _share_of, new_proxy, sam
 from ._remote import REMOTES as _REMOTES
 from ._remote import SERVERS, new_key, stop_server
 from ._remote import SERVERS as _SERVERS
-from ._store import EPOCH_Q, FLAG_CLOSED, FLAG_STOPPED, MISS, Store
+from ._store import FLAG_CLOSED, FLAG_STOPPED, MISS, Store
 from ._txn import Txn, encode_for
 
 __all__ = ["Proxy", "Share", "ShareError"]
@@ -78,6 +78,7 @@ _aug_apply = _ops.aug_apply
 # bound once: a method call on an imported name compiles to LOAD_ATTR (3.11: no
 # LOAD_METHOD for import-originated names), building a bound method on every read (~50 ns)
 _read_kind_of = _KIND.get
+_at_get = _AT.get
 _UNKNOWN = (None, None)  # _read_kind_of's default: an instruction not classified yet
 
 
@@ -555,12 +556,17 @@ class Share:
         # since it was checked: one 8-byte read of the shared epoch). Only stored names
         # are in the cache, so no name of Share's own can be shadowed (subclasses, which
         # may add members, take the general path: _HOT maps them to _NO_HOT).
-        # (subscripts in try blocks, not .get(): ~10 ns less each; the misses are rare)
+        # The instruction's kind comes from _AT (by offset, checked against the caller's
+        # code object), else from _KIND (by id(code) + offset). (Subscripts in try blocks,
+        # not .get(): ~10 ns less each; the misses are rare.)
         try:
             d = _HOT[id(self)]
             st = d["_sk_store"]
             f = _getframe(1)
-            k = _KIND[id(f.f_code) + f.f_lasti]
+            i = f.f_lasti
+            k = _AT[i]
+            if k[0] is not f.f_code:
+                k = _AT[i] = _KIND[id(f.f_code) + i]
         except KeyError:  # a handle being built; an instruction not classified yet
             st = None
         if st is not None:
@@ -568,7 +574,7 @@ class Share:
             if not kind:  # PLAIN
                 try:
                     c = st.cache[name]
-                    if c[3] and c[2] == st.eq[EPOCH_Q]:
+                    if c[3] and c[2] == st.eq[0]:
                         return c[1]
                 except (KeyError, ValueError):  # not cached; detached concurrently
                     pass
@@ -612,7 +618,7 @@ class Share:
             c = st.cache.get(name)
             if c is not None:
                 try:
-                    current = c[2] == st.eq[EPOCH_Q]
+                    current = c[2] == st.eq[0]
                 except ValueError:  # detached concurrently: take the slow path
                     current = False
                 if current:
@@ -624,7 +630,12 @@ class Share:
         t = type(value)
         if t is int and type(self) is Share:
             f = _getframe(1)
-            k = _read_kind_of(id(f.f_code) + f.f_lasti, _UNKNOWN)
+            i = f.f_lasti
+            k = _at_get(i, _UNKNOWN)
+            if k[0] is not f.f_code:
+                k = _read_kind_of(id(f.f_code) + i, _UNKNOWN)
+                if k is not _UNKNOWN:
+                    _AT[i] = k
             if (k[1] == STORE_ADD) if k is not _UNKNOWN else direct_store(f, name):
                 return  # the store-back of `share.x += <int constant>`: its read applied it
         if t is Proxy and _path_of(value) == (name,) and _share_of(value) is self:

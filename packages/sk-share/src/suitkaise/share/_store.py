@@ -112,7 +112,7 @@ EPOCH_Q = EPOCH_OFF // 8
 # big region (SHRINK_FROM) since its compaction; an estimate that makes ``_garbage`` look
 DEAD_Q = 32 // 8
 # ``Store.eq`` during a ``with share.lock()`` block: its epoch word equals no cached entry's
-NO_EPOCH = (-2,) * (EPOCH_Q + 1)
+NO_EPOCH = (-2,)
 SLOT_OFF = (64, 192)
 MUTEX_OFF = 512
 # seq, flags, names_off, names_len, names_ver, tab_off, tab_n,
@@ -185,10 +185,11 @@ class Store:
         self.hdr = hdr  # the header page: never remapped while attached
         self.mm = mm  # the whole file: remapped when another process grew it
         self.q = memoryview(hdr).cast("Q")  # 8-byte words of the header (epoch: q[EPOCH_Q])
-        # what the lock-free fast reads take the epoch from (``eq[EPOCH_Q]``): ``q``, or
+        # what the lock-free fast reads take the epoch from (``eq[0]``): ``ew``, or
         # NO_EPOCH while a ``with share.lock()`` block runs (its staged writes are not in the
         # cache: every read goes through its Txn). One swap, not a pass over the cache.
-        self.eq: Any = self.q
+        self.ew = self.q[EPOCH_Q:EPOCH_Q + 1]  # the epoch word alone: ``ew[0]``
+        self.eq: Any = self.ew
         self.mq = _words(mm)  # 8-byte words of the file (records, tables)
         self.lock_kind = hdr[LOCK_KIND_OFF]
         self.plock: RobustMutex | FcntlLock
@@ -301,10 +302,9 @@ class Store:
             self.cache.clear()
             self.fast_lock = None  # it holds the mutex's buffer: the mapping could not close
             self.plock.detach()
-            with contextlib.suppress(Exception):
-                self.q.release()
-            with contextlib.suppress(Exception):
-                self.mq.release()
+            for view in (self.ew, self.q, self.mq):  # readers of a released view get ValueError
+                with contextlib.suppress(Exception):
+                    view.release()
             for m in (self.hdr, self.mm):
                 with contextlib.suppress(Exception):
                     m.close()
@@ -1307,7 +1307,7 @@ def _after_fork_in_child() -> None:
         if st.txn is not None:  # forked inside a block: its uncommitted in-place changes
             st.cache.clear()  # may be in cached objects, and the child will not commit them
             st.txn = None
-        st.eq = st.q
+        st.eq = st.ew
         st._s = None
 
 
