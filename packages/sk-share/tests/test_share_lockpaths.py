@@ -737,3 +737,43 @@ def test_a_signal_landing_in_a_blocks_exit_waits_for_it_and_elsewhere_does_not()
     finally:
         _defer.EXITS.discard(in_exit.__code__)
         signal.signal(signal.SIGINT, old)
+
+
+def _child_of_a_held_block(out: Any) -> None:
+    from suitkaise.share import _defer
+
+    inherited = signal.getsignal(signal.SIGINT)
+    fresh = _defer.defer()  # what the child's own next block gets
+    with Share() as own, own.lock():
+        own.n = 1
+        during = signal.getsignal(signal.SIGINT)
+    out.put((
+        isinstance(getattr(inherited, "__self__", None), _defer.Deferral),
+        fresh is not None,
+        during is not inherited,
+        signal.getsignal(signal.SIGINT) is signal.default_int_handler,
+    ))
+
+
+def test_a_child_forked_inside_a_held_block_defers_its_own_blocks_signals() -> None:
+    # Process.start() under fork inside `with share.lock():` copies the block's installed
+    # signal stand-in into the child. Left active there, the child's own blocks took it for an
+    # outer block's and installed nothing, and a Ctrl-C landing as one of them ended was kept
+    # by a stand-in whose end() never runs: lost.
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with Share() as share, share.lock():
+            share.x = 1
+            p = ctx.Process(target=_child_of_a_held_block, args=(out,))
+            p.start()
+            got = out.get(timeout=60)
+            p.join(60)
+        assert p.exitcode == 0
+        inherited_stand_in, fresh, own_stand_in, restored = got
+        assert inherited_stand_in  # (the case this test is about)
+        assert fresh, "the child's next block must get its own deferral"
+        assert own_stand_in and restored
+    finally:
+        signal.signal(signal.SIGINT, old)

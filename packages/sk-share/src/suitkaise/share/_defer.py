@@ -21,6 +21,7 @@ from __future__ import annotations
 # ``_signal`` is the C module under ``signal``, whose wrappers convert to and from enums on
 # every call (a failed Enum lookup for each Python handler): ~20x the cost of a block's swap
 import _signal  # type: ignore[import-not-found]
+import os
 import signal
 import threading
 from types import CodeType, FrameType
@@ -106,6 +107,20 @@ def start(block: Any) -> None:
         block.deferral.install()
 
 
+def _after_fork_in_child() -> None:
+    # A child forked inside a held block (Process.start() in `with share.lock():`) inherits
+    # the installed stand-in but holds no block: left active, it would keep the signals that
+    # land in the child's own blocks' __exit__ (its defer() would take it for an outer
+    # block's and install nothing) and no end() would ever run them. Inactive, it only
+    # passes signals on, and the child's next block unwraps it.
+    for sig in _SIGNALS:
+        owner = getattr(_signal.getsignal(sig), "__self__", None)
+        if isinstance(owner, Deferral):
+            owner.active = False
+
+
 # (a signal landing while a Deferral puts the handlers back waits too: handled there, it
 # would stop the restore half-way and leave the stand-in installed)
 EXITS.update((Deferral.restore.__code__, Deferral.end.__code__))
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
