@@ -222,3 +222,29 @@ def test_a_delta_that_finds_the_region_full_links_to_the_moved_head(start_method
         if kind == "dict item":
             expect[2] = 2
         assert got == (expect, 1 if kind == "dict item" else 2)
+
+
+def test_a_compaction_that_fails_for_want_of_space_gives_its_region_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    # /dev/shm fills up while a growing write reserves its new region: the write fails and
+    # changes nothing, and the pages already reserved for the region (unpublished) go back
+    # at once instead of staying allocated until a later compaction happens to reuse them.
+    real = _store._reserve
+    failing = {"on": False}
+
+    def reserve_then_fail(fd: int, off: int, size: int) -> None:
+        real(fd, off, size)  # what a partial posix_fallocate may leave allocated
+        if failing["on"]:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_store, "_reserve", reserve_then_fail)
+    with Share() as share:
+        share.keep = b"k" * 1000
+        before = _allocated(share)
+        failing["on"] = True
+        with pytest.raises(OSError, match="No space left"):
+            share.big = os.urandom(8 * 2**20)
+        assert _allocated(share) < before + 2**20, "the failed region's pages stayed allocated"
+        assert "big" not in dir(share) and share.keep == b"k" * 1000
+        failing["on"] = False
+        share.big = b"b" * (8 * 2**20)  # the next growth works, and reads are exact
+        assert share.big == b"b" * (8 * 2**20) and share.keep == b"k" * 1000

@@ -977,14 +977,18 @@ class Store:
         size, so no process's mapping ever reaches past its end). Nobody reads there: record
         bytes are read under the lock, and only from the active region. The next compaction
         reserves its region's pages again (``_reserve``)."""
-        if _MADV_REMOVE is None:  # pragma: no cover - not Linux
-            return
         a0, a1 = s[S_AOFF], s[S_AOFF] + s[S_ASIZE]
-        end = min(s[S_FSIZE], len(self.mm))
-        for lo, hi in ((HEADER, a0), (a1, end)):
-            if hi > lo:
-                with contextlib.suppress(OSError, ValueError):  # (a filesystem without holes)
-                    self.mm.madvise(_MADV_REMOVE, lo, hi - lo)
+        self._punch(HEADER, a0)
+        self._punch(a1, s[S_FSIZE])
+
+    def _punch(self, lo: int, hi: int) -> None:
+        """Give the pages of bytes ``lo..hi`` of the file back to the system (a hole);
+        nothing where holes are not supported."""
+        hi = min(hi, len(self.mm))
+        if _MADV_REMOVE is None or hi <= lo:  # (not Linux)
+            return
+        with contextlib.suppress(OSError, ValueError):  # (a filesystem without holes)
+            self.mm.madvise(_MADV_REMOVE, lo, hi - lo)
 
     def _write_rec(self, pos: int, end: int, seq: int, kind: int, data: bytes) -> int | None:
         ln = len(data)
@@ -1149,10 +1153,16 @@ class Store:
                 fsize = t_off + t_size
                 os.ftruncate(self.fd, fsize)
                 self._remap(fsize)
-            _reserve(self.fd, t_off, t_size)  # (its pages were given back: see _give_back)
-            placed = self._place(live, blob, seq, t_off, t_off + t_size, copy_live=True)
-            if placed is None:  # pragma: no cover - sizes above always fit
-                raise RuntimeError("Share store compaction failed to fit its data")
+            try:
+                _reserve(self.fd, t_off, t_size)  # (its pages were given back: see _give_back)
+                placed = self._place(live, blob, seq, t_off, t_off + t_size, copy_live=True)
+                if placed is None:  # pragma: no cover - sizes above always fit
+                    raise RuntimeError("Share store compaction failed to fit its data")
+            except BaseException:
+                # (a full /dev/shm): the region is not published and nobody reads it; what
+                # was reserved or copied there goes back now, not at the next compaction
+                self._punch(t_off, t_off + t_size)
+                raise
             spr_off, spr_size = act_off, act_size
             act_off, act_size = t_off, t_size
         noff, ncap, toff, tcap, bump = placed
