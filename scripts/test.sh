@@ -27,6 +27,16 @@ fi
 
 python3 -m pip install --quiet --disable-pip-version-check --upgrade 'tox>=4.11' 'tox-uv>=1.11'
 
+# The newer Pythons pyenv has, for share312/share313 (tox skips an env whose interpreter is
+# missing): their bin directories at the end of PATH, so `python3` stays what it was.
+if command -v pyenv >/dev/null 2>&1; then
+  root=$(pyenv root)
+  for v in $(pyenv versions --bare 2>/dev/null | grep -E '^3\.1[2-9]\.[0-9]+$' || true); do
+    [ -x "$root/versions/$v/bin/python${v%.*}" ] && PATH="$PATH:$root/versions/$v/bin"
+  done
+  export PATH
+fi
+
 junit_dir=".tox/junit"
 rm -rf "$junit_dir"
 status=0

@@ -242,16 +242,20 @@ def test_direct_add_is_taken_and_exact(monkeypatch: pytest.MonkeyPatch) -> None:
     with Share() as share:
         share.c = 0
         share.c  # noqa: B018 - cached: the next reads take the fast path
-        for _ in range(3):
+        for _ in range(6):
             share.c += 5
             share.c -= 2
-        assert share.c == 9
+        assert share.c == 18
         # the first pass classifies each statement (the operator proxy applies it); then
-        # the read applies it and the store-back is a no-op
-        assert calls == [("c", 5), ("c", -2)] * 2
+        # the read applies it and the store-back is a no-op. (3.12+ reports a warm read at
+        # its inline cache, a second offset classified once more: a pass or two later.)
+        assert calls[-6:] == [("c", 5), ("c", -2)] * 3
+        if sys.version_info < (3, 12):
+            assert len(calls) == 10  # every pass after the first
+        taken = len(calls)
         k = 4
         share.c += k  # an operand that is not a constant: the operator proxy, as before
-        assert share.c == 13 and len(calls) == 4
+        assert share.c == 22 and len(calls) == taken
         share.c = 100  # a new record: the next add finds it (the epoch moved)
         share.c += 1
         assert share.c == 101

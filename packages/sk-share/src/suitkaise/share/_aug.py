@@ -45,8 +45,9 @@ def _is_inplace(i: dis.Instruction) -> bool:
 
 def _index(where: dict[int, int], lasti: int) -> int | None:
     """The instruction running at ``lasti``. A specialized instruction may report the
-    offset of one of its inline CACHE entries (3.11 BINARY_SUBSCR_GETITEM): use the
-    instruction that owns it."""
+    offset of one of its inline CACHE entries (3.11 BINARY_SUBSCR_GETITEM; 3.12+
+    LOAD_ATTR_GETATTRIBUTE_OVERRIDDEN, the warm form of every read of a Share attribute):
+    use the instruction that owns it."""
     n = where.get(lasti)
     if n is None:
         before = [o for o in where if o <= lasti]
@@ -310,7 +311,7 @@ def _classify(code: CodeType, lasti: int, name: object, subscr: bool) -> int:
     if _check(code, lasti, name, subscr):
         return AUG
     ins, where = _instructions(code)
-    n = _index(where, lasti) if subscr else where.get(lasti)
+    n = _index(where, lasti)
     if n is None:
         return PLAIN
     cur = ins[n]
@@ -362,13 +363,13 @@ def _shareable(name: object) -> bool:
 
 def _direct_read(code: CodeType, lasti: int, name: object) -> int | None:
     ins, where = _instructions(code)
-    n = where.get(lasti)
+    n = _index(where, lasti)
     return None if n is None else _add_of(ins, n, name)
 
 
 def _direct_store(code: CodeType, lasti: int, name: object) -> int:
     ins, where = _instructions(code)
-    n = where.get(lasti)
+    n = _index(where, lasti)
     return STORE_ADD if n is not None and n >= 5 and _add_of(ins, n - 4, name) is not None else PLAIN
 
 

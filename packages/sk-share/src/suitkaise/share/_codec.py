@@ -28,6 +28,7 @@ import io
 import marshal
 import os
 import stat
+import sys
 import types
 from typing import Any
 
@@ -107,7 +108,28 @@ def is_immutable(value: Any) -> bool:
         return True
     if t is tuple or t is frozenset:
         return all(is_immutable(v) for v in value)
-    return False
+    imm = _OTHER_IMMUTABLE.get(t)
+    if imm is None:
+        imm = _OTHER_IMMUTABLE[t] = _is_numpy_scalar_type(t)
+    return imm
+
+
+# type -> whether its values are immutable, for types outside _IMMUTABLE_ATOMS: numpy's
+# scalars (np.float64(1.5), np.int32, np.bool_, np.str_...) are; learnt once per type
+_OTHER_IMMUTABLE: dict[type, bool] = {}
+
+
+def _is_numpy_scalar_type(t: type) -> bool:
+    """A numpy scalar type whose values cannot change (not ``np.void``: a structured scalar
+    may be a view whose fields can be assigned). numpy is never imported here: a value of
+    its types exists only once the program imported it."""
+    np = sys.modules.get("numpy")
+    if np is None:
+        return False
+    try:
+        return issubclass(t, np.generic) and not issubclass(t, (np.void, np.object_))
+    except Exception:  # pragma: no cover - a numpy without these names
+        return False
 
 
 _SIMPLE_CLASS: dict[type, bool] = {}

@@ -6,7 +6,7 @@
                Store.txn = Txn(block=True)  ◄── every operation of this thread joins it
                Store.eq = NO_EPOCH      ◄── no fast read (cached copy) matches in the block
     __exit__:  no exception: one commit of everything the block staged; else: nothing
-               Store.eq = Store.q       (the commit bumped the epoch first)
+               Store.eq = Store.ew      (the commit bumped the epoch first)
                Store.release  (a holder killed inside the block: the kernel releases the
                robust mutex, nothing of the block was committed)
 """

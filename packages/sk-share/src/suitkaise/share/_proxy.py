@@ -157,6 +157,21 @@ class Proxy:
     def __len__(self) -> int:
         return _read(self, len)
 
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        # numpy (np.asarray(share.arr), np.mean(share.arr), ...): the value as an array in
+        # one read. Without this, numpy takes a Proxy for a sequence and reads it element by
+        # element, each a Share read (np.asarray of 10^6 floats: 4.7 s instead of ~5 ms).
+        # Always a copy of its own, as every read of a mutable value is: the stored value is
+        # shared, and writing through an alias of this process's copy would change nothing.
+        if copy is False:
+            raise ValueError(
+                f"{path_str(_path_of(self))} is stored in a Share: numpy can have it only as a "
+                "copy (np.asarray(..., copy=False) cannot share its memory)"
+            )
+        import numpy  # (loaded: only numpy calls this)
+
+        return _read(self, lambda t: numpy.array(t, dtype=dtype, copy=True))
+
     def __enter__(self) -> Any:
         # `with share.lk:` on a stored lock, connection, file...: each process rebuilds its
         # own copy, so it could not exclude anyone. Say so instead of Python's "does not
