@@ -273,7 +273,9 @@ class Core:
         self.logs = life.LogPump()  # workers' log records reach the parent's handlers through it
         self.limits = (max_items, max_rss)  # max_tasks_per_worker, max_memory_per_worker
         self.pid = os.getpid()
-        self.lock = threading.Lock()
+        # An RLock: it knows its owner, so a release by a thread that does not hold it is an
+        # error, never the release of another thread's hold (see ``wait``)
+        self.lock = threading.RLock()
         self.cv = threading.Condition(self.lock)
         self.jobs: dict[int, Job] = {}
         self.workers: list[_Worker] = []
@@ -318,9 +320,23 @@ class Core:
             self.wake()
             try:
                 while job.handoff and job.fatal is None and (left := deadline - time.monotonic()) > 0:
-                    self.cv.wait(left)
+                    self.wait(left)
             finally:
                 job.handoff = False
+
+    def wait(self, timeout: float | None) -> None:
+        """``cv.wait(timeout)`` for a caller inside ``with self.lock:`` (held once), which
+        holds the lock again however it ends. ``Condition.wait`` releases the lock, waits, and
+        takes it back in a ``finally``; a Ctrl-C raised as the release returns (before that
+        ``try``) left it without the lock, and the caller's ``with`` then released a lock it
+        did not hold (over a plain Lock: maybe the manager's, two threads inside)."""
+        try:
+            self.cv.wait(timeout)
+        except BaseException:
+            if not self.lock._is_owned():  # type: ignore[attr-defined]
+                # (RLock's C method: not interruptible, unlike acquire())
+                self.lock._acquire_restore((1, threading.get_ident()))  # type: ignore[attr-defined]
+            raise
 
     def wake(self) -> None:
         """Interrupt the manager's wait (lock-free: safe from ``__del__``).
@@ -332,8 +348,17 @@ class Core:
             # closed: the pipe's descriptor numbers may belong to other files by now
             return
         self._wake_pending = True
-        with contextlib.suppress(OSError):  # BlockingIOError: a wake-up is already pending
+        try:
             os.write(self._wake_w, b"x")
+        except OSError:  # BlockingIOError: a wake-up is already pending
+            pass
+        except BaseException:
+            # Ctrl-C before the byte went in (contextlib.suppress's Python-level __enter__ was
+            # such a place): a flag left set with no byte made every later wake() a no-op,
+            # and the manager slept through every later call. A byte that did go in leaves
+            # the flag off: the next wake() writes another, harmless.
+            self._wake_pending = False
+            raise
 
     def add_job(self, job: Job) -> None:
         check_can_start_processes(f"Pool.{job.name}")

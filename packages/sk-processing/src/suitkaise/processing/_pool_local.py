@@ -156,7 +156,10 @@ class LocalRun(CallBase):
         if self._per_item and self._timeout is not None:
             deadline = time.monotonic() + self._timeout
         core = self._core
-        with core.cv:
+        # `with core.lock`, not `with core.cv`: Condition.__enter__ is a Python function, and
+        # a Ctrl-C raised as its lock call returned left the lock held for good (the next
+        # call, and the manager thread, then waited on it forever); core.wait: see there
+        with core.lock:
             while True:
                 if job.fatal is not None:
                     raise job.fatal
@@ -175,7 +178,7 @@ class LocalRun(CallBase):
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     break
-                core.cv.wait(remaining)
+                core.wait(remaining)
         self._finish(kill=True)
         raise self._timeout_error("the workers running it were stopped")
 
