@@ -231,10 +231,11 @@ def _stores_to(ins: list[dis.Instruction], m: int, target: list[dis.Instruction]
 # instruction (Share's read hot path relies on it and skips the ``got[0] is code`` check).
 _KIND: dict[int, tuple[Any, ...]] = {}
 # instruction offset -> the _KIND entry ``read_kind`` (or ``direct_store``) last gave for an
-# attribute read (or store) at that offset, in whichever code object. Share's read hot path tries it first: a small-int lookup
-# and an identity check of the caller's code (``entry[0] is frame.f_code``) cost ~40 ns
-# less than hashing ``id(code) + offset`` (two int allocations). Two hot reads at one offset
-# in different code objects take turns: each miss falls back to _KIND and takes the slot.
+# attribute read (or store) at that offset, in whichever code object. Share's read hot path
+# tries it first: a small-int lookup and an identity check of the caller's code
+# (``entry[0] is frame.f_code``) cost ~40 ns less than hashing ``id(code) + offset`` (two
+# int allocations). Two hot reads at one offset in different code objects take turns: each
+# miss falls back to _KIND and takes the slot.
 _AT: dict[int, tuple[Any, ...]] = {}
 _GET: dict[int, tuple[CodeType, bool]] = {}
 
