@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import _alias, _codec, _ops
-from ._aug import _KIND, AUG, BINARY_OPS, METHOD, REASSIGN, get_reassign, read_kind
+from ._aug import _AT, AUG, BINARY_OPS, METHOD, REASSIGN, get_reassign, read_kind
 from ._base import Path
 from ._base import oga as _oga
 from ._ops import NO_DEFAULT, check_blocked
@@ -26,7 +26,7 @@ from ._txn import path_str, resolve
 
 _ATOMS = _codec.ATOMS
 _ATOM_TYPES = frozenset(_ATOMS)
-_KIND_GET = _KIND.get
+_AT_GET = _AT.get
 _getframe = sys._getframe
 _view = _ops.view
 _write = _ops.write
@@ -89,10 +89,10 @@ class Proxy:
             return _oga(self, attr)
         frame = _getframe(1)
         # the hot case: a method about to be called (`share.obj.add(1)`), its instruction
-        # classified before (one lookup; an entry keeps its code alive, so no other code's
-        # instruction has the same key: read_kind's check, as Share.__getattribute__ does)
-        k = _KIND_GET(id(frame.f_code) + frame.f_lasti)
-        if k is not None and k[1] == METHOD:
+        # classified before: the entry read_kind left at its offset (_aug._AT), if it is this
+        # code's (as Share.__getattribute__ looks it up; else read_kind, which restores it)
+        k = _AT_GET(frame.f_lasti)
+        if k is not None and k[0] is frame.f_code and k[1] == METHOD:
             return _Method(_share_of(self), _path_of(self), attr)  # called in one locked step
         share, path = _share_of(self), _path_of(self)
         kind = read_kind(frame, attr)
